@@ -1,0 +1,268 @@
+package cfg
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of TestDiagnostics")
+
+// keyLine is a valid key line for test key files.
+const keyLine = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
+
+// inKeyDir runs the test in a fresh directory holding the key files the
+// test configurations refer to: sync.key (valid, 0600), open.key (valid,
+// 0644) and malformed.key (0600). Git does not keep modes, so they are made
+// here rather than checked in.
+func inKeyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, f := range map[string]struct {
+		content string
+		mode    os.FileMode
+	}{
+		"sync.key":      {keyLine, 0o600},
+		"open.key":      {keyLine, 0o644},
+		"malformed.key": {"not a key\n", 0o600},
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(f.content), f.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, f.mode); err != nil { // the umask may have narrowed it
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	return dir
+}
+
+// TestDiagnostics checks the exact diagnostics (message and position) of
+// every configuration in testdata/diag against its .golden file.
+func TestDiagnostics(t *testing.T) {
+	files, err := filepath.Glob("testdata/diag/*.hcl")
+	if err != nil || len(files) < 20 {
+		t.Fatalf("want at least 20 configurations in testdata/diag, found %d (%v)", len(files), err)
+	}
+	root, _ := os.Getwd()
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".hcl")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(root, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			inKeyDir(t)
+			_, diags := Parse(src, name+".hcl")
+			got := formatAll(diags)
+			golden := filepath.Join(root, "testdata", "diag", name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./cfg -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("diagnostics of %s (-want +got):\n%s", file, diff)
+			}
+			if got == "" {
+				t.Errorf("%s yields no diagnostic; every file in testdata/diag must yield at least one", file)
+			}
+		})
+	}
+}
+
+func formatAll(diags hcl.Diagnostics) string {
+	var b strings.Builder
+	for _, d := range diags {
+		b.WriteString(Format(d))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// TestManyMistakesAllReported checks that one file with many mistakes
+// reports each of them, not just the first.
+func TestManyMistakesAllReported(t *testing.T) {
+	src, err := os.ReadFile("testdata/diag/many-mistakes.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inKeyDir(t)
+	_, diags := Parse(src, "many-mistakes.hcl")
+	want := []string{
+		`many-mistakes.hcl:6,21: vrid must be from 1 to 255, got 256`,
+		`many-mistakes.hcl:8,21: advert_interval for VRRP version 3 must be a multiple of 10ms`,
+		`many-mistakes.hcl:9,38: virtual IP fd00:10:1::1/64 is IPv6 but 10.10.1.1/24 is IPv4`,
+		`many-mistakes.hcl:10,22: unknown track_script "nope"`,
+		`many-mistakes.hcl:16,17: priority 255 (address owner) is not allowed in sync_group "fw"`,
+		`many-mistakes.hcl:18,3: Unsupported argument`,
+		`many-mistakes.hcl:22,30: sync_group "fw" names unknown vrrp_instance "dmz"`,
+		`many-mistakes.hcl:27,20: cache must be "direct" or "external", got "both"`,
+		`many-mistakes.hcl:28,20: commit_timeout: "soon" is not a duration`,
+		`many-mistakes.hcl:29,3: link "sync0" needs peer (unicast) or multicast_group`,
+		`many-mistakes.hcl:33,19: key file open.key is accessible by group or others (mode 0644)`,
+	}
+	got := strings.Split(strings.TrimSpace(formatAll(diags)), "\n")
+	if len(got) != len(want) {
+		t.Errorf("got %d diagnostics, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range min(len(got), len(want)) {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("diagnostic %d = %q, want it to start with %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestValidSyncOnly(t *testing.T) {
+	inKeyDir(t)
+	c, diags := Parse([]byte(`
+conntrack_sync {
+  cache = "external"
+  link "sync0" {
+    interface = "sync"
+    local     = "10.10.3.1"
+    peer      = "10.10.3.2"
+  }
+  auth_key_file = "sync.key"
+}
+`), "sync-only.hcl")
+	if len(diags) != 0 {
+		t.Fatalf("unexpected diagnostics:\n%s", formatAll(diags))
+	}
+	want := &Sync{
+		Mode:  ModeReliable,
+		Cache: CacheExternal,
+		Links: []Link{{
+			Name: "sync0", Interface: "sync", Port: DefaultSyncPort,
+			Local: netip.MustParseAddr("10.10.3.1"), Peer: netip.MustParseAddr("10.10.3.2"),
+		}},
+		Key:                c.Sync.Key, // checked below
+		KeyFile:            "sync.key",
+		Filter:             Filter{IgnoreAddresses: DefaultIgnoreAddresses},
+		Expectations:       true,
+		CommitTimeout:      DefaultCommitTimeout,
+		PurgeDelay:         DefaultPurgeDelay,
+		StartupSyncTimeout: DefaultStartupSyncTimeout,
+		RefreshInterval:    DefaultRefreshInterval,
+		CacheTimeout:       DefaultCacheTimeout,
+	}
+	if diff := cmp.Diff(want, c.Sync, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("Sync (-want +got):\n%s", diff)
+	}
+	if c.Sync.Key[0] != 0x01 || c.Sync.Key[31] != 0xef {
+		t.Errorf("key not loaded from sync.key: %s", c.Sync.Key)
+	}
+	if len(c.Instances) != 0 || len(c.SyncGroups) != 0 {
+		t.Errorf("sync-only config has instances or groups")
+	}
+}
+
+func TestValidVRRPOnlyDefaults(t *testing.T) {
+	c, diags := Parse([]byte(`
+node_name = "fw1"
+vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24", "10.10.1.254"]
+}
+`), "vrrp-only.hcl")
+	if len(diags) != 0 {
+		t.Fatalf("unexpected diagnostics:\n%s", formatAll(diags))
+	}
+	want := Config{
+		Path:     "vrrp-only.hcl",
+		NodeName: "fw1",
+		Control:  Control{Socket: DefaultSocket, Metrics: DefaultMetrics},
+		Log:      Log{Format: "text"},
+		Instances: []Instance{{
+			Name: "lan", Interface: "lan", VRID: 51, Priority: DefaultPriority, Version: 3,
+			Family: IPv4, AdvertInterval: time.Second, Preempt: true,
+			VIPs: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/24"), netip.MustParsePrefix("10.10.1.254/32")},
+			GARP: GARP{Repeat: DefaultGARPRepeat, Interval: DefaultGARPInterval, Delay: DefaultGARPDelay},
+		}},
+	}
+	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("Config (-want +got):\n%s", diff)
+	}
+}
+
+func TestNodeNameDefaultsToHostname(t *testing.T) {
+	c, diags := Parse([]byte(`vrrp_instance "a" {
+  interface   = "lan"
+  vrid        = 1
+  virtual_ips = ["10.0.0.1/24"]
+}`), "x.hcl")
+	if diags.HasErrors() {
+		t.Fatal(formatAll(diags))
+	}
+	host, _ := os.Hostname()
+	if c.NodeName != host {
+		t.Errorf("NodeName = %q, want the hostname %q", c.NodeName, host)
+	}
+}
+
+// TestExamples checks that every configuration in examples/ is valid
+// (with a key file beside it, as the examples expect).
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.hcl")
+	if len(files) < 3 {
+		t.Fatalf("found %d example configurations, want at least 3", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inKeyDir(t)
+			c, diags := Parse(src, filepath.Base(file))
+			if len(diags) != 0 {
+				t.Fatalf("diagnostics:\n%s", formatAll(diags))
+			}
+			if len(c.Instances) == 0 || c.Sync == nil {
+				t.Errorf("example has no instance or no conntrack_sync")
+			}
+			if _, ok := c.ConntrackGroup(); !ok {
+				t.Errorf("example has no sync group driving conntrack")
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, diags := Load(filepath.Join(t.TempDir(), "none.hcl"))
+	if !diags.HasErrors() || !strings.Contains(Format(diags[0]), "cannot read configuration") {
+		t.Fatalf("diags = %q, want a cannot-read error", formatAll(diags))
+	}
+}
+
+func TestKeyFileTooLarge(t *testing.T) {
+	dir := inKeyDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "big.key"), make([]byte, maxKeyFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, diags := Parse([]byte(`conntrack_sync {
+  link "s" {
+    interface = "sync"
+    local     = "10.0.0.1"
+    peer      = "10.0.0.2"
+  }
+  auth_key_file = "big.key"
+}`), "x.hcl")
+	if got := formatAll(diags); !strings.Contains(got, "is larger than 4096 bytes") {
+		t.Errorf("diags = %q, want a too-large error", got)
+	}
+}

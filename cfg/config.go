@@ -1,0 +1,180 @@
+package cfg
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/ctha/ctha/ctsync/auth"
+)
+
+// Config is a validated configuration with every default applied.
+type Config struct {
+	// Path is the file it was read from, as given to Load.
+	Path string
+
+	NodeName     string
+	Control      Control
+	Log          Log
+	Instances    []Instance
+	TrackScripts []TrackScript
+	SyncGroups   []SyncGroup
+	// Sync is nil when the file has no conntrack_sync block.
+	Sync *Sync
+}
+
+// Control is where the daemon can be reached.
+type Control struct {
+	Socket  string // absolute path of the control socket
+	Metrics string // host:port of the Prometheus endpoint; "" disables it
+}
+
+// Log says how the daemon logs.
+type Log struct {
+	Level  slog.Level
+	Format string // "text" or "json"
+}
+
+// Family is an address family.
+type Family uint8
+
+// Address families.
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string {
+	switch f {
+	case IPv4:
+		return "IPv4"
+	case IPv6:
+		return "IPv6"
+	}
+	return "unknown family"
+}
+
+// Instance is one VRRP instance (a virtual router on one interface).
+type Instance struct {
+	Name           string
+	Interface      string
+	VRID           uint8
+	Priority       uint8 // 1..255; 255 = address owner
+	Version        int   // 2 or 3
+	Family         Family
+	AdvertInterval time.Duration
+	Preempt        bool
+	PreemptDelay   time.Duration
+	VIPs           []netip.Prefix
+	UnicastPeers   []netip.Addr // empty: multicast
+	VirtualMAC     bool
+	TrackInterface []TrackInterface
+	TrackScripts   []string // names of TrackScript entries
+	GARP           GARP
+}
+
+// TrackInterface makes an instance follow an interface's carrier.
+type TrackInterface struct {
+	Name string
+	// Weight 0 puts the instance in FAULT while the link is down; otherwise
+	// it is added to the priority while the link is down (negative lowers it).
+	Weight int
+}
+
+// GARP says how gratuitous ARP / unsolicited NA are sent on becoming master.
+type GARP struct {
+	Repeat   int           // messages per burst
+	Interval time.Duration // between the messages of a burst
+	Delay    time.Duration // second burst after this; 0 = none
+	Refresh  time.Duration // periodic burst while master; 0 = off
+}
+
+// TrackScript is a health check run periodically.
+type TrackScript struct {
+	Name     string
+	Command  []string // argv; Command[0] is an absolute path
+	Interval time.Duration
+	Timeout  time.Duration
+	Rise     int // successes before it counts as up
+	Fall     int // failures before it counts as down
+	// Weight 0 puts the tracking instances in FAULT while the script fails;
+	// otherwise it is added to their priority while it fails.
+	Weight int
+}
+
+// SyncGroup is a set of instances that fail over together.
+type SyncGroup struct {
+	Name      string
+	Instances []string
+	// Conntrack says this group's role drives conntrack replication.
+	Conntrack bool
+	Notify    Notify
+}
+
+// Notify lists commands run, in order, after a group changes state.
+type Notify struct {
+	Master, Backup, Fault []string // absolute paths of executables
+	Timeout               time.Duration
+}
+
+// Sync modes.
+const (
+	ModeReliable = "reliable"
+	ModeAlarm    = "alarm"
+)
+
+// Cache modes.
+const (
+	CacheDirect   = "direct"
+	CacheExternal = "external"
+)
+
+// Sync configures conntrack replication.
+type Sync struct {
+	Mode  string // ModeReliable or ModeAlarm
+	Cache string // CacheDirect or CacheExternal
+	Links []Link // 1..4, in order of preference
+
+	// Key authenticates the sync protocol; zero when InsecureNoAuth.
+	Key            auth.Key
+	KeyFile        string // the key file's path, resolved against the config file
+	InsecureNoAuth bool
+
+	TCPWindowTracking  bool
+	Filter             Filter
+	Expectations       bool
+	CommitTimeout      time.Duration
+	PurgeDelay         time.Duration
+	StartupSyncTimeout time.Duration
+	RefreshInterval    time.Duration // alarm mode
+	CacheTimeout       time.Duration // alarm mode
+}
+
+// Link is one sync link.
+type Link struct {
+	Name      string
+	Interface string
+	Local     netip.Addr
+	// Exactly one of Peer and MulticastGroup is valid.
+	Peer           netip.Addr
+	MulticastGroup netip.Addr
+	Port           uint16
+}
+
+// Filter selects what is replicated.
+type Filter struct {
+	Protocols       []string // empty: every protocol
+	IgnoreAddresses []netip.Prefix
+	TCPStates       []string // upper case; empty: every state
+}
+
+// ConntrackGroup returns the sync group whose role drives conntrack
+// replication, if any.
+func (c *Config) ConntrackGroup() (SyncGroup, bool) {
+	for _, g := range c.SyncGroups {
+		if g.Conntrack {
+			return g, true
+		}
+	}
+	return SyncGroup{}, false
+}

@@ -1,0 +1,12 @@
+conntrack_sync {
+  mode             = "alarm"
+  cache            = "kernel"
+  refresh_interval = "30s"
+  cache_timeout    = "20s"
+  link "sync0" {
+    interface = "sync"
+    local     = "10.10.3.1"
+    peer      = "10.10.3.2"
+  }
+  auth_key_file = "sync.key"
+}

@@ -1,0 +1,13 @@
+vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+}
+
+sync_group "a" {
+  instances = ["lan", "dmz"]
+}
+
+sync_group "b" {
+  instances = ["lan"]
+}

@@ -1,0 +1,7 @@
+conntrack_sync {
+  link "sync0" {
+    interface = "sync"
+    local     = "10.10.3.1"
+    peer      = "10.10.3.2"
+  }
+}

@@ -1,0 +1,5 @@
+vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24", "fd00:10:1::1/64"]
+}

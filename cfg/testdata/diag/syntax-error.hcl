@@ -1,0 +1,3 @@
+vrrp_instance "lan" {
+  interface = "lan"
+  vrid      = 51

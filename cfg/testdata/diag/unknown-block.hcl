@@ -1,0 +1,9 @@
+vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+}
+
+vrrp_instanse "wan" {
+  interface = "wan"
+}

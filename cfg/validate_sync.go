@@ -1,0 +1,256 @@
+package cfg
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ctha/ctha/ctsync/auth"
+)
+
+// MaxLinks is the most sync links a node may have.
+const MaxLinks = 4
+
+// Protocols the filter knows, as conntrack names them.
+var filterProtocols = []string{"tcp", "udp", "udplite", "icmp", "icmpv6", "sctp", "dccp", "gre"}
+
+// TCP states as conntrack names them.
+var tcpStates = []string{"SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
+	"LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+func (v *validator) sync(s *syncSyntax) Sync {
+	c := Sync{
+		Mode:               DefaultSyncMode,
+		Cache:              DefaultCacheMode,
+		InsecureNoAuth:     boolOr(s.InsecureNoAuth, false),
+		TCPWindowTracking:  boolOr(s.TCPWindowTracking, false),
+		Expectations:       boolOr(s.Expectations, DefaultExpectations),
+		CommitTimeout:      v.duration(s.CommitTimeout, "commit_timeout", DefaultCommitTimeout, positive),
+		PurgeDelay:         v.duration(s.PurgeDelay, "purge_delay", DefaultPurgeDelay, positive),
+		StartupSyncTimeout: v.duration(s.StartupSyncTimeout, "startup_sync_timeout", DefaultStartupSyncTimeout, positive),
+		RefreshInterval:    v.duration(s.RefreshInterval, "refresh_interval", DefaultRefreshInterval, positive),
+		CacheTimeout:       v.duration(s.CacheTimeout, "cache_timeout", DefaultCacheTimeout, positive),
+		Filter:             v.filter(s.Filter),
+	}
+	if s.Mode.ok() {
+		if !oneOf(s.Mode.Val, ModeReliable, ModeAlarm) {
+			v.errorf(s.Mode.Range, "mode must be %q or %q, got %q", ModeReliable, ModeAlarm, s.Mode.Val)
+		}
+		c.Mode = s.Mode.Val
+	}
+	if s.Cache.ok() {
+		if !oneOf(s.Cache.Val, CacheDirect, CacheExternal) {
+			v.errorf(s.Cache.Range, "cache must be %q or %q, got %q", CacheDirect, CacheExternal, s.Cache.Val)
+		}
+		c.Cache = s.Cache.Val
+	}
+	if c.Mode == ModeAlarm {
+		if c.CacheTimeout <= c.RefreshInterval {
+			r := s.DefRange
+			if s.CacheTimeout.Set {
+				r = s.CacheTimeout.Range
+			}
+			v.errorf(r, "cache_timeout (%s) must be longer than refresh_interval (%s), or every state expires between refreshes",
+				c.CacheTimeout, c.RefreshInterval)
+		}
+	} else {
+		for _, a := range []attr[string]{s.RefreshInterval, s.CacheTimeout} {
+			if a.Set {
+				v.warnf(a.Range, "refresh_interval and cache_timeout are only used with mode = %q", ModeAlarm)
+			}
+		}
+	}
+	c.Links = v.links(s)
+	v.key(s, &c)
+	return c
+}
+
+func (v *validator) links(s *syncSyntax) []Link {
+	if len(s.Links) == 0 {
+		v.errorf(s.DefRange, "conntrack_sync needs at least one link block")
+		return nil
+	}
+	var (
+		out   []Link
+		binds = map[netip.AddrPort]string{}
+	)
+	for i, ls := range s.Links {
+		if i == MaxLinks {
+			v.errorf(ls.DefRange, "at most %d sync links are allowed", MaxLinks)
+			break
+		}
+		l := v.link(ls)
+		if l.Local.IsValid() && l.Port != 0 {
+			b := netip.AddrPortFrom(l.Local, l.Port)
+			if other, dup := binds[b]; dup {
+				v.errorf(ls.Local.Range, "link %q binds %s like link %q; give each link its own address or port", l.Name, b, other)
+			} else {
+				binds[b] = l.Name
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func (v *validator) link(s *linkSyntax) Link {
+	const kind = "link"
+	l := Link{Name: s.Name, Port: DefaultSyncPort}
+	if s.Port.Set {
+		l.Port = uint16(v.intIn(s.Port, "port", 0, 1, 65535)) // 0: invalid, already reported
+	}
+	if v.required(s.Interface.Set, s.block, kind, "interface") && s.Interface.ok() {
+		l.Interface = s.Interface.Val
+		v.ifaceName(s.Interface.Range, l.Interface)
+	}
+	if v.required(s.Local.Set, s.block, kind, "local") && s.Local.ok() {
+		a, err := netip.ParseAddr(s.Local.Val)
+		if err != nil || !(a.IsGlobalUnicast() || a.IsLinkLocalUnicast()) {
+			v.errorf(s.Local.Range, "local must be a unicast IP address of this node, got %q", s.Local.Val)
+		} else {
+			l.Local = a.Unmap()
+		}
+	}
+	switch {
+	case s.Peer.Set && s.MulticastGroup.Set:
+		v.errorf(s.MulticastGroup.Range, "link %q sets both peer and multicast_group; use one", s.Name)
+	case !s.Peer.Set && !s.MulticastGroup.Set:
+		v.errorf(s.DefRange, "link %q needs peer (unicast) or multicast_group", s.Name)
+	case s.Peer.ok():
+		a, err := netip.ParseAddr(s.Peer.Val)
+		switch {
+		case err != nil || !(a.IsGlobalUnicast() || a.IsLinkLocalUnicast()):
+			v.errorf(s.Peer.Range, "peer must be a unicast IP address, got %q", s.Peer.Val)
+		case a.Unmap() == l.Local:
+			v.errorf(s.Peer.Range, "peer %s is this node's own local address", a)
+		case l.Local.IsValid() && familyOf(a) != familyOf(l.Local):
+			v.errorf(s.Peer.Range, "peer %s is %s but local %s is %s", a, familyOf(a), l.Local, familyOf(l.Local))
+		default:
+			l.Peer = a.Unmap()
+		}
+	case s.MulticastGroup.ok():
+		a, err := netip.ParseAddr(s.MulticastGroup.Val)
+		switch {
+		case err != nil || !a.IsMulticast():
+			v.errorf(s.MulticastGroup.Range, "multicast_group must be a multicast address (e.g. \"225.0.0.50\"), got %q", s.MulticastGroup.Val)
+		case l.Local.IsValid() && familyOf(a) != familyOf(l.Local):
+			v.errorf(s.MulticastGroup.Range, "multicast_group %s is %s but local %s is %s", a, familyOf(a), l.Local, familyOf(l.Local))
+		default:
+			l.MulticastGroup = a.Unmap()
+		}
+	}
+	return l
+}
+
+func (v *validator) filter(s *filterSyntax) Filter {
+	f := Filter{IgnoreAddresses: DefaultIgnoreAddresses}
+	if s == nil {
+		return f
+	}
+	for i, p := range s.Protocols.Val {
+		p = strings.ToLower(p)
+		if !oneOf(p, filterProtocols...) {
+			v.errorf(s.Protocols.elem(i), "unknown protocol %q (known: %s)", s.Protocols.Val[i], strings.Join(filterProtocols, ", "))
+			continue
+		}
+		f.Protocols = append(f.Protocols, p)
+	}
+	if s.IgnoreAddresses.ok() {
+		f.IgnoreAddresses = nil
+		for i, str := range s.IgnoreAddresses.Val {
+			p, err := parsePrefix(str)
+			if err != nil {
+				v.errorf(s.IgnoreAddresses.elem(i), "%q is not an address or prefix", str)
+				continue
+			}
+			f.IgnoreAddresses = append(f.IgnoreAddresses, p.Masked())
+		}
+	}
+	for i, st := range s.TCPStates.Val {
+		st = strings.ToUpper(st)
+		if !oneOf(st, tcpStates...) {
+			v.errorf(s.TCPStates.elem(i), "unknown TCP state %q (known: %s)", s.TCPStates.Val[i], strings.Join(tcpStates, ", "))
+			continue
+		}
+		f.TCPStates = append(f.TCPStates, st)
+	}
+	return f
+}
+
+// maxKeyFile bounds what is read of a key file: a mistaken path (a log, a
+// device) must not be read whole.
+const maxKeyFile = 4096
+
+// readSmall reads a file of at most limit bytes.
+func readSmall(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes; it is not a key file", path, limit)
+	}
+	return data, nil
+}
+
+// key loads the sync key, or accepts its absence with a warning when the
+// user has said insecure_no_auth = true.
+func (v *validator) key(s *syncSyntax, c *Sync) {
+	if c.InsecureNoAuth {
+		if s.AuthKeyFile.Set {
+			v.errorf(s.AuthKeyFile.Range, "auth_key_file and insecure_no_auth = true contradict each other; remove one")
+			return
+		}
+		v.warnf(s.InsecureNoAuth.Range, "sync datagrams are not authenticated: anyone who can reach the sync port can inject conntrack states")
+		return
+	}
+	if !s.AuthKeyFile.Set {
+		v.errorf(s.DefRange, "conntrack_sync: auth_key_file is required (create one with `ctha keygen FILE`), or set insecure_no_auth = true")
+		return
+	}
+	if !s.AuthKeyFile.ok() {
+		return
+	}
+	path := s.AuthKeyFile.Val
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(v.dir, path)
+	}
+	c.KeyFile = path
+	r := s.AuthKeyFile.Range
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.errorf(r, "key file %s does not exist (create it with `ctha keygen %s`)", path, path)
+		return
+	case err != nil:
+		v.errorf(r, "key file: %v", err)
+		return
+	case !st.Mode().IsRegular():
+		v.errorf(r, "key file %s is not a regular file", path)
+		return
+	case st.Mode().Perm()&0o077 != 0:
+		v.errorf(r, "key file %s is accessible by group or others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)
+		return
+	}
+	data, err := readSmall(path, maxKeyFile)
+	if err != nil {
+		v.errorf(r, "key file: %v", err)
+		return
+	}
+	k, err := auth.ParseKey(data)
+	if err != nil {
+		v.errorf(r, "key file %s: %v", path, err)
+		return
+	}
+	c.Key = k
+}

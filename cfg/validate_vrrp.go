@@ -1,0 +1,212 @@
+package cfg
+
+import (
+	"net/netip"
+	"path/filepath"
+	"time"
+)
+
+// Advertisement interval limits (RFC 3768 and RFC 5798).
+const (
+	v3IntervalStep = 10 * time.Millisecond
+	v3IntervalMax  = 4095 * v3IntervalStep // 12 bits of centiseconds
+	v2IntervalMax  = 255 * time.Second
+)
+
+func (v *validator) instance(s *instanceSyntax) Instance {
+	const kind = "vrrp_instance"
+	in := Instance{
+		Name:         s.Name,
+		Priority:     uint8(v.intIn(s.Priority, "priority", DefaultPriority, 1, 255)),
+		Version:      DefaultVersion,
+		Preempt:      boolOr(s.Preempt, DefaultPreempt),
+		PreemptDelay: v.duration(s.PreemptDelay, "preempt_delay", DefaultPreemptDelay, nonNegative),
+		VirtualMAC:   boolOr(s.VirtualMAC, false),
+		TrackScripts: s.TrackScripts.Val,
+		GARP:         v.garp(s.GARP),
+	}
+	if v.required(s.Interface.Set, s.block, kind, "interface") && s.Interface.ok() {
+		in.Interface = s.Interface.Val
+		v.ifaceName(s.Interface.Range, in.Interface)
+	}
+	if v.required(s.VRID.Set, s.block, kind, "vrid") {
+		in.VRID = uint8(v.intIn(s.VRID, "vrid", 0, 1, 255))
+	}
+	if s.Version.ok() {
+		if s.Version.Val != 2 && s.Version.Val != 3 {
+			v.errorf(s.Version.Range, "version must be 2 or 3, got %d", s.Version.Val)
+		} else {
+			in.Version = s.Version.Val
+		}
+	}
+	in.AdvertInterval = v.advertInterval(s.AdvertInterval, in.Version)
+	if s.PreemptDelay.ok() && in.PreemptDelay > 0 && !in.Preempt {
+		v.warnf(s.PreemptDelay.Range, "preempt_delay has no effect with preempt = false")
+	}
+	in.VIPs, in.Family = v.vips(s)
+	if in.Family == IPv6 && in.Version == 2 {
+		r := s.block.DefRange
+		if s.Version.Set {
+			r = s.Version.Range
+		}
+		v.errorf(r, "VRRP version 2 carries IPv4 only; IPv6 virtual IPs need version = 3")
+	}
+	for i, p := range s.UnicastPeers.Val {
+		a, err := netip.ParseAddr(p)
+		switch {
+		case err != nil:
+			v.errorf(s.UnicastPeers.elem(i), "unicast peer %q is not an IP address", p)
+		case !a.IsGlobalUnicast() && !a.IsLinkLocalUnicast():
+			v.errorf(s.UnicastPeers.elem(i), "unicast peer %s is not a unicast address", a)
+		case in.Family != 0 && familyOf(a) != in.Family:
+			v.errorf(s.UnicastPeers.elem(i), "unicast peer %s is %s but the virtual IPs are %s", a, familyOf(a), in.Family)
+		default:
+			in.UnicastPeers = append(in.UnicastPeers, a.Unmap())
+		}
+	}
+	for _, t := range s.TrackIfaces {
+		v.ifaceName(t.NameRange, t.Name)
+		in.TrackInterface = append(in.TrackInterface, TrackInterface{
+			Name:   t.Name,
+			Weight: v.intIn(t.Weight, "weight", 0, -254, 254),
+		})
+	}
+	return in
+}
+
+// advertInterval checks the interval against what the version can carry.
+func (v *validator) advertInterval(a attr[string], version int) time.Duration {
+	d := v.duration(a, "advert_interval", DefaultAdvertInterval, positive)
+	if !a.ok() {
+		return d
+	}
+	switch version {
+	case 2:
+		if d%time.Second != 0 || d > v2IntervalMax {
+			v.errorf(a.Range, "advert_interval for VRRP version 2 must be whole seconds from 1s to 255s, got %q", a.Val)
+			return DefaultAdvertInterval
+		}
+	case 3:
+		if d%v3IntervalStep != 0 || d > v3IntervalMax {
+			v.errorf(a.Range, "advert_interval for VRRP version 3 must be a multiple of 10ms from 10ms to 40.95s, got %q", a.Val)
+			return DefaultAdvertInterval
+		}
+	}
+	return d
+}
+
+// vips parses the virtual IPs; they must all be of one family.
+func (v *validator) vips(s *instanceSyntax) ([]netip.Prefix, Family) {
+	a := s.VirtualIPs
+	if !v.required(a.Set, s.block, "vrrp_instance", "virtual_ips") || a.Bad {
+		return nil, 0
+	}
+	if len(a.Val) == 0 {
+		v.errorf(a.Range, "virtual_ips must hold at least one address")
+		return nil, 0
+	}
+	var (
+		out    []netip.Prefix
+		family Family
+		first  netip.Prefix
+		seen   = map[netip.Addr]bool{}
+	)
+	for i, str := range a.Val {
+		p, err := parsePrefix(str)
+		switch {
+		case err != nil:
+			v.errorf(a.elem(i), "virtual IP %q is not an address or prefix (write e.g. \"192.0.2.1/24\" or \"2001:db8::1/64\")", str)
+			continue
+		case !p.Addr().IsGlobalUnicast() && !p.Addr().IsLinkLocalUnicast():
+			v.errorf(a.elem(i), "virtual IP %s is not a unicast address", p.Addr())
+			continue
+		case seen[p.Addr()]:
+			v.errorf(a.elem(i), "virtual IP %s is listed twice", p.Addr())
+			continue
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
+		f := familyOf(p.Addr())
+		if family == 0 {
+			family, first = f, p
+		} else if f != family {
+			v.errorf(a.elem(i), "virtual IP %s is %s but %s is %s; one instance's virtual IPs are all of one family (use a second instance)",
+				p, f, first, family)
+			continue
+		}
+		seen[p.Addr()] = true
+		out = append(out, p)
+	}
+	return out, family
+}
+
+func (v *validator) garp(s *garpSyntax) GARP {
+	g := GARP{
+		Repeat:   DefaultGARPRepeat,
+		Interval: DefaultGARPInterval,
+		Delay:    DefaultGARPDelay,
+		Refresh:  DefaultGARPRefresh,
+	}
+	if s == nil {
+		return g
+	}
+	g.Repeat = v.intIn(s.Repeat, "repeat", DefaultGARPRepeat, 1, 100)
+	g.Interval = v.duration(s.Interval, "interval", DefaultGARPInterval, nonNegative)
+	g.Delay = v.duration(s.Delay, "delay", DefaultGARPDelay, nonNegative)
+	g.Refresh = v.duration(s.Refresh, "refresh", DefaultGARPRefresh, nonNegative)
+	return g
+}
+
+func (v *validator) trackScript(s *trackScriptSyntax) TrackScript {
+	t := TrackScript{
+		Name:     s.Name,
+		Interval: v.duration(s.Interval, "interval", DefaultScriptInterval, positive),
+		Rise:     v.intIn(s.Rise, "rise", DefaultScriptRise, 1, 100),
+		Fall:     v.intIn(s.Fall, "fall", DefaultScriptFall, 1, 100),
+		Weight:   v.intIn(s.Weight, "weight", 0, -254, 254),
+	}
+	t.Timeout = v.duration(s.Timeout, "timeout", min(DefaultScriptTimeout, t.Interval), positive)
+	if s.Timeout.ok() && t.Timeout > t.Interval {
+		v.errorf(s.Timeout.Range, "timeout (%s) must not exceed interval (%s)", t.Timeout, t.Interval)
+	}
+	if v.required(s.Command.Set, s.block, "track_script", "command") && s.Command.ok() {
+		t.Command = s.Command.Val
+		switch {
+		case len(t.Command) == 0:
+			v.errorf(s.Command.Range, "command must name a program, e.g. [\"/usr/bin/ping\", \"-c1\", \"192.0.2.254\"]")
+		case !filepath.IsAbs(t.Command[0]):
+			v.errorf(s.Command.elem(0), "command must start with an absolute path, got %q", t.Command[0])
+		}
+	}
+	return t
+}
+
+func (v *validator) syncGroup(s *syncGroupSyntax) SyncGroup {
+	g := SyncGroup{
+		Name:      s.Name,
+		Conntrack: boolOr(s.Conntrack, false),
+		Notify:    Notify{Timeout: DefaultNotifyTimeout},
+	}
+	if v.required(s.Instances.Set, s.block, "sync_group", "instances") && s.Instances.ok() {
+		g.Instances = s.Instances.Val
+		if len(g.Instances) == 0 {
+			v.errorf(s.Instances.Range, "instances must name at least one vrrp_instance")
+		}
+	}
+	if n := s.Notify; n != nil {
+		g.Notify.Master = v.commands(n.Master)
+		g.Notify.Backup = v.commands(n.Backup)
+		g.Notify.Fault = v.commands(n.Fault)
+		g.Notify.Timeout = v.duration(n.Timeout, "timeout", DefaultNotifyTimeout, positive)
+	}
+	return g
+}
+
+// commands checks a list of notify commands: absolute paths of executables.
+func (v *validator) commands(a attr[[]string]) []string {
+	for i, c := range a.Val {
+		if !filepath.IsAbs(c) {
+			v.errorf(a.elem(i), "notify command must be an absolute path, got %q", c)
+		}
+	}
+	return a.Val
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ctha/ctha/internal/control"
+)
+
+// notifySocket stands in for systemd: it collects what the daemon sends
+// to $NOTIFY_SOCKET.
+type notifySocket struct {
+	path string
+	conn *net.UnixConn
+	msgs chan string
+}
+
+func newNotifySocket(t *testing.T) *notifySocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifySocket{path: path, conn: conn, msgs: make(chan string, 100)}
+	go func() {
+		defer close(n.msgs)
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			n.msgs <- string(buf[:k])
+		}
+	}()
+	t.Cleanup(func() { conn.Close() })
+	return n
+}
+
+// waitFor returns the first message holding want, failing after a timeout.
+func (n *notifySocket) waitFor(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case m, ok := <-n.msgs:
+			if !ok {
+				t.Fatalf("notify socket closed before %q", want)
+			}
+			if strings.Contains(m, want) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no %q from the daemon within 5s", want)
+		}
+	}
+}
+
+type daemonProc struct {
+	cmd    *exec.Cmd
+	stderr *strings.Builder
+	done   chan error
+}
+
+// startDaemon runs `ctha run` as a separate process (this test binary).
+func startDaemon(t *testing.T, env []string, args ...string) *daemonProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"run"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "CTHA_TEST_MAIN=1"), env...)
+	d := &daemonProc{cmd: cmd, stderr: &strings.Builder{}, done: make(chan error, 1)}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("daemon stderr:\n%s", d.stderr)
+		}
+	})
+	return d
+}
+
+func (d *daemonProc) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-d.done:
+		d.done <- err // keep it for Cleanup
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not exit within 10s")
+		return nil
+	}
+}
+
+func statusOf(t *testing.T, socket string) control.Status {
+	t.Helper()
+	var st control.Status
+	if err := control.Call(context.Background(), socket, "status", nil, &st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st
+}
+
+const daemonConfig = `node_name = "NODE"
+vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  priority    = 150
+  virtual_ips = ["10.10.1.1/24"]
+}
+sync_group "fw" {
+  instances = ["lan"]
+  conntrack = true
+}
+conntrack_sync {
+  link "sync0" {
+    interface = "sync"
+    local     = "10.10.3.1"
+    peer      = "10.10.3.2"
+  }
+  auth_key_file = "sync.key"
+}
+`
+
+func TestDaemonLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeConfig(t, dir, "ctha.hcl", strings.Replace(daemonConfig, "NODE", "fw1", 1))
+	socket := filepath.Join(dir, "run", "ctha.sock")
+	n := newNotifySocket(t)
+	d := startDaemon(t, []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000"}, "-c", conf, "-s", socket)
+
+	ready := n.waitFor(t, "READY=1")
+	if want := "STATUS=fw INIT | lan INIT | sync not running"; !strings.Contains(ready, want) {
+		t.Errorf("ready message %q lacks %q", ready, want)
+	}
+	st := statusOf(t, socket)
+	if st.Node != "fw1" || len(st.Groups) != 1 || st.Groups[0].State != "INIT" || st.Sync == nil || st.Sync.Mode != "reliable" {
+		t.Errorf("status = %+v", st)
+	}
+	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("control socket: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	n.waitFor(t, "WATCHDOG=1")
+
+	// A second daemon on the same socket refuses to start.
+	second := startDaemon(t, nil, "-c", conf, "-s", socket)
+	if err := second.wait(t); err == nil || !strings.Contains(second.stderr.String(), "another ctha is running") {
+		t.Errorf("second daemon: %v, %q", err, second.stderr)
+	}
+
+	// An invalid file on reload is refused and the running config kept.
+	if err := os.WriteFile(conf, []byte(`vrrp_instance "lan" { vrid = 0 }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	n.waitFor(t, "RELOADING=1")
+	n.waitFor(t, "READY=1")
+	if st := statusOf(t, socket); st.Node != "fw1" {
+		t.Errorf("after a bad reload node = %q, want the old config kept", st.Node)
+	}
+	if !strings.Contains(d.stderr.String(), "reload refused") {
+		t.Errorf("bad reload not logged")
+	}
+
+	// A valid file is applied.
+	writeConfig(t, dir, "ctha.hcl", strings.Replace(daemonConfig, "NODE", "fw9", 1))
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	n.waitFor(t, "RELOADING=1")
+	n.waitFor(t, "READY=1")
+	if st := statusOf(t, socket); st.Node != "fw9" {
+		t.Errorf("after a good reload node = %q, want fw9", st.Node)
+	}
+
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	n.waitFor(t, "STOPPING=1")
+	if err := d.wait(t); err != nil {
+		t.Errorf("daemon exit after SIGTERM: %v, want status 0", err)
+	}
+	if _, err := os.Stat(socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("control socket left behind: %v", err)
+	}
+}
+
+func TestDaemonRefusesInvalidConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeConfig(t, dir, "ctha.hcl", `vrrp_instance "lan" {
+  interface = "lan"
+  vrid      = 0
+}`)
+	socket := filepath.Join(dir, "ctha.sock")
+	d := startDaemon(t, nil, "-c", conf, "-s", socket)
+	err := d.wait(t)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitFail {
+		t.Fatalf("exit = %v, want status %d", err, exitFail)
+	}
+	errs := d.stderr.String()
+	for _, want := range []string{conf + ":3,15: vrid must be from 1 to 255, got 0", "not starting"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if _, err := os.Stat(socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused daemon created its socket")
+	}
+}

@@ -1,0 +1,165 @@
+// Command ctha keeps a Linux stateful firewall pair highly available: VRRP,
+// conntrack replication and the choreography between them, in one process.
+//
+// Run `ctha help` for the commands.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// command is one subcommand.
+type command struct {
+	name    string
+	usage   string // arguments, as shown in help
+	summary string
+	run     func(c *cli, args []string) int
+}
+
+// commands lists only what works today. It is filled in init because help
+// refers to it.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "[-c FILE] [-s SOCKET]", "run the daemon in the foreground (systemd Type=notify)", (*cli).run},
+		{"check", "[-c FILE]", "validate a configuration; print every problem as file:line,col: message", (*cli).check},
+		{"status", "[--json] [-s SOCKET]", "show the role of every sync group and instance, and sync health", (*cli).status},
+		{"keygen", "[FILE]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout", (*cli).keygen},
+		{"version", "", "print the version", (*cli).version},
+		{"help", "[COMMAND]", "show this help, or a command's", (*cli).help},
+	}
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the operation failed
+	exitUsage = 2 // the command line is wrong
+)
+
+// cli carries a command's output streams, so tests can run commands in
+// process.
+type cli struct {
+	stdout, stderr io.Writer
+}
+
+func main() {
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr}
+	os.Exit(c.main(os.Args[1:]))
+}
+
+func (c *cli) main(args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		c.usage(c.stdout)
+		return exitOK
+	case "-v", "--version":
+		name = "version"
+	}
+	for _, cmd := range commands {
+		if cmd.name == name {
+			return cmd.run(c, args[1:])
+		}
+	}
+	fmt.Fprintf(c.stderr, "ctha: unknown command %q; run `ctha help`\n", name)
+	return exitUsage
+}
+
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprint(w, "ctha keeps a Linux stateful firewall pair highly available:\nVRRP, conntrack replication and failover in one process.\n\nUsage:\n")
+	for _, cmd := range commands {
+		fmt.Fprintf(w, "  ctha %-8s %-22s %s\n", cmd.name, cmd.usage, cmd.summary)
+	}
+	fmt.Fprint(w, "\nRun `ctha COMMAND -h` for a command's options.\n")
+}
+
+// flags returns a flag set for a command whose errors and help go to stderr.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("ctha "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	for _, cmd := range commands {
+		if cmd.name == name {
+			fs.Usage = func() {
+				fmt.Fprintf(fs.Output(), "Usage: ctha %s %s\n\n%s.\n", cmd.name, cmd.usage, upperFirst(cmd.summary))
+				if hasFlags(fs) {
+					fmt.Fprintln(fs.Output(), "\nOptions:")
+					fs.PrintDefaults()
+				}
+			}
+		}
+	}
+	return fs
+}
+
+// parse parses a command's flags; ok is false when the command must end
+// with the returned exit code (help asked, or a bad flag).
+func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// failf prints a one-line reason and returns exitFail.
+func (c *cli) failf(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "ctha: "+format+"\n", args...)
+	return exitFail
+}
+
+func (c *cli) version(args []string) int {
+	fs := c.flags("version")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	fmt.Fprintf(c.stdout, "ctha %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+func (c *cli) help(args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stdout)
+		return exitOK
+	}
+	for _, cmd := range commands {
+		if cmd.name == args[0] && cmd.name != "help" {
+			c.stderr = c.stdout // help asked for is not an error
+			return cmd.run(c, []string{"-h"})
+		}
+	}
+	if args[0] == "help" {
+		c.usage(c.stdout)
+		return exitOK
+	}
+	fmt.Fprintf(c.stderr, "ctha: unknown command %q; run `ctha help`\n", args[0])
+	return exitUsage
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the tests run the test binary itself as `ctha`, so the
+// daemon runs as a real process (signals, exit codes) without a build step.
+func TestMain(m *testing.M) {
+	if os.Getenv("CTHA_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runCLI runs ctha in process and returns its exit code and output.
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errb}
+	code = c.main(args)
+	return code, out.String(), errb.String()
+}
+
+const testKey = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
+
+// writeConfig writes a config and a valid sync.key beside it.
+func writeConfig(t *testing.T, dir, name, src string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "sync.key"), []byte(testKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := writeConfig(t, dir, "good.hcl", mustRead(t, "../../examples/fw1.hcl"))
+	bad := writeConfig(t, dir, "bad.hcl", `vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 0
+  virtual_ips = ["10.10.1.1/24", "fd00::1/64"]
+}
+`)
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     []string // substrings
+		stderrLine []string // exact lines
+	}{
+		{
+			name:   "valid",
+			args:   []string{"check", "-c", good},
+			code:   exitOK,
+			stdout: []string{good + ": ok: node fw1; 2 instances (lan, wan); 1 sync group (fw, drives conntrack); sync reliable/direct over 1 link (sync0 10.10.3.1->10.10.3.2), key "},
+		},
+		{
+			name: "invalid",
+			args: []string{"check", "-c", bad},
+			code: exitFail,
+			stderrLine: []string{
+				bad + ":3,17: vrid must be from 1 to 255, got 0",
+				bad + `:4,34: virtual IP fd00::1/64 is IPv6 but 10.10.1.1/24 is IPv4; one instance's virtual IPs are all of one family (use a second instance)`,
+				bad + ": 2 errors, 0 warnings",
+			},
+		},
+		{
+			name:       "missing file",
+			args:       []string{"check", "-c", filepath.Join(dir, "none.hcl")},
+			code:       exitFail,
+			stderrLine: []string{"cannot read configuration: open " + filepath.Join(dir, "none.hcl") + ": no such file or directory"},
+		},
+		{name: "stray argument", args: []string{"check", good}, code: exitUsage},
+		{name: "bad flag", args: []string{"check", "-x"}, code: exitUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := runCLI(tt.args...)
+			if code != tt.code {
+				t.Errorf("exit code = %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, out, errs)
+			}
+			for _, s := range tt.stdout {
+				if !strings.Contains(out, s) {
+					t.Errorf("stdout %q lacks %q", out, s)
+				}
+			}
+			lines := strings.Split(strings.TrimRight(errs, "\n"), "\n")
+			for _, want := range tt.stderrLine {
+				if !slices.Contains(lines, want) {
+					t.Errorf("stderr lacks the line %q; got:\n%s", want, errs)
+				}
+			}
+		})
+	}
+}
+
+func TestKeygen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sync.key")
+	code, out, errs := runCLI("keygen", path)
+	if code != exitOK || !strings.Contains(out, "fingerprint") {
+		t.Fatalf("keygen = %d, %q, %q", code, out, errs)
+	}
+	first := mustRead(t, path)
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode = %04o, want 0600", st.Mode().Perm())
+	}
+	code, _, errs = runCLI("keygen", path)
+	if code != exitFail || !strings.Contains(errs, "file exists") {
+		t.Errorf("second keygen = %d, %q; want a failure that says the file exists", code, errs)
+	}
+	if mustRead(t, path) != first {
+		t.Errorf("keygen overwrote an existing key")
+	}
+	code, out, _ = runCLI("keygen")
+	if code != exitOK || out == first || !strings.Contains(out, "# ctha sync key") {
+		t.Errorf("keygen to stdout = %d, %q", code, out)
+	}
+}
+
+func TestHelpAndUsage(t *testing.T) {
+	code, out, _ := runCLI("help")
+	if code != exitOK {
+		t.Fatalf("help exit %d", code)
+	}
+	for _, cmd := range commands {
+		if !strings.Contains(out, "ctha "+cmd.name) {
+			t.Errorf("help does not list %s", cmd.name)
+		}
+		if cmd.name == "help" {
+			continue
+		}
+		code, out, _ := runCLI(cmd.name, "-h")
+		if code != exitOK || out != "" {
+			t.Errorf("%s -h: exit %d, stdout %q; want 0 and help on stderr", cmd.name, code, out)
+		}
+		code, out, _ = runCLI("help", cmd.name)
+		if code != exitOK || !strings.Contains(out, "Usage: ctha "+cmd.name) {
+			t.Errorf("help %s: exit %d, %q", cmd.name, code, out)
+		}
+	}
+	for _, notYet := range []string{"stats", "dump", "sync", "failover"} {
+		if strings.Contains(out, "ctha "+notYet+" ") {
+			t.Errorf("help lists %q, which does not work yet", notYet)
+		}
+	}
+	if code, _, errs := runCLI("frobnicate"); code != exitUsage || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, %q", code, errs)
+	}
+	if code, _, _ := runCLI(); code != exitUsage {
+		t.Errorf("no command: exit %d, want %d", code, exitUsage)
+	}
+	if code, out, _ := runCLI("version"); code != exitOK || !strings.HasPrefix(out, "ctha ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+func TestStatusNoDaemon(t *testing.T) {
+	code, _, errs := runCLI("status", "-s", filepath.Join(t.TempDir(), "none.sock"))
+	if code != exitFail {
+		t.Errorf("exit %d, want %d", code, exitFail)
+	}
+	if lines := strings.Split(strings.TrimSpace(errs), "\n"); len(lines) != 1 || !strings.Contains(errs, "ctha is not running") {
+		t.Errorf("want one line saying ctha is not running, got %q", errs)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/internal/control"
+	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sys/unix"
+)
+
+func (c *cli) run(args []string) int {
+	fs := c.flags("run")
+	path := fs.String("c", cfg.DefaultConfigPath, "configuration `FILE`")
+	socket := fs.String("s", "", "control `SOCKET` (overrides control.socket; for labs running several nodes on one host)")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "ctha run: unexpected argument %q (the file is given with -c)\n", fs.Arg(0))
+		return exitUsage
+	}
+	conf, diags := cfg.Load(*path)
+	c.printDiagnostics(diags)
+	if diags.HasErrors() {
+		return c.failf("not starting: %s is invalid", *path)
+	}
+	if *socket != "" {
+		conf.Control.Socket = *socket
+	}
+	d := &daemonState{
+		log:     newLogger(c.stderr, conf.Log),
+		path:    *path,
+		socket:  conf.Control.Socket,
+		started: time.Now(),
+	}
+	d.conf.Store(&conf)
+	if err := d.run(); err != nil {
+		return c.failf("%v", err)
+	}
+	return exitOK
+}
+
+func newLogger(w io.Writer, l cfg.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.Level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// daemonState is the running daemon. Its run loop owns it; the control
+// handler only reads the configuration snapshot.
+type daemonState struct {
+	log     *slog.Logger
+	path    string // configuration file, for reloads
+	socket  string // control socket in use
+	started time.Time
+	conf    atomic.Pointer[cfg.Config]
+}
+
+func (d *daemonState) run() error {
+	ln, err := control.Listen(d.socket)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	srv := control.NewServer(ln, d.handle, d.log)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ctx)
+	}()
+
+	conf := d.conf.Load()
+	d.log.Info("ctha started", "node", conf.NodeName, "version", version, "config", d.path, "socket", d.socket)
+	d.notify(daemon.SdNotifyReady, "STATUS="+statusLine(d.status()))
+
+	var watchdog <-chan time.Time
+	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
+		t := time.NewTicker(interval / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			d.log.Info("stopping", "reason", sig.String())
+			d.notify(daemon.SdNotifyStopping, "STATUS=stopping")
+			cancel()
+			<-served
+			return nil
+		case <-watchdog:
+			d.notify(daemon.SdNotifyWatchdog)
+		case <-served:
+			return fmt.Errorf("control socket %s closed unexpectedly", d.socket)
+		}
+	}
+}
+
+// reload applies a valid new configuration file and keeps the old one,
+// with its diagnostics logged, when the new one is invalid.
+func (d *daemonState) reload() {
+	d.notify(daemon.SdNotifyReloading, monotonicUsec())
+	defer func() { d.notify(daemon.SdNotifyReady, "STATUS="+statusLine(d.status())) }()
+	conf, diags := cfg.Load(d.path)
+	for _, diag := range diags {
+		lvl := slog.LevelWarn
+		if diag.Severity == hcl.DiagError {
+			lvl = slog.LevelError
+		}
+		d.log.Log(context.Background(), lvl, "configuration", "diagnostic", cfg.Format(diag))
+	}
+	if diags.HasErrors() {
+		d.log.Error("reload refused: configuration invalid; keeping the running one", "config", d.path)
+		return
+	}
+	if old := d.conf.Load(); conf.Control.Socket != old.Control.Socket {
+		d.log.Warn("control.socket changed; it takes effect at the next restart", "socket", d.socket)
+	}
+	conf.Control.Socket = d.socket
+	d.conf.Store(&conf)
+	d.log.Info("configuration reloaded", "config", d.path)
+}
+
+// monotonicUsec is the MONOTONIC_USEC= field systemd wants with
+// RELOADING=1 (Type=notify-reload).
+func monotonicUsec() string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("MONOTONIC_USEC=%d", ts.Nano()/1000)
+}
+
+// notify tells systemd about the daemon's state; without systemd it does
+// nothing.
+func (d *daemonState) notify(lines ...string) {
+	msg := ""
+	for _, l := range lines {
+		if l != "" {
+			msg += l + "\n"
+		}
+	}
+	if _, err := daemon.SdNotify(false, msg); err != nil {
+		d.log.Warn("sd_notify failed", "err", err)
+	}
+}
+
+func (d *daemonState) handle(_ context.Context, req control.Request) (any, error) {
+	switch req.Op {
+	case "status":
+		return d.status(), nil
+	}
+	return nil, fmt.Errorf("%w %q (is the daemon older than this ctha?)", control.ErrUnknown, req.Op)
+}

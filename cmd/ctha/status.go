@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/internal/control"
+)
+
+// State names of groups and instances.
+const stateInit = "INIT"
+
+// status builds the daemon's status document from what exists so far: the
+// configuration. The VRRP and conntrack engines fill in their parts as they
+// land.
+func (d *daemonState) status() control.Status {
+	conf := d.conf.Load()
+	st := control.Status{
+		Node:      conf.NodeName,
+		Version:   version,
+		Started:   d.started.UTC(),
+		Config:    d.path,
+		Groups:    []control.GroupStatus{},
+		Instances: []control.InstanceStatus{},
+	}
+	for _, g := range conf.SyncGroups {
+		st.Groups = append(st.Groups, control.GroupStatus{
+			Name: g.Name, State: stateInit, Since: d.started.UTC(),
+			Conntrack: g.Conntrack, Instances: g.Instances,
+		})
+	}
+	for _, in := range conf.Instances {
+		is := control.InstanceStatus{
+			Name: in.Name, Interface: in.Interface, VRID: in.VRID, Version: in.Version,
+			State: stateInit, Priority: in.Priority, EffectivePriority: in.Priority,
+			VIPs: []string{},
+		}
+		for _, p := range in.VIPs {
+			is.VIPs = append(is.VIPs, p.String())
+		}
+		st.Instances = append(st.Instances, is)
+	}
+	if s := conf.Sync; s != nil {
+		ss := &control.SyncStatus{Mode: s.Mode, Cache: s.Cache, Links: []control.LinkStatus{}}
+		for _, l := range s.Links {
+			ss.Links = append(ss.Links, control.LinkStatus{Name: l.Name, Interface: l.Interface})
+		}
+		if !s.InsecureNoAuth {
+			ss.KeyFingerprint = s.Key.Fingerprint()
+		}
+		st.Sync = ss
+	}
+	return st
+}
+
+// statusLine is the one-line summary systemd shows as Status:
+// "fw MASTER | lan MASTER, wan MASTER | sync peer up, 1234 local / 1200 peer states".
+func statusLine(st control.Status) string {
+	var parts []string
+	var groups []string
+	for _, g := range st.Groups {
+		groups = append(groups, g.Name+" "+g.State)
+	}
+	if len(groups) > 0 {
+		parts = append(parts, strings.Join(groups, ", "))
+	}
+	var ins []string
+	for _, in := range st.Instances {
+		ins = append(ins, in.Name+" "+in.State)
+	}
+	if len(ins) > 0 {
+		parts = append(parts, strings.Join(ins, ", "))
+	}
+	if s := st.Sync; s != nil {
+		parts = append(parts, syncSummary(s))
+	}
+	return strings.Join(parts, " | ")
+}
+
+func syncSummary(s *control.SyncStatus) string {
+	if !s.Running {
+		return "sync not running"
+	}
+	peer := "down"
+	if s.PeerUp {
+		peer = "up"
+	}
+	return fmt.Sprintf("sync peer %s, %d local / %d peer states", peer, s.InternalEntries, s.ExternalEntries)
+}
+
+func (c *cli) status(args []string) int {
+	fs := c.flags("status")
+	asJSON := fs.Bool("json", false, "print the documented JSON document")
+	socket := fs.String("s", cfg.DefaultSocket, "control `SOCKET` of the daemon")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	var st control.Status
+	if err := control.Call(context.Background(), *socket, "status", nil, &st); err != nil {
+		return c.failf("status: %v", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return exitOK
+	}
+	printStatus(c.stdout, st, time.Now())
+	return exitOK
+}
+
+func printStatus(w io.Writer, st control.Status, now time.Time) {
+	fmt.Fprintf(w, "node %s, ctha %s, up %s, config %s\n", st.Node, st.Version,
+		now.Sub(st.Started).Round(time.Second), st.Config)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(st.Groups) > 0 {
+		fmt.Fprintln(tw, "\nGROUP\tSTATE\tSINCE\tINSTANCES\tNOTE")
+		for _, g := range st.Groups {
+			var notes []string
+			if g.Conntrack {
+				notes = append(notes, "drives conntrack")
+			}
+			if g.PreemptDeferred {
+				notes = append(notes, "preemption deferred until sync completes")
+			}
+			if g.Demoted != "" {
+				notes = append(notes, "demoted: "+g.Demoted)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Name, g.State, g.Since.Local().Format(time.DateTime),
+				strings.Join(g.Instances, ","), strings.Join(notes, "; "))
+		}
+	}
+	if len(st.Instances) > 0 {
+		fmt.Fprintln(tw, "\nINSTANCE\tINTERFACE\tVRID\tSTATE\tPRIORITY\tMASTER\tVIPS")
+		for _, in := range st.Instances {
+			prio := fmt.Sprint(in.Priority)
+			if in.EffectivePriority != in.Priority {
+				prio = fmt.Sprintf("%d (configured %d)", in.EffectivePriority, in.Priority)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", in.Name, in.Interface, in.VRID, in.State,
+				prio, orDash(in.Master), strings.Join(in.VIPs, " "))
+		}
+	}
+	tw.Flush()
+	if s := st.Sync; s != nil {
+		fmt.Fprintf(w, "\nsync %s/%s: %s\n", s.Mode, s.Cache, syncSummary(s))
+		for _, l := range s.Links {
+			state := "down"
+			if l.Up {
+				state = "up"
+			}
+			if l.Active {
+				state += ", active"
+			}
+			fmt.Fprintf(w, "  link %s (%s): %s\n", l.Name, l.Interface, state)
+		}
+		if s.KeyFingerprint != "" {
+			fmt.Fprintf(w, "  key fingerprint %s\n", s.KeyFingerprint)
+		} else {
+			fmt.Fprintln(w, "  NOT AUTHENTICATED (insecure_no_auth = true)")
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

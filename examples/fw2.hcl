@@ -1,0 +1,47 @@
+# fw2: the backup of a primary-backup firewall pair.
+#
+# It matches the project's namespace lab: a LAN (10.10.1.0/24) and a WAN
+# (10.10.2.0/24) side, each with a virtual IP the hosts use as their gateway,
+# and a dedicated sync link (10.10.3.0/24) between the two firewalls.
+# fw1.hcl is the same with a higher priority and the sync addresses swapped.
+#
+# Use the same key file as fw1: create it once with `ctha keygen FILE` and copy it
+# here (mode 0600). Validate with `ctha check -c /etc/ctha/ctha.hcl`.
+
+node_name = "fw2"
+
+vrrp_instance "lan" {
+  interface       = "lan"
+  vrid            = 51
+  priority        = 100
+  advert_interval = "1s"
+  virtual_ips     = ["10.10.1.1/24"]
+}
+
+vrrp_instance "wan" {
+  interface       = "wan"
+  vrid            = 52
+  priority        = 100
+  advert_interval = "1s"
+  virtual_ips     = ["10.10.2.1/24"]
+}
+
+# Both sides fail over together, and their role drives conntrack sync.
+sync_group "fw" {
+  instances = ["lan", "wan"]
+  conntrack = true
+}
+
+conntrack_sync {
+  mode  = "reliable"
+  cache = "direct"
+
+  link "sync0" {
+    interface = "sync"
+    local     = "10.10.3.2"
+    peer      = "10.10.3.1"
+    port      = 3780
+  }
+
+  auth_key_file = "sync.key" # relative to this file
+}

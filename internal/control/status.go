@@ -1,0 +1,74 @@
+package control
+
+import "time"
+
+// The JSON documents below are a contract: scripts and monitoring read them.
+// Fields are only ever added, never renamed or removed.
+
+// Status is the answer to the "status" operation and what
+// `ctha status --json` prints.
+type Status struct {
+	Node      string           `json:"node"`
+	Version   string           `json:"version"`
+	Started   time.Time        `json:"started"`
+	Config    string           `json:"config"`
+	Groups    []GroupStatus    `json:"groups"`
+	Instances []InstanceStatus `json:"instances"`
+	// Sync is null when the configuration has no conntrack_sync block.
+	Sync *SyncStatus `json:"sync"`
+}
+
+// GroupStatus is one sync group.
+type GroupStatus struct {
+	Name            string    `json:"name"`
+	State           string    `json:"state"` // INIT, BACKUP, MASTER, FAULT
+	Since           time.Time `json:"since"`
+	Conntrack       bool      `json:"conntrack"`
+	PreemptDeferred bool      `json:"preempt_deferred"`
+	Demoted         string    `json:"demoted"` // why the group is demoted; "" when it is not
+	Instances       []string  `json:"instances"`
+}
+
+// InstanceStatus is one VRRP instance.
+type InstanceStatus struct {
+	Name              string   `json:"name"`
+	Interface         string   `json:"interface"`
+	VRID              uint8    `json:"vrid"`
+	Version           int      `json:"version"`
+	State             string   `json:"state"`
+	Priority          uint8    `json:"priority"`
+	EffectivePriority uint8    `json:"effective_priority"`
+	Master            string   `json:"master"` // address of the current master; "" when unknown
+	VIPs              []string `json:"vips"`
+}
+
+// SyncStatus is the conntrack replication engine.
+type SyncStatus struct {
+	Mode            string        `json:"mode"`
+	Cache           string        `json:"cache"`
+	Running         bool          `json:"running"`
+	PeerUp          bool          `json:"peer_up"`
+	PeerRole        string        `json:"peer_role"`
+	BulkComplete    bool          `json:"bulk_complete"`
+	InternalEntries int           `json:"internal_entries"`
+	ExternalEntries int           `json:"external_entries"`
+	Links           []LinkStatus  `json:"links"`
+	LastCommit      *CommitStatus `json:"last_commit"`
+	SplitBrain      bool          `json:"split_brain"`
+	KeyFingerprint  string        `json:"key_fingerprint"` // "" without authentication
+}
+
+// LinkStatus is one sync link.
+type LinkStatus struct {
+	Name      string `json:"name"`
+	Interface string `json:"interface"`
+	Up        bool   `json:"up"`
+	Active    bool   `json:"active"`
+}
+
+// CommitStatus describes the last commit of the external cache.
+type CommitStatus struct {
+	Entries int     `json:"entries"`
+	Failed  int     `json:"failed"`
+	TookMS  float64 `json:"took_ms"`
+}
