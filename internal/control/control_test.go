@@ -106,4 +106,3 @@ func TestBadRequest(t *testing.T) {
 		t.Errorf("response %q lacks %q", b, want)
 	}
 }
-
