@@ -76,8 +76,9 @@ type Instance struct {
 // TrackInterface makes an instance follow an interface's carrier.
 type TrackInterface struct {
 	Name string
-	// Weight 0 puts the instance in FAULT while the link is down; otherwise
-	// it is added to the priority while the link is down (negative lowers it).
+	// Weight 0 puts the instance in FAULT while the link is down. As in
+	// keepalived, a negative weight is added to the priority while the link
+	// is down, a positive one while it is up.
 	Weight int
 }
 
@@ -97,8 +98,9 @@ type TrackScript struct {
 	Timeout  time.Duration
 	Rise     int // successes before it counts as up
 	Fall     int // failures before it counts as down
-	// Weight 0 puts the tracking instances in FAULT while the script fails;
-	// otherwise it is added to their priority while it fails.
+	// Weight 0 puts the tracking instances in FAULT while the script fails.
+	// As in keepalived, a negative weight is added to their priority while
+	// it fails, a positive one while it succeeds.
 	Weight int
 }
 

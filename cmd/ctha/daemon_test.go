@@ -113,17 +113,10 @@ func statusOf(t *testing.T, socket string) control.Status {
 	return st
 }
 
+// daemonConfig runs no VRRP: these tests run in the host's namespace,
+// where ctha must never touch an interface. VRRP runs in the lab
+// (integration/).
 const daemonConfig = `node_name = "NODE"
-vrrp_instance "lan" {
-  interface   = "lan"
-  vrid        = 51
-  priority    = 150
-  virtual_ips = ["10.10.1.1/24"]
-}
-sync_group "fw" {
-  instances = ["lan"]
-  conntrack = true
-}
 conntrack_sync {
   link "sync0" {
     interface = "sync"
@@ -142,11 +135,11 @@ func TestDaemonLifecycle(t *testing.T) {
 	d := startDaemon(t, []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000"}, "-c", conf, "-s", socket)
 
 	ready := n.waitFor(t, "READY=1")
-	if want := "STATUS=fw INIT | lan INIT | sync not running"; !strings.Contains(ready, want) {
+	if want := "STATUS=sync not running"; !strings.Contains(ready, want) {
 		t.Errorf("ready message %q lacks %q", ready, want)
 	}
 	st := statusOf(t, socket)
-	if st.Node != "fw1" || len(st.Groups) != 1 || st.Groups[0].State != "INIT" || st.Sync == nil || st.Sync.Mode != "reliable" {
+	if st.Node != "fw1" || len(st.Groups) != 0 || st.Sync == nil || st.Sync.Mode != "reliable" {
 		t.Errorf("status = %+v", st)
 	}
 	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
@@ -214,5 +207,24 @@ func TestDaemonRefusesInvalidConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(socket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused daemon created its socket")
+	}
+}
+
+// TestDaemonMissingInterface: an instance on an interface that does not
+// exist stops the daemon at start with a clear reason.
+func TestDaemonMissingInterface(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeConfig(t, dir, "ctha.hcl", `vrrp_instance "lan" {
+  interface   = "ctha-nosuch0"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+}`)
+	d := startDaemon(t, nil, "-c", conf, "-s", filepath.Join(dir, "ctha.sock"))
+	var exit *exec.ExitError
+	if err := d.wait(t); !errors.As(err, &exit) || exit.ExitCode() != exitFail {
+		t.Fatalf("exit = %v, want status %d", err, exitFail)
+	}
+	if want := "ctha: instance lan: interface ctha-nosuch0: "; !strings.Contains(d.stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, d.stderr)
 	}
 }

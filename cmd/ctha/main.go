@@ -33,6 +33,7 @@ func init() {
 		{"run", "[-c FILE] [-s SOCKET]", "run the daemon in the foreground (systemd Type=notify)", (*cli).run},
 		{"check", "[-c FILE]", "validate a configuration; print every problem as file:line,col: message", (*cli).check},
 		{"status", "[--json] [-s SOCKET]", "show the role of every sync group and instance, and sync health", (*cli).status},
+		{"stats", "[--json] [-s SOCKET]", "show counters: VRRP adverts sent and received, drops by reason", (*cli).stats},
 		{"keygen", "[FILE]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout", (*cli).keygen},
 		{"version", "", "print the version", (*cli).version},
 		{"help", "[COMMAND]", "show this help, or a command's", (*cli).help},

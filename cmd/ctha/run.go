@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/vrrp"
 	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/sys/unix"
 )
@@ -59,18 +61,33 @@ func newLogger(w io.Writer, l cfg.Log) *slog.Logger {
 }
 
 // daemonState is the running daemon. Its run loop owns it; the control
-// handler only reads the configuration snapshot.
+// handler reads the configuration snapshot and asks the engines, which are
+// safe for concurrent use.
 type daemonState struct {
 	log     *slog.Logger
 	path    string // configuration file, for reloads
 	socket  string // control socket in use
 	started time.Time
 	conf    atomic.Pointer[cfg.Config]
+	vrrp    *vrrp.Runner // nil without VRRP instances
+	changed chan struct{}
 }
 
 func (d *daemonState) run() error {
+	conf := d.conf.Load()
+	d.changed = make(chan struct{}, 1)
+	if len(conf.Instances) > 0 {
+		r, err := vrrp.New(*conf, vrrp.Options{Log: d.log, OnChange: d.stateChanged})
+		if err != nil {
+			return err
+		}
+		d.vrrp = r
+	}
 	ln, err := control.Listen(d.socket)
 	if err != nil {
+		if d.vrrp != nil {
+			d.vrrp.Close()
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -86,9 +103,18 @@ func (d *daemonState) run() error {
 		defer close(served)
 		srv.Serve(ctx)
 	}()
+	vctx, stopVRRP := context.WithCancel(context.Background())
+	defer stopVRRP()
+	vrrpDone := make(chan struct{})
+	go func() {
+		defer close(vrrpDone)
+		if d.vrrp != nil {
+			d.vrrp.Run(vctx)
+		}
+	}()
 
-	conf := d.conf.Load()
 	d.log.Info("ctha started", "node", conf.NodeName, "version", version, "config", d.path, "socket", d.socket)
+	d.waitFirstState(2 * time.Second)
 	d.notify(daemon.SdNotifyReady, "STATUS="+statusLine(d.status()))
 
 	var watchdog <-chan time.Time
@@ -107,14 +133,45 @@ func (d *daemonState) run() error {
 			}
 			d.log.Info("stopping", "reason", sig.String())
 			d.notify(daemon.SdNotifyStopping, "STATUS=stopping")
+			stopVRRP() // a master resigns with priority 0 and removes its VIPs
+			<-vrrpDone
 			cancel()
 			<-served
 			return nil
+		case <-d.changed:
+			d.notify("STATUS=" + statusLine(d.status()))
 		case <-watchdog:
 			d.notify(daemon.SdNotifyWatchdog)
 		case <-served:
+			stopVRRP()
+			<-vrrpDone
 			return fmt.Errorf("control socket %s closed unexpectedly", d.socket)
 		}
+	}
+}
+
+// stateChanged is called by the engines after a state change; it must
+// not block.
+func (d *daemonState) stateChanged() {
+	select {
+	case d.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitFirstState waits until every instance has left INIT (systemd is told
+// READY then), at most limit.
+func (d *daemonState) waitFirstState(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		ready := true
+		for _, in := range d.status().Instances {
+			ready = ready && in.State != stateInit
+		}
+		if ready {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -135,8 +192,17 @@ func (d *daemonState) reload() {
 		d.log.Error("reload refused: configuration invalid; keeping the running one", "config", d.path)
 		return
 	}
-	if old := d.conf.Load(); conf.Control.Socket != old.Control.Socket {
+	old := d.conf.Load()
+	if conf.Control.Socket != old.Control.Socket {
 		d.log.Warn("control.socket changed; it takes effect at the next restart", "socket", d.socket)
+	}
+	if !reflect.DeepEqual(conf.Instances, old.Instances) || !reflect.DeepEqual(conf.SyncGroups, old.SyncGroups) ||
+		!reflect.DeepEqual(conf.TrackScripts, old.TrackScripts) {
+		// Applying VRRP changes without a transition lands with reload
+		// diffing; until then they wait for a restart, and status keeps
+		// showing the running instances.
+		d.log.Warn("VRRP instances, groups or track scripts changed; restart ctha to apply them")
+		conf.Instances, conf.SyncGroups, conf.TrackScripts = old.Instances, old.SyncGroups, old.TrackScripts
 	}
 	conf.Control.Socket = d.socket
 	d.conf.Store(&conf)
@@ -171,6 +237,8 @@ func (d *daemonState) handle(_ context.Context, req control.Request) (any, error
 	switch req.Op {
 	case "status":
 		return d.status(), nil
+	case "stats":
+		return d.stats(), nil
 	}
 	return nil, fmt.Errorf("%w %q (is the daemon older than this ctha?)", control.ErrUnknown, req.Op)
 }

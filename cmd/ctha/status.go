@@ -11,6 +11,7 @@ import (
 
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/vrrp"
 )
 
 // State names of groups and instances.
@@ -29,11 +30,23 @@ func (d *daemonState) status() control.Status {
 		Groups:    []control.GroupStatus{},
 		Instances: []control.InstanceStatus{},
 	}
+	var groups []vrrp.GroupStatus
+	var instances []vrrp.InstanceStatus
+	if d.vrrp != nil {
+		groups, instances = d.vrrp.Status()
+	}
 	for _, g := range conf.SyncGroups {
-		st.Groups = append(st.Groups, control.GroupStatus{
+		gs := control.GroupStatus{
 			Name: g.Name, State: stateInit, Since: d.started.UTC(),
 			Conntrack: g.Conntrack, Instances: g.Instances,
-		})
+		}
+		for _, v := range groups {
+			if v.Name == g.Name {
+				gs.State, gs.Since = v.State.String(), v.Since.UTC()
+				gs.PreemptDeferred, gs.Demoted = v.PreemptDeferred, v.Demoted
+			}
+		}
+		st.Groups = append(st.Groups, gs)
 	}
 	for _, in := range conf.Instances {
 		is := control.InstanceStatus{
@@ -43,6 +56,12 @@ func (d *daemonState) status() control.Status {
 		}
 		for _, p := range in.VIPs {
 			is.VIPs = append(is.VIPs, p.String())
+		}
+		for _, v := range instances {
+			if v.Name == in.Name {
+				is.State, is.EffectivePriority, is.Master = v.State.String(), v.EffectivePriority, v.Master
+				is.LastTakeoverMS = durationMS(v.TimerToGARP)
+			}
 		}
 		st.Instances = append(st.Instances, is)
 	}
@@ -58,6 +77,8 @@ func (d *daemonState) status() control.Status {
 	}
 	return st
 }
+
+func durationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // statusLine is the one-line summary systemd shows as Status:
 // "fw MASTER | lan MASTER, wan MASTER | sync peer up, 1234 local / 1200 peer states".

@@ -40,6 +40,9 @@ type InstanceStatus struct {
 	EffectivePriority uint8    `json:"effective_priority"`
 	Master            string   `json:"master"` // address of the current master; "" when unknown
 	VIPs              []string `json:"vips"`
+	// LastTakeoverMS is how long the last takeover took from the
+	// Master_Down timer to the first gratuitous ARP / NA; 0 before any.
+	LastTakeoverMS float64 `json:"last_takeover_ms"`
 }
 
 // SyncStatus is the conntrack replication engine.
@@ -71,4 +74,23 @@ type CommitStatus struct {
 	Entries int     `json:"entries"`
 	Failed  int     `json:"failed"`
 	TookMS  float64 `json:"took_ms"`
+}
+
+// Stats is the answer to the "stats" operation and what `ctha stats --json`
+// prints.
+type Stats struct {
+	VRRP []VRRPStats `json:"vrrp"`
+}
+
+// VRRPStats are one VRRP instance's counters.
+type VRRPStats struct {
+	Instance        string            `json:"instance"`
+	Group           string            `json:"group"` // "" outside a sync group
+	AdvertsSent     uint64            `json:"adverts_sent"`
+	AdvertsReceived uint64            `json:"adverts_received"`
+	SendErrors      uint64            `json:"send_errors"`
+	AddrMismatch    uint64            `json:"address_list_mismatch"`
+	Transitions     uint64            `json:"transitions"`
+	VIPErrors       uint64            `json:"vip_errors"`
+	Drops           map[string]uint64 `json:"drops"` // by reason
 }

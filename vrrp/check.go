@@ -1,0 +1,157 @@
+package vrrp
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/ctha/ctha/vrrp/packet"
+)
+
+// Drop says why a received packet was discarded.
+type Drop uint8
+
+// Drop reasons, each counted.
+const (
+	DropNone      Drop = iota
+	DropInterface      // arrived on another interface
+	DropTTL            // TTL / hop limit not 255
+	DropLength         // truncated, or longer than its address count says
+	DropVersion        // not the instance's VRRP version
+	DropType           // not an advertisement
+	DropChecksum       // bad checksum
+	DropFamily         // version 2 over IPv6, or addresses of the wrong family
+	DropInterval       // zero, or (version 2) not our interval
+	DropVRID           // another virtual router on this link (normal on shared links)
+	DropAuth           // version 2 authentication (ctha uses none)
+	DropSource         // IPv6 sent from a non-link-local address
+	DropPeer           // unicast mode: not from a configured peer
+	DropOwn            // our own advert looped back
+	numDrops
+)
+
+var dropNames = [...]string{"none", "interface", "ttl", "length", "version", "type", "checksum",
+	"family", "interval", "vrid", "auth", "source", "peer", "own"}
+
+func (d Drop) String() string {
+	if int(d) < len(dropNames) {
+		return dropNames[d]
+	}
+	return "unknown"
+}
+
+// receiver holds what the receive checks compare a packet with.
+type receiver struct {
+	version      int
+	vrid         uint8
+	interval     time.Duration
+	ifindex      int
+	own          netip.Addr
+	vips         []netip.Addr
+	unicastPeers []netip.Addr
+	skipChecksum bool // IPv6: the kernel verified it
+}
+
+// check applies RFC 5798 section 7.1's receive checks. The advert is valid
+// when the Drop is DropNone; mismatch reports an address list different from
+// ours, which is counted and logged but not a reason to drop (a rolling
+// configuration change must not make the pair flap).
+func (r *receiver) check(p packetIn) (ad packet.Advert, drop Drop, mismatch bool) {
+	switch {
+	case p.ifindex != 0 && p.ifindex != r.ifindex:
+		return ad, DropInterface, false
+	case p.src == r.own:
+		return ad, DropOwn, false
+	case p.ttl != packet.TTL:
+		return ad, DropTTL, false
+	}
+	ad, err := packet.Parse(p.payload, p.src, p.dst, r.skipChecksum)
+	if err != nil {
+		return ad, parseDrop(err), false
+	}
+	switch {
+	case ad.VRID != r.vrid:
+		return ad, DropVRID, false
+	case ad.Version != r.version:
+		return ad, DropVersion, false
+	case ad.Version == 2 && ad.AuthType != 0:
+		return ad, DropAuth, false
+	case ad.Version == 2 && ad.Interval != r.interval:
+		return ad, DropInterval, false
+	case p.src.Is6() && !p.src.IsLinkLocalUnicast():
+		return ad, DropSource, false
+	case len(r.unicastPeers) > 0 && !slices.Contains(r.unicastPeers, p.src):
+		return ad, DropPeer, false
+	}
+	return ad, DropNone, !sameAddrs(ad.Addrs, r.vips)
+}
+
+func parseDrop(err error) Drop {
+	for _, m := range []struct {
+		err  error
+		drop Drop
+	}{
+		{packet.ErrTruncated, DropLength}, {packet.ErrLength, DropLength},
+		{packet.ErrVersion, DropVersion}, {packet.ErrType, DropType},
+		{packet.ErrChecksum, DropChecksum}, {packet.ErrFamily, DropFamily},
+		{packet.ErrInterval, DropInterval}, {packet.ErrAddrs, DropLength},
+	} {
+		if errors.Is(err, m.err) {
+			return m.drop
+		}
+	}
+	return DropLength
+}
+
+// sameAddrs compares address lists as sets.
+func sameAddrs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// counters are an instance's statistics, updated by its goroutines and
+// read by Stats.
+type counters struct {
+	advertsSent, advertsReceived, sendErrors atomic.Uint64
+	addrMismatch, transitions                atomic.Uint64
+	vipErrors                                atomic.Uint64
+	drops                                    [numDrops]atomic.Uint64
+}
+
+// InstanceStats are an instance's counters.
+type InstanceStats struct {
+	Group           string            `json:"group"`
+	Instance        string            `json:"instance"`
+	AdvertsSent     uint64            `json:"adverts_sent"`
+	AdvertsReceived uint64            `json:"adverts_received"`
+	SendErrors      uint64            `json:"send_errors"`
+	AddrMismatch    uint64            `json:"address_list_mismatch"`
+	Transitions     uint64            `json:"transitions"`
+	VIPErrors       uint64            `json:"vip_errors"`
+	Drops           map[string]uint64 `json:"drops"`
+}
+
+func (c *counters) snapshot() InstanceStats {
+	s := InstanceStats{
+		AdvertsSent:     c.advertsSent.Load(),
+		AdvertsReceived: c.advertsReceived.Load(),
+		SendErrors:      c.sendErrors.Load(),
+		AddrMismatch:    c.addrMismatch.Load(),
+		Transitions:     c.transitions.Load(),
+		VIPErrors:       c.vipErrors.Load(),
+		Drops:           map[string]uint64{},
+	}
+	for d := DropInterface; d < numDrops; d++ {
+		s.Drops[d.String()] = c.drops[d].Load()
+	}
+	return s
+}

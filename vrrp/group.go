@@ -1,0 +1,367 @@
+package vrrp
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/vrrp/packet"
+)
+
+// Hooks connect a sync group's transitions to the rest of the daemon; the
+// daemon wires the conntrack engine through them.
+type Hooks interface {
+	// BeforeMaster runs when the group is about to become master, before
+	// any advert is sent or virtual IP added: it makes the node ready to
+	// forward (the conntrack engine completes the kernel table). Adverts
+	// keep being processed while it runs, and ctx is cancelled if a
+	// better master appears. The takeover proceeds when it returns; an
+	// error is logged.
+	BeforeMaster(ctx context.Context, group string) error
+	// Transitioned tells that the group moved (its virtual IPs already
+	// have). It must not block.
+	Transitioned(group string, from, to State, reason Reason)
+}
+
+// VIPs is what an instance needs of its virtual addresses (addr.Manager).
+type VIPs interface {
+	// Up adds the addresses and sends the first gratuitous ARP / NA at once,
+	// returning when that was written.
+	Up() (time.Time, error)
+	Down() error
+	Announce() error
+	// RemoveStale removes the instance's addresses left by a crashed run
+	// and says which it found.
+	RemoveStale() ([]netip.Prefix, error)
+	Close() error
+}
+
+// member is one instance inside its group's goroutine.
+type member struct {
+	cfg      cfg.Instance
+	m        Machine
+	conn     conn
+	vips     VIPs
+	recv     receiver
+	stats    *counters
+	trackers []*tracked
+	log      *slog.Logger
+	// lastGARP is how long the last takeover took from the group's
+	// Master_Down (or preemption) to this member's first GARP / NA.
+	lastGARP time.Duration
+}
+
+// tracked is a tracker's state as one member sees it.
+type tracked struct {
+	name   string
+	weight int // 0: FAULT while down; >0 added while up; <0 added while down
+	up     bool
+}
+
+// effective returns the priority and fault the member's trackers give.
+func (mb *member) effective(extra int) (uint8, bool) {
+	adj, fault := extra, false
+	for _, t := range mb.trackers {
+		switch {
+		case t.weight == 0 && !t.up:
+			fault = true
+		case t.weight > 0 && t.up, t.weight < 0 && !t.up:
+			adj += t.weight
+		}
+	}
+	if adj == 0 {
+		return mb.cfg.Priority, fault
+	}
+	return uint8(min(max(int(mb.cfg.Priority)+adj, 1), 254)), fault
+}
+
+type inbound struct {
+	member int
+	ad     packet.Advert
+	src    netip.Addr
+}
+
+type trackUpdate struct {
+	name string
+	up   bool
+}
+
+type hookResult struct {
+	id  int
+	err error
+}
+
+type queued struct {
+	member int
+	ev     Event
+}
+
+// Group is a sync group (or a lone instance): members that fail over
+// together. Its goroutine (run) owns every field below but ctl/in/track.
+type Group struct {
+	name     string
+	implicit bool // a lone instance, not a configured sync_group
+	members  []*member
+	hooks    Hooks
+	log      *slog.Logger
+	now      func() time.Time
+
+	in       chan inbound
+	track    chan trackUpdate
+	ctl      chan func()
+	hookDone chan hookResult
+	doneCh   chan struct{} // closed when run returns
+
+	ctx        context.Context // run's
+	queue      []queued
+	state      State
+	since      time.Time
+	reason     Reason // of the member transition that moved the group last
+	faulted    bool
+	hookCancel context.CancelFunc
+	hookID     int
+	taking     bool      // a takeover is under way (hook running or go-ahead queued)
+	takeoverAt time.Time // when the last takeover began
+	hooksWG    sync.WaitGroup
+	demote     int    // priority adjustment of demotions (e.g. -254)
+	demoted    string // why, for status
+	publish    func(GroupStatus, []InstanceStatus)
+}
+
+// dispatch queues an event for a member; drain applies it.
+func (g *Group) dispatch(i int, ev Event) { g.queue = append(g.queue, queued{i, ev}) }
+
+// dispatchAll queues an event for every member.
+func (g *Group) dispatchAll(ev Event) {
+	for i := range g.members {
+		g.dispatch(i, ev)
+	}
+}
+
+// drain applies queued events, and those they cause, in order.
+func (g *Group) drain() {
+	for len(g.queue) > 0 {
+		q := g.queue[0]
+		g.queue = g.queue[1:]
+		mb := g.members[q.member]
+		var acts []Action
+		mb.m, acts = mb.m.Step(q.ev, g.now())
+		g.apply(q.member, acts)
+	}
+	g.aggregate()
+}
+
+func (g *Group) apply(i int, acts []Action) {
+	mb := g.members[i]
+	for _, a := range acts {
+		switch a.Kind {
+		case ActSend:
+			g.send(mb, a.Priority)
+		case ActWantMaster:
+			g.wantMaster()
+		case ActAbortTakeover:
+			g.abortTakeover(i)
+		case ActAddVIPs:
+			first, err := mb.vips.Up()
+			if err != nil {
+				mb.stats.vipErrors.Add(1)
+				mb.log.Error("adding virtual IPs failed", "err", err)
+			} else if !g.takeoverAt.IsZero() {
+				mb.lastGARP = first.Sub(g.takeoverAt)
+			}
+		case ActRemoveVIPs:
+			if err := mb.vips.Down(); err != nil {
+				mb.stats.vipErrors.Add(1)
+				mb.log.Error("removing virtual IPs failed", "err", err)
+			}
+		case ActAnnounce:
+			if err := mb.vips.Announce(); err != nil {
+				mb.log.Warn("gratuitous ARP / NA failed", "err", err)
+			}
+		case ActTransition:
+			g.reason = a.Reason
+			mb.stats.transitions.Add(1)
+			mb.log.Info("transition", "from", a.From, "to", a.To, "reason", a.Reason,
+				"priority", mb.m.EffPriority, "master", addrOrNone(mb.m.Master))
+			if a.From == Master && a.To == Backup && a.Reason == ReasonHigherPriority {
+				g.dispatchOthers(i, Event{Kind: EvGoBackup})
+			}
+		}
+	}
+}
+
+func (g *Group) dispatchOthers(i int, ev Event) {
+	for j := range g.members {
+		if j != i {
+			g.dispatch(j, ev)
+		}
+	}
+}
+
+// send builds and sends one advert per destination (the v3 IPv4 checksum
+// covers the destination).
+func (g *Group) send(mb *member, prio uint8) {
+	ad := packet.Advert{
+		Version:  mb.cfg.Version,
+		VRID:     mb.cfg.VRID,
+		Priority: prio,
+		Interval: mb.cfg.AdvertInterval,
+		Addrs:    mb.recv.vips,
+	}
+	dsts := mb.cfg.UnicastPeers
+	if len(dsts) == 0 {
+		dsts = []netip.Addr{packet.Group4}
+		if mb.cfg.Family == cfg.IPv6 {
+			dsts = []netip.Addr{packet.Group6}
+		}
+	}
+	src := mb.conn.Source()
+	var buf [packet.MaxAddrs*16 + 16]byte
+	for _, dst := range dsts {
+		b, err := ad.Append(buf[:0], src, dst)
+		if err == nil {
+			err = mb.conn.WritePacket(b, dst)
+		}
+		if err != nil {
+			mb.stats.sendErrors.Add(1)
+			mb.log.Warn("sending advert failed", "peer", dst, "err", err)
+			continue
+		}
+		mb.stats.advertsSent.Add(1)
+	}
+}
+
+// wantMaster starts the takeover: the hook first, then every member.
+func (g *Group) wantMaster() {
+	if g.taking {
+		return // already under way
+	}
+	g.taking, g.takeoverAt = true, g.now()
+	if g.hooks == nil {
+		g.dispatchAll(Event{Kind: EvGoMaster})
+		return
+	}
+	ctx, cancel := context.WithCancel(g.ctx)
+	g.hookCancel = cancel
+	g.hookID++
+	id := g.hookID
+	g.log.Info("taking over: preparing the node before the virtual IPs move")
+	g.hooksWG.Add(1)
+	go func() {
+		defer g.hooksWG.Done()
+		err := g.hooks.BeforeMaster(ctx, g.name)
+		select {
+		case g.hookDone <- hookResult{id, err}:
+		case <-g.ctx.Done():
+		}
+	}()
+}
+
+func (g *Group) hookFinished(r hookResult) {
+	if g.hookCancel == nil || r.id != g.hookID {
+		return // aborted meanwhile
+	}
+	g.hookCancel()
+	g.hookCancel = nil
+	if r.err != nil {
+		g.log.Error("preparing the takeover failed; taking over anyway", "err", r.err)
+	}
+	g.dispatchAll(Event{Kind: EvGoMaster})
+}
+
+// abortTakeover cancels a pending takeover: member i heard a better master.
+func (g *Group) abortTakeover(i int) {
+	g.taking = false
+	if g.hookCancel != nil {
+		g.hookCancel()
+		g.hookCancel = nil
+		g.log.Info("takeover aborted: a better master appeared", "instance", g.members[i].cfg.Name)
+	}
+	g.dispatchOthers(i, Event{Kind: EvGoBackup})
+}
+
+// applyTracker records a tracker's new state and moves the members.
+func (g *Group) applyTracker(u trackUpdate) {
+	changed := false
+	for _, mb := range g.members {
+		for _, t := range mb.trackers {
+			if t.name == u.name && t.up != u.up {
+				t.up, changed = u.up, true
+				mb.log.Info("tracker changed", "tracker", u.name, "up", u.up)
+			}
+		}
+	}
+	if changed {
+		g.reevaluate()
+	}
+}
+
+// reevaluate applies trackers and demotion to priorities and faults.
+func (g *Group) reevaluate() {
+	fault := false
+	for i, mb := range g.members {
+		prio, f := mb.effective(g.demote)
+		fault = fault || f
+		if prio != mb.m.EffPriority && mb.m.State != Init {
+			g.dispatch(i, Event{Kind: EvPriority, Priority: prio})
+		} else if mb.m.State == Init {
+			mb.m.EffPriority = prio
+		}
+	}
+	if fault != g.faulted {
+		g.faulted = fault
+		if fault {
+			g.dispatchAll(Event{Kind: EvFault})
+		} else {
+			g.dispatchAll(Event{Kind: EvFaultCleared})
+		}
+	}
+}
+
+// aggregate derives the group's state from its members' and reports a
+// change.
+func (g *Group) aggregate() {
+	st := Backup
+	masters, inits := 0, 0
+	for _, mb := range g.members {
+		switch mb.m.State {
+		case Fault:
+			st = Fault
+		case Master:
+			masters++
+		case Init:
+			inits++
+		}
+	}
+	switch {
+	case st == Fault:
+	case masters == len(g.members):
+		st = Master
+	case inits == len(g.members):
+		st = Init
+	}
+	if st != Backup {
+		g.taking = false // the takeover is over, one way or the other
+	}
+	if st != g.state {
+		from := g.state
+		g.state, g.since = st, g.now()
+		if !g.implicit {
+			g.log.Info("group transition", "from", from, "to", st, "reason", g.reason)
+		}
+		if g.hooks != nil {
+			g.hooks.Transitioned(g.name, from, st, g.reason)
+		}
+	}
+	g.publishStatus()
+}
+
+func addrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
+}

@@ -1,0 +1,338 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+)
+
+// Options are the seams and hooks of a Runner.
+type Options struct {
+	Log *slog.Logger
+	// Hooks returns a sync group's hooks, or nil for none.
+	Hooks func(group string) Hooks
+	// NewVIPs makes an instance's virtual-address manager (NewAddrVIPs
+	// by default).
+	NewVIPs func(in cfg.Instance, log *slog.Logger) (VIPs, error)
+	// Trackers are fed from outside with SetTracker (the conntrack
+	// engine's readiness, ...); each applies to the named groups.
+	Trackers []ExternalTracker
+	// OnChange is called after a group or instance changed state; it must
+	// not block.
+	OnChange func()
+	// dial opens an instance's VRRP socket (tests replace it).
+	dial func(in cfg.Instance) (conn, error)
+}
+
+// ExternalTracker is a condition another part of ctha reports.
+type ExternalTracker struct {
+	Name   string
+	Weight int      // as for track_interface: 0 = FAULT while down
+	Groups []string // sync groups it applies to
+}
+
+// Runner runs every VRRP instance of a configuration.
+type Runner struct {
+	groups  []*Group
+	scripts []cfg.TrackScript
+	links   []string // tracked interfaces
+	log     *slog.Logger
+	box     statusBox
+	order   []string // instance names in configuration order
+	wg      sync.WaitGroup
+}
+
+// New opens the sockets and virtual-address managers of every instance of
+// c. Instances outside any sync group run as groups of one.
+func New(c cfg.Config, opts Options) (*Runner, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.dial == nil {
+		opts.dial = dialInstance
+	}
+	if opts.NewVIPs == nil {
+		opts.NewVIPs = NewAddrVIPs
+	}
+	r := &Runner{
+		scripts: c.TrackScripts,
+		log:     opts.Log,
+		box:     statusBox{groups: map[string]GroupStatus{}, instances: map[string]InstanceStatus{}},
+	}
+	grouped := map[string]bool{}
+	for _, sg := range c.SyncGroups {
+		var ins []cfg.Instance
+		for _, name := range sg.Instances {
+			for _, in := range c.Instances {
+				if in.Name == name {
+					ins = append(ins, in)
+				}
+			}
+			grouped[name] = true
+		}
+		if err := r.addGroup(sg.Name, false, ins, c, opts); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	for _, in := range c.Instances {
+		r.order = append(r.order, in.Name)
+		if !grouped[in.Name] {
+			if err := r.addGroup(in.Name, true, []cfg.Instance{in}, c, opts); err != nil {
+				r.Close()
+				return nil, err
+			}
+		}
+	}
+	r.initLinks()
+	return r, nil
+}
+
+func dialInstance(in cfg.Instance) (conn, error) {
+	ifi, err := net.InterfaceByName(in.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: interface %s: %w", in.Name, in.Interface, err)
+	}
+	return dialConn(ifi, in.Family == cfg.IPv6, len(in.UnicastPeers) == 0)
+}
+
+func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.Config, opts Options) error {
+	g := &Group{
+		name:     name,
+		implicit: implicit,
+		log:      opts.Log.With("group", name),
+		now:      time.Now,
+		in:       make(chan inbound, 64),
+		track:    make(chan trackUpdate, 16),
+		ctl:      make(chan func()),
+		hookDone: make(chan hookResult),
+		doneCh:   make(chan struct{}),
+		state:    Init,
+	}
+	if implicit {
+		g.log = opts.Log
+	}
+	if opts.Hooks != nil && !implicit {
+		g.hooks = opts.Hooks(name)
+	}
+	g.publish = func(gs GroupStatus, is []InstanceStatus) {
+		if r.box.set(gs, g.implicit, is) && opts.OnChange != nil {
+			opts.OnChange()
+		}
+	}
+	r.groups = append(r.groups, g) // before errors, so Close releases what was made
+	for _, in := range ins {
+		log := g.log.With("instance", in.Name, "vrid", in.VRID, "iface", in.Interface)
+		cn, err := opts.dial(in)
+		if err != nil {
+			return err
+		}
+		mb := &member{cfg: in, conn: cn, stats: &counters{}, log: log}
+		g.members = append(g.members, mb)
+		if mb.vips, err = opts.NewVIPs(in, log); err != nil {
+			return fmt.Errorf("instance %s: %w", in.Name, err)
+		}
+		mb.m = Machine{Params: Params{
+			Version: in.Version, Priority: in.Priority, AdvertInterval: in.AdvertInterval,
+			Preempt: in.Preempt, PreemptDelay: in.PreemptDelay, Primary: cn.Source(),
+		}}
+		mb.recv = receiver{
+			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
+			ifindex: ifindexOf(in.Interface), own: cn.Source(), unicastPeers: in.UnicastPeers,
+			skipChecksum: in.Family == cfg.IPv6,
+		}
+		for _, p := range in.VIPs {
+			mb.recv.vips = append(mb.recv.vips, p.Addr())
+		}
+		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
+		r.links = appendUnique(r.links, in.Interface)
+		for _, t := range in.TrackInterface {
+			mb.trackers = append(mb.trackers, &tracked{name: linkTracker(t.Name), weight: t.Weight, up: true})
+			r.links = appendUnique(r.links, t.Name)
+		}
+		for _, name := range in.TrackScripts {
+			for _, s := range c.TrackScripts {
+				if s.Name == name {
+					mb.trackers = append(mb.trackers, &tracked{name: scriptTracker(name), weight: s.Weight, up: true})
+				}
+			}
+		}
+		for _, t := range opts.Trackers {
+			if slices.Contains(t.Groups, name) {
+				mb.trackers = append(mb.trackers, &tracked{name: externalTracker(t.Name), weight: t.Weight, up: true})
+			}
+		}
+	}
+	return nil
+}
+
+func ifindexOf(name string) int {
+	if ifi, err := net.InterfaceByName(name); err == nil {
+		return ifi.Index
+	}
+	return 0
+}
+
+func appendUnique(s []string, v string) []string {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
+}
+
+// Run runs the election until ctx is done, then resigns (priority-0
+// adverts from masters), removes the virtual IPs and closes everything.
+func (r *Runner) Run(ctx context.Context) error {
+	for _, g := range r.groups {
+		for _, mb := range g.members {
+			// Addresses left by a crashed run go before the election.
+			removed, err := mb.vips.RemoveStale()
+			if err != nil {
+				mb.log.Warn("removing stale virtual IPs failed", "err", err)
+			} else if len(removed) > 0 {
+				mb.log.Warn("removed virtual IPs left by an earlier run", "vips", removed)
+			}
+		}
+	}
+	trackCtx, stopTrackers := context.WithCancel(ctx)
+	defer stopTrackers()
+	r.startTrackers(trackCtx)
+
+	var groups sync.WaitGroup
+	for _, g := range r.groups {
+		for i := range g.members {
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.read(g, i)
+			}()
+		}
+		groups.Add(1)
+		go func() {
+			defer groups.Done()
+			g.run(ctx)
+		}()
+	}
+	groups.Wait()
+	stopTrackers()
+	r.Close() // unblocks the readers
+	r.wg.Wait()
+	return nil
+}
+
+// Close releases sockets and address managers. Run calls it; call it
+// yourself only when Run was never called.
+func (r *Runner) Close() error {
+	var errs []error
+	for _, g := range r.groups {
+		for _, mb := range g.members {
+			if mb.conn != nil {
+				errs = append(errs, mb.conn.Close())
+			}
+			if mb.vips != nil {
+				errs = append(errs, mb.vips.Close())
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// read runs the receive checks on one member's socket and hands valid
+// adverts to the group.
+func (r *Runner) read(g *Group, i int) {
+	mb := g.members[i]
+	buf := make([]byte, 2048)
+	var mismatch string
+	for {
+		p, err := mb.conn.ReadPacket(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			mb.log.Debug("vrrp read failed", "err", err)
+			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
+			continue
+		}
+		ad, drop, differs := mb.recv.check(p)
+		if drop != DropNone {
+			mb.stats.drops[drop].Add(1)
+			continue
+		}
+		mb.stats.advertsReceived.Add(1)
+		if differs {
+			mb.stats.addrMismatch.Add(1)
+			if s := fmt.Sprint(ad.Addrs); s != mismatch {
+				mismatch = s
+				mb.log.Warn("advert lists other virtual IPs than ours; check both configurations",
+					"from", p.src, "theirs", ad.Addrs, "ours", mb.recv.vips)
+			}
+		}
+		select {
+		case g.in <- inbound{member: i, ad: ad, src: p.src}:
+		case <-g.done():
+			return
+		}
+	}
+}
+
+// Status returns the groups and instances in configuration order.
+func (r *Runner) Status() ([]GroupStatus, []InstanceStatus) {
+	r.box.mu.Lock()
+	defer r.box.mu.Unlock()
+	var gs []GroupStatus
+	for _, g := range r.groups {
+		if s, ok := r.box.groups[g.name]; ok {
+			gs = append(gs, s)
+		}
+	}
+	var is []InstanceStatus
+	for _, name := range r.order {
+		if s, ok := r.box.instances[name]; ok {
+			is = append(is, s)
+		}
+	}
+	return gs, is
+}
+
+// Stats returns every instance's counters in configuration order.
+func (r *Runner) Stats() []InstanceStats {
+	var out []InstanceStats
+	for _, name := range r.order {
+		for _, g := range r.groups {
+			for _, mb := range g.members {
+				if mb.cfg.Name == name {
+					s := mb.stats.snapshot()
+					s.Instance = name
+					if !g.implicit {
+						s.Group = g.name
+					}
+					out = append(out, s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// SetTracker reports the state of an external tracker.
+func (r *Runner) SetTracker(ctx context.Context, name string, up bool) {
+	r.broadcast(ctx, trackUpdate{name: externalTracker(name), up: up})
+}
+
+func (r *Runner) broadcast(ctx context.Context, u trackUpdate) {
+	for _, g := range r.groups {
+		select {
+		case g.track <- u:
+		case <-ctx.Done():
+			return
+		case <-g.done():
+		}
+	}
+}

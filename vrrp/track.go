@@ -1,0 +1,147 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Tracker names, by kind.
+func linkTracker(iface string) string  { return "link:" + iface }
+func scriptTracker(name string) string { return "script:" + name }
+func externalTracker(name string) string {
+	return "ext:" + name
+}
+
+// linkUp reports whether a link is administratively up with carrier.
+func linkUp(l netlink.Link) bool {
+	a := l.Attrs()
+	return a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
+}
+
+// initLinks reads the tracked links' state before the election starts, so
+// an instance whose link is down starts in FAULT rather than flapping.
+func (r *Runner) initLinks() {
+	for _, name := range r.links {
+		up := false
+		l, err := netlink.LinkByName(name)
+		if err == nil {
+			up = linkUp(l)
+		} else {
+			r.log.Warn("tracked interface not found; it counts as down", "iface", name, "err", err)
+		}
+		for _, g := range r.groups {
+			for _, mb := range g.members {
+				for _, t := range mb.trackers {
+					if t.name == linkTracker(name) {
+						t.up = up
+					}
+				}
+			}
+		}
+	}
+}
+
+// startTrackers watches the tracked links and runs the track scripts until
+// ctx is done.
+func (r *Runner) startTrackers(ctx context.Context) {
+	if len(r.links) > 0 {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.watchLinks(ctx)
+		}()
+	}
+	for _, s := range r.scripts {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			runScript(ctx, s, func(up bool) {
+				r.log.Info("track script changed", "tracker", s.Name, "up", up)
+				r.broadcast(ctx, trackUpdate{name: scriptTracker(s.Name), up: up})
+			})
+		}()
+	}
+}
+
+// watchLinks follows carrier changes through rtnetlink.
+func (r *Runner) watchLinks(ctx context.Context) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { r.log.Error("link watch failed", "err", err) },
+	})
+	if err != nil {
+		r.log.Error("cannot watch links; tracked interfaces keep their start state", "err", err)
+		return
+	}
+	last := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			name := u.Link.Attrs().Name
+			up := linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
+			if prev, seen := last[name]; seen && prev == up {
+				continue
+			}
+			last[name] = up
+			r.broadcast(ctx, trackUpdate{name: linkTracker(name), up: up})
+		}
+	}
+}
+
+// runScript runs a track script every interval and reports its state after
+// rise successes or fall failures in a row. It starts as up.
+func runScript(ctx context.Context, s cfg.TrackScript, report func(up bool)) {
+	up, succ, fail := true, 0, 0
+	tick := time.NewTicker(s.Interval)
+	defer tick.Stop()
+	for {
+		if runOnce(ctx, s) == nil {
+			succ, fail = succ+1, 0
+			if !up && succ >= s.Rise {
+				up = true
+				report(true)
+			}
+		} else if ctx.Err() == nil {
+			succ, fail = 0, fail+1
+			if up && fail >= s.Fall {
+				up = false
+				report(false)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// runOnce runs the script's command with its timeout; a script that
+// overruns is killed with its whole process group.
+func runOnce(ctx context.Context, s cfg.TrackScript) error {
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ctx.Err()
+	}
+	return err
+}
