@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,6 +269,12 @@ func TestVirtualMACAnnouncement(t *testing.T) {
 				GARP: addr.GARP{Repeat: 1},
 			})
 			assertMacvlan(t, l, tt.link, vmac, false)
+			// IPv4: the parent must not answer ARP for the VIP, nor send
+			// ARP with the VIP as sender, while the virtual MAC exists.
+			wantARP := map[bool]string{true: "1 1 2", false: "0 0 0"}[!tt.vip.Addr().Is6()]
+			if got := parentARP(t, l.A); got != wantARP {
+				t.Errorf("lan arp_ignore/arp_filter/arp_announce = %s with the virtual MAC, want %s", got, wantARP)
+			}
 
 			if _, err := m.Up(); err != nil {
 				t.Fatalf("Up: %v", err)
@@ -310,8 +317,19 @@ func TestVirtualMACAnnouncement(t *testing.T) {
 			if len(links) != 0 {
 				t.Errorf("after Close, %d macvlan links left in A", len(links))
 			}
+			if got := parentARP(t, l.A); got != "0 0 0" {
+				t.Errorf("after Close lan arp_ignore/arp_filter/arp_announce = %s, want the defaults 0 0 0 back", got)
+			}
 		})
 	}
+}
+
+// parentARP reads lan's ARP sysctls in namespace ns.
+func parentARP(t *testing.T, ns string) string {
+	t.Helper()
+	out := run(t, "ip", "netns", "exec", ns, "sh", "-c",
+		"cat /proc/sys/net/ipv4/conf/lan/arp_ignore /proc/sys/net/ipv4/conf/lan/arp_filter /proc/sys/net/ipv4/conf/lan/arp_announce")
+	return strings.Join(strings.Fields(out), " ")
 }
 
 // assertMacvlan checks the virtual MAC link in A.

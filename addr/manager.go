@@ -33,7 +33,9 @@ type Manager struct {
 	nl   *netlink.Handle
 	link netlink.Link // where the VIPs live: the interface or the macvlan
 	vmac netlink.Link // the macvlan; nil unless cfg.VirtualMAC
-	ann  *announcer
+	// arpIsolated: the parent's ARP sysctls are held for the virtual MAC.
+	arpIsolated bool
+	ann         *announcer
 
 	stats  counters
 	closed atomic.Bool
@@ -99,6 +101,12 @@ func (m *Manager) open() error {
 		}
 		m.vmac, m.link = v, v
 		mac = v.Attrs().HardwareAddr
+		if !m.ipv6 {
+			if err := isolateARP(m.cfg.Interface); err != nil {
+				return fmt.Errorf("virtual MAC on %s: %w", m.cfg.Interface, err)
+			}
+			m.arpIsolated = true
+		}
 	}
 	ann, err := newAnnouncer(m.link.Attrs().Index, mac, m.cfg.VIPs)
 	if err != nil {
@@ -118,6 +126,9 @@ func (m *Manager) release() error {
 		if err := m.nl.LinkDel(m.vmac); err != nil {
 			errs = append(errs, fmt.Errorf("delete %s: %w", m.linkName(), err))
 		}
+	}
+	if m.arpIsolated {
+		errs = append(errs, releaseARP(m.cfg.Interface))
 	}
 	if m.nl != nil {
 		m.nl.Close()

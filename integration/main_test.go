@@ -90,6 +90,18 @@ func (n *node) status() (control.Status, error) {
 	return st, nil
 }
 
+// ctlJSON runs a ctha command that prints JSON and decodes it into v.
+func (n *node) ctlJSON(v any, args ...string) error {
+	out, err := n.ctl(args...)
+	if err != nil {
+		return fmt.Errorf("ctha %v: %w\n%s", args, err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		return fmt.Errorf("ctha %v: %w\n%s", args, err, out)
+	}
+	return nil
+}
+
 // ctl runs a ctha command against the node's socket inside its namespace.
 func (n *node) ctl(args ...string) (string, error) {
 	return n.lab.ExecTimeout(20*time.Second, n.role, append(append([]string{cthaBin}, args...), "-s", n.socket)...)

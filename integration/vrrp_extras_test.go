@@ -1,0 +1,72 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ctha/ctha/integration/lab"
+)
+
+// TestVRRPVirtualMAC: with virtual_mac the client resolves the VIP to
+// 00:00:5e:00:01:VRID, and still does after a failover: its neighbour
+// entry never has to change.
+func TestVRRPVirtualMAC(t *testing.T) {
+	lab.RequireNetns(t)
+	const advert = 100 * time.Millisecond
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	conf := func(node string, prio int) string {
+		c := pairOpts{node: node, priority: prio, advert: advert, lanOnly: true}.config()
+		return strings.Replace(c, "  virtual_ips", "  virtual_mac = true\n  virtual_ips", 1)
+	}
+	fw1 := startNode(t, l, lab.RoleFW1, conf("fw1", 150))
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	fw2 := startNode(t, l, lab.RoleFW2, conf("fw2", 100))
+	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+
+	const vmac = "00:00:5e:00:01:33" // VRID 51
+	vip := lab.LANVIP.Addr()
+	l.MustExec(t, lab.RoleClient, "ping", "-c1", "-W1", vip.String())
+	if got := neighMAC(l, lab.RoleClient, vip); got != vmac {
+		t.Fatalf("client resolves %s to %q, want the virtual MAC %s", vip, got, vmac)
+	}
+	fw1.proc.Kill()
+	l.SetLink(lab.RoleFW1, "lan", false)
+	waitState(t, fw2, "lan", "MASTER", 3*time.Second)
+	l.MustExec(t, lab.RoleClient, "ping", "-c1", "-W1", vip.String())
+	if got := neighMAC(l, lab.RoleClient, vip); got != vmac {
+		t.Errorf("after the failover the client resolves %s to %q, want still %s", vip, got, vmac)
+	}
+}
+
+// TestVRRPTrackScript: a failing track script with weight 0 puts the
+// instance in FAULT after fall failures, and it recovers after rise
+// successes.
+func TestVRRPTrackScript(t *testing.T) {
+	lab.RequireNetns(t)
+	const advert = 100 * time.Millisecond
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	flag := filepath.Join(t.TempDir(), "healthy")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true}.config()
+	c = strings.Replace(c, "  virtual_ips", "  track_scripts = [\"healthy\"]\n  virtual_ips", 1)
+	c += fmt.Sprintf("track_script \"healthy\" {\n  command = [\"/usr/bin/test\", \"-e\", %q]\n  interval = \"100ms\"\n  timeout = \"100ms\"\n  rise = 2\n  fall = 2\n}\n", flag)
+	fw1 := startNode(t, l, lab.RoleFW1, c)
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true}.config())
+	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+
+	os.Remove(flag)
+	waitState(t, fw1, "lan", "FAULT", 2*time.Second)
+	waitState(t, fw2, "lan", "MASTER", 2*time.Second)
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	waitState(t, fw2, "lan", "BACKUP", 2*time.Second)
+}

@@ -1,0 +1,273 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/vrrp/packet"
+)
+
+// fakeConn records what an instance sends.
+type fakeConn struct {
+	src  netip.Addr
+	sent []packet.Advert
+}
+
+func (f *fakeConn) ReadPacket([]byte) (packetIn, error) { return packetIn{}, net.ErrClosed }
+func (f *fakeConn) Source() netip.Addr                  { return f.src }
+func (f *fakeConn) Close() error                        { return nil }
+func (f *fakeConn) WritePacket(b []byte, dst netip.Addr) error {
+	ad, err := packet.Parse(b, f.src, dst, false)
+	if err != nil {
+		return err
+	}
+	f.sent = append(f.sent, ad)
+	return nil
+}
+
+// lastPriority is the priority of the last advert sent, or -1.
+func (f *fakeConn) lastPriority() int {
+	if len(f.sent) == 0 {
+		return -1
+	}
+	return int(f.sent[len(f.sent)-1].Priority)
+}
+
+// fakeVIPs records what is done to an instance's addresses.
+type fakeVIPs struct {
+	up                  bool
+	ups, downs, announce int
+}
+
+func (f *fakeVIPs) Up() (time.Time, error)               { f.up = true; f.ups++; return time.Now(), nil }
+func (f *fakeVIPs) Down() error                          { f.up = false; f.downs++; return nil }
+func (f *fakeVIPs) Announce() error                      { f.announce++; return nil }
+func (f *fakeVIPs) RemoveStale() ([]netip.Prefix, error) { return nil, nil }
+func (f *fakeVIPs) Close() error                         { return nil }
+
+// fakeHooks blocks BeforeMaster until released or cancelled.
+type fakeHooks struct {
+	started     chan struct{}
+	release     chan struct{}
+	cancelled   chan struct{}
+	transitions []State
+}
+
+func newFakeHooks() *fakeHooks {
+	return &fakeHooks{started: make(chan struct{}, 4), release: make(chan struct{}), cancelled: make(chan struct{}, 4)}
+}
+
+func (h *fakeHooks) BeforeMaster(ctx context.Context, _ string) error {
+	h.started <- struct{}{}
+	select {
+	case <-h.release:
+		return nil
+	case <-ctx.Done():
+		h.cancelled <- struct{}{}
+		return ctx.Err()
+	}
+}
+
+func (h *fakeHooks) Transitioned(_ string, _, to State, _ Reason) { h.transitions = append(h.transitions, to) }
+
+type testGroup struct {
+	*Group
+	clock time.Time
+	conns []*fakeConn
+	vips  []*fakeVIPs
+}
+
+// newTestGroup makes a started group of instances "lan" and "wan" at
+// priority prio, advert 1s, with no goroutine running: the test drives it.
+func newTestGroup(t *testing.T, prio uint8, hooks Hooks) *testGroup {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	tg := &testGroup{clock: t0}
+	g := &Group{
+		name: "fw", log: discardLog, hooks: hooks, ctx: ctx,
+		hookDone: make(chan hookResult, 4), state: Init,
+	}
+	g.now = func() time.Time { return tg.clock }
+	for i, name := range []string{"lan", "wan"} {
+		c := &fakeConn{src: netip.AddrFrom4([4]byte{10, 10, byte(i + 1), 2})}
+		v := &fakeVIPs{}
+		in := cfg.Instance{Name: name, VRID: uint8(51 + i), Priority: prio, Version: 3, Family: cfg.IPv4,
+			AdvertInterval: time.Second, Preempt: true,
+			VIPs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 10, byte(i + 1), 1}), 24)}}
+		mb := &member{cfg: in, conn: c, vips: v, stats: &counters{}, log: discardLog,
+			m: Machine{Params: Params{Version: 3, Priority: prio, AdvertInterval: time.Second, Preempt: true, Primary: c.src}},
+			trackers: []*tracked{{name: linkTracker(name), up: true}}}
+		mb.recv.vips = []netip.Addr{in.VIPs[0].Addr()}
+		g.members = append(g.members, mb)
+		tg.conns, tg.vips = append(tg.conns, c), append(tg.vips, v)
+	}
+	tg.Group = g
+	g.dispatchAll(Event{Kind: EvStartup})
+	g.drain()
+	return tg
+}
+
+func (tg *testGroup) at(d time.Duration) { tg.clock = t0.Add(d) }
+
+func (tg *testGroup) advert(member int, from netip.Addr, prio uint8) {
+	tg.dispatch(member, Event{Kind: EvAdvert, From: from, Priority: prio, Interval: time.Second})
+	tg.drain()
+}
+
+func (tg *testGroup) timer() {
+	tg.dispatchAll(Event{Kind: EvTimer})
+	tg.drain()
+}
+
+func (tg *testGroup) states() [2]State {
+	return [2]State{tg.members[0].m.State, tg.members[1].m.State}
+}
+
+func TestGroupMovesTogether(t *testing.T) {
+	tg := newTestGroup(t, 100, nil)
+	// Only lan hears a master; wan's Master_Down fires first and takes lan along.
+	tg.at(2 * time.Second)
+	tg.advert(0, peer, 150)
+	tg.at(3700 * time.Millisecond)
+	tg.timer()
+	if got := tg.states(); got != [2]State{Master, Master} || tg.state != Master {
+		t.Fatalf("states %v, group %v; want both MASTER", got, tg.state)
+	}
+	for i, v := range tg.vips {
+		if !v.up || tg.conns[i].lastPriority() != 100 {
+			t.Errorf("member %d: VIPs up %v, last advert priority %d", i, v.up, tg.conns[i].lastPriority())
+		}
+	}
+	// A better master on wan sends the whole group back.
+	tg.at(4 * time.Second)
+	tg.advert(1, netip.MustParseAddr("10.10.2.3"), 200)
+	if got := tg.states(); got != [2]State{Backup, Backup} || tg.state != Backup {
+		t.Fatalf("states %v, group %v; want both BACKUP", got, tg.state)
+	}
+	for i, v := range tg.vips {
+		if v.up {
+			t.Errorf("member %d kept its VIPs", i)
+		}
+	}
+}
+
+func TestGroupFault(t *testing.T) {
+	tg := newTestGroup(t, 100, nil)
+	tg.at(4 * time.Second)
+	tg.timer()
+	if tg.state != Master {
+		t.Fatalf("setup: group %v", tg.state)
+	}
+	tg.applyTracker(trackUpdate{name: linkTracker("wan"), up: false})
+	tg.drain()
+	if got := tg.states(); got != [2]State{Fault, Fault} || tg.state != Fault {
+		t.Fatalf("states %v, group %v; want both FAULT", got, tg.state)
+	}
+	for i, c := range tg.conns {
+		if c.lastPriority() != 0 || tg.vips[i].up {
+			t.Errorf("member %d: last advert priority %d (want 0), VIPs up %v", i, c.lastPriority(), tg.vips[i].up)
+		}
+	}
+	tg.applyTracker(trackUpdate{name: linkTracker("wan"), up: true})
+	tg.drain()
+	if got := tg.states(); got != [2]State{Backup, Backup} {
+		t.Fatalf("after recovery states %v, want both BACKUP", got)
+	}
+}
+
+func TestGroupTrackerWeights(t *testing.T) {
+	tg := newTestGroup(t, 150, nil)
+	tg.members[0].trackers = append(tg.members[0].trackers, &tracked{name: scriptTracker("up"), weight: -60, up: true})
+	tg.members[1].trackers = append(tg.members[1].trackers, &tracked{name: externalTracker("bonus"), weight: 20, up: false})
+	tg.at(4 * time.Second)
+	tg.timer()
+	tg.applyTracker(trackUpdate{name: scriptTracker("up"), up: false})
+	tg.applyTracker(trackUpdate{name: externalTracker("bonus"), up: true})
+	tg.drain()
+	if got := tg.members[0].m.EffPriority; got != 90 {
+		t.Errorf("lan effective priority %d, want 150-60 = 90", got)
+	}
+	if got := tg.members[1].m.EffPriority; got != 170 {
+		t.Errorf("wan effective priority %d, want 150+20 = 170", got)
+	}
+	if got := tg.conns[0].lastPriority(); got != 90 {
+		t.Errorf("a master whose priority fell must advertise it at once; last advert %d", got)
+	}
+	if tg.state != Master {
+		t.Errorf("a weight is not a fault: group %v", tg.state)
+	}
+}
+
+func TestTrackerClamp(t *testing.T) {
+	mb := &member{cfg: cfg.Instance{Priority: 200}, trackers: []*tracked{{weight: 100, up: true}}}
+	if p, _ := mb.effective(0); p != 254 {
+		t.Errorf("priority %d, want clamped to 254", p)
+	}
+	mb = &member{cfg: cfg.Instance{Priority: 50}, trackers: []*tracked{{weight: -100, up: false}}}
+	if p, _ := mb.effective(0); p != 1 {
+		t.Errorf("priority %d, want clamped to 1", p)
+	}
+	mb = &member{cfg: cfg.Instance{Priority: 255}}
+	if p, f := mb.effective(0); p != 255 || f {
+		t.Errorf("owner priority %d fault %v, want 255 and no fault", p, f)
+	}
+}
+
+// TestGroupHookBeforeVIPs: the takeover hook runs before any advert or
+// VIP, adverts are processed while it runs, and a better master aborts it.
+func TestGroupHookBeforeVIPs(t *testing.T) {
+	h := newFakeHooks()
+	tg := newTestGroup(t, 100, h)
+	tg.at(4 * time.Second)
+	tg.timer() // Master_Down on both
+	<-h.started
+	for i := range tg.members {
+		if tg.vips[i].up || len(tg.conns[i].sent) != 0 {
+			t.Fatalf("member %d moved before the hook finished: VIPs %v, %d adverts", i, tg.vips[i].up, len(tg.conns[i].sent))
+		}
+	}
+	// The hook completes: now the adverts, then the VIPs.
+	close(h.release)
+	tg.hookFinished(<-tg.hookDone)
+	tg.drain()
+	if tg.state != Master || !tg.vips[0].up || !tg.vips[1].up {
+		t.Fatalf("after the hook: group %v, VIPs %v %v", tg.state, tg.vips[0].up, tg.vips[1].up)
+	}
+	if got := h.transitions; len(got) == 0 || got[len(got)-1] != Master {
+		t.Errorf("Transitioned calls %v, want the last to be MASTER", got)
+	}
+}
+
+func TestGroupHookAbortedByBetterMaster(t *testing.T) {
+	h := newFakeHooks()
+	tg := newTestGroup(t, 100, h)
+	tg.at(4 * time.Second)
+	tg.timer()
+	<-h.started
+	tg.at(4100 * time.Millisecond)
+	tg.advert(0, peer, 150) // a better master on lan while the hook runs
+	select {
+	case <-h.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hook was not cancelled")
+	}
+	res := <-tg.hookDone
+	if !errors.Is(res.err, context.Canceled) {
+		t.Errorf("hook result %v, want context.Canceled", res.err)
+	}
+	tg.hookFinished(res) // a late result must not move the group
+	tg.drain()
+	if got := tg.states(); got != [2]State{Backup, Backup} || tg.vips[0].ups+tg.vips[1].ups != 0 {
+		t.Fatalf("states %v, VIP ups %d/%d; want BACKUP and no VIPs", got, tg.vips[0].ups, tg.vips[1].ups)
+	}
+	// The aborted members re-armed Master_Down: a later takeover works.
+	tg.at(9 * time.Second)
+	tg.timer()
+	<-h.started
+}

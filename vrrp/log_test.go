@@ -1,0 +1,5 @@
+package vrrp
+
+import "log/slog"
+
+var discardLog = slog.New(slog.DiscardHandler)
