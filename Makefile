@@ -9,7 +9,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test lint fuzz help clean
+.PHONY: all build test lint fuzz bench-vrrp help clean
 
 all: lint test build
 
@@ -36,6 +36,10 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## bench-vrrp: takeover speed of ctha and keepalived, same lab, alternating (root)
+bench-vrrp:
+	$(GO) test -run '^$$' -bench BenchmarkVRRPTakeover -benchtime 1x -timeout 10m -v ./integration/ | grep -v '^=== '
 
 ## clean: remove build output
 clean:

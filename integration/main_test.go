@@ -51,7 +51,7 @@ const testKey = "# test key\n00112233445566778899aabbccddeeff0011223344556677889
 
 // startNode writes config (and the shared key beside it) and runs
 // `ctha run` in role's namespace; it returns once the daemon answers.
-func startNode(t *testing.T, l *lab.Lab, role, config string) *node {
+func startNode(t testing.TB, l *lab.Lab, role, config string) *node {
 	t.Helper()
 	n := &node{lab: l, role: role, dir: t.TempDir()}
 	n.config = filepath.Join(n.dir, "ctha.hcl")
@@ -108,7 +108,7 @@ func (n *node) ctl(args ...string) (string, error) {
 }
 
 // exampleConfig returns an example configuration from examples/.
-func exampleConfig(t *testing.T, name string) string {
+func exampleConfig(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "examples", name))
 	if err != nil {

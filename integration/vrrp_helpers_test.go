@@ -83,13 +83,13 @@ func (n *node) states() map[string]string {
 }
 
 // waitGroupState waits until the node's group "fw" is in state.
-func waitGroupState(t *testing.T, n *node, state string, timeout time.Duration) {
+func waitGroupState(t testing.TB, n *node, state string, timeout time.Duration) {
 	t.Helper()
 	waitState(t, n, "group:fw", state, timeout)
 }
 
 // waitState waits until the node's instance (or "group:NAME") is in state.
-func waitState(t *testing.T, n *node, name, state string, timeout time.Duration) {
+func waitState(t testing.TB, n *node, name, state string, timeout time.Duration) {
 	t.Helper()
 	err := lab.WaitFor(timeout, 20*time.Millisecond, func() (bool, error) {
 		return n.states()[name] == state, nil
@@ -100,7 +100,7 @@ func waitState(t *testing.T, n *node, name, state string, timeout time.Duration)
 }
 
 // holdState checks that the node's name stays in state for d.
-func holdState(t *testing.T, n *node, name, state string, d time.Duration) {
+func holdState(t testing.TB, n *node, name, state string, d time.Duration) {
 	t.Helper()
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if got := n.states()[name]; got != state {
@@ -125,7 +125,7 @@ func waitVIP(l *lab.Lab, role, iface string, vip netip.Addr, present bool, start
 }
 
 // macOf returns the MAC of role's interface.
-func macOf(t *testing.T, l *lab.Lab, role, iface string) string {
+func macOf(t testing.TB, l *lab.Lab, role, iface string) string {
 	t.Helper()
 	out := l.MustExec(t, role, "cat", "/sys/class/net/"+iface+"/address")
 	return strings.TrimSpace(out)

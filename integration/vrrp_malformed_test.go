@@ -96,6 +96,7 @@ func TestVRRPMalformedPackets(t *testing.T) {
 		{"type 2", packet.TTL, func() []byte { b := valid(); b[0] = 3<<4 | 2; return resum(b, 3) }(), "type"},
 		{"trailing garbage", packet.TTL, resum(append(valid(), 0xde, 0xad, 0xbe, 0xef), 3), "length"},
 		{"interval 0", packet.TTL, func() []byte { b := valid(); b[4], b[5] = 0, 0; return resum(b, 3) }(), "interval"},
+		{"no address (count 0)", packet.TTL, func() []byte { b := valid()[:8]; b[3] = 0; return resum(b, 3) }(), "length"},
 		{"priority 0, ttl 64", 64, build(3, 51, 0), "ttl"},
 		{"priority 0, bad checksum", packet.TTL, func() []byte { b := build(3, 51, 0); b[6] ^= 0x80; return b }(), "checksum"},
 		{"priority 0, version 2", packet.TTL, build(2, 51, 0), "version"},

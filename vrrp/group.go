@@ -82,6 +82,7 @@ type inbound struct {
 	member int
 	ad     packet.Advert
 	src    netip.Addr
+	at     time.Time // when it was read
 }
 
 type trackUpdate struct {
@@ -97,6 +98,7 @@ type hookResult struct {
 type queued struct {
 	member int
 	ev     Event
+	at     time.Time // when it happened; zero: when it is applied
 }
 
 // Group is a sync group (or a lone instance): members that fail over
@@ -132,7 +134,12 @@ type Group struct {
 }
 
 // dispatch queues an event for a member; drain applies it.
-func (g *Group) dispatch(i int, ev Event) { g.queue = append(g.queue, queued{i, ev}) }
+func (g *Group) dispatch(i int, ev Event) { g.queue = append(g.queue, queued{member: i, ev: ev}) }
+
+// dispatchAt queues an event that happened at a known time.
+func (g *Group) dispatchAt(i int, ev Event, at time.Time) {
+	g.queue = append(g.queue, queued{member: i, ev: ev, at: at})
+}
 
 // dispatchAll queues an event for every member.
 func (g *Group) dispatchAll(ev Event) {
@@ -147,8 +154,12 @@ func (g *Group) drain() {
 		q := g.queue[0]
 		g.queue = g.queue[1:]
 		mb := g.members[q.member]
+		now := g.now()
+		if !q.at.IsZero() && q.at.Before(now) {
+			now = q.at
+		}
 		var acts []Action
-		mb.m, acts = mb.m.Step(q.ev, g.now())
+		mb.m, acts = mb.m.Step(q.ev, now)
 		g.apply(q.member, acts)
 	}
 	g.aggregate()

@@ -40,7 +40,7 @@ func (f *fakeConn) lastPriority() int {
 
 // fakeVIPs records what is done to an instance's addresses.
 type fakeVIPs struct {
-	up                  bool
+	up                   bool
 	ups, downs, announce int
 }
 
@@ -73,7 +73,9 @@ func (h *fakeHooks) BeforeMaster(ctx context.Context, _ string) error {
 	}
 }
 
-func (h *fakeHooks) Transitioned(_ string, _, to State, _ Reason) { h.transitions = append(h.transitions, to) }
+func (h *fakeHooks) Transitioned(_ string, _, to State, _ Reason) {
+	h.transitions = append(h.transitions, to)
+}
 
 type testGroup struct {
 	*Group
@@ -101,7 +103,7 @@ func newTestGroup(t *testing.T, prio uint8, hooks Hooks) *testGroup {
 			AdvertInterval: time.Second, Preempt: true,
 			VIPs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 10, byte(i + 1), 1}), 24)}}
 		mb := &member{cfg: in, conn: c, vips: v, stats: &counters{}, log: discardLog,
-			m: Machine{Params: Params{Version: 3, Priority: prio, AdvertInterval: time.Second, Preempt: true, Primary: c.src}},
+			m:        Machine{Params: Params{Version: 3, Priority: prio, AdvertInterval: time.Second, Preempt: true, Primary: c.src}},
 			trackers: []*tracked{{name: linkTracker(name), up: true}}}
 		mb.recv.vips = []netip.Addr{in.VIPs[0].Addr()}
 		g.members = append(g.members, mb)

@@ -9,17 +9,35 @@ import (
 func (g *Group) run(ctx context.Context) {
 	g.ctx = ctx
 	defer close(g.doneCh)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	timer, err := newPreciseTimer()
+	if err != nil {
+		// Without a timerfd, a runtime timer is late by up to a
+		// millisecond; VRRP still works.
+		g.log.Warn("falling back to runtime timers", "err", err)
+		timer = nil
+	}
+	fallback := time.NewTimer(time.Hour)
+	defer fallback.Stop()
+	var tick <-chan struct{}
+	if timer != nil {
+		defer timer.Close()
+		tick = timer.C
+	}
 
 	g.dispatchAll(Event{Kind: EvStartup})
 	g.reevaluate() // initial priorities; a fault found here follows the startup
 	for {
 		g.drain()
-		if d := g.deadline(); d.IsZero() {
-			timer.Stop()
-		} else {
-			timer.Reset(time.Until(d))
+		d := g.deadline()
+		switch {
+		case timer != nil:
+			if err := timer.Reset(d); err != nil {
+				g.log.Error("arming the VRRP timer failed", "err", err)
+			}
+		case d.IsZero():
+			fallback.Stop()
+		default:
+			fallback.Reset(time.Until(d))
 		}
 		select {
 		case <-ctx.Done():
@@ -32,8 +50,12 @@ func (g *Group) run(ctx context.Context) {
 			g.hooksWG.Wait()
 			return
 		case in := <-g.in:
-			g.dispatch(in.member, Event{Kind: EvAdvert, From: in.src, Priority: in.ad.Priority, Interval: in.ad.Interval})
-		case <-timer.C:
+			// Master_Down counts from when the advert arrived, not from
+			// when this goroutine got to it.
+			g.dispatchAt(in.member, Event{Kind: EvAdvert, From: in.src, Priority: in.ad.Priority, Interval: in.ad.Interval}, in.at)
+		case <-tick:
+			g.dispatchAll(Event{Kind: EvTimer})
+		case <-fallback.C:
 			g.dispatchAll(Event{Kind: EvTimer})
 		case u := <-g.track:
 			g.applyTracker(u)

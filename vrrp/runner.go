@@ -252,6 +252,7 @@ func (r *Runner) read(g *Group, i int) {
 	var mismatch string
 	for {
 		p, err := mb.conn.ReadPacket(buf)
+		at := time.Now()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -275,7 +276,7 @@ func (r *Runner) read(g *Group, i int) {
 			}
 		}
 		select {
-		case g.in <- inbound{member: i, ad: ad, src: p.src}:
+		case g.in <- inbound{member: i, ad: ad, src: p.src, at: at}:
 		case <-g.done():
 			return
 		}

@@ -48,7 +48,7 @@ var (
 	ErrChecksum  = errors.New("bad checksum")
 	ErrFamily    = errors.New("address family mismatch")
 	ErrInterval  = errors.New("invalid advertisement interval")
-	ErrAddrs     = errors.New("too many addresses")
+	ErrAddrs     = errors.New("address count out of range (1-255)")
 )
 
 // Advert is a VRRP advertisement.
@@ -63,7 +63,8 @@ type Advert struct {
 	// sends type 0 (none) and zero data.
 	AuthType uint8
 	AuthData [authDataLen]byte
-	// Addrs are the virtual addresses, all of the family of the IP header.
+	// Addrs are the virtual addresses (1 to 255), all of the family of the
+	// IP header.
 	Addrs []netip.Addr
 }
 
@@ -127,7 +128,7 @@ func (a *Advert) validate(is6 bool) error {
 	default:
 		return fmt.Errorf("%w %d", ErrVersion, a.Version)
 	}
-	if len(a.Addrs) > MaxAddrs {
+	if len(a.Addrs) == 0 || len(a.Addrs) > MaxAddrs {
 		return fmt.Errorf("%w: %d", ErrAddrs, len(a.Addrs))
 	}
 	for _, ip := range a.Addrs {
@@ -159,6 +160,9 @@ func Parse(b []byte, src, dst netip.Addr, skipChecksum bool) (Advert, error) {
 		alen = 16
 	}
 	count := int(b[3])
+	if count == 0 { // RFC 5798 5.2.5: the minimum is 1
+		return Advert{}, fmt.Errorf("%w: 0", ErrAddrs)
+	}
 	want := headerLen + count*alen
 	switch a.Version {
 	case 3:
