@@ -70,3 +70,52 @@ func TestVRRPTrackScript(t *testing.T) {
 	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
 	waitState(t, fw2, "lan", "BACKUP", 2*time.Second)
 }
+
+// TestVRRPUnicast: with unicast_peers the pair elects and fails over
+// without multicast, and the adverts go to the peer's address.
+func TestVRRPUnicast(t *testing.T) {
+	lab.RequireNetns(t)
+	const advert = 100 * time.Millisecond
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	fw1 := startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true,
+		unicastPeer: lab.FW2LAN.Addr().String()}.config())
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true,
+		unicastPeer: lab.FW1LAN.Addr().String()}.config())
+	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	holdState(t, fw2, "lan", "BACKUP", 5*advert) // it hears fw1's unicast adverts
+
+	out := l.MustExec(t, lab.RoleFW2, "timeout", "5", "tcpdump", "-i", "lan", "-n", "-c", "3", "ip proto 112")
+	if !strings.Contains(out, lab.FW1LAN.Addr().String()+" > "+lab.FW2LAN.Addr().String()) || strings.Contains(out, "224.0.0.18") {
+		t.Errorf("adverts are not unicast from fw1 to fw2:\n%s", out)
+	}
+	fw1.proc.Kill()
+	waitState(t, fw2, "lan", "MASTER", 2*time.Second)
+}
+
+// TestVRRPStaleVIPs: a crashed master leaves its VIPs behind; when ctha
+// starts again there, it removes them before the election.
+func TestVRRPStaleVIPs(t *testing.T) {
+	lab.RequireNetns(t)
+	const advert = 100 * time.Millisecond
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	vip := lab.LANVIP.Addr()
+	fw1 := startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true}.config())
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	fw1.proc.Kill() // a crash: nothing removes the VIP
+	if has, _ := l.HasAddr(lab.RoleFW1, "lan", vip); !has {
+		t.Fatalf("setup: the killed node's VIP is gone; cannot test stale removal")
+	}
+	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true}.config())
+	waitState(t, fw2, "lan", "MASTER", 3*time.Second)
+
+	// fw1 comes back without preemption: it must not keep the old VIP.
+	fw1 = startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true, noPreempt: true}.config())
+	waitState(t, fw1, "lan", "BACKUP", 3*time.Second)
+	if has, _ := l.HasAddr(lab.RoleFW1, "lan", vip); has {
+		t.Errorf("the restarted backup still holds the VIP left by the crash")
+	}
+	if !strings.Contains(fw1.proc.Log(), "removed virtual IPs left by an earlier run") {
+		t.Errorf("the removal was not logged:\n%s", fw1.proc.Tail(10))
+	}
+}

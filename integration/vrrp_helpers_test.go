@@ -23,6 +23,7 @@ type pairOpts struct {
 	trackWAN     bool // the lan instance tracks the wan link
 	trackWeight  int  // with trackWAN: 0 = FAULT while down
 	lanOnly      bool // only the lan instance, outside any sync group
+	unicastPeer  string // send adverts to this peer instead of multicast
 }
 
 func (o pairOpts) config() string {
@@ -42,6 +43,9 @@ func (o pairOpts) config() string {
 	}{{"lan", lanVIP}, {"wan", wanVIP}}[:2-btoi(o.lanOnly)] {
 		fmt.Fprintf(&b, "vrrp_instance %q {\n  interface = %q\n  vrid = %d\n  priority = %d\n  version = %d\n  advert_interval = %q\n  virtual_ips = [%q]\n",
 			in.iface+suffix, in.iface, 51+i, o.priority, version, o.advert.String(), in.vip.String())
+		if o.unicastPeer != "" {
+			fmt.Fprintf(&b, "  unicast_peers = [%q]\n", o.unicastPeer)
+		}
 		if o.noPreempt {
 			b.WriteString("  preempt = false\n")
 		}
