@@ -111,7 +111,9 @@ func takeoverRound(b *testing.B, stack string, advert, phase time.Duration) take
 	capture := l.Start(b, lab.RoleFW2, "tcpdump", "tcpdump", "-i", "lan", "-n", "-tt", "-l", "-U", "ip proto 112 or arp")
 
 	// Kill at a fixed phase after one of the master's adverts.
-	lastAdvert := func() time.Time { return lastCaptured(capture.Log(), "> 224.0.0.18: VRRP", lab.FW1LAN.Addr().String()+" >") }
+	lastAdvert := func() time.Time {
+		return lastCaptured(capture.Log(), "> 224.0.0.18: VRRP", lab.FW1LAN.Addr().String()+" >")
+	}
 	var seen time.Time
 	if err := lab.WaitFor(5*time.Second, time.Millisecond, func() (bool, error) {
 		t := lastAdvert()

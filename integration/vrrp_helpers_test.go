@@ -20,9 +20,9 @@ type pairOpts struct {
 	v6           bool
 	noPreempt    bool
 	preemptDelay time.Duration
-	trackWAN     bool // the lan instance tracks the wan link
-	trackWeight  int  // with trackWAN: 0 = FAULT while down
-	lanOnly      bool // only the lan instance, outside any sync group
+	trackWAN     bool   // the lan instance tracks the wan link
+	trackWeight  int    // with trackWAN: 0 = FAULT while down
+	lanOnly      bool   // only the lan instance, outside any sync group
 	unicastPeer  string // send adverts to this peer instead of multicast
 }
 
