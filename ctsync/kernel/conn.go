@@ -1,0 +1,377 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+
+	"github.com/ctha/ctha/ctsync/ct"
+)
+
+const (
+	// recvBufSize is the user buffer of every receive: large enough for the
+	// biggest datagram the kernel builds for a dump (32 KiB), so the kernel
+	// also fills dump datagrams that far.
+	recvBufSize = 64 << 10
+	// writeReadBuffer is the write socket's receive buffer. The kernel
+	// handles a whole sendmsg before we read, queueing one ACK (about 1 KiB
+	// of buffer each) per message; if they do not fit it drops them.
+	writeReadBuffer = 8 << 20
+	// DefaultBatchSize is WriteOptions.BatchSize when it is 0.
+	DefaultBatchSize = 256
+	// MaxBatchSize bounds WriteOptions.BatchSize (the ACKs of a batch must
+	// fit the write socket's receive buffer).
+	MaxBatchSize = 2048
+)
+
+// Conn is a ctnetlink connection for dumps and writes (not events). It
+// holds two sockets: writes and dumps each have their own, so that a dump
+// can run during a write.
+type Conn struct {
+	wmu sync.Mutex // serialises writes; guards seq
+	w   *netlink.Conn
+	seq uint32
+
+	dmu sync.Mutex // serialises dumps
+	d   *netlink.Conn
+}
+
+func dialNetfilter() (*netlink.Conn, error) {
+	return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{MessageBufferSize: recvBufSize})
+}
+
+// Dial opens a Conn in the calling thread's network namespace.
+func Dial() (*Conn, error) {
+	w, err := dialNetfilter()
+	if err != nil {
+		return nil, fmt.Errorf("dial ctnetlink: %w", err)
+	}
+	if err := setReadBuffer(w, writeReadBuffer); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("dial ctnetlink: %w", err)
+	}
+	// Both are optional: error ACKs without the request, with the kernel's
+	// message (shown in WriteError).
+	_ = w.SetOption(netlink.CapAcknowledge, true)
+	_ = w.SetOption(netlink.ExtendedAcknowledge, true)
+	d, err := dialNetfilter()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("dial ctnetlink: %w", err)
+	}
+	return &Conn{w: w, d: d}, nil
+}
+
+// setReadBuffer sets a socket's receive buffer to n bytes: with
+// SO_RCVBUFFORCE when the process has CAP_NET_ADMIN, else with SO_RCVBUF,
+// which the kernel silently caps at net.core.rmem_max.
+func setReadBuffer(c *netlink.Conn, n int) error {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+		})
+		if err == nil && serr == nil {
+			return nil
+		}
+	}
+	if err := c.SetReadBuffer(n); err != nil {
+		return fmt.Errorf("set receive buffer to %d bytes: %w", n, err)
+	}
+	return nil
+}
+
+// Close closes both sockets.
+func (c *Conn) Close() error {
+	return errors.Join(c.w.Close(), c.d.Close())
+}
+
+// PortID is the netlink port id of the write socket. The kernel sends the
+// events caused by a write with the writer's port id (nlmsg_pid); a
+// Listener given it in ListenOptions drops them, so the engine's own writes
+// are never echoed to the peer. Dumps use another socket and cause no
+// events.
+func (c *Conn) PortID() uint32 { return c.w.PID() }
+
+// Dump calls fn for every flow in the table (IPv4 and IPv6, every zone),
+// one at a time as the kernel sends them; it stops early if fn returns
+// false or ctx is done (returning ctx's error). An entry that cannot be
+// decoded does not stop the dump: the others are still passed to fn, and
+// Dump then returns an error that counts them.
+func (c *Conn) Dump(ctx context.Context, fn func(ct.Flow) bool) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	req, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink,
+		MessageType: msgCTGet,
+		Family:      netfilter.ProtoUnspec, // both families
+		Flags:       netlink.Request | netlink.Dump,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("dump conntrack table: %w", err)
+	}
+	if _, err := c.d.Send(req); err != nil {
+		return fmt.Errorf("dump conntrack table: %w", err)
+	}
+	var bad int
+	var badErr error
+	// Leaving the loop early makes the iterator read (and discard) the rest
+	// of the dump, so the socket is clean for the next one.
+	for m, err := range c.d.ReceiveIter() {
+		if err != nil {
+			return fmt.Errorf("dump conntrack table: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("dump conntrack table: %w", err)
+		}
+		_, f, err := decodeMessage(m)
+		if err != nil {
+			if bad == 0 {
+				badErr = err
+			}
+			bad++
+			continue
+		}
+		if !fn(f) {
+			break
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("dump conntrack table: %d entries could not be decoded, the first: %w", bad, badErr)
+	}
+	return nil
+}
+
+// WriteOptions tune Write.
+type WriteOptions struct {
+	// Liberal sets TCPFlagBeLiberal in both directions' flags (and mask) of
+	// TCP flows: the kernel then skips TCP window checks for them, as a
+	// flow replicated mid-stream needs unless tcp_window_tracking = true.
+	Liberal bool
+	// BatchSize is the number of messages per sendmsg: DefaultBatchSize if
+	// 0, at most MaxBatchSize.
+	BatchSize int
+}
+
+// WriteResult counts what a Write did. Every flow given to Write is either
+// counted in OK or listed in Failed.
+type WriteResult struct {
+	OK       int
+	Replaced int // of OK: Create found the flow (EEXIST) and replaced it
+	Failed   []WriteError
+}
+
+// WriteError is the failure of one flow. Err wraps the kernel's errno
+// (errors.Is(err, unix.ENOENT)), ErrInvalidFlow, or the error that stopped
+// the Write before the flow's outcome was known.
+type WriteError struct {
+	Key ct.Key
+	Err error
+}
+
+func (e WriteError) Error() string {
+	return fmt.Sprintf("%v zone %d: %v", e.Key.Orig, e.Key.Zone, e.Err)
+}
+
+func (e WriteError) Unwrap() error { return e.Err }
+
+// Write applies op to flows in batches: BatchSize messages per sendmsg,
+// each asking for an ACK, and every ACK read, so each failure is reported
+// with its flow's key and errno. Create replaces a flow that exists
+// (EEXIST): it deletes and recreates it in one batch, so the new flow is
+// exactly the one given (an update could not change its NAT binding,
+// helper or status). Write returns an error only when it could not go on
+// (the socket failed, ctx is done): then the flows not written are in
+// Failed with that error too.
+func (c *Conn) Write(ctx context.Context, op Op, flows []ct.Flow, opts WriteOptions) (WriteResult, error) {
+	bs := opts.BatchSize
+	if bs <= 0 {
+		bs = DefaultBatchSize
+	}
+	bs = min(bs, MaxBatchSize)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	// Unblock a read waiting for ACKs when ctx is done.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.w.SetReadDeadline(time.Now())
+		close(fired)
+	})
+	defer func() {
+		if !stop() {
+			<-fired
+		}
+		_ = c.w.SetReadDeadline(time.Time{})
+	}()
+
+	var res WriteResult
+	for start := 0; start < len(flows); start += bs {
+		batch := flows[start:min(start+bs, len(flows))]
+		next := start
+		err := ctx.Err()
+		if err == nil {
+			next += len(batch) // writeBatch accounts for the batch
+			err = c.writeBatch(op, batch, opts, &res)
+		}
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				err = ctxErr
+			}
+			err = fmt.Errorf("%v conntrack flows: %w", op, err)
+			for i := next; i < len(flows); i++ {
+				res.Failed = append(res.Failed, WriteError{Key: flows[i].Key(), Err: err})
+			}
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// span is where a flow's messages are in a batch's messages.
+type span struct{ flow, from, to int }
+
+// outcome is the first error among a span's messages.
+func (s span) outcome(errs []error) error {
+	for _, err := range errs[s.from:s.to] {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBatch writes one batch and accounts for every flow of it in res. On
+// a fatal error the batch's flows of unknown outcome are in res.Failed.
+func (c *Conn) writeBatch(op Op, batch []ct.Flow, opts WriteOptions, res *WriteResult) error {
+	msgs := make([]netlink.Message, 0, len(batch))
+	spans := make([]span, 0, len(batch))
+	for i := range batch {
+		from := len(msgs)
+		var err error
+		if msgs, err = appendFlowMessages(msgs, op, &batch[i], opts); err != nil {
+			res.Failed = append(res.Failed, WriteError{Key: batch[i].Key(), Err: err})
+			continue
+		}
+		spans = append(spans, span{flow: i, from: from, to: len(msgs)})
+	}
+	errs, fatal := c.exchange(msgs)
+	var exist []int
+	for _, s := range spans {
+		switch err := s.outcome(errs); {
+		case err == nil:
+			res.OK++
+		case op == Create && fatal == nil && errors.Is(errs[s.from], unix.EEXIST):
+			exist = append(exist, s.flow)
+		default:
+			res.Failed = append(res.Failed, WriteError{Key: batch[s.flow].Key(), Err: err})
+		}
+	}
+	if fatal != nil || len(exist) == 0 {
+		return fatal
+	}
+
+	// Replace: delete then create, back to back in one sendmsg. The
+	// delete's error does not matter (ENOENT: gone meanwhile).
+	msgs, spans = msgs[:0], spans[:0]
+	for _, i := range exist {
+		del, err := encodeFlow(Delete, &batch[i], opts)
+		if err != nil {
+			return err // cannot happen: the create encoded
+		}
+		msgs = append(msgs, del)
+		from := len(msgs)
+		if msgs, err = appendFlowMessages(msgs, Create, &batch[i], opts); err != nil {
+			return err
+		}
+		spans = append(spans, span{flow: i, from: from, to: len(msgs)})
+	}
+	errs, fatal = c.exchange(msgs)
+	for _, s := range spans {
+		if err := s.outcome(errs); err != nil {
+			res.Failed = append(res.Failed, WriteError{Key: batch[s.flow].Key(), Err: fmt.Errorf("replace: %w", err)})
+			continue
+		}
+		res.OK++
+		res.Replaced++
+	}
+	return fatal
+}
+
+// exchange sends msgs in one sendmsg and reads an ACK for each. It returns
+// each message's error (nil when acknowledged) and, if the exchange could
+// not complete, the error that stopped it; the messages whose ACK was not
+// read then carry that error. ACKs of earlier, abandoned exchanges are
+// recognised by their sequence numbers and skipped.
+func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
+	n := uint32(len(msgs))
+	errs := make([]error, n)
+	if n == 0 {
+		return errs, nil
+	}
+	if c.seq > ^uint32(0)-n {
+		c.seq = 0 // 0 is never used: the library would replace it
+	}
+	base := c.seq + 1
+	c.seq += n
+	for i := range msgs {
+		msgs[i].Header.Sequence = base + uint32(i)
+	}
+	acked := make([]bool, n)
+	// unknown gives the messages not acknowledged the error that stopped
+	// the exchange; the ACKs already read keep their outcome.
+	unknown := func(err error) ([]error, error) {
+		for i := range errs {
+			if !acked[i] {
+				errs[i] = fmt.Errorf("outcome unknown: %w", err)
+			}
+		}
+		return errs, err
+	}
+	if _, err := c.w.SendMessages(msgs); err != nil {
+		return unknown(err)
+	}
+	for pending := n; pending > 0; {
+		replies, err := c.w.Receive()
+		if err != nil {
+			var oe *netlink.OpError
+			var errno syscall.Errno
+			if !errors.As(err, &oe) || oe.Sequence == 0 || !errors.As(oe.Err, &errno) {
+				// Not a message's error: the socket failed (or ctx ended).
+				return unknown(err)
+			}
+			if i := oe.Sequence - base; i < n && !acked[i] {
+				acked[i] = true
+				pending--
+				errs[i] = errnoError(errno, oe.Message)
+			}
+			continue
+		}
+		for _, m := range replies {
+			if m.Header.Type != netlink.Error {
+				continue
+			}
+			if i := m.Header.Sequence - base; i < n && !acked[i] {
+				acked[i] = true
+				pending--
+			}
+		}
+	}
+	return errs, nil
+}
+
+// errnoError is a kernel error for one message, with the kernel's extended
+// ACK message when there is one.
+func errnoError(errno syscall.Errno, msg string) error {
+	if msg == "" {
+		return errno
+	}
+	return fmt.Errorf("%w (%s)", errno, msg)
+}

@@ -1,0 +1,27 @@
+// Package kernel is the conntrack engine's access to the kernel's
+// connection-tracking table through ctnetlink: events (Listener), dumps and
+// batched writes (Conn), and the conversion between kernel messages and
+// ct.Flow (encode.go, decode.go).
+//
+// Flows are decoded with github.com/ti-mo/conntrack. They are encoded here,
+// attribute by attribute with github.com/ti-mo/netfilter, because ti-mo's
+// encoder is unexported, cannot carry a NAT binding and never sends zero
+// values. Writes are batched: many messages per sendmsg, each asking for an
+// ACK, and every ACK is read, so every flow ends up either counted as
+// written or reported with its errno.
+//
+// Everything works in the network namespace the socket was opened in: Dial
+// and Listen open their sockets in the calling thread's namespace, and
+// TableCount and EnsureEvents read /proc/sys/net/netfilter of the calling
+// thread's namespace. The daemon runs inside its namespace, so that is the
+// namespace it protects.
+//
+// Concurrency: a Conn is safe for concurrent use. It holds two sockets, one
+// for writes and one for dumps, each serialised by its own lock, so a Dump
+// may run while a Write is in progress; open several Conns to write in
+// parallel (each has its own PortID, see ListenOptions.IgnorePortIDs). A
+// Listener's Receive must be called from one goroutine at a time; Close and
+// SetReadDeadline may be called from any goroutine and unblock it.
+//
+// The package never logs; errors wrap the operation with %w.
+package kernel

@@ -1,0 +1,171 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// ErrOverrun is returned (wrapped) by Receive when the kernel reported
+// ENOBUFS: its events did not fit the socket's receive buffer and some are
+// lost. The caller must resync from a dump; the Listener stays usable.
+var ErrOverrun = errors.New("conntrack events lost (ENOBUFS): resync from a dump")
+
+// DefaultReadBuffer is ListenOptions.ReadBuffer when it is 0: it held a
+// burst of 100k events in the lab.
+const DefaultReadBuffer = 64 << 20
+
+// ListenOptions tune Listen.
+type ListenOptions struct {
+	// ReadBuffer is the socket's receive buffer in bytes (DefaultReadBuffer
+	// if 0). It is forced past net.core.rmem_max when the process has
+	// CAP_NET_ADMIN.
+	ReadBuffer int
+	// IgnorePortID is the port id of our write socket (Conn.PortID): events
+	// caused by its writes are dropped, in the kernel (a socket filter) and
+	// again on receipt. 0 drops nothing.
+	IgnorePortID uint32
+	// IgnorePortIDs are more port ids to drop, for several write Conns.
+	IgnorePortIDs []uint32
+}
+
+// Listener receives NEW, UPDATE and DESTROY events of flows.
+type Listener struct {
+	nl     *netlink.Conn
+	ignore []uint32
+	closed atomic.Bool
+}
+
+// Listen opens a NETLINK_NETFILTER socket in the calling thread's network
+// namespace and joins the conntrack NEW, UPDATE and DESTROY groups. It
+// never sets NETLINK_NO_ENOBUFS: a lost event must be known. The kernel
+// emits events only for flows created while a listener exists unless
+// net.netfilter.nf_conntrack_events is 1 (see EnsureEvents).
+func Listen(opts ListenOptions) (*Listener, error) {
+	var ignore []uint32
+	for _, id := range append([]uint32{opts.IgnorePortID}, opts.IgnorePortIDs...) {
+		if id != 0 {
+			ignore = append(ignore, id)
+		}
+	}
+	nl, err := dialNetfilter()
+	if err != nil {
+		return nil, fmt.Errorf("listen for conntrack events: %w", err)
+	}
+	l := &Listener{nl: nl, ignore: ignore}
+	if err := l.setup(opts); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("listen for conntrack events: %w", err)
+	}
+	return l, nil
+}
+
+func (l *Listener) setup(opts ListenOptions) error {
+	size := opts.ReadBuffer
+	if size <= 0 {
+		size = DefaultReadBuffer
+	}
+	if err := setReadBuffer(l.nl, size); err != nil {
+		return err
+	}
+	if len(l.ignore) > 0 {
+		if err := l.nl.SetBPF(portIDFilter(l.ignore)); err != nil {
+			return fmt.Errorf("set port id filter: %w", err)
+		}
+	}
+	for _, g := range []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy} {
+		if err := l.nl.JoinGroup(uint32(g)); err != nil {
+			return fmt.Errorf("join group %d: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// portIDFilter is a socket filter that drops messages whose nlmsg_pid is
+// one of ids. Every event is a datagram of its own, so the filter sees its
+// netlink header at offset 0. nlmsg_pid is in host byte order; BPF loads
+// words big-endian.
+func portIDFilter(ids []uint32) []bpf.RawInstruction {
+	prog := []bpf.Instruction{bpf.LoadAbsolute{Off: 12, Size: 4}}
+	for i, id := range ids {
+		b := binary.NativeEndian.AppendUint32(nil, id)
+		// On a match skip to "drop", past the remaining tests and "accept".
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(b), SkipTrue: uint8(len(ids) - i)})
+	}
+	prog = append(prog, bpf.RetConstant{Val: 0xffffffff}, bpf.RetConstant{Val: 0})
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		panic(fmt.Sprintf("assemble port id filter: %v", err)) // static program
+	}
+	return raw
+}
+
+// ReadBuffer returns the socket's receive buffer size as the kernel set it.
+func (l *Listener) ReadBuffer() (int, error) { return l.nl.ReadBuffer() }
+
+// SetReadDeadline makes a blocked or later Receive return an error wrapping
+// os.ErrDeadlineExceeded at t; the zero time clears it.
+func (l *Listener) SetReadDeadline(t time.Time) error { return l.nl.SetReadDeadline(t) }
+
+// Receive blocks for the next batch of events (one datagram's worth) and
+// appends them to buf. Events caused by the ignored port ids are dropped.
+// It returns an error wrapping ErrOverrun when the kernel reported lost
+// events, and one wrapping net.ErrClosed after Close. A message that cannot
+// be decoded is reported as an error after the events decoded from the
+// same datagram; the Listener stays usable after either.
+func (l *Listener) Receive(buf []Event) ([]Event, error) {
+	msgs, err := l.nl.Receive()
+	if err != nil {
+		switch {
+		case l.closed.Load():
+			return buf, fmt.Errorf("receive conntrack events: %w", net.ErrClosed)
+		case errors.Is(err, unix.ENOBUFS):
+			return buf, fmt.Errorf("receive conntrack events: %w", ErrOverrun)
+		}
+		return buf, fmt.Errorf("receive conntrack events: %w", err)
+	}
+	var bad error
+	for _, m := range msgs {
+		if l.ignored(m.Header.PID) {
+			continue
+		}
+		t, f, err := decodeMessage(m)
+		if err != nil {
+			if errors.Is(err, errNotFlow) {
+				continue
+			}
+			bad = err
+			continue
+		}
+		buf = append(buf, Event{Type: t, Flow: f})
+	}
+	if bad != nil {
+		return buf, fmt.Errorf("receive conntrack events: %w", bad)
+	}
+	return buf, nil
+}
+
+func (l *Listener) ignored(pid uint32) bool {
+	for _, id := range l.ignore {
+		if pid == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Close closes the socket and unblocks Receive.
+func (l *Listener) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	return l.nl.Close()
+}

@@ -1,0 +1,612 @@
+package proto
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/ctha/ctha/ctsync/ct"
+)
+
+// Role is what a node says it is in its keep-alives.
+type Role uint8
+
+// Roles.
+const (
+	RoleUnknown Role = iota
+	RoleBackup
+	RoleMaster
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleBackup:
+		return "BACKUP"
+	case RoleMaster:
+		return "MASTER"
+	}
+	return "UNKNOWN"
+}
+
+// Source gives the sender the latest state of an object when a message is
+// (re)sent: it appends an update record for k, or a destroy record if k is
+// gone (the wire package's format).
+type Source interface {
+	AppendRecord(b []byte, k ct.Key) []byte
+}
+
+// Config are an Endpoint's bounds and timers. The zero value of a field
+// takes the default in DefaultConfig.
+type Config struct {
+	MaxPayload   int           // bytes of a payload (the datagram minus envelope and headers)
+	Window       int           // reliable messages in flight before the sender waits for ACKs
+	MaxPending   int           // objects owed before the sender gives up and resyncs by bulk
+	Reorder      int           // messages the receiver buffers ahead of a gap
+	AckDelay     time.Duration // longest an ACK waits to be coalesced
+	AckEvery     int           // ACK at once after this many delivered messages
+	NackRetry    time.Duration // a gap is asked for again after this
+	RTO          time.Duration // the oldest unacknowledged message is resent after this
+	Keepalive    time.Duration // interval of keep-alives
+	PeerTimeout  time.Duration // the peer is down after this long without a datagram
+	recordMargin int           // room kept for one record's growth on resend
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxPayload: 1400, Window: 8192, MaxPending: 1 << 21, Reorder: 8192,
+		AckDelay: 5 * time.Millisecond, AckEvery: 64, NackRetry: 50 * time.Millisecond,
+		RTO: 200 * time.Millisecond, Keepalive: 250 * time.Millisecond, PeerTimeout: time.Second,
+		recordMargin: 160,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	set := func(v *int, dv int) {
+		if *v <= 0 {
+			*v = dv
+		}
+	}
+	setD := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
+		}
+	}
+	set(&c.MaxPayload, d.MaxPayload)
+	set(&c.Window, d.Window)
+	set(&c.MaxPending, d.MaxPending)
+	set(&c.Reorder, d.Reorder)
+	set(&c.AckEvery, d.AckEvery)
+	set(&c.recordMargin, d.recordMargin)
+	setD(&c.AckDelay, d.AckDelay)
+	setD(&c.NackRetry, d.NackRetry)
+	setD(&c.RTO, d.RTO)
+	setD(&c.Keepalive, d.Keepalive)
+	setD(&c.PeerTimeout, d.PeerTimeout)
+	return c
+}
+
+// Delivery is a reliable message handed to the caller in order.
+type Delivery struct {
+	Kind    DeliveryKind
+	Records []byte // DeliverRecords: one or more records
+	BulkID  uint32 // DeliverBulkStart, DeliverBulkEnd
+}
+
+// DeliveryKind says what a Delivery is.
+type DeliveryKind uint8
+
+// Delivery kinds.
+const (
+	DeliverRecords DeliveryKind = iota + 1
+	DeliverBulkStart
+	DeliverBulkEnd
+)
+
+// Stats are an Endpoint's counters.
+type Stats struct {
+	DataSent, Resent, AcksSent, NacksSent, KeepalivesSent uint64
+	Delivered, Duplicates, OutOfWindow, Jumps, GaveUp     uint64
+	Malformed                                             uint64
+}
+
+// sent is a reliable message awaiting its ACK.
+type sent struct {
+	seq    uint64
+	typ    byte
+	keys   []ct.Key // DATA
+	bulkID uint32   // BULK_*
+	at     time.Time
+}
+
+// item is what the sender owes: an object's state or a bulk marker.
+type item struct {
+	key    ct.Key
+	marker byte // 0, typeBulkStart or typeBulkEnd
+	bulkID uint32
+}
+
+// Endpoint is one side of a sync association.
+type Endpoint struct {
+	cfg Config
+	src Source
+
+	// Sender.
+	role       Role
+	nextSeq    uint64
+	unacked    []sent // oldest first
+	pending    []item // not yet sent, in order
+	queued     map[ct.Key]struct{}
+	lastKeep   time.Time
+	bulkReq    bool   // ask the peer for a bulk in the next payload
+	jumpTo     uint64 // announce a JUMP in the next payload; 0: none
+	bulkNeeded bool   // the caller must start a bulk (peer asked, or we gave up)
+	nextBulkID uint32
+
+	// Receiver.
+	peerEpoch   uint32
+	haveBase    bool
+	expected    uint64 // next sequence number to deliver
+	peerNext    uint64 // the peer's next sequence number, as last heard
+	buffered    map[uint64]msg
+	unackedIn   int // delivered since the last ACK sent
+	ackDue      time.Time
+	gapAskedAt  time.Time
+	lastHeard   time.Time
+	peerRole    Role
+	peerRestart bool
+
+	stats Stats
+}
+
+// New returns an Endpoint whose resends read object states from src.
+func New(cfg Config, src Source) *Endpoint {
+	return &Endpoint{
+		cfg: cfg.withDefaults(), src: src, nextSeq: 1,
+		queued: map[ct.Key]struct{}{}, buffered: map[uint64]msg{},
+	}
+}
+
+// SetRole sets the role the keep-alives announce.
+func (e *Endpoint) SetRole(r Role) { e.role = r }
+
+// Queue says object k changed: its latest state will be sent reliably.
+// Queuing a key already owed costs nothing.
+func (e *Endpoint) Queue(k ct.Key) {
+	if _, ok := e.queued[k]; ok {
+		return
+	}
+	if len(e.pending) >= e.cfg.MaxPending {
+		e.giveUp()
+		return
+	}
+	e.queued[k] = struct{}{}
+	e.pending = append(e.pending, item{key: k})
+}
+
+// giveUp drops everything owed and resyncs by bulk: the peer was away
+// longer than the sender can remember changes.
+func (e *Endpoint) giveUp() {
+	e.stats.GaveUp++
+	e.pending, e.unacked = e.pending[:0], e.unacked[:0]
+	clear(e.queued)
+	e.jumpTo = e.nextSeq
+	e.bulkNeeded = true
+}
+
+// StartBulk queues a complete copy: a BULK_START marker, every key of
+// keys, a BULK_END marker. It returns the bulk's id.
+func (e *Endpoint) StartBulk(keys func(yield func(ct.Key) bool)) uint32 {
+	e.bulkNeeded = false
+	e.nextBulkID++
+	id := e.nextBulkID
+	// The start marker goes before what is already owed, so that every
+	// object the bulk covers is sent inside it: the receiver drops, at the
+	// end, what it was not sent since the start.
+	e.pending = append([]item{{marker: typeBulkStart, bulkID: id}}, e.pending...)
+	keys(func(k ct.Key) bool {
+		if _, ok := e.queued[k]; !ok {
+			e.queued[k] = struct{}{}
+			e.pending = append(e.pending, item{key: k})
+		}
+		return true
+	})
+	e.pending = append(e.pending, item{marker: typeBulkEnd, bulkID: id})
+	return id
+}
+
+// RequestBulk asks the peer for a complete copy.
+func (e *Endpoint) RequestBulk() { e.bulkReq = true }
+
+// BulkNeeded reports (once) that the caller must call StartBulk: the peer
+// asked for a copy, or the sender gave up on owed changes.
+func (e *Endpoint) BulkNeeded() bool {
+	n := e.bulkNeeded
+	e.bulkNeeded = false
+	return n
+}
+
+// PeerRestarted reports (once) that the peer came back with a new epoch.
+func (e *Endpoint) PeerRestarted() bool {
+	r := e.peerRestart
+	e.peerRestart = false
+	return r
+}
+
+// PeerUp reports whether a datagram arrived within PeerTimeout.
+func (e *Endpoint) PeerUp(now time.Time) bool {
+	return !e.lastHeard.IsZero() && now.Sub(e.lastHeard) < e.cfg.PeerTimeout
+}
+
+// PeerRole is the role of the peer's last keep-alive.
+func (e *Endpoint) PeerRole() Role { return e.peerRole }
+
+// Idle reports whether nothing is owed or unacknowledged.
+func (e *Endpoint) Idle() bool { return len(e.pending) == 0 && len(e.unacked) == 0 }
+
+// Stats returns the counters.
+func (e *Endpoint) Stats() Stats { return e.stats }
+
+// Input processes a payload authenticated as coming from the peer's epoch
+// and returns, in order, what can be delivered. An error means the payload
+// was malformed (counted); what was decoded before the error stands.
+func (e *Endpoint) Input(epoch uint32, payload []byte, now time.Time, out []Delivery) ([]Delivery, error) {
+	if epoch < e.peerEpoch {
+		return out, nil // the envelope's replay guard rejects these already
+	}
+	if epoch > e.peerEpoch {
+		// A peer met for the first time, or restarted: what this side
+		// holds of its table may be stale or incomplete; ask for a copy.
+		if e.peerEpoch != 0 {
+			e.peerRestart = true
+		}
+		e.bulkReq = true
+		e.peerEpoch, e.haveBase, e.peerNext = epoch, false, 0
+		clear(e.buffered)
+		e.gapAskedAt = time.Time{}
+	}
+	e.lastHeard = now
+	err := parsePayload(payload, func(m msg) error {
+		switch {
+		case m.reliable:
+			out = e.receive(m, now, out)
+		case m.typ == typeAck:
+			e.acked(m.seq)
+		case m.typ == typeNack:
+			e.nacked(m.seq, m.to)
+		case m.typ == typeKeepalive:
+			e.peerRole = m.role
+			if !e.haveBase {
+				out = append(out, e.setBase(m.to)...)
+			}
+			if m.seq > e.peerNext {
+				e.peerNext = m.seq
+			}
+		case m.typ == typeBulkReq:
+			e.bulkNeeded = true
+		case m.typ == typeJump:
+			out = e.jump(m.seq, out)
+		}
+		return nil
+	})
+	if err != nil {
+		e.stats.Malformed++
+	}
+	return out, err
+}
+
+// receive takes a reliable message: deliver it if it is next, buffer it if
+// it is early, drop it if it is old.
+func (e *Endpoint) receive(m msg, now time.Time, out []Delivery) []Delivery {
+	if !e.haveBase {
+		// Where the peer's stream starts is known from its keep-alive;
+		// until then, keep what arrives.
+		if len(e.buffered) < e.cfg.Reorder {
+			m.body = append([]byte(nil), m.body...)
+			e.buffered[m.seq] = m
+		}
+		return out
+	}
+	switch {
+	case m.seq < e.expected:
+		e.stats.Duplicates++
+		e.ackDue = now // tell the sender again: its ACK may have been lost
+		return out
+	case m.seq > e.expected:
+		if m.seq >= e.peerNext {
+			e.peerNext = m.seq + 1
+		}
+		if m.seq-e.expected > uint64(e.cfg.Reorder) {
+			e.stats.OutOfWindow++
+			return out
+		}
+		if _, dup := e.buffered[m.seq]; dup {
+			e.stats.Duplicates++
+			return out
+		}
+		m.body = append([]byte(nil), m.body...) // the payload buffer is reused
+		e.buffered[m.seq] = m
+		return out
+	}
+	out = e.deliver(m, out)
+	for {
+		next, ok := e.buffered[e.expected]
+		if !ok {
+			break
+		}
+		delete(e.buffered, e.expected)
+		out = e.deliver(next, out)
+	}
+	if !e.gap() {
+		e.gapAskedAt = time.Time{}
+	}
+	if e.unackedIn >= e.cfg.AckEvery {
+		e.ackDue = now
+	} else if e.ackDue.IsZero() {
+		e.ackDue = now.Add(e.cfg.AckDelay)
+	}
+	return out
+}
+
+func (e *Endpoint) deliver(m msg, out []Delivery) []Delivery {
+	e.expected = m.seq + 1
+	e.unackedIn++
+	e.stats.Delivered++
+	switch m.typ {
+	case typeData:
+		return append(out, Delivery{Kind: DeliverRecords, Records: m.body})
+	case typeBulkStart:
+		return append(out, Delivery{Kind: DeliverBulkStart, BulkID: m.bulkID})
+	default:
+		return append(out, Delivery{Kind: DeliverBulkEnd, BulkID: m.bulkID})
+	}
+}
+
+// jump: the sender will never resend what is before seq; skip to it. The
+// sender follows with a bulk, which restores what was skipped.
+func (e *Endpoint) jump(seq uint64, out []Delivery) []Delivery {
+	if !e.haveBase || seq <= e.expected {
+		return out
+	}
+	e.stats.Jumps++
+	for s := range e.buffered {
+		if s < seq {
+			delete(e.buffered, s)
+		}
+	}
+	e.expected = seq
+	for {
+		next, ok := e.buffered[e.expected]
+		if !ok {
+			break
+		}
+		delete(e.buffered, e.expected)
+		out = e.deliver(next, out)
+	}
+	if !e.gap() {
+		e.gapAskedAt = time.Time{}
+	}
+	return out
+}
+
+// setBase starts receiving a peer epoch's stream at first, the oldest
+// message the peer can still send, and delivers what was kept meanwhile.
+func (e *Endpoint) setBase(first uint64) []Delivery {
+	e.haveBase, e.expected = true, first
+	for s := range e.buffered {
+		if s < first {
+			delete(e.buffered, s)
+		}
+	}
+	var out []Delivery
+	for {
+		next, ok := e.buffered[e.expected]
+		if !ok {
+			break
+		}
+		delete(e.buffered, e.expected)
+		out = e.deliver(next, out)
+	}
+	return out
+}
+
+// gap reports whether the peer has sent reliable messages this side has
+// not delivered: some arrived early, or its keep-alive says so (a lost
+// tail).
+func (e *Endpoint) gap() bool {
+	return e.haveBase && (len(e.buffered) > 0 || e.peerNext > e.expected)
+}
+
+// acked drops the messages the peer has.
+func (e *Endpoint) acked(upTo uint64) {
+	i := 0
+	for i < len(e.unacked) && e.unacked[i].seq <= upTo {
+		i++
+	}
+	e.unacked = e.unacked[i:]
+}
+
+// nacked resends the range the peer asks for, with the latest states.
+func (e *Endpoint) nacked(from, to uint64) {
+	oldest := e.nextSeq
+	if len(e.unacked) > 0 {
+		oldest = e.unacked[0].seq
+	}
+	if from < oldest {
+		// The peer asks for what the sender gave up (it never asks for
+		// what it acknowledged): skip it, and restore it by bulk.
+		e.jumpTo, e.bulkNeeded = oldest, true
+	}
+	for i := range e.unacked {
+		s := &e.unacked[i]
+		if s.seq >= from && s.seq <= to {
+			s.at = time.Time{} // resend in the next Output
+		}
+	}
+}
+
+// Output builds the payloads to send now: resends, new data, ACK, NACK,
+// keep-alive. Call it after Input, Queue or StartBulk, and on a timer
+// (see NextTimeout).
+func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
+	var p payloadBuilder
+	p.max = e.cfg.MaxPayload
+
+	// Control first, so it is never starved by data.
+	if e.ackDue != (time.Time{}) && !now.Before(e.ackDue) && e.haveBase && e.expected > 1 {
+		p.add(&out, appendMsg(nil, typeAck, u64(e.expected-1)))
+		e.unackedIn, e.ackDue = 0, time.Time{}
+		e.stats.AcksSent++
+	}
+	if e.gap() && (e.gapAskedAt.IsZero() || !now.Before(e.gapAskedAt.Add(e.cfg.NackRetry))) {
+		// Ask for every hole between the next expected message and the
+		// peer's last known one, at most maxNacks ranges at a time.
+		// Nothing beyond the reorder window can be taken anyway, whatever
+		// the peer announces.
+		const maxNacks = 64
+		end := min(e.peerNext, e.expected+uint64(e.cfg.Reorder)+1)
+		from, holes := e.expected, 0
+		for from < end && holes < maxNacks {
+			if e.hasBuffered(from) {
+				from++
+				continue
+			}
+			to := from
+			for to+1 < end && !e.hasBuffered(to+1) {
+				to++
+			}
+			p.add(&out, appendMsg(nil, typeNack, append(u64(from), u64(to)...)))
+			holes++
+			from = to + 1
+		}
+		e.gapAskedAt = now
+		e.stats.NacksSent++
+	}
+	if e.bulkReq {
+		p.add(&out, appendMsg(nil, typeBulkReq, nil))
+		e.bulkReq = false
+	}
+	if e.jumpTo != 0 {
+		p.add(&out, appendMsg(nil, typeJump, u64(e.jumpTo)))
+		e.jumpTo = 0
+	}
+
+	// Resends: NACKed messages, and the oldest after RTO.
+	for i := range e.unacked {
+		s := &e.unacked[i]
+		if s.at.IsZero() || (i == 0 && now.Sub(s.at) >= e.cfg.RTO) {
+			p.add(&out, e.encode(s))
+			s.at = now
+			e.stats.Resent++
+		}
+	}
+
+	// New data, within the window, each message filled up to the payload
+	// size (less room for its records to grow if they are resent).
+	for len(e.pending) > 0 && len(e.unacked) < e.cfg.Window {
+		s := sent{seq: e.nextSeq, at: now}
+		var m []byte
+		if it := e.pending[0]; it.marker != 0 {
+			s.typ, s.bulkID = it.marker, it.bulkID
+			e.pending = e.pending[1:]
+			m = e.encode(&s)
+		} else {
+			s.typ = typeData
+			b, start := appendHeader(nil, typeData)
+			b = append(b, u64(s.seq)...)
+			for len(e.pending) > 0 && e.pending[0].marker == 0 && len(b) < e.cfg.MaxPayload-e.cfg.recordMargin {
+				k := e.pending[0].key
+				delete(e.queued, k)
+				s.keys = append(s.keys, k)
+				b = e.src.AppendRecord(b, k)
+				e.pending = e.pending[1:]
+			}
+			m = finishMsg(b, start)
+		}
+		e.nextSeq++
+		e.unacked = append(e.unacked, s)
+		p.add(&out, m)
+		e.stats.DataSent++
+	}
+	if len(e.pending) == 0 {
+		e.pending = nil // let a large backlog's array go
+	}
+
+	if p.cur == nil && now.Sub(e.lastKeep) >= e.cfg.Keepalive || p.cur != nil && now.Sub(e.lastKeep) >= e.cfg.Keepalive/2 {
+		first := e.nextSeq
+		if len(e.unacked) > 0 {
+			first = e.unacked[0].seq
+		}
+		body := []byte{byte(e.role), 0}
+		body = binary.BigEndian.AppendUint64(body, e.nextSeq)
+		body = binary.BigEndian.AppendUint64(body, first)
+		p.add(&out, appendMsg(nil, typeKeepalive, body))
+		e.lastKeep = now
+		e.stats.KeepalivesSent++
+	}
+	return p.flush(out)
+}
+
+func (e *Endpoint) hasBuffered(seq uint64) bool {
+	_, ok := e.buffered[seq]
+	return ok
+}
+
+// encode builds a reliable message with the current state of its objects.
+func (e *Endpoint) encode(s *sent) []byte {
+	b, start := appendHeader(nil, s.typ)
+	b = append(b, u64(s.seq)...)
+	if s.typ == typeData {
+		for _, k := range s.keys {
+			b = e.src.AppendRecord(b, k)
+		}
+	} else {
+		b = append(b, u32(s.bulkID)...)
+	}
+	return finishMsg(b, start)
+}
+
+// NextTimeout is when Output must run again if nothing else happens.
+func (e *Endpoint) NextTimeout(now time.Time) time.Time {
+	t := e.lastKeep.Add(e.cfg.Keepalive)
+	early := func(c time.Time) {
+		if !c.IsZero() && c.Before(t) {
+			t = c
+		}
+	}
+	early(e.ackDue)
+	if e.gap() {
+		if e.gapAskedAt.IsZero() {
+			return now
+		}
+		early(e.gapAskedAt.Add(e.cfg.NackRetry))
+	}
+	if len(e.unacked) > 0 {
+		early(e.unacked[0].at.Add(e.cfg.RTO))
+	}
+	if t.Before(now) {
+		return now
+	}
+	return t
+}
+
+// payloadBuilder packs messages into payloads of at most max bytes.
+type payloadBuilder struct {
+	max int
+	cur []byte
+}
+
+func (p *payloadBuilder) add(out *[][]byte, m []byte) {
+	if p.cur != nil && len(p.cur)+len(m) > p.max {
+		*out = append(*out, p.cur)
+		p.cur = nil
+	}
+	p.cur = append(p.cur, m...)
+}
+
+func (p *payloadBuilder) flush(out [][]byte) [][]byte {
+	if p.cur != nil {
+		out = append(out, p.cur)
+	}
+	return out
+}
