@@ -185,6 +185,7 @@ vrrp_instance "lan" {
 	want := Config{
 		Path:     "vrrp-only.hcl",
 		NodeName: "fw1",
+		StateDir: DefaultStateDir,
 		Control:  Control{Socket: DefaultSocket, Metrics: DefaultMetrics},
 		Log:      Log{Format: "text"},
 		Instances: []Instance{{

@@ -13,7 +13,10 @@ type Config struct {
 	// Path is the file it was read from, as given to Load.
 	Path string
 
-	NodeName     string
+	NodeName string
+	// StateDir holds what must survive a restart (the sync protocol's
+	// epochs).
+	StateDir     string
 	Control      Control
 	Log          Log
 	Instances    []Instance

@@ -10,6 +10,7 @@ import (
 const (
 	DefaultConfigPath = "/etc/ctha/ctha.hcl"
 	DefaultSocket     = "/run/ctha/ctha.sock"
+	DefaultStateDir   = "/var/lib/ctha"
 	DefaultMetrics    = "127.0.0.1:9477"
 	DefaultLogLevel   = "info"
 	DefaultLogFormat  = "text"

@@ -32,6 +32,7 @@ func (a attr[T]) elem(i int) hcl.Range {
 type (
 	fileSyntax struct {
 		NodeName     attr[string]
+		StateDir     attr[string]
 		Control      *controlSyntax
 		Log          *logSyntax
 		Instances    []*instanceSyntax
@@ -128,7 +129,7 @@ func newBlock(b *hcl.Block) block {
 // Schemas: every key and block the file may hold. Anything else is an error.
 var (
 	fileSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "node_name"}},
+		Attributes: []hcl.AttributeSchema{{Name: "node_name"}, {Name: "state_dir"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "control"}, {Type: "log"},
 			{Type: "vrrp_instance", LabelNames: []string{"name"}},
@@ -287,6 +288,7 @@ func (d *decoder) file(body hcl.Body) *fileSyntax {
 	c := d.content(body, fileSchema)
 	f := &fileSyntax{}
 	decodeAttr(d, c.Attributes, "node_name", &f.NodeName)
+	decodeAttr(d, c.Attributes, "state_dir", &f.StateDir)
 	if b := d.single(c, "control"); b != nil {
 		f.Control = d.control(b)
 	}

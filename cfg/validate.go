@@ -35,6 +35,7 @@ func (v *validator) warnf(r hcl.Range, format string, args ...any) {
 func (v *validator) config(f *fileSyntax) Config {
 	c := Config{
 		NodeName: v.nodeName(f.NodeName),
+		StateDir: v.absPath(f.StateDir, "state_dir", DefaultStateDir),
 		Control:  v.control(f.Control),
 		Log:      v.log(f.Log),
 	}
@@ -219,6 +220,17 @@ func (v *validator) control(s *controlSyntax) Control {
 		}
 	}
 	return c
+}
+
+// absPath returns an absolute path attribute, or def when it is absent.
+func (v *validator) absPath(a attr[string], name, def string) string {
+	if !a.ok() {
+		return def
+	}
+	if !filepath.IsAbs(a.Val) {
+		v.errorf(a.Range, "%s must be an absolute path, got %q", name, a.Val)
+	}
+	return a.Val
 }
 
 func validPort(s string) bool {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctha/ctha/integration/lab"
 	"github.com/ctha/ctha/internal/control"
 )
 
@@ -71,10 +72,16 @@ type daemonProc struct {
 	done   chan error
 }
 
-// startDaemon runs `ctha run` as a separate process (this test binary).
-func startDaemon(t *testing.T, env []string, args ...string) *daemonProc {
+// startDaemon runs `ctha run` as a separate process (this test binary),
+// inside network namespace ns unless ns is "" (only for runs that never
+// reach the network: the host's must not be touched).
+func startDaemon(t *testing.T, ns string, env []string, args ...string) *daemonProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"run"}, args...)...)
+	argv := append([]string{os.Args[0], "run"}, args...)
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), "CTHA_TEST_MAIN=1"), env...)
 	d := &daemonProc{cmd: cmd, stderr: &strings.Builder{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
@@ -113,10 +120,9 @@ func statusOf(t *testing.T, socket string) control.Status {
 	return st
 }
 
-// daemonConfig runs no VRRP: these tests run in the host's namespace,
-// where ctha must never touch an interface. VRRP runs in the lab
-// (integration/).
+// daemonConfig runs conntrack sync alone, in a lab namespace.
 const daemonConfig = `node_name = "NODE"
+state_dir = "STATE"
 conntrack_sync {
   link "sync0" {
     interface = "sync"
@@ -127,15 +133,24 @@ conntrack_sync {
 }
 `
 
+// labNS builds the namespace lab and returns fw1's namespace, whose sync
+// link has the address the test configurations use.
+func labNS(t *testing.T) string {
+	t.Helper()
+	lab.RequireNetns(t)
+	return lab.New(t, lab.Options{NoIPv6: true, NoRuleset: true}).NS(lab.RoleFW1)
+}
+
 func TestDaemonLifecycle(t *testing.T) {
+	ns := labNS(t)
 	dir := t.TempDir()
-	conf := writeConfig(t, dir, "ctha.hcl", strings.Replace(daemonConfig, "NODE", "fw1", 1))
+	conf := writeConfig(t, dir, "ctha.hcl", strings.NewReplacer("NODE", "fw1", "STATE", dir).Replace(daemonConfig))
 	socket := filepath.Join(dir, "run", "ctha.sock")
 	n := newNotifySocket(t)
-	d := startDaemon(t, []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000"}, "-c", conf, "-s", socket)
+	d := startDaemon(t, ns, []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000"}, "-c", conf, "-s", socket)
 
 	ready := n.waitFor(t, "READY=1")
-	if want := "STATUS=sync not running"; !strings.Contains(ready, want) {
+	if want := "STATUS=sync peer down, 0 local / 0 peer states"; !strings.Contains(ready, want) {
 		t.Errorf("ready message %q lacks %q", ready, want)
 	}
 	st := statusOf(t, socket)
@@ -148,7 +163,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	n.waitFor(t, "WATCHDOG=1")
 
 	// A second daemon on the same socket refuses to start.
-	second := startDaemon(t, nil, "-c", conf, "-s", socket)
+	second := startDaemon(t, ns, nil, "-c", conf, "-s", socket)
 	if err := second.wait(t); err == nil || !strings.Contains(second.stderr.String(), "another ctha is running") {
 		t.Errorf("second daemon: %v, %q", err, second.stderr)
 	}
@@ -168,7 +183,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	}
 
 	// A valid file is applied.
-	writeConfig(t, dir, "ctha.hcl", strings.Replace(daemonConfig, "NODE", "fw9", 1))
+	writeConfig(t, dir, "ctha.hcl", strings.NewReplacer("NODE", "fw9", "STATE", dir).Replace(daemonConfig))
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	n.waitFor(t, "RELOADING=1")
 	n.waitFor(t, "READY=1")
@@ -193,7 +208,7 @@ func TestDaemonRefusesInvalidConfig(t *testing.T) {
   vrid      = 0
 }`)
 	socket := filepath.Join(dir, "ctha.sock")
-	d := startDaemon(t, nil, "-c", conf, "-s", socket)
+	d := startDaemon(t, "", nil, "-c", conf, "-s", socket)
 	err := d.wait(t)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != exitFail {
@@ -213,13 +228,14 @@ func TestDaemonRefusesInvalidConfig(t *testing.T) {
 // TestDaemonMissingInterface: an instance on an interface that does not
 // exist stops the daemon at start with a clear reason.
 func TestDaemonMissingInterface(t *testing.T) {
+	ns := labNS(t)
 	dir := t.TempDir()
 	conf := writeConfig(t, dir, "ctha.hcl", `vrrp_instance "lan" {
   interface   = "ctha-nosuch0"
   vrid        = 51
   virtual_ips = ["10.10.1.1/24"]
 }`)
-	d := startDaemon(t, nil, "-c", conf, "-s", filepath.Join(dir, "ctha.sock"))
+	d := startDaemon(t, ns, nil, "-c", conf, "-s", filepath.Join(dir, "ctha.sock"))
 	var exit *exec.ExitError
 	if err := d.wait(t); !errors.As(err, &exit) || exit.ExitCode() != exitFail {
 		t.Fatalf("exit = %v, want status %d", err, exitFail)

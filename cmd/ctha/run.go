@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/internal/control"
 	"github.com/ctha/ctha/vrrp"
 	"github.com/hashicorp/hcl/v2"
@@ -69,26 +71,38 @@ type daemonState struct {
 	socket  string // control socket in use
 	started time.Time
 	conf    atomic.Pointer[cfg.Config]
-	vrrp    *vrrp.Runner // nil without VRRP instances
+	vrrp    *vrrp.Runner   // nil without VRRP instances
+	sync    *ctsync.Engine // nil without conntrack_sync
 	changed chan struct{}
 }
 
 func (d *daemonState) run() error {
 	conf := d.conf.Load()
 	d.changed = make(chan struct{}, 1)
+	// The control socket first: a second ctha on the same node stops here
+	// with the clearest reason.
+	ln, err := control.Listen(d.socket)
+	if err != nil {
+		return err
+	}
 	if len(conf.Instances) > 0 {
 		r, err := vrrp.New(*conf, vrrp.Options{Log: d.log, OnChange: d.stateChanged})
 		if err != nil {
+			ln.Close()
 			return err
 		}
 		d.vrrp = r
 	}
-	ln, err := control.Listen(d.socket)
-	if err != nil {
-		if d.vrrp != nil {
-			d.vrrp.Close()
+	if conf.Sync != nil {
+		eng, err := d.newSync(conf)
+		if err != nil {
+			ln.Close()
+			if d.vrrp != nil {
+				d.vrrp.Close()
+			}
+			return err
 		}
-		return err
+		d.sync = eng
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -110,6 +124,17 @@ func (d *daemonState) run() error {
 		defer close(vrrpDone)
 		if d.vrrp != nil {
 			d.vrrp.Run(vctx)
+		}
+	}()
+	sctx, stopSync := context.WithCancel(context.Background())
+	defer stopSync()
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		if d.sync != nil {
+			if err := d.sync.Run(sctx); err != nil {
+				d.log.Error("conntrack sync stopped", "err", err)
+			}
 		}
 	}()
 
@@ -135,6 +160,8 @@ func (d *daemonState) run() error {
 			d.notify(daemon.SdNotifyStopping, "STATUS=stopping")
 			stopVRRP() // a master resigns with priority 0 and removes its VIPs
 			<-vrrpDone
+			stopSync()
+			<-syncDone
 			cancel()
 			<-served
 			return nil
@@ -145,6 +172,8 @@ func (d *daemonState) run() error {
 		case <-served:
 			stopVRRP()
 			<-vrrpDone
+			stopSync()
+			<-syncDone
 			return fmt.Errorf("control socket %s closed unexpectedly", d.socket)
 		}
 	}
@@ -233,12 +262,15 @@ func (d *daemonState) notify(lines ...string) {
 	}
 }
 
-func (d *daemonState) handle(_ context.Context, req control.Request) (any, error) {
+func (d *daemonState) handle(ctx context.Context, req control.Request) (any, error) {
 	switch req.Op {
 	case "status":
 		return d.status(), nil
 	case "stats":
-		return d.stats(), nil
+		return d.stats(ctx), nil
+	}
+	if op, ok := strings.CutPrefix(req.Op, "sync."); ok {
+		return d.handleSync(ctx, op)
 	}
 	return nil, fmt.Errorf("%w %q (is the daemon older than this ctha?)", control.ErrUnknown, req.Op)
 }

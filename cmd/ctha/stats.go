@@ -14,8 +14,12 @@ import (
 	"github.com/ctha/ctha/internal/control"
 )
 
-func (d *daemonState) stats() control.Stats {
+func (d *daemonState) stats(ctx context.Context) control.Stats {
 	st := control.Stats{VRRP: []control.VRRPStats{}}
+	if d.sync != nil {
+		s := d.sync.Stats(ctx)
+		st.Sync = &s
+	}
 	if d.vrrp == nil {
 		return st
 	}
@@ -68,4 +72,18 @@ func printStats(w io.Writer, st control.Stats) {
 			s.SendErrors, s.AddrMismatch, s.Transitions, s.VIPErrors, strings.Join(drops, " "))
 	}
 	tw.Flush()
+	if s := st.Sync; s != nil {
+		fmt.Fprintf(w, "\nsync: %d datagrams in, %d out (%d send errors); %d records applied; %d kernel events, %d overruns, %d resyncs\n",
+			s.DatagramsIn, s.DatagramsOut, s.SendErrors, s.Records, s.Events, s.Overruns, s.Resyncs)
+		fmt.Fprintf(w, "  kernel: %d writes, %d refused; %d commits; bulks %d sent, %d received; split brains %d\n",
+			s.KernelWrites, s.KernelFailures, s.Commits, s.BulksSent, s.BulksReceived, s.SplitBrains)
+		p := s.Protocol
+		fmt.Fprintf(w, "  protocol: %d messages sent, %d resent, %d NACKs, %d duplicates, %d jumps\n",
+			p.DataSent, p.Resent, p.NacksSent, p.Duplicates, p.Jumps)
+		var drops []string
+		for _, r := range slices.Sorted(maps.Keys(s.Drops)) {
+			drops = append(drops, fmt.Sprintf("%s=%d", r, s.Drops[r]))
+		}
+		fmt.Fprintf(w, "  dropped datagrams: %s\n", strings.Join(drops, " "))
+	}
 }

@@ -73,6 +73,7 @@ func (d *daemonState) status() control.Status {
 		if !s.InsecureNoAuth {
 			ss.KeyFingerprint = s.Key.Fingerprint()
 		}
+		d.syncStatus(ss)
 		st.Sync = ss
 	}
 	return st

@@ -1,6 +1,10 @@
 package control
 
-import "time"
+import (
+	"time"
+
+	"github.com/ctha/ctha/ctsync"
+)
 
 // The JSON documents below are a contract: scripts and monitoring read them.
 // Fields are only ever added, never renamed or removed.
@@ -80,6 +84,8 @@ type CommitStatus struct {
 // prints.
 type Stats struct {
 	VRRP []VRRPStats `json:"vrrp"`
+	// Sync is null without conntrack_sync.
+	Sync *ctsync.Stats `json:"sync"`
 }
 
 // VRRPStats are one VRRP instance's counters.

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync"
+	"github.com/ctha/ctha/internal/control"
+)
+
+// newSync opens the conntrack sync engine of conf.
+func (d *daemonState) newSync(conf *cfg.Config) (*ctsync.Engine, error) {
+	if err := os.MkdirAll(conf.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	var vips []netip.Addr
+	for _, in := range conf.Instances {
+		for _, p := range in.VIPs {
+			vips = append(vips, p.Addr())
+		}
+	}
+	return ctsync.New(*conf.Sync, ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips})
+}
+
+// syncStatus fills the status document's sync part.
+func (d *daemonState) syncStatus(ss *control.SyncStatus) {
+	if d.sync == nil {
+		return
+	}
+	s := d.sync.Status()
+	ss.Running = true
+	ss.PeerUp, ss.BulkComplete, ss.SplitBrain = s.PeerUp, s.BulkComplete, s.SplitBrain
+	ss.PeerRole = s.PeerRole.String()
+	ss.InternalEntries, ss.ExternalEntries = s.Internal, s.External
+	if c := s.LastCommit; c != nil {
+		ss.LastCommit = &control.CommitStatus{Entries: c.Entries, Failed: c.Failed, TookMS: durationMS(c.Took)}
+	}
+	for i := range ss.Links {
+		if ss.Links[i].Name == s.Link {
+			ss.Links[i].Up, ss.Links[i].Active = s.PeerUp, true
+		}
+	}
+}
+
+// syncOps are the `ctha sync` operations, with conntrackd's equivalents.
+var syncOps = map[string]string{
+	"commit":  "write the peer's states into the kernel table (conntrackd -c)",
+	"flush":   "empty the internal and external caches (conntrackd -f)",
+	"resync":  "reconcile the internal cache with the kernel table (conntrackd -R)",
+	"bulk":    "send the peer a complete copy of this node's states (conntrackd -B)",
+	"request": "ask the peer for a complete copy of its states (conntrackd -n)",
+	"purge":   "delete kernel states the peer does not hold, except this node's own (conntrackd -t)",
+}
+
+// handleSync runs a `ctha sync` operation in the daemon.
+func (d *daemonState) handleSync(ctx context.Context, op string) (any, error) {
+	if d.sync == nil {
+		return nil, fmt.Errorf("no conntrack_sync in %s", d.path)
+	}
+	switch op {
+	case "commit":
+		res, err := d.sync.Commit(ctx)
+		out := control.CommitStatus{Entries: res.Entries, Failed: res.Failed, TookMS: durationMS(res.Took)}
+		if err != nil {
+			return nil, fmt.Errorf("%w (%d entries, %.1f ms)", err, res.Entries, out.TookMS)
+		}
+		return out, nil
+	case "flush":
+		return nil, d.sync.Flush(ctx)
+	case "resync":
+		return nil, d.sync.Resync(ctx)
+	case "bulk":
+		return nil, d.sync.Bulk(ctx)
+	case "request":
+		return nil, d.sync.Request(ctx)
+	case "purge":
+		n, err := d.sync.Purge(ctx)
+		return map[string]int{"purged": n}, err
+	}
+	return nil, fmt.Errorf("unknown sync operation %q", op)
+}
+
+func (c *cli) syncCmd(args []string) int {
+	fs := c.flags("sync")
+	socket := fs.String("s", cfg.DefaultSocket, "control `SOCKET` of the daemon")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 || syncOps[fs.Arg(0)] == "" {
+		fmt.Fprintln(c.stderr, "Usage: ctha sync commit|flush|resync|bulk|request|purge [-s SOCKET]")
+		for _, op := range []string{"commit", "flush", "resync", "bulk", "request", "purge"} {
+			fmt.Fprintf(c.stderr, "  %-8s %s\n", op, syncOps[op])
+		}
+		return exitUsage
+	}
+	op := fs.Arg(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var out json.RawMessage
+	if err := control.Call(ctx, *socket, "sync."+op, nil, &out); err != nil {
+		return c.failf("sync %s: %v", op, err)
+	}
+	switch op {
+	case "commit":
+		var r control.CommitStatus
+		json.Unmarshal(out, &r)
+		fmt.Fprintf(c.stdout, "committed %d entries in %.1f ms\n", r.Entries, r.TookMS)
+	case "purge":
+		var r map[string]int
+		json.Unmarshal(out, &r)
+		fmt.Fprintf(c.stdout, "purged %d entries\n", r["purged"])
+	default:
+		fmt.Fprintf(c.stdout, "sync %s: done\n", op)
+	}
+	return exitOK
+}

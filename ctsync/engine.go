@@ -1,0 +1,473 @@
+package ctsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync/auth"
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+	"github.com/ctha/ctha/ctsync/proto"
+	"github.com/ctha/ctha/ctsync/wire"
+)
+
+// Timers of the engine.
+const (
+	reconcileEvery = 60 * time.Second // a dump catches what events missed
+	refreshEvery   = 10 * time.Second // direct mode: peer states kept alive in the kernel
+	refreshBelow   = 3600             // ... those whose timeout is shorter (seconds)
+	maxPayload     = 1400 - auth.Overhead
+)
+
+// Options are the engine's seams.
+type Options struct {
+	Log *slog.Logger
+	// StateDir holds the epoch files (cfg.Config.StateDir).
+	StateDir string
+	// VIPs are addresses on this node that are not its own: flows to them
+	// are replicated.
+	VIPs []netip.Addr
+}
+
+// Engine replicates this node's conntrack table to its peer and keeps the
+// peer's. One goroutine (Run) owns the caches and the protocol; the
+// methods that ask something of it (Commit, Status, ...) are safe for
+// concurrent use.
+type Engine struct {
+	cfg   cfg.Sync
+	opts  Options
+	log   *slog.Logger
+	kern  *kernel.Conn
+	lis   *kernel.Listener
+	link  *link
+	ep    *proto.Endpoint
+	flt   *filter
+	guard *auth.ReplayGuard
+
+	sender, epoch uint32
+	seq           uint64
+	peerEpochPath string
+
+	internal cache // this node's flows
+	external extCache
+
+	role                   proto.Role
+	bulkSeen               map[ct.Key]bool // keys refreshed since the peer's bulk began
+	bulkComplete           bool
+	lastCommit             *CommitResult
+	lastRefresh, lastRecon time.Time
+
+	events chan eventBatch
+	inbox  chan datagram
+	ctl    chan func()
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	statusMu sync.Mutex
+	status   Status // published by the loop
+	stats    counters
+}
+
+type eventBatch struct {
+	events []kernel.Event
+	err    error
+}
+
+type datagram struct {
+	h       auth.Header
+	payload []byte
+}
+
+// New opens the kernel sockets and the sync link; Run starts replication.
+func New(c cfg.Sync, opts Options) (*Engine, error) {
+	if len(c.Links) == 0 {
+		return nil, errors.New("conntrack sync: no link")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		cfg: c, opts: opts, log: opts.Log.With("sync", c.Links[0].Name),
+		flt:      newFilter(c.Filter),
+		internal: cache{}, external: extCache{},
+		events: make(chan eventBatch, 64), inbox: make(chan datagram, 1024),
+		ctl: make(chan func()), done: make(chan struct{}),
+		peerEpochPath: filepath.Join(opts.StateDir, "sync-peer-epoch"),
+	}
+	// The link first: it fails at once where its address does not exist,
+	// before anything of the kernel's conntrack settings is touched.
+	var err error
+	if e.link, err = dialLink(c.Links[0]); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			e.link.Close()
+		}
+	}()
+	if err := kernel.EnsureEvents(); err != nil {
+		return nil, err
+	}
+	if e.epoch, err = auth.NextEpoch(filepath.Join(opts.StateDir, "sync-epoch")); err != nil {
+		return nil, fmt.Errorf("conntrack sync: %w", err)
+	}
+	peerEpoch, err := auth.LoadPeerEpoch(e.peerEpochPath)
+	if err != nil {
+		return nil, fmt.Errorf("conntrack sync: %w", err)
+	}
+	e.sender = auth.NewSenderID()
+	e.guard = auth.NewReplayGuard(peerEpoch)
+	e.guard.SetSelf(e.sender)
+	if e.kern, err = kernel.Dial(); err != nil {
+		return nil, err
+	}
+	if e.lis, err = kernel.Listen(kernel.ListenOptions{IgnorePortID: e.kern.PortID()}); err != nil {
+		e.kern.Close()
+		return nil, err
+	}
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload}, &e.internal)
+	ok = true
+	return e, nil
+}
+
+// Run replicates until ctx is done, then closes the engine's sockets.
+func (e *Engine) Run(ctx context.Context) error {
+	defer close(e.done)
+	e.wg.Add(2)
+	go func() { defer e.wg.Done(); e.listen(ctx) }()
+	go func() { defer e.wg.Done(); e.receive(ctx) }()
+	defer func() {
+		e.lis.Close()
+		e.link.Close()
+		e.wg.Wait()
+		e.kern.Close()
+	}()
+
+	if err := e.refreshOwn(); err != nil {
+		e.log.Warn("cannot list this node's addresses", "err", err)
+	}
+	if err := e.resync(ctx); err != nil {
+		e.log.Error("initial dump of the conntrack table failed", "err", err)
+	}
+	// No bulk request here: the protocol asks the peer for a copy when it
+	// first hears from it.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		e.flush(now)
+		e.maintain(ctx, now)
+		e.publish(now)
+		timer.Reset(time.Until(e.ep.NextTimeout(now)))
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-e.events:
+			e.onEvents(ctx, b)
+		case d := <-e.inbox:
+			e.onDatagram(ctx, d)
+		case f := <-e.ctl:
+			f()
+		case <-timer.C:
+		}
+	}
+}
+
+// listen forwards kernel events to the loop.
+func (e *Engine) listen(ctx context.Context) {
+	for {
+		evs, err := e.lis.Receive(nil)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		select {
+		case e.events <- eventBatch{evs, err}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// receive authenticates datagrams and forwards them to the loop.
+func (e *Engine) receive(ctx context.Context) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := e.link.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		switch {
+		case from.Addr().Unmap() != e.link.peer.Addr():
+			e.stats.drop("unknown_source")
+			continue
+		case n > maxDatagram:
+			e.stats.drop("oversize")
+			continue
+		}
+		h, payload, err := auth.Open(&e.cfg.Key, buf[:n])
+		if err != nil {
+			e.stats.dropErr(err)
+			continue
+		}
+		d := datagram{h: h, payload: append([]byte(nil), payload...)}
+		select {
+		case e.inbox <- d:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// onDatagram runs the replay checks and the protocol on an authenticated
+// datagram, and applies what it delivers.
+func (e *Engine) onDatagram(ctx context.Context, d datagram) {
+	if err := e.guard.Check(d.h); err != nil {
+		e.stats.dropErr(err)
+		return
+	}
+	if d.h.Epoch > e.guard.Epoch() {
+		if err := auth.SavePeerEpoch(e.peerEpochPath, d.h.Epoch); err != nil {
+			e.log.Error("saving the peer's epoch failed", "err", err)
+		}
+	}
+	out, err := e.ep.Input(d.h.Epoch, d.payload, time.Now(), nil)
+	if err != nil {
+		e.stats.drop("malformed")
+		return
+	}
+	e.guard.Accept(d.h)
+	e.stats.datagramsIn.Add(1)
+	if e.ep.PeerRestarted() {
+		e.log.Info("peer restarted; it will send a complete copy", "peer", e.link.peer)
+		e.bulkComplete = false
+	}
+	e.apply(ctx, out)
+}
+
+// flush sends what the protocol has to send.
+func (e *Engine) flush(now time.Time) {
+	if e.ep.BulkNeeded() {
+		e.startBulk()
+	}
+	var buf []byte
+	for _, p := range e.ep.Output(now, nil) {
+		e.seq++
+		buf = auth.Seal(buf[:0], &e.cfg.Key, auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}, p)
+		if err := e.link.send(buf); err != nil {
+			e.stats.sendErrors.Add(1)
+			continue
+		}
+		e.stats.datagramsOut.Add(1)
+	}
+}
+
+func (e *Engine) startBulk() {
+	id := e.ep.StartBulk(func(yield func(ct.Key) bool) {
+		for k := range e.internal {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	e.stats.bulksSent.Add(1)
+	e.log.Info("sending a complete copy to the peer", "entries", len(e.internal), "bulk", id)
+}
+
+// onEvents applies kernel events to the internal cache.
+func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
+	for i := range b.events {
+		ev := &b.events[i]
+		k := ev.Flow.Key()
+		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
+			continue // the peer's flow mirrored in this kernel, not ours
+		}
+		e.stats.events.Add(1)
+		if ev.Type == kernel.EventDestroy || !e.flt.keep(&ev.Flow) {
+			if _, ok := e.internal[k]; ok {
+				delete(e.internal, k)
+				e.ep.Queue(k)
+			}
+			continue
+		}
+		e.internal[k] = ev.Flow
+		e.ep.Queue(k)
+	}
+	if errors.Is(b.err, kernel.ErrOverrun) {
+		e.stats.overruns.Add(1)
+		e.log.Warn("conntrack events were lost (netlink overrun); resyncing from a dump")
+		if err := e.resync(ctx); err != nil {
+			e.log.Error("resync after overrun failed", "err", err)
+		}
+	} else if b.err != nil {
+		e.log.Warn("conntrack event receive failed", "err", b.err)
+	}
+}
+
+// maintain runs the periodic work: reconciling dumps, and in direct mode
+// keeping the peer's states alive in the kernel.
+func (e *Engine) maintain(ctx context.Context, now time.Time) {
+	if now.Sub(e.lastRecon) >= reconcileEvery {
+		e.refreshOwn()
+		if err := e.resync(ctx); err != nil {
+			e.log.Error("reconciling dump failed", "err", err)
+		}
+	}
+	if e.cfg.Cache == cfg.CacheDirect && now.Sub(e.lastRefresh) >= refreshEvery {
+		e.lastRefresh = now
+		var flows []ct.Flow
+		for k, x := range e.external {
+			if x.flow.Timeout < refreshBelow && e.mirror(k) {
+				flows = append(flows, x.flow)
+			}
+		}
+		if len(flows) > 0 {
+			e.write(ctx, kernel.Update, flows)
+		}
+	}
+}
+
+func (e *Engine) refreshOwn() error {
+	addrs, err := interfaceAddrs()
+	if err == nil {
+		e.flt.setOwn(addrs, e.opts.VIPs)
+	}
+	return err
+}
+
+// mirror reports whether a peer flow belongs in this node's kernel now:
+// in direct mode, unless this node has the same flow as its own.
+func (e *Engine) mirror(k ct.Key) bool {
+	_, ours := e.internal[k]
+	return e.cfg.Cache == cfg.CacheDirect && !ours
+}
+
+// write applies flows to the kernel, counting every failure.
+func (e *Engine) write(ctx context.Context, op kernel.Op, flows []ct.Flow) kernel.WriteResult {
+	res, err := e.kern.Write(ctx, op, flows, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
+	if err != nil {
+		e.log.Error("conntrack write failed", "op", op, "entries", len(flows), "err", err)
+	}
+	e.stats.kernelWrites.Add(uint64(res.OK))
+	for _, f := range res.Failed {
+		if op == kernel.Delete && errors.Is(f.Err, errENOENT) {
+			continue // already gone
+		}
+		e.stats.kernelFailures.Add(1)
+		e.log.Debug("conntrack write refused", "op", op, "flow", f.Key.Orig, "err", f.Err)
+	}
+	return res
+}
+
+// apply takes what the peer sent, in order.
+func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
+	var creates, deletes []ct.Flow
+	now := time.Now().UnixNano()
+	for _, d := range ds {
+		switch d.Kind {
+		case proto.DeliverBulkStart:
+			e.bulkSeen = map[ct.Key]bool{}
+		case proto.DeliverBulkEnd:
+			if e.bulkSeen != nil {
+				for k, x := range e.external {
+					if !e.bulkSeen[k] {
+						delete(e.external, k)
+						if e.mirror(k) {
+							deletes = append(deletes, x.flow)
+						}
+					}
+				}
+				e.bulkSeen, e.bulkComplete = nil, true
+				e.stats.bulksReceived.Add(1)
+				e.log.Info("complete copy from the peer received", "entries", len(e.external))
+			}
+		case proto.DeliverRecords:
+			for b := d.Records; len(b) > 0; {
+				r, rest, err := wire.ParseRecord(b)
+				if err != nil {
+					e.stats.drop("bad_record")
+					break
+				}
+				b = rest
+				k := r.Flow.Key()
+				switch r.Kind {
+				case wire.KindUpdate:
+					e.external[k] = extEntry{flow: r.Flow, at: now}
+					if e.mirror(k) {
+						creates = append(creates, r.Flow)
+					}
+				case wire.KindDestroy:
+					if x, ok := e.external[k]; ok {
+						delete(e.external, k)
+						if e.mirror(k) {
+							deletes = append(deletes, x.flow)
+						}
+					}
+				default:
+					continue // a newer peer's record kind
+				}
+				e.stats.records.Add(1)
+				if e.bulkSeen != nil {
+					e.bulkSeen[k] = true
+				}
+			}
+		}
+	}
+	if len(creates) > 0 {
+		e.write(ctx, kernel.Create, creates)
+	}
+	if len(deletes) > 0 {
+		e.write(ctx, kernel.Delete, deletes)
+	}
+}
+
+// resync reconciles the internal cache with a dump of the kernel table.
+func (e *Engine) resync(ctx context.Context) error {
+	e.lastRecon = time.Now()
+	e.stats.resyncs.Add(1)
+	seen := make(map[ct.Key]bool, len(e.internal))
+	err := e.kern.Dump(ctx, func(f ct.Flow) bool {
+		k := f.Key()
+		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
+			return true
+		}
+		if !e.flt.keep(&f) {
+			return true
+		}
+		seen[k] = true
+		if old, ok := e.internal[k]; !ok || !sameButTimeout(&old, &f) {
+			e.internal[k] = f
+			e.ep.Queue(k)
+		} else {
+			e.internal[k] = f // fresher timeout, nothing to send
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for k := range e.internal {
+		if !seen[k] {
+			delete(e.internal, k)
+			e.ep.Queue(k)
+		}
+	}
+	return nil
+}
+
+func sameButTimeout(a, b *ct.Flow) bool {
+	x, y := *a, *b
+	x.Timeout, y.Timeout = 0, 0
+	return x.Equal(&y)
+}

@@ -1,0 +1,302 @@
+package ctsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ctha/ctha/ctsync/auth"
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+	"github.com/ctha/ctha/ctsync/proto"
+	"golang.org/x/sys/unix"
+)
+
+var errENOENT = unix.ENOENT
+
+// ErrStopped is returned by operations on an engine that is not running.
+var ErrStopped = errors.New("conntrack sync is not running")
+
+// do runs f on the engine's goroutine and waits for it.
+func (e *Engine) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case e.ctl <- func() { f(); close(done) }:
+	case <-e.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CommitResult is what a commit of the external cache did.
+type CommitResult struct {
+	Entries int           `json:"entries"`
+	Failed  int           `json:"failed"`
+	Took    time.Duration `json:"-"`
+	// TableFull is set when the kernel table had no room for every entry.
+	TableFull bool `json:"table_full"`
+}
+
+// commitWorkers write the external cache in parallel.
+const commitWorkers = 2
+
+// Commit writes the peer's flows into the kernel, most recently active
+// first, in parallel batches; failures are counted, never hidden, and an
+// error says how many entries were left out.
+func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
+	var flows []extEntry
+	if err := e.do(ctx, func() {
+		flows = make([]extEntry, 0, len(e.external))
+		for k, x := range e.external {
+			if _, ours := e.internal[k]; !ours {
+				flows = append(flows, x)
+			}
+		}
+	}); err != nil {
+		return CommitResult{}, err
+	}
+	slices.SortFunc(flows, func(a, b extEntry) int { return int(b.at - a.at) })
+	res := CommitResult{Entries: len(flows)}
+	if count, max, err := kernel.TableCount(); err == nil && count+len(flows) > max {
+		res.TableFull = true
+	}
+	start := time.Now()
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+		errs   = make([]error, commitWorkers)
+	)
+	for w := range commitWorkers {
+		part := flows[w*len(flows)/commitWorkers : (w+1)*len(flows)/commitWorkers]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := e.kern
+			if w > 0 { // one socket per worker: a Conn serialises its callers
+				c, err := kernel.Dial()
+				if err != nil {
+					errs[w], conn = err, nil
+				} else {
+					defer c.Close()
+					conn = c
+				}
+			}
+			batch := make([]ct.Flow, 0, len(part))
+			for _, x := range part {
+				batch = append(batch, x.flow)
+			}
+			if conn == nil {
+				failed.Add(int64(len(batch)))
+				return
+			}
+			r, err := conn.Write(ctx, kernel.Create, batch, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
+			failed.Add(int64(len(r.Failed)))
+			if err != nil {
+				errs[w] = err
+			}
+		}()
+	}
+	wg.Wait()
+	res.Failed, res.Took = int(failed.Load()), time.Since(start)
+	e.stats.commits.Add(1)
+	e.stats.kernelFailures.Add(uint64(res.Failed))
+	e.do(ctx, func() { r := res; e.lastCommit = &r })
+	if err := errors.Join(errs...); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	if res.Failed > 0 {
+		msg := ""
+		if res.TableFull {
+			msg = " (the conntrack table is full)"
+		}
+		return res, fmt.Errorf("commit: %d of %d entries were refused by the kernel%s", res.Failed, res.Entries, msg)
+	}
+	return res, nil
+}
+
+// Flush empties both caches (conntrackd -f); the kernel table is kept.
+func (e *Engine) Flush(ctx context.Context) error {
+	return e.do(ctx, func() {
+		clear(e.internal)
+		clear(e.external)
+		e.bulkComplete = false
+	})
+}
+
+// Resync reconciles the internal cache with the kernel table and sends
+// the peer what differs (conntrackd -R).
+func (e *Engine) Resync(ctx context.Context) error {
+	var err error
+	if derr := e.do(ctx, func() { err = e.resync(ctx) }); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// Bulk sends the peer a complete copy of this node's flows (conntrackd -B).
+func (e *Engine) Bulk(ctx context.Context) error {
+	return e.do(ctx, e.startBulk)
+}
+
+// Request asks the peer for a complete copy of its flows (conntrackd -n).
+func (e *Engine) Request(ctx context.Context) error {
+	return e.do(ctx, func() {
+		e.bulkComplete = false
+		e.ep.RequestBulk()
+	})
+}
+
+// Purge deletes the kernel's flows that the peer does not hold, except
+// this node's own (conntrackd -t, run by a backup). The deletions are not
+// replicated. It returns how many it deleted.
+func (e *Engine) Purge(ctx context.Context) (int, error) {
+	n := 0
+	var err error
+	derr := e.do(ctx, func() {
+		var stale []ct.Flow
+		err = e.kern.Dump(ctx, func(f ct.Flow) bool {
+			if _, peers := e.external[f.Key()]; !peers && e.flt.keep(&f) {
+				stale = append(stale, f)
+			}
+			return true
+		})
+		if err != nil {
+			return
+		}
+		for _, f := range stale {
+			delete(e.internal, f.Key()) // forgotten without telling the peer
+		}
+		res := e.write(ctx, kernel.Delete, stale)
+		n = res.OK
+	})
+	return n, errors.Join(derr, err)
+}
+
+// SetRole tells the engine the node's role; keep-alives carry it.
+func (e *Engine) SetRole(ctx context.Context, r proto.Role) error {
+	return e.do(ctx, func() {
+		e.role = r
+		e.ep.SetRole(r)
+	})
+}
+
+// Status is the engine's state for `ctha status`.
+type Status struct {
+	PeerUp, BulkComplete, SplitBrain bool
+	PeerRole                         proto.Role
+	Internal, External               int
+	LastCommit                       *CommitResult
+	Link                             string
+	Interface                        string
+}
+
+func (e *Engine) publish(now time.Time) {
+	s := Status{
+		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: e.ep.PeerRole(),
+		Internal: len(e.internal), External: len(e.external), LastCommit: e.lastCommit,
+		Link: e.link.cfg.Name, Interface: e.link.cfg.Interface,
+	}
+	s.SplitBrain = s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == proto.RoleMaster
+	if s.SplitBrain && !e.status.SplitBrain {
+		e.stats.splitBrains.Add(1)
+		e.log.Error("split brain: the peer is master too")
+	}
+	e.statusMu.Lock()
+	e.status = s
+	e.statusMu.Unlock()
+}
+
+// Status returns the engine's last published state.
+func (e *Engine) Status() Status {
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	return e.status
+}
+
+// counters are the engine's statistics.
+type counters struct {
+	datagramsIn, datagramsOut, sendErrors atomic.Uint64
+	records, events, overruns, resyncs    atomic.Uint64
+	kernelWrites, kernelFailures, commits atomic.Uint64
+	bulksSent, bulksReceived, splitBrains atomic.Uint64
+	mu                                    sync.Mutex
+	drops                                 map[string]uint64
+}
+
+func (c *counters) drop(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.drops == nil {
+		c.drops = map[string]uint64{}
+	}
+	c.drops[reason]++
+}
+
+// dropErr counts a datagram rejected by the envelope or the replay guard.
+func (c *counters) dropErr(err error) {
+	for _, m := range []struct {
+		err    error
+		reason string
+	}{
+		{auth.ErrMAC, "auth"}, {auth.ErrReplay, "replay"}, {auth.ErrReflected, "reflected"},
+		{auth.ErrShort, "short"}, {auth.ErrVersion, "version"},
+	} {
+		if errors.Is(err, m.err) {
+			c.drop(m.reason)
+			return
+		}
+	}
+	c.drop("other")
+}
+
+// Stats are the engine's counters, for `ctha stats`.
+type Stats struct {
+	DatagramsIn    uint64            `json:"datagrams_in"`
+	DatagramsOut   uint64            `json:"datagrams_out"`
+	SendErrors     uint64            `json:"send_errors"`
+	Records        uint64            `json:"records_applied"`
+	Events         uint64            `json:"kernel_events"`
+	Overruns       uint64            `json:"netlink_overruns"`
+	Resyncs        uint64            `json:"resyncs"`
+	KernelWrites   uint64            `json:"kernel_writes"`
+	KernelFailures uint64            `json:"kernel_write_failures"`
+	Commits        uint64            `json:"commits"`
+	BulksSent      uint64            `json:"bulks_sent"`
+	BulksReceived  uint64            `json:"bulks_received"`
+	SplitBrains    uint64            `json:"split_brains"`
+	Drops          map[string]uint64 `json:"drops"`
+	Protocol       proto.Stats       `json:"protocol"`
+}
+
+// Stats returns the counters.
+func (e *Engine) Stats(ctx context.Context) Stats {
+	c := &e.stats
+	s := Stats{
+		DatagramsIn: c.datagramsIn.Load(), DatagramsOut: c.datagramsOut.Load(), SendErrors: c.sendErrors.Load(),
+		Records: c.records.Load(), Events: c.events.Load(), Overruns: c.overruns.Load(), Resyncs: c.resyncs.Load(),
+		KernelWrites: c.kernelWrites.Load(), KernelFailures: c.kernelFailures.Load(), Commits: c.commits.Load(),
+		BulksSent: c.bulksSent.Load(), BulksReceived: c.bulksReceived.Load(), SplitBrains: c.splitBrains.Load(),
+		Drops: map[string]uint64{},
+	}
+	c.mu.Lock()
+	for k, v := range c.drops {
+		s.Drops[k] = v
+	}
+	c.mu.Unlock()
+	for _, r := range []string{"auth", "replay", "reflected", "short", "version", "oversize", "unknown_source", "malformed", "bad_record"} {
+		s.Drops[r] += 0
+	}
+	e.do(ctx, func() { s.Protocol = e.ep.Stats() })
+	return s
+}
