@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,11 @@ func startNode(t testing.TB, l *lab.Lab, role, config string) *node {
 	n.socket = filepath.Join(n.dir, "ctha.sock")
 	if err := os.WriteFile(filepath.Join(n.dir, "sync.key"), []byte(testKey), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(config, "state_dir") {
+		// Never the host's /var/lib/ctha, and one per node: both nodes of
+		// the lab share the filesystem.
+		config = fmt.Sprintf("state_dir = %q\n", filepath.Join(n.dir, "state")) + config
 	}
 	if err := os.WriteFile(n.config, []byte(config), 0o644); err != nil {
 		t.Fatal(err)

@@ -116,6 +116,7 @@ type Group struct {
 	ctl      chan func()
 	hookDone chan hookResult
 	doneCh   chan struct{} // closed when run returns
+	deferred bool          // start with preemption deferred
 
 	ctx        context.Context // run's
 	queue      []queued
@@ -128,8 +129,9 @@ type Group struct {
 	taking     bool      // a takeover is under way (hook running or go-ahead queued)
 	takeoverAt time.Time // when the last takeover began
 	hooksWG    sync.WaitGroup
-	demote     int    // priority adjustment of demotions (e.g. -254)
-	demoted    string // why, for status
+	demotions  map[string]int // reason -> priority adjustment
+	demote     int            // their sum
+	demoted    string         // their reasons, for status
 	publish    func(GroupStatus, []InstanceStatus)
 }
 

@@ -24,6 +24,9 @@ func (g *Group) run(ctx context.Context) {
 		tick = timer.C
 	}
 
+	if g.deferred {
+		g.dispatchAll(Event{Kind: EvDefer, Defer: true})
+	}
 	g.dispatchAll(Event{Kind: EvStartup})
 	g.reevaluate() // initial priorities; a fault found here follows the startup
 	for {

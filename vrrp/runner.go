@@ -27,6 +27,9 @@ type Options struct {
 	// OnChange is called after a group or instance changed state; it must
 	// not block.
 	OnChange func()
+	// DeferPreemption names the sync groups that start with preemption
+	// deferred (until SetDeferred lifts it).
+	DeferPreemption []string
 	// dial opens an instance's VRRP socket (tests replace it).
 	dial func(in cfg.Instance) (conn, error)
 }
@@ -105,16 +108,18 @@ func dialInstance(in cfg.Instance) (conn, error) {
 
 func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.Config, opts Options) error {
 	g := &Group{
-		name:     name,
-		implicit: implicit,
-		log:      opts.Log.With("group", name),
-		now:      time.Now,
-		in:       make(chan inbound, 64),
-		track:    make(chan trackUpdate, 16),
-		ctl:      make(chan func()),
-		hookDone: make(chan hookResult),
-		doneCh:   make(chan struct{}),
-		state:    Init,
+		name:      name,
+		implicit:  implicit,
+		log:       opts.Log.With("group", name),
+		now:       time.Now,
+		in:        make(chan inbound, 64),
+		track:     make(chan trackUpdate, 16),
+		ctl:       make(chan func()),
+		hookDone:  make(chan hookResult),
+		doneCh:    make(chan struct{}),
+		state:     Init,
+		demotions: map[string]int{},
+		deferred:  slices.Contains(opts.DeferPreemption, name),
 	}
 	if implicit {
 		g.log = opts.Log

@@ -34,6 +34,7 @@ func init() {
 		{"check", "[-c FILE]", "validate a configuration; print every problem as file:line,col: message", (*cli).check},
 		{"status", "[--json] [-s SOCKET]", "show the role of every sync group and instance, and sync health", (*cli).status},
 		{"stats", "[--json] [-s SOCKET]", "show counters: VRRP adverts sent and received, drops by reason", (*cli).stats},
+		{"failover", "[--cancel] [-s SOCKET] [GROUP]", "planned handover: drain sync, resign, stay demoted until --cancel", (*cli).failoverCmd},
 		{"sync", "OP [-s SOCKET]", "conntrack operations: commit, flush, resync, bulk, request, purge", (*cli).syncCmd},
 		{"keygen", "[FILE]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout", (*cli).keygen},
 		{"version", "", "print the version", (*cli).version},

@@ -148,7 +148,7 @@ func TestHelpAndUsage(t *testing.T) {
 			t.Errorf("help %s: exit %d, %q", cmd.name, code, out)
 		}
 	}
-	for _, notYet := range []string{"dump", "failover"} {
+	for _, notYet := range []string{"dump"} {
 		if strings.Contains(out, "ctha "+notYet+" ") {
 			t.Errorf("help lists %q, which does not work yet", notYet)
 		}

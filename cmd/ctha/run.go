@@ -73,6 +73,7 @@ type daemonState struct {
 	conf    atomic.Pointer[cfg.Config]
 	vrrp    *vrrp.Runner   // nil without VRRP instances
 	sync    *ctsync.Engine // nil without conntrack_sync
+	choreo  map[string]*choreographer
 	changed chan struct{}
 }
 
@@ -85,24 +86,37 @@ func (d *daemonState) run() error {
 	if err != nil {
 		return err
 	}
+	if conf.Sync != nil {
+		eng, err := d.newSync(conf)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		d.sync = eng
+	}
 	if len(conf.Instances) > 0 {
-		r, err := vrrp.New(*conf, vrrp.Options{Log: d.log, OnChange: d.stateChanged})
+		opts := vrrp.Options{Log: d.log, OnChange: d.stateChanged}
+		d.choreo = map[string]*choreographer{}
+		for _, g := range conf.SyncGroups {
+			var eng *ctsync.Engine
+			if g.Conntrack {
+				eng = d.sync
+				opts.DeferPreemption = append(opts.DeferPreemption, g.Name)
+			}
+			d.choreo[g.Name] = newChoreographer(d.log, g, ptrOr(conf.Sync), eng)
+		}
+		opts.Hooks = func(group string) vrrp.Hooks {
+			if c, ok := d.choreo[group]; ok {
+				return c
+			}
+			return nil
+		}
+		r, err := vrrp.New(*conf, opts)
 		if err != nil {
 			ln.Close()
 			return err
 		}
 		d.vrrp = r
-	}
-	if conf.Sync != nil {
-		eng, err := d.newSync(conf)
-		if err != nil {
-			ln.Close()
-			if d.vrrp != nil {
-				d.vrrp.Close()
-			}
-			return err
-		}
-		d.sync = eng
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -126,6 +140,12 @@ func (d *daemonState) run() error {
 			d.vrrp.Run(vctx)
 		}
 	}()
+	for _, c := range d.choreo {
+		go c.run(vctx)
+		if c.eng != nil {
+			go c.watchSync(vctx, d.vrrp)
+		}
+	}
 	sctx, stopSync := context.WithCancel(context.Background())
 	defer stopSync()
 	syncDone := make(chan struct{})
@@ -158,6 +178,7 @@ func (d *daemonState) run() error {
 			}
 			d.log.Info("stopping", "reason", sig.String())
 			d.notify(daemon.SdNotifyStopping, "STATUS=stopping")
+			d.drainBeforeStop()
 			stopVRRP() // a master resigns with priority 0 and removes its VIPs
 			<-vrrpDone
 			stopSync()
@@ -268,6 +289,9 @@ func (d *daemonState) handle(ctx context.Context, req control.Request) (any, err
 		return d.status(), nil
 	case "stats":
 		return d.stats(ctx), nil
+	}
+	if req.Op == "failover" {
+		return d.handleFailover(ctx, req)
 	}
 	if op, ok := strings.CutPrefix(req.Op, "sync."); ok {
 		return d.handleSync(ctx, op)

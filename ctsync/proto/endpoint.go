@@ -195,9 +195,17 @@ func (e *Endpoint) giveUp() {
 }
 
 // StartBulk queues a complete copy: a BULK_START marker, every key of
-// keys, a BULK_END marker. It returns the bulk's id.
+// keys, a BULK_END marker. It returns the bulk's id; while a bulk has not
+// started to go out, asking again returns that one.
 func (e *Endpoint) StartBulk(keys func(yield func(ct.Key) bool)) uint32 {
 	e.bulkNeeded = false
+	// A bulk whose start has not gone out yet already covers everything:
+	// several requests (first contact, a restart, a role change) share it.
+	for _, it := range e.pending {
+		if it.marker == typeBulkStart {
+			return it.bulkID
+		}
+	}
 	e.nextBulkID++
 	id := e.nextBulkID
 	// The start marker goes before what is already owed, so that every
@@ -329,14 +337,7 @@ func (e *Endpoint) receive(m msg, now time.Time, out []Delivery) []Delivery {
 		return out
 	}
 	out = e.deliver(m, out)
-	for {
-		next, ok := e.buffered[e.expected]
-		if !ok {
-			break
-		}
-		delete(e.buffered, e.expected)
-		out = e.deliver(next, out)
-	}
+	out = e.deliverBuffered(out)
 	if !e.gap() {
 		e.gapAskedAt = time.Time{}
 	}
@@ -346,6 +347,18 @@ func (e *Endpoint) receive(m msg, now time.Time, out []Delivery) []Delivery {
 		e.ackDue = now.Add(e.cfg.AckDelay)
 	}
 	return out
+}
+
+// deliverBuffered delivers the buffered messages that are next in order.
+func (e *Endpoint) deliverBuffered(out []Delivery) []Delivery {
+	for {
+		next, ok := e.buffered[e.expected]
+		if !ok {
+			return out
+		}
+		delete(e.buffered, e.expected)
+		out = e.deliver(next, out)
+	}
 }
 
 func (e *Endpoint) deliver(m msg, out []Delivery) []Delivery {
@@ -375,14 +388,7 @@ func (e *Endpoint) jump(seq uint64, out []Delivery) []Delivery {
 		}
 	}
 	e.expected = seq
-	for {
-		next, ok := e.buffered[e.expected]
-		if !ok {
-			break
-		}
-		delete(e.buffered, e.expected)
-		out = e.deliver(next, out)
-	}
+	out = e.deliverBuffered(out)
 	if !e.gap() {
 		e.gapAskedAt = time.Time{}
 	}
@@ -399,14 +405,7 @@ func (e *Endpoint) setBase(first uint64) []Delivery {
 		}
 	}
 	var out []Delivery
-	for {
-		next, ok := e.buffered[e.expected]
-		if !ok {
-			break
-		}
-		delete(e.buffered, e.expected)
-		out = e.deliver(next, out)
-	}
+	out = e.deliverBuffered(out)
 	return out
 }
 

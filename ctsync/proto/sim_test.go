@@ -312,3 +312,23 @@ func TestPayloadParse(t *testing.T) {
 		}
 	}
 }
+
+func TestBulkRequestsShareOneBulk(t *testing.T) {
+	own := table{1: 1, 2: 1}
+	e := New(Config{}, own)
+	keys := func(yield func(ct.Key) bool) {
+		for id := range own {
+			if !yield(keyOf(id)) {
+				return
+			}
+		}
+	}
+	first, second := e.StartBulk(keys), e.StartBulk(keys)
+	if first != second {
+		t.Errorf("a second request made bulk %d beside %d", second, first)
+	}
+	e.Output(time.Unix(1, 0), nil) // the bulk goes out
+	if third := e.StartBulk(keys); third == first {
+		t.Errorf("a request after the bulk went out did not start a new one")
+	}
+}

@@ -1,0 +1,60 @@
+package ctsync
+
+import (
+	"context"
+	"time"
+)
+
+// What the failover choreography asks of the engine. The daemon calls
+// these from its VRRP hooks; the engine knows nothing of VRRP.
+
+// Settle applies every datagram already received, so that in direct mode
+// the kernel holds every state the peer sent before the takeover.
+func (e *Engine) Settle(ctx context.Context) error {
+	return e.do(ctx, func() {
+		for {
+			select {
+			case d := <-e.inbox:
+				e.onDatagram(ctx, d)
+			default:
+				return
+			}
+		}
+	})
+}
+
+// Drain waits until the peer has acknowledged everything this node owes
+// it (a planned handover: the peer takes over with a complete table), or
+// until ctx is done. It reports whether everything was acknowledged.
+func (e *Engine) Drain(ctx context.Context) bool {
+	for {
+		idle := false
+		if err := e.do(ctx, func() { idle = e.ep.Idle() || !e.ep.PeerUp(time.Now()) }); err != nil {
+			return false
+		}
+		if idle {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// TakeOver makes this node's tables its own after it became master: the
+// peer's states (committed, or in direct mode already in the kernel) join
+// the internal cache through a resync, the external cache is emptied, and
+// the peer, when it comes back, gets a complete copy.
+func (e *Engine) TakeOver(ctx context.Context) error {
+	var err error
+	if derr := e.do(ctx, func() {
+		clear(e.external)
+		err = e.resync(ctx)
+		e.startBulk()
+	}); derr != nil {
+		return derr
+	}
+	return err
+}
