@@ -78,5 +78,16 @@ func TestChoreographySmoke(t *testing.T) {
 	if !sawDeferred {
 		t.Errorf("status never showed preempt_deferred")
 	}
+	// The metrics endpoint (control.metrics default 127.0.0.1:9477) tells the same.
+	m := l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics")
+	for _, want := range []string{`ctha_group_state{group="fw"} 2`, `ctha_vrrp_state{instance="lan"} 2`, "ctha_sync_peer_up 1",
+		`ctha_sync_drops_total{reason="auth"} 0`, `ctha_sync_cache_entries{cache="internal"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if out, err := fw1.ctl("dump", "internal"); err != nil || !strings.Contains(out, fmt.Sprintf("%d entries", n)) && !strings.Contains(out, "10.10.1.100:41000") {
+		t.Errorf("dump internal: %v\n%s", err, out)
+	}
 	t.Log(fw1.proc.Tail(15))
 }

@@ -336,15 +336,20 @@ func (c *cli) failoverCmd(args []string) int {
 	fs := c.flags("failover")
 	cancelIt := fs.Bool("cancel", false, "lift the demotion: the node may take over again")
 	socket := fs.String("s", cfg.DefaultSocket, "control `SOCKET` of the daemon")
-	if code, ok := c.parse(fs, args); !ok {
+	pos, code, ok := c.parseMixed(fs, args)
+	if !ok {
 		return code
 	}
-	if fs.NArg() > 1 {
+	if len(pos) > 1 {
 		fmt.Fprintln(c.stderr, "Usage: ctha failover [--cancel] [-s SOCKET] [GROUP]")
 		return exitUsage
 	}
+	group := ""
+	if len(pos) == 1 {
+		group = pos[0]
+	}
 	var msg string
-	if err := control.Call(context.Background(), *socket, "failover", failoverArgs{Group: fs.Arg(0), Cancel: *cancelIt}, &msg); err != nil {
+	if err := control.Call(context.Background(), *socket, "failover", failoverArgs{Group: group, Cancel: *cancelIt}, &msg); err != nil {
 		return c.failf("%v", err)
 	}
 	fmt.Fprintln(c.stdout, msg)

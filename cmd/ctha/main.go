@@ -34,6 +34,7 @@ func init() {
 		{"check", "[-c FILE]", "validate a configuration; print every problem as file:line,col: message", (*cli).check},
 		{"status", "[--json] [-s SOCKET]", "show the role of every sync group and instance, and sync health", (*cli).status},
 		{"stats", "[--json] [-s SOCKET]", "show counters: VRRP adverts sent and received, drops by reason", (*cli).stats},
+		{"dump", "internal|external [--json] [-s SOCKET]", "list the flows of a cache: this node's (internal) or the peer's (external)", (*cli).dump},
 		{"failover", "[--cancel] [-s SOCKET] [GROUP]", "planned handover: drain sync, resign, stay demoted until --cancel", (*cli).failoverCmd},
 		{"sync", "OP [-s SOCKET]", "conntrack operations: commit, flush, resync, bulk, request, purge", (*cli).syncCmd},
 		{"keygen", "[FILE]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout", (*cli).keygen},
@@ -118,6 +119,22 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 		return exitUsage, false
 	}
 	return exitOK, true
+}
+
+// parseMixed parses a command line whose flags may come before or after
+// its positional arguments (`ctha sync commit -s SOCK`), which the flag
+// package alone does not allow; it returns the positional arguments.
+func (c *cli) parseMixed(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
+	for {
+		if code, ok := c.parse(fs, args); !ok {
+			return nil, code, false
+		}
+		if fs.NArg() == 0 {
+			return pos, exitOK, true
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 func hasFlags(fs *flag.FlagSet) bool {

@@ -140,6 +140,13 @@ func (d *daemonState) run() error {
 			d.vrrp.Run(vctx)
 		}
 	}()
+	if addr := conf.Control.Metrics; addr != "" {
+		go func() {
+			if err := d.serveMetrics(ctx, addr); err != nil {
+				d.log.Error("metrics endpoint failed", "addr", addr, "err", err)
+			}
+		}()
+	}
 	for _, c := range d.choreo {
 		go c.run(vctx)
 		if c.eng != nil {
@@ -289,6 +296,9 @@ func (d *daemonState) handle(ctx context.Context, req control.Request) (any, err
 		return d.status(), nil
 	case "stats":
 		return d.stats(ctx), nil
+	}
+	if req.Op == "dump" {
+		return d.handleDump(ctx, req)
 	}
 	if req.Op == "failover" {
 		return d.handleFailover(ctx, req)

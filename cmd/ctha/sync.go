@@ -88,17 +88,18 @@ func (d *daemonState) handleSync(ctx context.Context, op string) (any, error) {
 func (c *cli) syncCmd(args []string) int {
 	fs := c.flags("sync")
 	socket := fs.String("s", cfg.DefaultSocket, "control `SOCKET` of the daemon")
-	if code, ok := c.parse(fs, args); !ok {
+	pos, code, ok := c.parseMixed(fs, args)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 || syncOps[fs.Arg(0)] == "" {
+	if len(pos) != 1 || syncOps[pos[0]] == "" {
 		fmt.Fprintln(c.stderr, "Usage: ctha sync commit|flush|resync|bulk|request|purge [-s SOCKET]")
 		for _, op := range []string{"commit", "flush", "resync", "bulk", "request", "purge"} {
 			fmt.Fprintf(c.stderr, "  %-8s %s\n", op, syncOps[op])
 		}
 		return exitUsage
 	}
-	op := fs.Arg(0)
+	op := pos[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var out json.RawMessage

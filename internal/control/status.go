@@ -80,6 +80,21 @@ type CommitStatus struct {
 	TookMS  float64 `json:"took_ms"`
 }
 
+// Tuple is one direction of a flow in `ctha dump --json`: source and
+// destination as address:port (for ICMP the port is the identifier, and
+// the destination port the type and code).
+type Tuple struct {
+	Src string `json:"src"`
+	Dst string `json:"dst"`
+}
+
+// TCPState is a TCP flow's tracking state in `ctha dump --json`.
+type TCPState struct {
+	State       uint8 `json:"state"`
+	WScaleOrig  uint8 `json:"wscale_orig"`
+	WScaleReply uint8 `json:"wscale_reply"`
+}
+
 // Stats is the answer to the "stats" operation and what `ctha stats --json`
 // prints.
 type Stats struct {

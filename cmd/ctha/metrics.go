@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// collector turns the engines' state into Prometheus metrics at scrape
+// time: there is no second set of counters to keep in step.
+type collector struct{ d *daemonState }
+
+var (
+	descGroupState    = prometheus.NewDesc("ctha_group_state", "Sync group state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", []string{"group"}, nil)
+	descInstanceState = prometheus.NewDesc("ctha_vrrp_state", "VRRP instance state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", []string{"instance"}, nil)
+	descPriority      = prometheus.NewDesc("ctha_vrrp_effective_priority", "Priority after trackers and demotions.", []string{"instance"}, nil)
+	descTransitions   = prometheus.NewDesc("ctha_vrrp_transitions_total", "State transitions.", []string{"instance"}, nil)
+	descAdverts       = prometheus.NewDesc("ctha_vrrp_adverts_total", "VRRP adverts by direction.", []string{"instance", "direction"}, nil)
+	descVRRPDrops     = prometheus.NewDesc("ctha_vrrp_drops_total", "Received VRRP packets dropped, by reason.", []string{"instance", "reason"}, nil)
+	descTakeover      = prometheus.NewDesc("ctha_vrrp_last_takeover_seconds", "Master_Down timer to first gratuitous ARP/NA of the last takeover.", []string{"instance"}, nil)
+	descPeerUp        = prometheus.NewDesc("ctha_sync_peer_up", "1 while the sync peer answers.", nil, nil)
+	descSplitBrain    = prometheus.NewDesc("ctha_sync_split_brain", "1 while both nodes claim MASTER.", nil, nil)
+	descEntries       = prometheus.NewDesc("ctha_sync_cache_entries", "Entries of the internal (this node's) and external (the peer's) caches.", []string{"cache"}, nil)
+	descDatagrams     = prometheus.NewDesc("ctha_sync_datagrams_total", "Sync datagrams by direction.", []string{"direction"}, nil)
+	descSyncDrops     = prometheus.NewDesc("ctha_sync_drops_total", "Sync datagrams dropped, by reason (auth: failed authentication).", []string{"reason"}, nil)
+	descRetransmits   = prometheus.NewDesc("ctha_sync_retransmits_total", "Reliable messages sent again.", nil, nil)
+	descOverruns      = prometheus.NewDesc("ctha_sync_netlink_overruns_total", "Conntrack event overruns (ENOBUFS), each followed by a resync.", nil, nil)
+	descKernelFail    = prometheus.NewDesc("ctha_sync_kernel_write_failures_total", "Conntrack writes the kernel refused.", nil, nil)
+	descCommit        = prometheus.NewDesc("ctha_sync_last_commit_seconds", "Duration of the last commit of the external cache.", nil, nil)
+	descCommitFailed  = prometheus.NewDesc("ctha_sync_last_commit_failed", "Entries the last commit could not write.", nil, nil)
+)
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descGroupState, descInstanceState, descPriority, descTransitions, descAdverts,
+		descVRRPDrops, descTakeover, descPeerUp, descSplitBrain, descEntries, descDatagrams, descSyncDrops,
+		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if r := c.d.vrrp; r != nil {
+		groups, instances := r.Status()
+		for _, g := range groups {
+			gauge(descGroupState, float64(g.State), g.Name)
+		}
+		for _, in := range instances {
+			gauge(descInstanceState, float64(in.State), in.Name)
+			gauge(descPriority, float64(in.EffectivePriority), in.Name)
+			gauge(descTakeover, in.TimerToGARP.Seconds(), in.Name)
+		}
+		for _, s := range r.Stats() {
+			counter(descTransitions, s.Transitions, s.Instance)
+			counter(descAdverts, s.AdvertsSent, s.Instance, "sent")
+			counter(descAdverts, s.AdvertsReceived, s.Instance, "received")
+			for reason, n := range s.Drops {
+				counter(descVRRPDrops, n, s.Instance, reason)
+			}
+		}
+	}
+	if e := c.d.sync; e != nil {
+		st := e.Status()
+		gauge(descPeerUp, b2f(st.PeerUp))
+		gauge(descSplitBrain, b2f(st.SplitBrain))
+		gauge(descEntries, float64(st.Internal), "internal")
+		gauge(descEntries, float64(st.External), "external")
+		if lc := st.LastCommit; lc != nil {
+			gauge(descCommit, lc.Took.Seconds())
+			gauge(descCommitFailed, float64(lc.Failed))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s := e.Stats(ctx)
+		cancel()
+		counter(descDatagrams, s.DatagramsIn, "received")
+		counter(descDatagrams, s.DatagramsOut, "sent")
+		for reason, n := range s.Drops {
+			counter(descSyncDrops, n, reason)
+		}
+		counter(descRetransmits, s.Protocol.Resent)
+		counter(descOverruns, s.Overruns)
+		counter(descKernelFail, s.KernelFailures)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// serveMetrics serves /metrics on addr until ctx is done.
+func (d *daemonState) serveMetrics(ctx context.Context, addr string) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

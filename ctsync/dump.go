@@ -1,0 +1,45 @@
+package ctsync
+
+import (
+	"context"
+	"slices"
+
+	"github.com/ctha/ctha/ctsync/ct"
+)
+
+// Caches: which cache Dump lists.
+const (
+	CacheInternal = "internal"
+	CacheExternal = "external"
+)
+
+// Dump returns a copy of a cache's flows ("internal": this node's,
+// "external": the peer's), ordered by original tuple.
+func (e *Engine) Dump(ctx context.Context, which string) ([]ct.Flow, error) {
+	var out []ct.Flow
+	err := e.do(ctx, func() {
+		if which == CacheInternal {
+			for _, f := range e.internal {
+				out = append(out, f)
+			}
+			return
+		}
+		for _, x := range e.external {
+			out = append(out, x.flow)
+		}
+	})
+	slices.SortFunc(out, func(a, b ct.Flow) int { return compareTuple(a.Orig, b.Orig) })
+	return out, err
+}
+
+func compareTuple(a, b ct.Tuple) int {
+	for _, c := range []int{
+		slices.Compare(a.Src[:], b.Src[:]), slices.Compare(a.Dst[:], b.Dst[:]),
+		int(a.Proto) - int(b.Proto), int(a.SrcPort) - int(b.SrcPort), int(a.DstPort) - int(b.DstPort),
+	} {
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
