@@ -25,6 +25,21 @@ const (
 	refreshEvery   = 10 * time.Second // direct mode: peer states kept alive in the kernel
 	refreshBelow   = 3600             // ... those whose timeout is shorter (seconds)
 	maxPayload     = 1400 - auth.Overhead
+
+	// A node that starts makes its first dump of the kernel table once it
+	// holds the peer's complete copy, so that what it mirrors of the peer
+	// from a previous run is known as the peer's, not claimed as its own;
+	// or when no peer is heard for firstDumpAlone, or at the latest after
+	// startup_sync_timeout.
+	firstDumpAlone = 3 * time.Second
+	// bulkRetry: a bulk request (an unreliable message) that brought no
+	// bulk copy is repeated after this long.
+	bulkRetry = 2 * time.Second
+	// After a netlink overrun the queued events are discarded before the
+	// resync: drainQuiet is how long the socket must stay empty, drainMax
+	// bounds the whole drain.
+	drainQuiet = 20 * time.Millisecond
+	drainMax   = 5 * time.Second
 )
 
 // Options are the engine's seams.
@@ -61,7 +76,12 @@ type Engine struct {
 
 	role                   proto.Role
 	bulkSeen               map[ct.Key]bool // keys refreshed since the peer's bulk began
+	bulkID                 uint32          // the id of the peer's bulk in progress
 	bulkComplete           bool
+	bulkAsked              time.Time // when the peer's copy was last asked for; zero: not awaited
+	peerEpoch              uint32    // of the last datagram accepted from the peer
+	started                time.Time
+	dumped                 bool // the first dump of the kernel table is done
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
 
@@ -155,11 +175,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.refreshOwn(); err != nil {
 		e.log.Warn("cannot list this node's addresses", "err", err)
 	}
-	if err := e.resync(ctx); err != nil {
-		e.log.Error("initial dump of the conntrack table failed", "err", err)
-	}
-	// No bulk request here: the protocol asks the peer for a copy when it
-	// first hears from it.
+	// No dump yet (see firstDumpAlone), and no bulk request here: the
+	// protocol asks the peer for a copy when it first hears from it.
+	e.started = time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -173,6 +191,17 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		case b := <-e.events:
 			e.onEvents(ctx, b)
+			// Take what else the listener has queued before the next
+			// flush: the kernel sends one event per datagram, and one
+			// flush per event would send one record per datagram.
+			for more := true; more; {
+				select {
+				case b := <-e.events:
+					e.onEvents(ctx, b)
+				default:
+					more = false
+				}
+			}
 		case d := <-e.inbox:
 			e.onDatagram(ctx, d)
 		case f := <-e.ctl:
@@ -189,12 +218,36 @@ func (e *Engine) listen(ctx context.Context) {
 		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if errors.Is(err, kernel.ErrOverrun) {
+			e.drainEvents()
+		}
 		select {
 		case e.events <- eventBatch{evs, err}:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// drainEvents discards the events queued on the listener after an
+// overrun. Those from before the loss have lost what followed them: a NEW
+// whose DESTROY was dropped would bring back, after the resync, a flow that
+// is gone from the table (until the next reconciling dump). The resync's
+// dump, which starts after the drain, covers everything they said.
+func (e *Engine) drainEvents() {
+	n := 0
+	for end := time.Now().Add(drainMax); time.Now().Before(end); {
+		if e.lis.SetReadDeadline(time.Now().Add(drainQuiet)) != nil {
+			break
+		}
+		evs, err := e.lis.Receive(nil)
+		n += len(evs)
+		if err != nil && !errors.Is(err, kernel.ErrOverrun) {
+			break // the deadline: the socket is empty (or closed)
+		}
+	}
+	_ = e.lis.SetReadDeadline(time.Time{})
+	e.log.Debug("events queued before the overrun discarded", "events", n)
 }
 
 // receive authenticates datagrams and forwards them to the loop.
@@ -242,16 +295,22 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 			e.log.Error("saving the peer's epoch failed", "err", err)
 		}
 	}
+	if d.h.Epoch > e.peerEpoch {
+		// A peer met for the first time or restarted: the protocol asks
+		// for its copy now.
+		e.bulkAsked = time.Now()
+	}
 	out, err := e.ep.Input(d.h.Epoch, d.payload, time.Now(), nil)
 	if err != nil {
 		e.stats.drop("malformed")
 		return
 	}
+	e.peerEpoch = d.h.Epoch
 	e.guard.Accept(d.h)
 	e.stats.datagramsIn.Add(1)
 	if e.ep.PeerRestarted() {
 		e.log.Info("peer restarted; it will send a complete copy", "peer", e.link.peer)
-		e.bulkComplete = false
+		e.bulkComplete, e.bulkSeen = false, nil
 	}
 	e.apply(ctx, out)
 }
@@ -318,11 +377,26 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 // maintain runs the periodic work: reconciling dumps, and in direct mode
 // keeping the peer's states alive in the kernel.
 func (e *Engine) maintain(ctx context.Context, now time.Time) {
-	if now.Sub(e.lastRecon) >= reconcileEvery {
+	peerUp := e.ep.PeerUp(now)
+	if !e.dumped {
+		since := now.Sub(e.started)
+		if e.bulkComplete || !peerUp && since >= firstDumpAlone || since >= e.startupTimeout() {
+			if err := e.resync(ctx); err != nil {
+				e.log.Error("first dump of the conntrack table failed", "err", err)
+			}
+		}
+	} else if now.Sub(e.lastRecon) >= reconcileEvery {
 		e.refreshOwn()
 		if err := e.resync(ctx); err != nil {
 			e.log.Error("reconciling dump failed", "err", err)
 		}
+	}
+	// The request for the peer's copy travels once, unacknowledged: ask
+	// again while no copy has begun to arrive.
+	if peerUp && !e.bulkAsked.IsZero() && e.bulkSeen == nil && now.Sub(e.bulkAsked) >= bulkRetry {
+		e.log.Debug("no complete copy from the peer yet; asking again")
+		e.ep.RequestBulk()
+		e.bulkAsked = now
 	}
 	if e.cfg.Cache == cfg.CacheDirect && now.Sub(e.lastRefresh) >= refreshEvery {
 		e.lastRefresh = now
@@ -336,6 +410,13 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 			e.write(ctx, kernel.Update, flows)
 		}
 	}
+}
+
+func (e *Engine) startupTimeout() time.Duration {
+	if e.cfg.StartupSyncTimeout > 0 {
+		return e.cfg.StartupSyncTimeout
+	}
+	return cfg.DefaultStartupSyncTimeout
 }
 
 func (e *Engine) refreshOwn() error {
@@ -377,9 +458,13 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 	for _, d := range ds {
 		switch d.Kind {
 		case proto.DeliverBulkStart:
-			e.bulkSeen = map[ct.Key]bool{}
+			// A newer bulk supersedes one in progress: the peer sends
+			// everything again after its start.
+			e.bulkSeen, e.bulkID = map[ct.Key]bool{}, d.BulkID
 		case proto.DeliverBulkEnd:
-			if e.bulkSeen != nil {
+			// The end of a superseded bulk is not the end of the copy:
+			// what was sent before the newer start comes again after it.
+			if e.bulkSeen != nil && d.BulkID == e.bulkID {
 				for k, x := range e.external {
 					if !e.bulkSeen[k] {
 						delete(e.external, k)
@@ -388,7 +473,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 						}
 					}
 				}
-				e.bulkSeen, e.bulkComplete = nil, true
+				e.bulkSeen, e.bulkComplete, e.bulkAsked = nil, true, time.Time{}
 				e.stats.bulksReceived.Add(1)
 				e.log.Info("complete copy from the peer received", "entries", len(e.external))
 			}
@@ -434,7 +519,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 
 // resync reconciles the internal cache with a dump of the kernel table.
 func (e *Engine) resync(ctx context.Context) error {
-	e.lastRecon = time.Now()
+	e.lastRecon, e.dumped = time.Now(), true
 	e.stats.resyncs.Add(1)
 	seen := make(map[ct.Key]bool, len(e.internal))
 	err := e.kern.Dump(ctx, func(f ct.Flow) bool {

@@ -20,6 +20,9 @@ var tcpStateNumbers = map[string]uint8{
 	"TIME_WAIT": ct.TCPTimeWait, "CLOSE": ct.TCPClose, "SYN_SENT2": ct.TCPSynSent2,
 }
 
+// protoVRRP is VRRP's IP protocol: its adverts are never replicated.
+const protoVRRP = 112
+
 // filter decides which flows are replicated.
 type filter struct {
 	protos    map[uint8]bool // nil: all
@@ -56,10 +59,13 @@ func (f *filter) setOwn(addrs []netip.Addr, exclude []netip.Addr) {
 	}
 }
 
-// keep reports whether a flow is replicated: not of this node's own
-// addresses (original or reply source), not ignored, of a replicated
+// keep reports whether a flow is replicated: not VRRP, not of this node's
+// own addresses (original or reply source), not ignored, of a replicated
 // protocol and TCP state.
 func (f *filter) keep(fl *ct.Flow) bool {
+	if fl.Orig.Proto == protoVRRP {
+		return false // the pair's own election, tracked when not notracked
+	}
 	if f.protos != nil && !f.protos[fl.Orig.Proto] {
 		return false
 	}

@@ -152,7 +152,7 @@ func (e *Engine) Bulk(ctx context.Context) error {
 // Request asks the peer for a complete copy of its flows (conntrackd -n).
 func (e *Engine) Request(ctx context.Context) error {
 	return e.do(ctx, func() {
-		e.bulkComplete = false
+		e.bulkComplete, e.bulkAsked = false, time.Now()
 		e.ep.RequestBulk()
 	})
 }

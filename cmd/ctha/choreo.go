@@ -34,10 +34,9 @@ type choreographer struct {
 	eng    *ctsync.Engine
 	notify cfg.Notify
 
-	mu       sync.Mutex    // guards the fields below
-	commit   chan struct{} // closed when the takeover's commit is done; nil: none
-	purge    *time.Timer
-	stopping bool
+	mu     sync.Mutex    // guards the fields below
+	commit chan struct{} // closed when the takeover's commit is done; nil: none
+	purge  *time.Timer
 
 	work chan transition
 }

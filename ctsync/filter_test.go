@@ -1,0 +1,48 @@
+package ctsync
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync/ct"
+)
+
+func TestFilter(t *testing.T) {
+	a := netip.MustParseAddr
+	flow := func(proto uint8, src, dst string) *ct.Flow {
+		f := &ct.Flow{Orig: ct.NewTuple(proto, a(src), a(dst), 1000, 5001)}
+		f.Reply = f.Orig.Reverse()
+		if proto == ct.ProtoTCP {
+			f.TCP.State = ct.TCPEstablished
+		}
+		return f
+	}
+	flt := newFilter(cfg.Filter{Protocols: []string{"tcp", "udp"}, IgnoreAddresses: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}, TCPStates: []string{"ESTABLISHED"}})
+	flt.setOwn([]netip.Addr{a("10.10.1.2"), a("10.10.1.1")}, []netip.Addr{a("10.10.1.1")}) // 10.10.1.1 is a VIP
+	tests := []struct {
+		name string
+		f    *ct.Flow
+		keep bool
+	}{
+		{"forwarded", flow(ct.ProtoTCP, "10.10.1.100", "10.10.2.100"), true},
+		{"to a VIP", flow(ct.ProtoTCP, "10.10.1.100", "10.10.1.1"), true},
+		{"from the node", flow(ct.ProtoTCP, "10.10.1.2", "10.10.2.100"), false},
+		{"to the node (reply source)", flow(ct.ProtoTCP, "10.10.1.100", "10.10.1.2"), false},
+		{"VRRP", flow(112, "10.10.1.3", "224.0.0.18"), false},
+		{"protocol not listed", flow(ct.ProtoICMP, "10.10.1.100", "10.10.2.100"), false},
+		{"ignored prefix", flow(ct.ProtoUDP, "192.168.4.4", "10.10.2.100"), false},
+	}
+	closing := flow(ct.ProtoTCP, "10.10.1.100", "10.10.2.100")
+	closing.TCP.State = ct.TCPTimeWait
+	tests = append(tests, struct {
+		name string
+		f    *ct.Flow
+		keep bool
+	}{"TCP state not listed", closing, false})
+	for _, tt := range tests {
+		if got := flt.keep(tt.f); got != tt.keep {
+			t.Errorf("%s: keep = %v, want %v", tt.name, got, tt.keep)
+		}
+	}
+}
