@@ -15,8 +15,9 @@ import (
 	"github.com/ctha/ctha/internal/control"
 )
 
-// cthaBin is the ctha binary under test, built once by TestMain.
-var cthaBin string
+// cthaBin is the ctha binary under test and flowgen the live-flow
+// generator, built once by TestMain.
+var cthaBin, flowgenBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ctha-integration-")
@@ -25,12 +26,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cthaBin = filepath.Join(dir, "ctha")
-	build := exec.Command("go", "build", "-o", cthaBin, "github.com/ctha/ctha/cmd/ctha")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build ctha: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	flowgenBin = filepath.Join(dir, "flowgen")
+	for bin, pkg := range map[string]string{cthaBin: "github.com/ctha/ctha/cmd/ctha", flowgenBin: "github.com/ctha/ctha/integration/flowgen/cmd/flowgen"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
