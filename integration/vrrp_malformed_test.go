@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 	"github.com/ctha/ctha/integration/lab"
 	"github.com/ctha/ctha/internal/control"
 	"github.com/ctha/ctha/vrrp/packet"
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/ipv4"
 )
 
@@ -248,71 +246,16 @@ func (in *malfInjector) send(ttl int, b []byte) error {
 	return err
 }
 
-// malfOpenInjector opens a raw IPv4 protocol-112 socket bound to src in the
-// namespace ns, sending multicast out of ifname. A socket stays in the
-// namespace it was made in, whichever thread uses it later.
-//
-// The socket is made on a locked OS thread switched into ns, which is then
-// switched back and only unlocked once it is verifiably back in its own
-// namespace. It must not simply exit locked (the runtime would terminate
-// it): the thread may be the one that forked a lab daemon earlier, and the
-// lab starts daemons with Pdeathsig, which follows the forking thread, so
-// the daemon would be SIGKILLed. If the way back fails, the goroutine parks
-// forever on its locked thread: neither reused in ns nor terminated.
+// malfOpenInjector opens the raw socket in namespace ns (see inNS for why
+// the thread must come back rather than exit locked).
 func malfOpenInjector(t *testing.T, ns, ifname string, src netip.Addr) *malfInjector {
 	t.Helper()
-	type result struct {
-		pc  *ipv4.PacketConn
-		err error
+	var pc *ipv4.PacketConn
+	if err := inNS(ns, func() (err error) { pc, err = malfListen(ifname, src); return err }); err != nil {
+		t.Fatalf("raw VRRP socket in %s: %v", ns, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread() // not switched yet
-			ch <- result{nil, fmt.Errorf("own namespace: %w", err)}
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			runtime.UnlockOSThread() // not switched yet
-			ch <- result{nil, fmt.Errorf("namespace %s: %w", ns, err)}
-			return
-		}
-		defer h.Close()
-		var r result
-		if r.err = netns.Set(h); r.err == nil {
-			r.pc, r.err = malfListen(ifname, src)
-		} else {
-			r.err = fmt.Errorf("enter namespace %s: %w", ns, r.err)
-		}
-		if err := netns.Set(orig); err == nil {
-			if cur, err := netns.Get(); err == nil {
-				back := cur.Equal(orig)
-				cur.Close()
-				if back {
-					runtime.UnlockOSThread()
-					ch <- r
-					return
-				}
-			}
-		}
-		ch <- r
-		select {} // could not go back: park the thread for good
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("raw VRRP socket in %s: %v", ns, r.err)
-		}
-		t.Cleanup(func() { r.pc.Close() })
-		return &malfInjector{pc: r.pc}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("raw VRRP socket in %s: no answer within 10s", ns)
-		return nil
-	}
+	t.Cleanup(func() { pc.Close() })
+	return &malfInjector{pc: pc}
 }
 
 // malfListen opens the injector's socket in the calling thread's namespace.
