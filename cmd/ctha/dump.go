@@ -70,10 +70,7 @@ func (c *cli) dump(args []string) int {
 		return c.failf("dump: %v", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(flows)
-		return exitOK
+		return c.printJSON(flows)
 	}
 	printFlows(c.stdout, flows)
 	return exitOK

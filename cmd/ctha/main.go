@@ -5,6 +5,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -148,6 +149,17 @@ func upperFirst(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// printJSON prints v as indented JSON (the documented --json documents);
+// a failed write is a failure, not a silent exit 0.
+func (c *cli) printJSON(v any) int {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return c.failf("write: %v", err)
+	}
+	return exitOK
 }
 
 // failf prints a one-line reason and returns exitFail.

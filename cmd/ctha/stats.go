@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -46,10 +45,7 @@ func (c *cli) stats(args []string) int {
 		return c.failf("stats: %v", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(st)
-		return exitOK
+		return c.printJSON(st)
 	}
 	printStats(c.stdout, st)
 	return exitOK

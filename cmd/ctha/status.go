@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -128,10 +127,7 @@ func (c *cli) status(args []string) int {
 		return c.failf("status: %v", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(st)
-		return exitOK
+		return c.printJSON(st)
 	}
 	printStatus(c.stdout, st, time.Now())
 	return exitOK

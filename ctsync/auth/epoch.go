@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 // ErrEpochFile is the error, wrapped with the path, for an epoch file
@@ -81,26 +78,18 @@ func readEpoch(path string) (uint32, error) {
 	if len(data) > maxEpochFile {
 		return 0, fmt.Errorf("epoch file %s: too large: %w", path, ErrEpochFile)
 	}
-	var (
-		epoch uint64
-		found bool
-	)
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if found {
-			return 0, fmt.Errorf("epoch file %s: more than one epoch: %w", path, ErrEpochFile)
-		}
-		if epoch, err = strconv.ParseUint(line, 10, 32); err != nil {
-			return 0, fmt.Errorf("epoch file %s: %q: %w", path, line, ErrEpochFile)
-		}
-		found = true
-	}
-	if !found {
+	line, err := meaningfulLine(data)
+	switch {
+	case errors.Is(err, errNoLine):
 		return 0, fmt.Errorf("epoch file %s: no epoch: %w", path, ErrEpochFile)
+	case errors.Is(err, errSeveralLines):
+		return 0, fmt.Errorf("epoch file %s: more than one epoch: %w", path, ErrEpochFile)
+	case err != nil:
+		return 0, fmt.Errorf("epoch file %s: %v: %w", path, err, ErrEpochFile)
+	}
+	epoch, err := strconv.ParseUint(line, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("epoch file %s: %q: %w", path, line, ErrEpochFile)
 	}
 	return uint32(epoch), nil
 }

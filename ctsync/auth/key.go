@@ -42,8 +42,40 @@ func GenerateKey(r io.Reader) (Key, error) {
 // ParseKey reads a key in the key file format described in the package
 // documentation.
 func ParseKey(data []byte) (Key, error) {
+	line, err := meaningfulLine(data)
+	switch {
+	case errors.Is(err, errNoLine):
+		return Key{}, ErrNoKey
+	case errors.Is(err, errSeveralLines):
+		return Key{}, ErrSeveralKeys
+	case err != nil:
+		return Key{}, ErrKeyMalformed
+	}
+	var k Key
+	if len(line) != 2*KeySize {
+		return Key{}, ErrKeyMalformed
+	}
+	if _, err := hex.Decode(k[:], []byte(line)); err != nil {
+		return Key{}, ErrKeyMalformed
+	}
+	if k == (Key{}) {
+		return Key{}, ErrKeyWeak
+	}
+	return k, nil
+}
+
+// The key and epoch files share one text format: blank lines and lines
+// starting with '#' are ignored, and exactly one other line holds the
+// value.
+var (
+	errNoLine       = errors.New("no value line")
+	errSeveralLines = errors.New("more than one value line")
+)
+
+// meaningfulLine returns the one value line of data, trimmed.
+func meaningfulLine(data []byte) (string, error) {
 	var (
-		k     Key
+		value string
 		found bool
 	)
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -53,27 +85,17 @@ func ParseKey(data []byte) (Key, error) {
 			continue
 		}
 		if found {
-			return Key{}, ErrSeveralKeys
+			return "", errSeveralLines
 		}
-		if len(line) != 2*KeySize {
-			return Key{}, ErrKeyMalformed
-		}
-		if _, err := hex.Decode(k[:], []byte(line)); err != nil {
-			return Key{}, ErrKeyMalformed
-		}
-		found = true
+		value, found = line, true
 	}
 	if err := sc.Err(); err != nil {
-		// Only bufio.ErrTooLong is possible from a bytes.Reader.
-		return Key{}, ErrKeyMalformed
+		return "", err // only bufio.ErrTooLong from a bytes.Reader
 	}
 	if !found {
-		return Key{}, ErrNoKey
+		return "", errNoLine
 	}
-	if k == (Key{}) {
-		return Key{}, ErrKeyWeak
-	}
-	return k, nil
+	return value, nil
 }
 
 // MarshalText returns the key file content for k, comment included.
