@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ctha/ctha/cfg"
@@ -36,6 +37,10 @@ type VIPs interface {
 	// RemoveStale removes the instance's addresses left by a crashed run
 	// and says which it found.
 	RemoveStale() ([]netip.Prefix, error)
+	// Retire hands over to a replacement after a reload: it stops the
+	// announcements, removes the addresses that are not in keep, and
+	// closes.
+	Retire(keep []netip.Prefix) error
 	Close() error
 }
 
@@ -45,7 +50,7 @@ type member struct {
 	m        Machine
 	conn     conn
 	vips     VIPs
-	recv     receiver
+	recv     atomic.Pointer[receiver] // replaced on reload; read by the socket reader
 	stats    *counters
 	trackers []*tracked
 	log      *slog.Logger
@@ -222,7 +227,7 @@ func (g *Group) send(mb *member, prio uint8) {
 		VRID:     mb.cfg.VRID,
 		Priority: prio,
 		Interval: mb.cfg.AdvertInterval,
-		Addrs:    mb.recv.vips,
+		Addrs:    mb.recv.Load().vips,
 	}
 	dsts := mb.cfg.UnicastPeers
 	if len(dsts) == 0 {

@@ -42,6 +42,7 @@ func (f *fakeConn) lastPriority() int {
 type fakeVIPs struct {
 	up                   bool
 	ups, downs, announce int
+	retired              []netip.Prefix // what Retire kept; nil until it ran
 }
 
 func (f *fakeVIPs) Up() (time.Time, error)               { f.up = true; f.ups++; return time.Now(), nil }
@@ -49,6 +50,7 @@ func (f *fakeVIPs) Down() error                          { f.up = false; f.downs
 func (f *fakeVIPs) Announce() error                      { f.announce++; return nil }
 func (f *fakeVIPs) RemoveStale() ([]netip.Prefix, error) { return nil, nil }
 func (f *fakeVIPs) Close() error                         { return nil }
+func (f *fakeVIPs) Retire(keep []netip.Prefix) error     { f.retired = keep; return nil }
 
 // fakeHooks blocks BeforeMaster until released or cancelled.
 type fakeHooks struct {
@@ -105,7 +107,7 @@ func newTestGroup(t *testing.T, prio uint8, hooks Hooks) *testGroup {
 		mb := &member{cfg: in, conn: c, vips: v, stats: &counters{}, log: discardLog,
 			m:        Machine{Params: Params{Version: 3, Priority: prio, AdvertInterval: time.Second, Preempt: true, Primary: c.src}},
 			trackers: []*tracked{{name: linkTracker(name), up: true}}}
-		mb.recv.vips = []netip.Addr{in.VIPs[0].Addr()}
+		mb.recv.Store(&receiver{vips: []netip.Addr{in.VIPs[0].Addr()}})
 		g.members = append(g.members, mb)
 		tg.conns, tg.vips = append(tg.conns, c), append(tg.vips, v)
 	}

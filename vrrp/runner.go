@@ -50,6 +50,8 @@ type Runner struct {
 	box     statusBox
 	order   []string // instance names in configuration order
 	wg      sync.WaitGroup
+	conf    cfg.Config // as running; Reload replaces it
+	opts    Options
 }
 
 // New opens the sockets and virtual-address managers of every instance of
@@ -67,6 +69,8 @@ func New(c cfg.Config, opts Options) (*Runner, error) {
 	r := &Runner{
 		scripts: c.TrackScripts,
 		log:     opts.Log,
+		conf:    c,
+		opts:    opts,
 		box:     statusBox{groups: map[string]GroupStatus{}, instances: map[string]InstanceStatus{}},
 	}
 	grouped := map[string]bool{}
@@ -148,14 +152,11 @@ func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.
 			Version: in.Version, Priority: in.Priority, AdvertInterval: in.AdvertInterval,
 			Preempt: in.Preempt, PreemptDelay: in.PreemptDelay, Primary: cn.Source(),
 		}}
-		mb.recv = receiver{
+		mb.recv.Store(&receiver{
 			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
 			ifindex: ifindexOf(in.Interface), own: cn.Source(), unicastPeers: in.UnicastPeers,
-			skipChecksum: in.Family == cfg.IPv6,
-		}
-		for _, p := range in.VIPs {
-			mb.recv.vips = append(mb.recv.vips, p.Addr())
-		}
+			skipChecksum: in.Family == cfg.IPv6, vips: vipAddrs(in.VIPs),
+		})
 		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
 		r.links = appendUnique(r.links, in.Interface)
 		for _, t := range in.TrackInterface {
@@ -266,7 +267,8 @@ func (r *Runner) read(g *Group, i int) {
 			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
 			continue
 		}
-		ad, drop, differs := mb.recv.check(p)
+		recv := mb.recv.Load()
+		ad, drop, differs := recv.check(p)
 		if drop != DropNone {
 			mb.stats.drops[drop].Add(1)
 			continue
@@ -277,7 +279,7 @@ func (r *Runner) read(g *Group, i int) {
 			if s := fmt.Sprint(ad.Addrs); s != mismatch {
 				mismatch = s
 				mb.log.Warn("advert lists other virtual IPs than ours; check both configurations",
-					"from", p.src, "theirs", ad.Addrs, "ours", mb.recv.vips)
+					"from", p.src, "theirs", ad.Addrs, "ours", recv.vips)
 			}
 		}
 		select {

@@ -76,7 +76,11 @@ func (r *Runner) watchLinks(ctx context.Context) {
 	done := make(chan struct{})
 	defer close(done)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { r.log.Error("link watch failed", "err", err) },
+		ErrorCallback: func(err error) {
+			if ctx.Err() == nil { // closing the subscription at stop fails its last read
+				r.log.Error("link watch failed", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		r.log.Error("cannot watch links; tracked interfaces keep their start state", "err", err)

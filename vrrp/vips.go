@@ -1,8 +1,10 @@
 package vrrp
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"github.com/ctha/ctha/addr"
 	"github.com/ctha/ctha/cfg"
@@ -37,6 +39,22 @@ func NewAddrVIPs(in cfg.Instance, log *slog.Logger) (VIPs, error) {
 // RemoveStale removes the instance's addresses left by a crashed run.
 func (a *addrVIPs) RemoveStale() ([]netip.Prefix, error) {
 	return addr.RemoveStale(a.iface, a.vips)
+}
+
+// Retire removes the addresses not in keep and closes the manager (Close
+// leaves the VIPs where they are).
+func (a *addrVIPs) Retire(keep []netip.Prefix) error {
+	var drop []netip.Prefix
+	for _, p := range a.vips {
+		if !slices.Contains(keep, p) {
+			drop = append(drop, p)
+		}
+	}
+	var err error
+	if len(drop) > 0 {
+		_, err = addr.RemoveStale(a.iface, drop)
+	}
+	return errors.Join(err, a.Close())
 }
 
 var _ VIPs = (*addrVIPs)(nil)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,7 +33,7 @@ type choreographer struct {
 	group  cfg.SyncGroup // the group with conntrack = true
 	sync   cfg.Sync
 	eng    *ctsync.Engine
-	notify cfg.Notify
+	notify atomic.Pointer[cfg.Notify] // replaced on reload
 
 	mu     sync.Mutex    // guards the fields below
 	commit chan struct{} // closed when the takeover's commit is done; nil: none
@@ -47,8 +48,10 @@ type transition struct {
 }
 
 func newChoreographer(log *slog.Logger, g cfg.SyncGroup, s cfg.Sync, eng *ctsync.Engine) *choreographer {
-	return &choreographer{log: log.With("group", g.Name), group: g, sync: s, eng: eng, notify: g.Notify,
+	c := &choreographer{log: log.With("group", g.Name), group: g, sync: s, eng: eng,
 		work: make(chan transition, 16)}
+	c.setNotify(g.Notify)
+	return c
 }
 
 // BeforeMaster makes the kernel table complete before the VIPs move:
@@ -110,8 +113,7 @@ func (c *choreographer) run(ctx context.Context) {
 
 func (c *choreographer) after(ctx context.Context, t transition) {
 	if c.eng == nil {
-		c.runNotify(ctx, map[vrrp.State][]string{vrrp.Master: c.notify.Master, vrrp.Backup: c.notify.Backup,
-			vrrp.Fault: c.notify.Fault}[t.to], t)
+		c.runNotify(ctx, t)
 		return
 	}
 	switch t.to {
@@ -127,7 +129,7 @@ func (c *choreographer) after(ctx context.Context, t transition) {
 		if err := c.eng.TakeOver(ctx); err != nil { // ...flush, resync, bulk
 			c.log.Error("taking over the conntrack tables failed", "err", err)
 		}
-		c.runNotify(ctx, c.notify.Master, t)
+		c.runNotify(ctx, t)
 	case vrrp.Backup, vrrp.Fault:
 		c.eng.SetRole(ctx, proto.RoleBackup)
 		if err := c.eng.Request(ctx); err != nil {
@@ -136,11 +138,7 @@ func (c *choreographer) after(ctx context.Context, t transition) {
 		if c.sync.Cache == cfg.CacheExternal {
 			c.schedulePurge(ctx)
 		}
-		if t.to == vrrp.Fault {
-			c.runNotify(ctx, c.notify.Fault, t)
-		} else {
-			c.runNotify(ctx, c.notify.Backup, t)
-		}
+		c.runNotify(ctx, t)
 	}
 }
 
@@ -167,11 +165,17 @@ func (c *choreographer) cancelPurge() {
 	}
 }
 
-// runNotify runs the user's commands in order, each bounded by the
-// timeout; failures are logged.
-func (c *choreographer) runNotify(ctx context.Context, cmds []string, t transition) {
+// setNotify replaces the notify commands (on a reload); the next
+// transition runs the new ones.
+func (c *choreographer) setNotify(n cfg.Notify) { c.notify.Store(&n) }
+
+// runNotify runs the user's commands for the new state in order, each
+// bounded by the timeout; failures are logged.
+func (c *choreographer) runNotify(ctx context.Context, t transition) {
+	n := c.notify.Load()
+	cmds := map[vrrp.State][]string{vrrp.Master: n.Master, vrrp.Backup: n.Backup, vrrp.Fault: n.Fault}[t.to]
 	for _, path := range cmds {
-		cctx, cancel := context.WithTimeout(ctx, c.notify.Timeout)
+		cctx, cancel := context.WithTimeout(ctx, n.Timeout)
 		cmd := exec.CommandContext(cctx, path)
 		cmd.Env = append(os.Environ(), "CTHA_GROUP="+c.group.Name, "CTHA_STATE="+t.to.String(),
 			"CTHA_REASON="+t.reason.String(), "CTHA_INSTANCES="+strings.Join(c.group.Instances, " "))

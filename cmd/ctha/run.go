@@ -38,14 +38,15 @@ func (c *cli) run(args []string) int {
 	if diags.HasErrors() {
 		return c.failf("not starting: %s is invalid", *path)
 	}
-	if *socket != "" {
-		conf.Control.Socket = *socket
-	}
 	d := &daemonState{
-		log:     newLogger(c.stderr, conf.Log),
-		path:    *path,
-		socket:  conf.Control.Socket,
-		started: time.Now(),
+		log:          newLogger(c.stderr, conf.Log),
+		path:         *path,
+		socket:       conf.Control.Socket,
+		socketInFile: conf.Control.Socket,
+		started:      time.Now(),
+	}
+	if *socket != "" {
+		conf.Control.Socket, d.socket = *socket, *socket
 	}
 	d.conf.Store(&conf)
 	if err := d.run(); err != nil {
@@ -66,15 +67,18 @@ func newLogger(w io.Writer, l cfg.Log) *slog.Logger {
 // handler reads the configuration snapshot and asks the engines, which are
 // safe for concurrent use.
 type daemonState struct {
-	log     *slog.Logger
-	path    string // configuration file, for reloads
-	socket  string // control socket in use
-	started time.Time
-	conf    atomic.Pointer[cfg.Config]
-	vrrp    *vrrp.Runner   // nil without VRRP instances
-	sync    *ctsync.Engine // nil without conntrack_sync
-	choreo  map[string]*choreographer
-	changed chan struct{}
+	log    *slog.Logger
+	path   string // configuration file, for reloads
+	socket string // control socket in use
+	// socketInFile is control.socket as the file said at start; a reload
+	// that changes it is told to wait for a restart.
+	socketInFile string
+	started      time.Time
+	conf         atomic.Pointer[cfg.Config]
+	vrrp         *vrrp.Runner   // nil without VRRP instances
+	sync         *ctsync.Engine // nil without conntrack_sync
+	choreo       map[string]*choreographer
+	changed      chan struct{}
 }
 
 func (d *daemonState) run() error {
@@ -250,16 +254,28 @@ func (d *daemonState) reload() {
 		return
 	}
 	old := d.conf.Load()
-	if conf.Control.Socket != old.Control.Socket {
+	if conf.Control.Socket != d.socketInFile {
 		d.log.Warn("control.socket changed; it takes effect at the next restart", "socket", d.socket)
 	}
-	if !reflect.DeepEqual(conf.Instances, old.Instances) || !reflect.DeepEqual(conf.SyncGroups, old.SyncGroups) ||
-		!reflect.DeepEqual(conf.TrackScripts, old.TrackScripts) {
-		// Applying VRRP changes without a transition lands with reload
-		// diffing; until then they wait for a restart, and status keeps
-		// showing the running instances.
-		d.log.Warn("VRRP instances, groups or track scripts changed; restart ctha to apply them")
-		conf.Instances, conf.SyncGroups, conf.TrackScripts = old.Instances, old.SyncGroups, old.TrackScripts
+	if d.vrrp != nil {
+		changed, err := d.vrrp.Reload(context.Background(), conf)
+		for _, c := range changed {
+			d.log.Info("reload applied", "change", c)
+		}
+		if err != nil {
+			// Status keeps showing the running instances.
+			d.log.Warn("VRRP change not applied; restart ctha to apply it", "err", err)
+			conf.Instances, conf.SyncGroups, conf.TrackScripts = old.Instances, old.SyncGroups, old.TrackScripts
+		}
+	}
+	for _, g := range conf.SyncGroups {
+		if c := d.choreo[g.Name]; c != nil {
+			c.setNotify(g.Notify)
+		}
+	}
+	if !reflect.DeepEqual(conf.Sync, old.Sync) {
+		d.log.Warn("conntrack_sync changed; it takes effect at the next restart")
+		conf.Sync = old.Sync
 	}
 	conf.Control.Socket = d.socket
 	d.conf.Store(&conf)
