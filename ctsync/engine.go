@@ -40,6 +40,9 @@ const (
 	// bounds the whole drain.
 	drainQuiet = 20 * time.Millisecond
 	drainMax   = 5 * time.Second
+	// splitGrace: both nodes master for longer than this is a split brain,
+	// not a preemption under way.
+	splitGrace = 2 * time.Second
 )
 
 // Options are the engine's seams.
@@ -84,6 +87,7 @@ type Engine struct {
 	dumped                 bool // the first dump of the kernel table is done
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
+	splitSince             time.Time // when both nodes were first seen master; zero: not both
 
 	events chan eventBatch
 	inbox  chan datagram
@@ -137,7 +141,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 	if err := kernel.EnsureEvents(); err != nil {
 		return nil, err
 	}
-	if e.epoch, err = auth.NextEpoch(filepath.Join(opts.StateDir, "sync-epoch")); err != nil {
+	if e.epoch, err = auth.NextEpoch(filepath.Join(opts.StateDir, "sync-epoch"), time.Now()); err != nil {
 		return nil, fmt.Errorf("conntrack sync: %w", err)
 	}
 	peerEpoch, err := auth.LoadPeerEpoch(e.peerEpochPath)
@@ -183,8 +187,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	for {
 		now := time.Now()
 		e.flush(now)
+		e.publish(now) // before maintain's dumps, which may take a while
 		e.maintain(ctx, now)
-		e.publish(now)
+		e.publish(time.Now())
 		timer.Reset(time.Until(e.ep.NextTimeout(now)))
 		select {
 		case <-ctx.Done():
@@ -488,6 +493,12 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 				k := r.Flow.Key()
 				switch r.Kind {
 				case wire.KindUpdate:
+					if e.role != proto.RoleMaster {
+						// The master's state of a flow this node forwarded
+						// while it was master: the master owns it now, and
+						// its state (window, timeout) replaces the stale one.
+						delete(e.internal, k)
+					}
 					e.external[k] = extEntry{flow: r.Flow, at: now}
 					if e.mirror(k) {
 						creates = append(creates, r.Flow)

@@ -207,7 +207,17 @@ func (e *Engine) publish(now time.Time) {
 		Internal: len(e.internal), External: len(e.external), LastCommit: e.lastCommit,
 		Link: e.link.cfg.Name, Interface: e.link.cfg.Interface,
 	}
-	s.SplitBrain = s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == proto.RoleMaster
+	// Both masters for a moment is a normal preemption: the old master
+	// steps down when it hears the new one's advert, and its keep-alives
+	// say so a little later. Longer than splitGrace is a split brain.
+	if s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == proto.RoleMaster {
+		if e.splitSince.IsZero() {
+			e.splitSince = now
+		}
+		s.SplitBrain = now.Sub(e.splitSince) >= splitGrace
+	} else {
+		e.splitSince = time.Time{}
+	}
 	if s.SplitBrain && !e.status.SplitBrain {
 		e.stats.splitBrains.Add(1)
 		e.log.Error("split brain: the peer is master too")

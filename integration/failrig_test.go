@@ -45,7 +45,9 @@ func newFailRig(t *testing.T, cache string, replicate bool, background int) *fai
 	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
 		if replicate {
 			c := exampleConfig(t, role+".hcl")
-			r.conf[role] = strings.Replace(c, `cache = "direct"`, fmt.Sprintf("cache = %q", cache), 1)
+			// A restarted node keeps its state directory, as after a reboot.
+			r.conf[role] = fmt.Sprintf("state_dir = %q\n", filepath.Join(t.TempDir(), "state")) +
+				strings.Replace(c, `cache = "direct"`, fmt.Sprintf("cache = %q", cache), 1)
 		} else {
 			r.conf[role] = pairOpts{node: role, priority: map[string]int{lab.RoleFW1: 150, lab.RoleFW2: 100}[role], advert: time.Second}.config()
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // ErrEpochFile is the error, wrapped with the path, for an epoch file
@@ -23,13 +24,17 @@ var ErrEpochExhausted = errors.New("epoch counter exhausted")
 const maxEpochFile = 4096
 
 // NextEpoch returns this node's new boot epoch, one more than the one
-// stored in the file at path (1 when there is no file), and stores it. The
+// stored in the file at path (1 when there is no file) or, if that is
+// larger, the clock's Unix seconds at now, and stores it. The clock is the
+// floor for a node whose state directory was lost (reinstalled, wiped):
+// its epoch restarting at 1 would be refused by a peer that remembers a
+// higher one, until that peer's state directory were wiped too. The
 // daemon calls it once at start; the file (e.g. /var/lib/ctha/epoch) is
 // replaced atomically and durably (a temporary file written, synced and
 // renamed over it, mode 0600) before the epoch is returned, so an epoch is
 // never used twice, even across a crash. Only one process may use a file
 // at a time.
-func NextEpoch(path string) (uint32, error) {
+func NextEpoch(path string, now time.Time) (uint32, error) {
 	e, err := readEpoch(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -40,6 +45,9 @@ func NextEpoch(path string) (uint32, error) {
 		return 0, fmt.Errorf("epoch file %s: %w", path, ErrEpochExhausted)
 	}
 	e++
+	if u := now.Unix(); u > int64(e) && u < math.MaxUint32 {
+		e = uint32(u)
+	}
 	if err := writeEpoch(path, e, "ctha sync epoch: this node's restart counter; never lower it"); err != nil {
 		return 0, err
 	}

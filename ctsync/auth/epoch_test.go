@@ -7,13 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNextEpoch(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "epoch")
 	for want := uint32(1); want <= 3; want++ { // each call is a restart
-		got, err := NextEpoch(path)
+		got, err := NextEpoch(path, time.Time{})
 		if err != nil || got != want {
 			t.Fatalf("NextEpoch = %d, %v; want %d", got, err, want)
 		}
@@ -31,6 +32,20 @@ func TestNextEpoch(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+func TestNextEpochClockFloor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "epoch")
+	now := time.Unix(1_800_000_000, 0)
+	// A lost state directory: the epoch starts from the clock, above any
+	// counter a peer could remember from the node's earlier life.
+	if e, err := NextEpoch(path, now); err != nil || e != 1_800_000_000 {
+		t.Fatalf("NextEpoch without a file = %d, %v; want the clock's 1800000000", e, err)
+	}
+	// A clock set back: the stored counter still grows.
+	if e, err := NextEpoch(path, now.Add(-time.Hour)); err != nil || e != 1_800_000_001 {
+		t.Fatalf("NextEpoch with the clock set back = %d, %v; want 1800000001", e, err)
 	}
 }
 
@@ -54,7 +69,7 @@ func TestNextEpochRefusesCorruptFile(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if e, err := NextEpoch(path); !errors.Is(err, tt.err) {
+			if e, err := NextEpoch(path, time.Time{}); !errors.Is(err, tt.err) {
 				t.Errorf("NextEpoch = %d, %v; want %v", e, err, tt.err)
 			}
 			if data, _ := os.ReadFile(path); string(data) != tt.content {
@@ -69,14 +84,14 @@ func TestNextEpochReadsCommentedFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("# hand-edited\n\n  41  \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := NextEpoch(path); err != nil || e != 42 {
+	if e, err := NextEpoch(path, time.Time{}); err != nil || e != 42 {
 		t.Errorf("NextEpoch = %d, %v; want 42", e, err)
 	}
 }
 
 func TestNextEpochMissingDir(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing", "epoch")
-	if _, err := NextEpoch(path); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := NextEpoch(path, time.Time{}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("NextEpoch in a missing directory = %v, want fs.ErrNotExist", err)
 	}
 }
