@@ -19,13 +19,13 @@ type fatal struct{ msg string }
 // registered first, in runCleanups; a Fatalf during cleanup is recorded
 // and the other cleanups still run.
 type demoTB struct {
-	dir  string         // the demo's directory; TempDir makes sub-directories
-	logf func(string)   // where Logf goes
-	mu   sync.Mutex     // guards the fields below
-	fns  []func()       // cleanups, in registration order
-	errs []string       // every Fatalf message
-	n    int            // TempDir counter
-	done bool           // runCleanups started: Fatalf no longer panics
+	dir  string       // the demo's directory; TempDir makes sub-directories
+	logf func(string) // where Logf goes
+	mu   sync.Mutex   // guards the fields below
+	fns  []func()     // cleanups, in registration order
+	errs []string     // every Fatalf message
+	n    int          // TempDir counter
+	done bool         // runCleanups started: Fatalf no longer panics
 }
 
 func (t *demoTB) Helper() {}

@@ -79,7 +79,7 @@ type node struct {
 	config string
 	socket string
 	proc   atomic.Pointer[lab.Proc] // once started
-	killed atomic.Bool               // the demo killed it on purpose
+	killed atomic.Bool              // the demo killed it on purpose
 }
 
 // process returns the daemon's process, nil before it started.
