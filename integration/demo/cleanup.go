@@ -77,7 +77,7 @@ func (d *demo) keepRunning(ctx context.Context) {
 	p.printf("\n%s\n", p.paint("1", "The lab stays up (DEMO_KEEP=1)"))
 	p.text("fw1 is dead with its links down; fw2 is MASTER with the flows' states in its kernel\n" +
 		"(the flows themselves have stopped). Look around:\n\n" + d.lookCommands(false))
-	p.text(fmt.Sprintf("\nPress Ctrl-C here (or run `kill %d`) to remove the lab. If this program is\n"+
+	p.text(fmt.Sprintf("\n\nPress Ctrl-C here (or run `kill %d`) to remove the lab. If this program is\n"+
 		"killed with SIGKILL instead, its daemons die with it and you remove the namespaces with\n"+
 		"  for ns in $(ip netns list | awk '/^%s-/ {print $1}'); do ip netns del $ns; done",
 		os.Getpid(), d.sum.Prefix))
@@ -97,7 +97,11 @@ func (d *demo) lookCommands(during bool) string {
 	cmd := func(comment, format string, args ...any) {
 		fmt.Fprintf(&b, "  # %s\n  %s\n", comment, fmt.Sprintf(format, args...))
 	}
-	for _, n := range []*node{d.fw2, d.fw1} {
+	nodes := []*node{d.fw2, d.fw1}
+	if !during {
+		nodes = nodes[:1] // fw1 is dead
+	}
+	for _, n := range nodes {
 		cmd(n.role+"'s role, VIPs and sync health", "ip netns exec %s %s status -s %s", ns(n), d.opts.ctha, n.socket)
 	}
 	cmd("fw1's flows, as fw2 holds them", "ip netns exec %s %s dump external -s %s", ns(d.fw2), d.opts.ctha, d.fw2.socket)

@@ -61,13 +61,26 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		s := <-sigs
-		cancel(fmt.Errorf("%w by %v", errInterrupted, s))
+		cancel(fmt.Errorf("%w by %s", errInterrupted, signalName(s)))
 		for s := range sigs {
 			// The cleanup is bounded; leaving now would leave the lab.
 			fmt.Fprintf(os.Stderr, "\ndemo: %v: still removing the lab, a few seconds...\n", s)
 		}
 	}()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// signalName names the signals the demo handles as a user knows them.
+func signalName(s os.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT (Ctrl-C)"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGHUP:
+		return "SIGHUP (terminal closed)"
+	}
+	return s.String()
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -74,9 +74,10 @@ func (d *demo) main(ctx context.Context, stderr fmtWriter) int {
 		}
 	} else {
 		d.sum.Error = err.Error()
-		if errors.Is(context.Cause(ctx), errInterrupted) {
-			d.sum.Result = "interrupted"
-			d.out.printf("\n%s\n", d.out.paint("1;33", fmt.Sprintf("demo: %v.", context.Cause(ctx))))
+		if cause := context.Cause(ctx); errors.Is(cause, errInterrupted) {
+			// Whatever failed then failed because of the signal.
+			d.sum.Result, d.sum.Error = "interrupted", cause.Error()
+			d.out.printf("\n%s\n", d.out.paint("1;33", fmt.Sprintf("demo: %v: removing everything it made.", cause)))
 		} else {
 			d.sum.Result = "error"
 			d.tb.fail(err.Error())
@@ -152,7 +153,7 @@ func (d *demo) buildLab(ctx context.Context) error {
 	for _, role := range lab.Roles {
 		d.sum.Namespaces = append(d.sum.Namespaces, d.l.NS(role))
 	}
-	d.out.text(fmt.Sprintf(topologyText, d.l.Prefix))
+	d.out.text("\n" + fmt.Sprintf(topologyText, d.l.Prefix))
 	return nil
 }
 
@@ -303,7 +304,7 @@ func (d *demo) startFlows(ctx context.Context) error {
 		return fmt.Errorf("fw2 never held the %d flows' states: %w", d.opts.flows, err)
 	}
 	d.out.event("fw2 holds a copy of all %d states, in its kernel table (cache = \"direct\")", d.opts.flows)
-	d.out.text("\n" + d.lookCommands(true))
+	d.out.text("\n\n" + d.lookCommands(true))
 	d.view.reheader()
 	return sleep(ctx, 4*time.Second)
 }

@@ -69,7 +69,8 @@ func (d *demo) printSummary() {
 	row := func(name, value, note string) {
 		p.printf("  %-24s %-12s %s\n", name, value, note)
 	}
-	survived := fmt.Sprintf("%d/%d", s.Survived, s.Flows)
+	// Padded before painting: escape sequences have no width.
+	survived := fmt.Sprintf("%-12s", fmt.Sprintf("%d/%d", s.Survived, s.Flows))
 	if s.Survived == s.Flows {
 		survived = p.paint("1;32", survived)
 	} else {
@@ -87,7 +88,7 @@ func (d *demo) printSummary() {
 	}
 	p.printf("\n  %s\n", verdict)
 	if s.KillToVIPsMs > 0 && s.LongestGapMs > s.KillToVIPsMs {
-		p.text(fmt.Sprintf("\nThe flows resumed at TCP's first retransmission after the takeover (%s after the kill):\n"+
+		p.text(fmt.Sprintf("\n\nThe flows resumed at TCP's first retransmission after the takeover (%s after the kill):\n"+
 			"the gap is the takeover time rounded up to the next retransmission step.", secs(s.KillToVIPsMs)))
 		if d.opts.advert == 0 {
 			p.text("With a shorter advert interval both shrink: DEMO_ADVERT=300ms make demo (VRRPv3 allows 10ms steps).")

@@ -36,10 +36,12 @@ func (p *printer) printf(format string, args ...any) {
 	fmt.Fprintf(p.w, format, args...)
 }
 
-// text prints an explanation, indented by two spaces.
+// text prints an explanation, indented by two spaces, without its first
+// newline (the texts are raw strings that start on a new line).
 func (p *printer) text(s string) {
 	var b strings.Builder
-	for _, line := range strings.Split(strings.Trim(s, "\n"), "\n") {
+	s = strings.TrimRight(strings.TrimPrefix(s, "\n"), "\n")
+	for _, line := range strings.Split(s, "\n") {
 		if line == "" {
 			b.WriteString("\n")
 			continue
