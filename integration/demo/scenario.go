@@ -45,7 +45,7 @@ func (d *demo) main(ctx context.Context, stderr fmtWriter) int {
 	if err := lab.Check(); err != nil {
 		fmt.Fprintf(stderr, "demo: network namespaces do not work here: %v\n"+
 			"The demo needs root, the `ip`, `nft` and `sysctl` commands, and a kernel with network\n"+
-			"namespaces, veth, bridges, nf_conntrack and nf_tables (see spec/lab.md).\n", err)
+			"namespaces, veth, bridges, nf_conntrack and nf_tables (see integration/lab).\n", err)
 		return exitFail
 	}
 	dir, err := os.MkdirTemp("", "ctha-demo-")
@@ -177,6 +177,9 @@ func (d *demo) startPair(ctx context.Context) error {
 		return err
 	}
 	if err := waitFor(ctx, d.masterDown(150)+5*time.Second, 20*time.Millisecond, func() (bool, error) {
+		if p := d.fw1.process(); p.Exited() {
+			return false, exited(p)
+		}
 		return d.groupState(d.fw1) == "MASTER", nil
 	}); err != nil {
 		return fmt.Errorf("fw1 never became MASTER: %w\n%s", err, d.fw1.process().Tail(20))
@@ -186,6 +189,11 @@ func (d *demo) startPair(ctx context.Context) error {
 		return err
 	}
 	if err := waitFor(ctx, 15*time.Second, 20*time.Millisecond, func() (bool, error) {
+		for _, n := range []*node{d.fw1, d.fw2} {
+			if p := n.process(); p.Exited() {
+				return false, exited(p)
+			}
+		}
 		s2, err := nodeStatus(d.l, d.opts.ctha, d.fw2)
 		if err != nil {
 			return false, err
@@ -246,7 +254,7 @@ func (d *demo) runNode(ctx context.Context, n *node, key string) error {
 	n.proc.Store(p)
 	err = waitFor(ctx, 10*time.Second, 20*time.Millisecond, func() (bool, error) {
 		if p.Exited() {
-			return false, fmt.Errorf("exited: %v", p.Wait())
+			return false, exited(p)
 		}
 		_, err := nodeStatus(d.l, d.opts.ctha, n)
 		return err == nil, err
@@ -276,7 +284,7 @@ func (d *demo) startFlows(ctx context.Context) error {
 	d.sum.Processes = append(d.sum.Processes, ProcInfo{Name: d.server.Name, Pid: d.server.Pid()})
 	if err := waitFor(ctx, 10*time.Second, 20*time.Millisecond, func() (bool, error) {
 		if d.server.Exited() {
-			return false, fmt.Errorf("exited: %v", d.server.Wait())
+			return false, exited(d.server)
 		}
 		return fileExists(serverReady), nil
 	}); err != nil {
@@ -290,7 +298,7 @@ func (d *demo) startFlows(ctx context.Context) error {
 	d.view.setClient(d.client)
 	if err := waitFor(ctx, 20*time.Second, 20*time.Millisecond, func() (bool, error) {
 		if d.client.Exited() {
-			return false, fmt.Errorf("exited: %v", d.client.Wait())
+			return false, exited(d.client)
 		}
 		return fileExists(ready), nil
 	}); err != nil {
@@ -408,14 +416,29 @@ func (d *demo) stopFlows(ctx context.Context) error {
 	return nil
 }
 
-// waitFor polls cond every interval until it is true, timeout passes or
-// ctx ends (then it returns ctx's cause).
+// permanent marks a cond error after which waitFor stops at once (a
+// process exited).
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// exited is the permanent error of a process that ended early.
+func exited(p *lab.Proc) error {
+	return permanent{fmt.Errorf("%s exited: %v", p.Name, p.Cmd.ProcessState)}
+}
+
+// waitFor polls cond every interval until it is true, timeout passes,
+// cond returns a permanent error, or ctx ends (then it returns ctx's
+// cause).
 func waitFor(ctx context.Context, timeout, interval time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := cond()
 		if ok {
 			return nil
+		}
+		if errors.As(err, new(permanent)) {
+			return err
 		}
 		if cause := context.Cause(ctx); cause != nil {
 			return cause

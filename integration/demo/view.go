@@ -249,7 +249,7 @@ func (v *viewer) snapNode(n *node) nodeSnap {
 		return nodeSnap{down: "not started"}
 	}
 	if p.Exited() {
-		return nodeSnap{down: fmt.Sprintf("exited: %v", p.Wait())}
+		return nodeSnap{down: fmt.Sprintf("EXITED (%v)", p.Cmd.ProcessState)}
 	}
 	st, err := nodeStatus(v.l, v.ctha, n)
 	if err != nil {
