@@ -9,7 +9,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test lint fuzz bench-vrrp help clean
+.PHONY: all build test lint fuzz bench-vrrp demo help clean
 
 all: lint test build
 
@@ -36,6 +36,12 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## demo: see it work: a ctha pair in namespaces, live TCP flows, the master killed (root; DEMO_KEEP=1, DEMO_ADVERT=300ms)
+demo: build
+	$(GO) build -trimpath -o bin/flowgen ./integration/flowgen/cmd/flowgen
+	$(GO) build -trimpath -o bin/ctha-demo ./integration/demo
+	@DEMO_KEEP='$(DEMO_KEEP)' DEMO_ADVERT='$(DEMO_ADVERT)' DEMO_JSON='$(DEMO_JSON)' bin/ctha-demo $(DEMO_FLAGS)
 
 ## bench-vrrp: takeover speed of ctha and keepalived, same lab, alternating (root)
 bench-vrrp:

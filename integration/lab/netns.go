@@ -38,7 +38,7 @@ type TB interface {
 // instead when the environment variable CTHA_REQUIRE_NETNS is 1.
 func RequireNetns(t TB) {
 	t.Helper()
-	probeOnce.Do(func() { probeErr = probe() })
+	probeErr := Check()
 	if probeErr == nil {
 		return
 	}
@@ -47,6 +47,15 @@ func RequireNetns(t TB) {
 		return
 	}
 	t.Skipf("lab: skipping, network namespaces unavailable: %v (set %s=1 to fail instead)", probeErr, EnvRequireNetns)
+}
+
+// Check returns why the lab cannot run here (not root, `ip`, `nft` or
+// `sysctl` missing, `ip netns add` failing), or nil. It probes once per
+// process. RequireNetns is the form for tests; programs such as the demo
+// call Check.
+func Check() error {
+	probeOnce.Do(func() { probeErr = probe() })
+	return probeErr
 }
 
 // RequireCommands skips t, or fails it when CTHA_REQUIRE_NETNS is 1, when
