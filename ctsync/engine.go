@@ -62,7 +62,7 @@ type Engine struct {
 	log   *slog.Logger
 	kern  *kernel.Conn
 	lis   *kernel.Listener
-	link  *link
+	ls    *linkSet // the sync links (links.go)
 	ep    *proto.Endpoint
 	flt   *filter
 	guard *auth.ReplayGuard
@@ -84,6 +84,7 @@ type Engine struct {
 	dumped                 bool // the first dump of the kernel table is done
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
+	alarm                  alarmState // mode = "alarm" (alarm.go)
 
 	events chan eventBatch
 	inbox  chan datagram
@@ -104,9 +105,10 @@ type eventBatch struct {
 type datagram struct {
 	h       auth.Header
 	payload []byte
+	link    int // the index of the link it came on
 }
 
-// New opens the kernel sockets and the sync link; Run starts replication.
+// New opens the kernel sockets and the sync links; Run starts replication.
 func New(c cfg.Sync, opts Options) (*Engine, error) {
 	if len(c.Links) == 0 {
 		return nil, errors.New("conntrack sync: no link")
@@ -122,16 +124,16 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		ctl: make(chan func()), done: make(chan struct{}),
 		peerEpochPath: filepath.Join(opts.StateDir, "sync-peer-epoch"),
 	}
-	// The link first: it fails at once where its address does not exist,
-	// before anything of the kernel's conntrack settings is touched.
+	// The links first: they fail at once where an address does not
+	// exist, before anything of the kernel's conntrack settings is touched.
 	var err error
-	if e.link, err = dialLink(c.Links[0]); err != nil {
+	if e.ls, err = openLinks(c.Links); err != nil {
 		return nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			e.link.Close()
+			e.ls.Close()
 		}
 	}()
 	if err := kernel.EnsureEvents(); err != nil {
@@ -154,7 +156,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		e.kern.Close()
 		return nil, err
 	}
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload}, &e.internal)
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Unreliable: c.Mode == cfg.ModeAlarm}, &e.internal)
 	ok = true
 	return e, nil
 }
@@ -162,12 +164,12 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 // Run replicates until ctx is done, then closes the engine's sockets.
 func (e *Engine) Run(ctx context.Context) error {
 	defer close(e.done)
-	e.wg.Add(2)
+	e.wg.Add(1)
 	go func() { defer e.wg.Done(); e.listen(ctx) }()
-	go func() { defer e.wg.Done(); e.receive(ctx) }()
+	e.startLinks(ctx)
 	defer func() {
 		e.lis.Close()
-		e.link.Close()
+		e.ls.Close()
 		e.wg.Wait()
 		e.kern.Close()
 	}()
@@ -182,10 +184,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		now := time.Now()
+		nextProbe := e.tickLinks(now)
 		e.flush(now)
 		e.maintain(ctx, now)
 		e.publish(now)
-		timer.Reset(time.Until(e.ep.NextTimeout(now)))
+		timer.Reset(time.Until(earliest(e.ep.NextTimeout(now), nextProbe)))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -250,39 +253,6 @@ func (e *Engine) drainEvents() {
 	e.log.Debug("events queued before the overrun discarded", "events", n)
 }
 
-// receive authenticates datagrams and forwards them to the loop.
-func (e *Engine) receive(ctx context.Context) {
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := e.link.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		switch {
-		case from.Addr().Unmap() != e.link.peer.Addr():
-			e.stats.drop("unknown_source")
-			continue
-		case n > maxDatagram:
-			e.stats.drop("oversize")
-			continue
-		}
-		h, payload, err := auth.Open(&e.cfg.Key, buf[:n])
-		if err != nil {
-			e.stats.dropErr(err)
-			continue
-		}
-		d := datagram{h: h, payload: append([]byte(nil), payload...)}
-		select {
-		case e.inbox <- d:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
 // onDatagram runs the replay checks and the protocol on an authenticated
 // datagram, and applies what it delivers.
 func (e *Engine) onDatagram(ctx context.Context, d datagram) {
@@ -307,9 +277,10 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 	}
 	e.peerEpoch = d.h.Epoch
 	e.guard.Accept(d.h)
+	e.linkHeard(d.link, d.payload, time.Now())
 	e.stats.datagramsIn.Add(1)
 	if e.ep.PeerRestarted() {
-		e.log.Info("peer restarted; it will send a complete copy", "peer", e.link.peer)
+		e.log.Info("peer restarted; it will send a complete copy", "peer", e.ls.links[d.link].dst.Addr())
 		e.bulkComplete, e.bulkSeen = false, nil
 	}
 	e.apply(ctx, out)
@@ -324,7 +295,7 @@ func (e *Engine) flush(now time.Time) {
 	for _, p := range e.ep.Output(now, nil) {
 		e.seq++
 		buf = auth.Seal(buf[:0], &e.cfg.Key, auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}, p)
-		if err := e.link.send(buf); err != nil {
+		if err := e.sendActive(buf); err != nil {
 			e.stats.sendErrors.Add(1)
 			continue
 		}
@@ -378,6 +349,9 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 // keeping the peer's states alive in the kernel.
 func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	peerUp := e.ep.PeerUp(now)
+	if e.cfg.Mode == cfg.ModeAlarm {
+		e.alarmTick(ctx, now, peerUp)
+	}
 	if !e.dumped {
 		since := now.Sub(e.started)
 		if e.bulkComplete || !peerUp && since >= firstDumpAlone || since >= e.startupTimeout() {
@@ -549,6 +523,13 @@ func (e *Engine) resync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func sameButTimeout(a, b *ct.Flow) bool {
