@@ -396,7 +396,9 @@ func (e *Engine) startupTimeout() time.Duration {
 func (e *Engine) refreshOwn() error {
 	addrs, err := interfaceAddrs()
 	if err == nil {
-		e.flt.setOwn(addrs, e.opts.VIPs)
+		// The sync links' groups too: the peer's datagrams to a group
+		// are the pair's own traffic (their reply source is the group).
+		e.flt.setOwn(append(addrs, e.ls.groups()...), e.opts.VIPs)
 	}
 	return err
 }

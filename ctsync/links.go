@@ -3,7 +3,9 @@ package ctsync
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +55,17 @@ func (ls *linkSet) Close() error {
 		errs = append(errs, l.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// groups returns the links' multicast groups.
+func (ls *linkSet) groups() []netip.Addr {
+	var out []netip.Addr
+	for _, l := range ls.links {
+		if l.multicast() {
+			out = append(out, l.cfg.MulticastGroup)
+		}
+	}
+	return out
 }
 
 func carrierUp(l netlink.Link) bool {
@@ -114,7 +127,11 @@ func (e *Engine) watchCarrier(ctx context.Context) {
 	defer close(done)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
 		ListExisting:  true,
-		ErrorCallback: func(err error) { e.log.Warn("sync link watch failed", "err", err) },
+		ErrorCallback: func(err error) {
+			if ctx.Err() == nil { // not the socket closed at the end
+				e.log.Warn("sync link watch failed", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		e.log.Warn("cannot watch the sync links' carrier; silence alone tells a link down", "err", err)
@@ -180,8 +197,12 @@ func (e *Engine) tickLinks(now time.Time) time.Time {
 		}
 	}
 	if next, why := chooseLink(ls.views, ls.active, now, linkSilence); why != reasonNone {
-		e.log.Warn("sync traffic moves to another link", "from", ls.links[ls.active].cfg.Name,
-			"to", ls.links[next].cfg.Name, "reason", why.String())
+		lvl := slog.LevelWarn
+		if why == reasonPreferred {
+			lvl = slog.LevelInfo
+		}
+		e.log.Log(context.Background(), lvl, "sync traffic moves to another link",
+			"from", ls.links[ls.active].cfg.Name, "to", ls.links[next].cfg.Name, "reason", why.String())
 		ls.active = next
 		ls.switches.Add(1)
 	}
