@@ -126,7 +126,7 @@ func (e *Engine) watchCarrier(ctx context.Context) {
 	done := make(chan struct{})
 	defer close(done)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ListExisting:  true,
+		ListExisting: true,
 		ErrorCallback: func(err error) {
 			if ctx.Err() == nil { // not the socket closed at the end
 				e.log.Warn("sync link watch failed", "err", err)
