@@ -123,29 +123,43 @@ func (m *txMeter) since() (sync, sync2 int64) {
 // fw1 go over the first; when it is cut mid-stream they go over the
 // second, and the peer ends with every flow (nothing lost at the switch);
 // status shows the first down and the second active. When the first link
-// comes back the traffic returns to it. Once with unicast links, once with
-// multicast links (IPv4 on the first, IPv6 on the second).
+// comes back the traffic returns to it. With unicast links, with multicast
+// links (IPv4 on the first, IPv6 on the second), and with the first link
+// broken in one direction only, its carrier up (silence tells).
 func TestSyncLinkFailover(t *testing.T) {
 	lab.RequireNetns(t)
+	unicast1 := []testLink{{"sync0", "sync", "10.10.3.1", "10.10.3.2", ""}, {"sync1", "sync2", "10.10.4.1", "10.10.4.2", ""}}
+	unicast2 := []testLink{{"sync0", "sync", "10.10.3.2", "10.10.3.1", ""}, {"sync1", "sync2", "10.10.4.2", "10.10.4.1", ""}}
 	tests := []struct {
 		name           string
 		links1, links2 []testLink
+		silent         bool // cut fw1's datagrams on the first link instead of its carrier
 	}{
-		{"unicast",
-			[]testLink{{"sync0", "sync", "10.10.3.1", "10.10.3.2", ""}, {"sync1", "sync2", "10.10.4.1", "10.10.4.2", ""}},
-			[]testLink{{"sync0", "sync", "10.10.3.2", "10.10.3.1", ""}, {"sync1", "sync2", "10.10.4.2", "10.10.4.1", ""}}},
+		{"unicast", unicast1, unicast2, false},
 		{"multicast",
 			[]testLink{{"sync0", "sync", "10.10.3.1", "", "225.0.0.50"}, {"sync1", "sync2", "fd00:10:4::1", "", "ff12::3780"}},
-			[]testLink{{"sync0", "sync", "10.10.3.2", "", "225.0.0.50"}, {"sync1", "sync2", "fd00:10:4::2", "", "ff12::3780"}}},
+			[]testLink{{"sync0", "sync", "10.10.3.2", "", "225.0.0.50"}, {"sync1", "sync2", "fd00:10:4::2", "", "ff12::3780"}},
+			false},
+		{"one-way silence", unicast1, unicast2, true},
 	}
 	for set, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			testLinkFailover(t, 2+set, tc.links1, tc.links2)
+			testLinkFailover(t, 2+set, tc.links1, tc.links2, tc.silent)
 		})
 	}
 }
 
-func testLinkFailover(t *testing.T, set int, links1, links2 []testLink) {
+// cutScript drops what fw1 sends on the first sync link: its carrier
+// stays up, fw2 stops hearing fw1 there, fw1 still hears fw2.
+const cutScript = `table inet cut {
+	chain out {
+		type filter hook output priority 0;
+		oifname "sync" udp dport 3780 drop
+	}
+}
+`
+
+func testLinkFailover(t *testing.T, set int, links1, links2 []testLink, silent bool) {
 	l := lab.New(t, lab.Options{SecondSyncLink: true})
 	p := startSyncPair(t, l,
 		syncConfig("fw1", filepath.Join(t.TempDir(), "state"), "reliable", links1, ""),
@@ -168,7 +182,13 @@ func testLinkFailover(t *testing.T, set int, links1, links2 []testLink) {
 		if b == cutAt-1 {
 			before[0], before[1] = m.since()
 			m = newTxMeter(t, l)
-			if err := l.SetLink(lab.RoleFW1, "sync", false); err != nil {
+			var err error
+			if silent {
+				err = l.Nft(lab.RoleFW1, cutScript)
+			} else {
+				err = l.SetLink(lab.RoleFW1, "sync", false)
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			cut = time.Now()
@@ -192,8 +212,8 @@ func testLinkFailover(t *testing.T, set int, links1, links2 []testLink) {
 	waitLinks(t, p, 5*time.Second, "sync0:down sync1:up:active")
 	for _, n := range []*node{p.fw1, p.fw2} {
 		s := mustSyncStatus(t, n)
-		if s.Links[0].Carrier {
-			t.Errorf("%s: link sync0 has carrier after the cut", n.role)
+		if s.Links[0].Carrier == !silent {
+			t.Errorf("%s: link sync0 carrier %v after the cut, want %v", n.role, s.Links[0].Carrier, silent)
 		}
 		if !s.PeerUp {
 			t.Errorf("%s: peer down with the second link up", n.role)
@@ -204,7 +224,9 @@ func testLinkFailover(t *testing.T, set int, links1, links2 []testLink) {
 	}
 
 	// The first link back: traffic returns to it.
-	if err := l.SetLink(lab.RoleFW1, "sync", true); err != nil {
+	if silent {
+		l.MustExec(t, lab.RoleFW1, "nft", "delete", "table", "inet", "cut")
+	} else if err := l.SetLink(lab.RoleFW1, "sync", true); err != nil {
 		t.Fatal(err)
 	}
 	waitLinks(t, p, 10*time.Second, "sync0:up:active sync1:up")
