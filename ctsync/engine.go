@@ -65,7 +65,7 @@ type Engine struct {
 	log   *slog.Logger
 	kern  *kernel.Conn
 	lis   *kernel.Listener
-	link  *link
+	ls    *linkSet // the sync links (links.go)
 	ep    *proto.Endpoint
 	flt   *filter
 	guard *auth.ReplayGuard
@@ -87,7 +87,8 @@ type Engine struct {
 	dumped                 bool // the first dump of the kernel table is done
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
-	splitSince             time.Time // when both nodes were first seen master; zero: not both
+	splitSince             time.Time  // when both nodes were first seen master; zero: not both
+	alarm                  alarmState // mode = "alarm" (alarm.go)
 
 	events chan eventBatch
 	inbox  chan datagram
@@ -108,9 +109,10 @@ type eventBatch struct {
 type datagram struct {
 	h       auth.Header
 	payload []byte
+	link    int // the index of the link it came on
 }
 
-// New opens the kernel sockets and the sync link; Run starts replication.
+// New opens the kernel sockets and the sync links; Run starts replication.
 func New(c cfg.Sync, opts Options) (*Engine, error) {
 	if len(c.Links) == 0 {
 		return nil, errors.New("conntrack sync: no link")
@@ -126,16 +128,16 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		ctl: make(chan func()), done: make(chan struct{}),
 		peerEpochPath: filepath.Join(opts.StateDir, "sync-peer-epoch"),
 	}
-	// The link first: it fails at once where its address does not exist,
-	// before anything of the kernel's conntrack settings is touched.
+	// The links first: they fail at once where an address does not
+	// exist, before anything of the kernel's conntrack settings is touched.
 	var err error
-	if e.link, err = dialLink(c.Links[0]); err != nil {
+	if e.ls, err = openLinks(c.Links); err != nil {
 		return nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			e.link.Close()
+			e.ls.Close()
 		}
 	}()
 	if err := kernel.EnsureEvents(); err != nil {
@@ -158,7 +160,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		e.kern.Close()
 		return nil, err
 	}
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload}, &e.internal)
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Unreliable: c.Mode == cfg.ModeAlarm}, &e.internal)
 	ok = true
 	return e, nil
 }
@@ -166,12 +168,12 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 // Run replicates until ctx is done, then closes the engine's sockets.
 func (e *Engine) Run(ctx context.Context) error {
 	defer close(e.done)
-	e.wg.Add(2)
+	e.wg.Add(1)
 	go func() { defer e.wg.Done(); e.listen(ctx) }()
-	go func() { defer e.wg.Done(); e.receive(ctx) }()
+	e.startLinks(ctx)
 	defer func() {
 		e.lis.Close()
-		e.link.Close()
+		e.ls.Close()
 		e.wg.Wait()
 		e.kern.Close()
 	}()
@@ -186,11 +188,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		now := time.Now()
+		nextProbe := e.tickLinks(now)
 		e.flush(now)
 		e.publish(now) // before maintain's dumps, which may take a while
 		e.maintain(ctx, now)
 		e.publish(time.Now())
-		timer.Reset(time.Until(e.ep.NextTimeout(now)))
+		timer.Reset(time.Until(earliest(e.ep.NextTimeout(now), nextProbe)))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -255,39 +258,6 @@ func (e *Engine) drainEvents() {
 	e.log.Debug("events queued before the overrun discarded", "events", n)
 }
 
-// receive authenticates datagrams and forwards them to the loop.
-func (e *Engine) receive(ctx context.Context) {
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := e.link.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		switch {
-		case from.Addr().Unmap() != e.link.peer.Addr():
-			e.stats.drop("unknown_source")
-			continue
-		case n > maxDatagram:
-			e.stats.drop("oversize")
-			continue
-		}
-		h, payload, err := auth.Open(&e.cfg.Key, buf[:n])
-		if err != nil {
-			e.stats.dropErr(err)
-			continue
-		}
-		d := datagram{h: h, payload: append([]byte(nil), payload...)}
-		select {
-		case e.inbox <- d:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
 // onDatagram runs the replay checks and the protocol on an authenticated
 // datagram, and applies what it delivers.
 func (e *Engine) onDatagram(ctx context.Context, d datagram) {
@@ -312,9 +282,10 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 	}
 	e.peerEpoch = d.h.Epoch
 	e.guard.Accept(d.h)
+	e.linkHeard(d.link, d.payload, time.Now())
 	e.stats.datagramsIn.Add(1)
 	if e.ep.PeerRestarted() {
-		e.log.Info("peer restarted; it will send a complete copy", "peer", e.link.peer)
+		e.log.Info("peer restarted; it will send a complete copy", "peer", e.ls.links[d.link].dst.Addr())
 		e.bulkComplete, e.bulkSeen = false, nil
 	}
 	e.apply(ctx, out)
@@ -329,7 +300,7 @@ func (e *Engine) flush(now time.Time) {
 	for _, p := range e.ep.Output(now, nil) {
 		e.seq++
 		buf = auth.Seal(buf[:0], &e.cfg.Key, auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}, p)
-		if err := e.link.send(buf); err != nil {
+		if err := e.sendActive(buf); err != nil {
 			e.stats.sendErrors.Add(1)
 			continue
 		}
@@ -383,6 +354,9 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 // keeping the peer's states alive in the kernel.
 func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	peerUp := e.ep.PeerUp(now)
+	if e.cfg.Mode == cfg.ModeAlarm {
+		e.alarmTick(ctx, now, peerUp)
+	}
 	if !e.dumped {
 		since := now.Sub(e.started)
 		if e.bulkComplete || !peerUp && since >= firstDumpAlone || since >= e.startupTimeout() {
@@ -427,7 +401,9 @@ func (e *Engine) startupTimeout() time.Duration {
 func (e *Engine) refreshOwn() error {
 	addrs, err := interfaceAddrs()
 	if err == nil {
-		e.flt.setOwn(addrs, e.opts.VIPs)
+		// The sync links' groups too: the peer's datagrams to a group
+		// are the pair's own traffic (their reply source is the group).
+		e.flt.setOwn(append(addrs, e.ls.groups()...), e.opts.VIPs)
 	}
 	return err
 }
@@ -560,6 +536,13 @@ func (e *Engine) resync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func sameButTimeout(a, b *ct.Flow) bool {

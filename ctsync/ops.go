@@ -197,16 +197,19 @@ type Status struct {
 	PeerRole                         proto.Role
 	Internal, External               int
 	LastCommit                       *CommitResult
-	Link                             string
-	Interface                        string
+	Link                             string // the active link
+	Interface                        string // the active link's
+	Links                            []LinkStatus
 }
 
 func (e *Engine) publish(now time.Time) {
 	s := Status{
 		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: e.ep.PeerRole(),
 		Internal: len(e.internal), External: len(e.external), LastCommit: e.lastCommit,
-		Link: e.link.cfg.Name, Interface: e.link.cfg.Interface,
+		Links: e.linkStatus(now),
 	}
+	active := e.ls.links[e.ls.active].cfg
+	s.Link, s.Interface = active.Name, active.Interface
 	// Both masters for a moment is a normal preemption: the old master
 	// steps down when it hears the new one's advert, and its keep-alives
 	// say so a little later. Longer than splitGrace is a split brain.
@@ -240,6 +243,7 @@ type counters struct {
 	records, events, overruns, resyncs    atomic.Uint64
 	kernelWrites, kernelFailures, commits atomic.Uint64
 	bulksSent, bulksReceived, splitBrains atomic.Uint64
+	expired                               atomic.Uint64 // alarm mode
 	mu                                    sync.Mutex
 	drops                                 map[string]uint64
 }
@@ -285,6 +289,8 @@ type Stats struct {
 	BulksSent      uint64            `json:"bulks_sent"`
 	BulksReceived  uint64            `json:"bulks_received"`
 	SplitBrains    uint64            `json:"split_brains"`
+	LinkSwitches   uint64            `json:"link_switches"`
+	Expired        uint64            `json:"expired"` // alarm mode: peer states not refreshed in time
 	Drops          map[string]uint64 `json:"drops"`
 	Protocol       proto.Stats       `json:"protocol"`
 }
@@ -297,6 +303,7 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 		Records: c.records.Load(), Events: c.events.Load(), Overruns: c.overruns.Load(), Resyncs: c.resyncs.Load(),
 		KernelWrites: c.kernelWrites.Load(), KernelFailures: c.kernelFailures.Load(), Commits: c.commits.Load(),
 		BulksSent: c.bulksSent.Load(), BulksReceived: c.bulksReceived.Load(), SplitBrains: c.splitBrains.Load(),
+		LinkSwitches: e.ls.switches.Load(), Expired: c.expired.Load(),
 		Drops: map[string]uint64{},
 	}
 	c.mu.Lock()

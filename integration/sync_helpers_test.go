@@ -256,8 +256,9 @@ func mixedFlows(set, from, to int) []ct.Flow {
 	return out
 }
 
-// labSync are the sync link's prefixes: its own flow is not a test flow.
-var labSync = []netip.Prefix{netip.MustParsePrefix("10.10.3.0/24"), netip.MustParsePrefix("fd00:10:3::/64")}
+// labSync are the sync links' prefixes: their own flows are not test flows.
+var labSync = []netip.Prefix{netip.MustParsePrefix("10.10.3.0/24"), netip.MustParsePrefix("fd00:10:3::/64"),
+	lab.FW1Sync2.Masked(), lab.FW1Sync26.Masked()}
 
 // dumpTable dumps a table's flows, leaving out those of the sync link.
 func dumpTable(t *testing.T, c *kernel.Conn) map[ct.Key]ct.Flow {

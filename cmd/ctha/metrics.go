@@ -33,12 +33,16 @@ var (
 	descKernelFail    = prometheus.NewDesc("ctha_sync_kernel_write_failures_total", "Conntrack writes the kernel refused.", nil, nil)
 	descCommit        = prometheus.NewDesc("ctha_sync_last_commit_seconds", "Duration of the last commit of the external cache.", nil, nil)
 	descCommitFailed  = prometheus.NewDesc("ctha_sync_last_commit_failed", "Entries the last commit could not write.", nil, nil)
+	descLinkUp        = prometheus.NewDesc("ctha_sync_link_up", "1 while the peer is heard on the sync link and hears this node.", []string{"link"}, nil)
+	descLinkActive    = prometheus.NewDesc("ctha_sync_link_active", "1 for the sync link that carries the traffic.", []string{"link"}, nil)
+	descLinkSwitches  = prometheus.NewDesc("ctha_sync_link_switches_total", "Times the traffic moved to another sync link.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGroupState, descInstanceState, descPriority, descTransitions, descAdverts,
 		descVRRPDrops, descTakeover, descPeerUp, descSplitBrain, descEntries, descDatagrams, descSyncDrops,
-		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed} {
+		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
+		descLinkUp, descLinkActive, descLinkSwitches} {
 		ch <- d
 	}
 }
@@ -75,6 +79,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSplitBrain, b2f(st.SplitBrain))
 		gauge(descEntries, float64(st.Internal), "internal")
 		gauge(descEntries, float64(st.External), "external")
+		for _, l := range st.Links {
+			gauge(descLinkUp, b2f(l.Up), l.Name)
+			gauge(descLinkActive, b2f(l.Active), l.Name)
+		}
 		if lc := st.LastCommit; lc != nil {
 			gauge(descCommit, lc.Took.Seconds())
 			gauge(descCommitFailed, float64(lc.Failed))
@@ -90,6 +98,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRetransmits, s.Protocol.Resent)
 		counter(descOverruns, s.Overruns)
 		counter(descKernelFail, s.KernelFailures)
+		counter(descLinkSwitches, s.LinkSwitches)
 	}
 }
 

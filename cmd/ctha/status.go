@@ -170,13 +170,16 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintf(w, "\nsync %s/%s: %s\n", s.Mode, s.Cache, syncSummary(s))
 		for _, l := range s.Links {
 			state := "down"
-			if l.Up {
+			switch {
+			case l.Up:
 				state = "up"
+			case !l.Carrier && s.Running:
+				state = "down (no carrier)"
 			}
 			if l.Active {
 				state += ", active"
 			}
-			fmt.Fprintf(w, "  link %s (%s): %s\n", l.Name, l.Interface, state)
+			fmt.Fprintf(w, "  link %s (%s, peer %s): %s\n", l.Name, l.Interface, orDash(l.Peer), state)
 		}
 		if s.KeyFingerprint != "" {
 			fmt.Fprintf(w, "  key fingerprint %s\n", s.KeyFingerprint)

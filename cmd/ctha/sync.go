@@ -41,8 +41,10 @@ func (d *daemonState) syncStatus(ss *control.SyncStatus) {
 		ss.LastCommit = &control.CommitStatus{Entries: c.Entries, Failed: c.Failed, TookMS: durationMS(c.Took)}
 	}
 	for i := range ss.Links {
-		if ss.Links[i].Name == s.Link {
-			ss.Links[i].Up, ss.Links[i].Active = s.PeerUp, true
+		for _, l := range s.Links {
+			if ss.Links[i].Name == l.Name {
+				ss.Links[i].Peer, ss.Links[i].Carrier, ss.Links[i].Up, ss.Links[i].Active = l.Peer, l.Carrier, l.Up, l.Active
+			}
 		}
 	}
 }

@@ -37,11 +37,15 @@
 //	DATA        0x01  seq u64, then records (the wire package's format)
 //	BULK_START  0x02  seq u64, bulk id u32
 //	BULK_END    0x03  seq u64, bulk id u32
+//	ALARM_DATA  0x04  records, no sequence number (Config.Unreliable, alarm mode)
 //	ACK         0x10  every reliable message up to seq u64 was delivered
 //	NACK        0x11  from u64, to u64: please resend this range
 //	KEEPALIVE   0x12  role u8, flags u8, next seq u64, oldest resendable seq u64
 //	BULK_REQ    0x13  (empty) please send a complete copy
 //	JUMP        0x14  seq u64: nothing before it will be resent
+//
+// Types 0x20-0x2f are the caller's (the engine's link probes): an Endpoint
+// skips them like any unknown type.
 //
 // Integers are big-endian. Sequence numbers start at 1 in each epoch (the
 // sender's restart counter, carried by the envelope); at 64 bits they

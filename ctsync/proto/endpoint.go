@@ -48,6 +48,12 @@ type Config struct {
 	Keepalive    time.Duration // interval of keep-alives
 	PeerTimeout  time.Duration // the peer is down after this long without a datagram
 	recordMargin int           // room kept for one record's growth on resend
+
+	// Unreliable (alarm mode): objects go in ALARM_DATA messages without
+	// sequence numbers, never acknowledged nor resent; the caller
+	// queues every object again periodically instead. Bulk markers are
+	// not sent. Keep-alives, bulk requests and peer liveness work as usual.
+	Unreliable bool
 }
 
 // DefaultConfig returns the defaults.
@@ -278,6 +284,9 @@ func (e *Endpoint) Input(epoch uint32, payload []byte, now time.Time, out []Deli
 		switch {
 		case m.reliable:
 			out = e.receive(m, now, out)
+		case m.typ == typeAlarmData:
+			e.stats.Delivered++
+			out = append(out, Delivery{Kind: DeliverRecords, Records: m.body})
 		case m.typ == typeAck:
 			e.acked(m.seq)
 		case m.typ == typeNack:
@@ -500,6 +509,9 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 		}
 	}
 
+	if e.cfg.Unreliable {
+		e.outputUnreliable(&p, &out)
+	}
 	// New data, within the window, each message filled up to the payload
 	// size (less room for its records to grow if they are resent).
 	for len(e.pending) > 0 && len(e.unacked) < e.cfg.Window {
@@ -544,6 +556,26 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 		e.stats.KeepalivesSent++
 	}
 	return p.flush(out)
+}
+
+// outputUnreliable sends everything owed at once in ALARM_DATA messages,
+// filled up to the payload size; nothing is kept for a resend.
+func (e *Endpoint) outputUnreliable(p *payloadBuilder, out *[][]byte) {
+	for len(e.pending) > 0 {
+		if e.pending[0].marker != 0 { // no bulk markers without reliability
+			e.pending = e.pending[1:]
+			continue
+		}
+		b, start := appendHeader(nil, typeAlarmData)
+		for len(e.pending) > 0 && e.pending[0].marker == 0 && len(b) < e.cfg.MaxPayload-e.cfg.recordMargin {
+			k := e.pending[0].key
+			delete(e.queued, k)
+			b = e.src.AppendRecord(b, k)
+			e.pending = e.pending[1:]
+		}
+		p.add(out, finishMsg(b, start))
+		e.stats.DataSent++
+	}
 }
 
 func (e *Endpoint) hasBuffered(seq uint64) bool {

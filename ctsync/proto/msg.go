@@ -11,6 +11,7 @@ const (
 	typeData      = 0x01
 	typeBulkStart = 0x02
 	typeBulkEnd   = 0x03
+	typeAlarmData = 0x04
 	typeAck       = 0x10
 	typeNack      = 0x11
 	typeKeepalive = 0x12
@@ -96,6 +97,8 @@ func parsePayload(b []byte, fn func(msg) error) error {
 				return err
 			}
 			m.seq, m.bulkID, m.reliable = binary.BigEndian.Uint64(body), binary.BigEndian.Uint32(body[8:]), true
+		case typeAlarmData:
+			m.body = body
 		case typeAck, typeJump:
 			if err := need(8); err != nil {
 				return err

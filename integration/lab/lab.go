@@ -46,6 +46,12 @@ var (
 	FW2LAN6  = netip.MustParsePrefix("fd00:10:1::3/64")
 	FW2WAN6  = netip.MustParsePrefix("fd00:10:2::3/64")
 	FW2Sync6 = netip.MustParsePrefix("fd00:10:3::2/64")
+
+	// The second sync link (Options.SecondSyncLink), interface "sync2".
+	FW1Sync2  = netip.MustParsePrefix("10.10.4.1/24")
+	FW2Sync2  = netip.MustParsePrefix("10.10.4.2/24")
+	FW1Sync26 = netip.MustParsePrefix("fd00:10:4::1/64")
+	FW2Sync26 = netip.MustParsePrefix("fd00:10:4::2/64")
 )
 
 // DefaultRuleset is the strict firewall ruleset of spec/lab.md, loaded in
@@ -66,6 +72,9 @@ type Options struct {
 	NoIPv6    bool   // configure IPv4 addresses and routes only
 	NoRuleset bool   // load no nftables ruleset in the firewalls
 	Ruleset   string // ruleset for fw1 and fw2; empty means DefaultRuleset
+	// SecondSyncLink adds a second sync cable between fw1 and fw2:
+	// interface "sync2", FW1Sync2/FW2Sync2 (and the IPv6 ones).
+	SecondSyncLink bool
 }
 
 // Lab is one instance of the topology; its namespaces are named
@@ -100,6 +109,15 @@ var veths = []veth{
 	{RoleServer, "eth0", RoleSwitch, "srv-eth0", "wan"},
 	{RoleFW1, "sync", RoleFW2, "sync", ""},
 }
+
+// The second sync cable and its addresses (Options.SecondSyncLink).
+var (
+	sync2Veth  = veth{RoleFW1, "sync2", RoleFW2, "sync2", ""}
+	sync2Addrs = []ifaddr{
+		{RoleFW1, "sync2", FW1Sync2, FW1Sync26},
+		{RoleFW2, "sync2", FW2Sync2, FW2Sync26},
+	}
+)
 
 // ifaddr is an interface's configured addresses.
 type ifaddr struct {
@@ -173,12 +191,17 @@ func (l *Lab) build() error {
 			return fmt.Errorf("bring up bridge %s: %w", br, err)
 		}
 	}
-	for _, v := range veths {
+	vs, as := veths, ifaddrs
+	if l.opts.SecondSyncLink {
+		vs = append(slices.Clip(vs), sync2Veth)
+		as = append(slices.Clip(as), sync2Addrs...)
+	}
+	for _, v := range vs {
 		if err := l.addVeth(v); err != nil {
 			return err
 		}
 	}
-	for _, a := range ifaddrs {
+	for _, a := range as {
 		if err := l.addAddrs(a); err != nil {
 			return err
 		}

@@ -65,12 +65,14 @@ type SyncStatus struct {
 	KeyFingerprint  string        `json:"key_fingerprint"` // "" without authentication
 }
 
-// LinkStatus is one sync link.
+// LinkStatus is one sync link, in the order of preference.
 type LinkStatus struct {
 	Name      string `json:"name"`
 	Interface string `json:"interface"`
-	Up        bool   `json:"up"`
-	Active    bool   `json:"active"`
+	Peer      string `json:"peer"`    // the peer's address, or the multicast group
+	Carrier   bool   `json:"carrier"` // the interface is up with carrier
+	Up        bool   `json:"up"`      // the peer is heard on it and hears this node
+	Active    bool   `json:"active"`  // it carries the traffic (the first link that is up)
 }
 
 // CommitStatus describes the last commit of the external cache.

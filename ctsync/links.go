@@ -1,0 +1,234 @@
+package ctsync
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync/auth"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// linkSet is the engine's sync links and what it knows of them (see
+// links_select.go). The engine's goroutine owns it, except the atomic
+// counter.
+type linkSet struct {
+	links     []*link
+	views     []linkView
+	active    int
+	nextProbe time.Time
+	switches  atomic.Uint64
+}
+
+// openLinks opens every link; it fails at once where an address does not
+// exist, before anything of the kernel's conntrack settings is touched.
+func openLinks(cs []cfg.Link) (*linkSet, error) {
+	ls := &linkSet{}
+	for _, c := range cs {
+		l, err := dialLink(c)
+		if err != nil {
+			ls.Close()
+			return nil, err
+		}
+		ls.links = append(ls.links, l)
+		// Until rtnetlink says otherwise, a link that cannot be looked
+		// up is taken as up: silence still tells.
+		up := true
+		if nl, err := netlink.LinkByName(c.Interface); err == nil {
+			up = carrierUp(nl)
+		}
+		ls.views = append(ls.views, linkView{carrier: up})
+	}
+	return ls, nil
+}
+
+// Close closes every link's socket.
+func (ls *linkSet) Close() error {
+	var errs []error
+	for _, l := range ls.links {
+		errs = append(errs, l.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// groups returns the links' multicast groups.
+func (ls *linkSet) groups() []netip.Addr {
+	var out []netip.Addr
+	for _, l := range ls.links {
+		if l.multicast() {
+			out = append(out, l.cfg.MulticastGroup)
+		}
+	}
+	return out
+}
+
+func carrierUp(l netlink.Link) bool {
+	a := l.Attrs()
+	return a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
+}
+
+// startLinks starts a receiver per link and the carrier watch; they stop
+// when ctx is done and the links are closed.
+func (e *Engine) startLinks(ctx context.Context) {
+	for i := range e.ls.links {
+		e.wg.Add(1)
+		go func() { defer e.wg.Done(); e.receive(ctx, i) }()
+	}
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); e.watchCarrier(ctx) }()
+}
+
+// receive authenticates the datagrams of link i and forwards them to the
+// loop.
+func (e *Engine) receive(ctx context.Context, i int) {
+	l := e.ls.links[i]
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		switch {
+		case !l.fromPeer(from.Addr()):
+			e.stats.drop("unknown_source")
+			continue
+		case n > maxDatagram:
+			e.stats.drop("oversize")
+			continue
+		}
+		h, payload, err := auth.Open(&e.cfg.Key, buf[:n])
+		if err != nil {
+			e.stats.dropErr(err)
+			continue
+		}
+		d := datagram{h: h, payload: append([]byte(nil), payload...), link: i}
+		select {
+		case e.inbox <- d:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// watchCarrier follows the links' interfaces through rtnetlink and tells
+// the loop when one gains or loses carrier.
+func (e *Engine) watchCarrier(ctx context.Context) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ListExisting: true,
+		ErrorCallback: func(err error) {
+			if ctx.Err() == nil { // not the socket closed at the end
+				e.log.Warn("sync link watch failed", "err", err)
+			}
+		},
+	})
+	if err != nil {
+		e.log.Warn("cannot watch the sync links' carrier; silence alone tells a link down", "err", err)
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			name := u.Link.Attrs().Name
+			up := carrierUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
+			for i, l := range e.ls.links { // cfg is immutable: safe to read here
+				if l.cfg.Interface != name {
+					continue
+				}
+				_ = e.do(ctx, func() {
+					if e.ls.views[i].carrier != up {
+						e.log.Info("sync link carrier", "link", l.cfg.Name, "iface", name, "up", up)
+					}
+					e.ls.views[i].carrier = up
+				})
+			}
+		}
+	}
+}
+
+// linkHeard records an accepted datagram from the peer on link i.
+func (e *Engine) linkHeard(i int, payload []byte, now time.Time) {
+	if i < 0 || i >= len(e.ls.views) {
+		return
+	}
+	v := &e.ls.views[i]
+	v.heard = now
+	if flags, ok := parseProbe(payload); ok {
+		v.peerHears = flags&probeHears != 0
+	}
+}
+
+// tickLinks sends the probes that are due, chooses the active link, and
+// returns when it must run again.
+func (e *Engine) tickLinks(now time.Time) time.Time {
+	ls := e.ls
+	if !now.Before(ls.nextProbe) {
+		ls.nextProbe = now.Add(probeEvery)
+		var buf []byte
+		for i, l := range ls.links {
+			v := ls.views[i]
+			if !v.carrier {
+				continue
+			}
+			e.seq++
+			h := auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}
+			buf = auth.Seal(buf[:0], &e.cfg.Key, h, appendProbe(nil, i, v.hears(now, linkSilence)))
+			if err := l.send(buf); err != nil {
+				e.stats.sendErrors.Add(1)
+				continue
+			}
+			e.stats.datagramsOut.Add(1)
+		}
+	}
+	if next, why := chooseLink(ls.views, ls.active, now, linkSilence); why != reasonNone {
+		lvl := slog.LevelWarn
+		if why == reasonPreferred {
+			lvl = slog.LevelInfo
+		}
+		e.log.Log(context.Background(), lvl, "sync traffic moves to another link",
+			"from", ls.links[ls.active].cfg.Name, "to", ls.links[next].cfg.Name, "reason", why.String())
+		ls.active = next
+		ls.switches.Add(1)
+	}
+	return ls.nextProbe
+}
+
+// sendActive sends a datagram on the active link.
+func (e *Engine) sendActive(b []byte) error {
+	return e.ls.links[e.ls.active].send(b)
+}
+
+// LinkStatus is one sync link in Status.
+type LinkStatus struct {
+	Name, Interface string
+	Peer            string // the peer's address, or the multicast group
+	Carrier         bool   // the interface is up with carrier
+	Up              bool   // the peer is heard on it and hears this node
+	Active          bool   // it carries the traffic
+}
+
+func (e *Engine) linkStatus(now time.Time) []LinkStatus {
+	out := make([]LinkStatus, len(e.ls.links))
+	for i, l := range e.ls.links {
+		v := e.ls.views[i]
+		out[i] = LinkStatus{Name: l.cfg.Name, Interface: l.cfg.Interface, Peer: l.dst.Addr().String(),
+			Carrier: v.carrier, Up: v.up(now, linkSilence), Active: i == e.ls.active}
+	}
+	return out
+}
