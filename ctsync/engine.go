@@ -150,7 +150,9 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 	if e.kern, err = kernel.Dial(); err != nil {
 		return nil, err
 	}
-	if e.lis, err = kernel.Listen(kernel.ListenOptions{IgnorePortID: e.kern.PortID()}); err != nil {
+	if e.lis, err = kernel.Listen(kernel.ListenOptions{
+		IgnorePortID: e.kern.PortID(), Filter: e.flt.kernelFilter(), Expectations: c.Expectations,
+	}); err != nil {
 		e.kern.Close()
 		return nil, err
 	}
@@ -353,15 +355,20 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 			continue // the peer's flow mirrored in this kernel, not ours
 		}
 		e.stats.events.Add(1)
-		if ev.Type == kernel.EventDestroy || !e.flt.keep(&ev.Flow) {
-			if _, ok := e.internal[k]; ok {
-				delete(e.internal, k)
+		if ev.Type != kernel.EventDestroy {
+			switch e.admitEvent(ev, k) { // filter.go
+			case admitStore:
+				e.internal[k] = ev.Flow
 				e.ep.Queue(k)
+				continue
+			case admitHold:
+				continue
 			}
-			continue
 		}
-		e.internal[k] = ev.Flow
-		e.ep.Queue(k)
+		if _, ok := e.internal[k]; ok {
+			delete(e.internal, k)
+			e.ep.Queue(k)
+		}
 	}
 	if errors.Is(b.err, kernel.ErrOverrun) {
 		e.stats.overruns.Add(1)
@@ -527,7 +534,12 @@ func (e *Engine) resync(ctx context.Context) error {
 		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
 			return true
 		}
-		if !e.flt.keep(&f) {
+		_, cached := e.internal[k]
+		switch e.flt.admit(&f, cached, false) {
+		case admitForget:
+			return true
+		case admitHold: // replicated with its last kept state
+			seen[k] = cached
 			return true
 		}
 		seen[k] = true

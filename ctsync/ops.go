@@ -276,7 +276,10 @@ type Stats struct {
 	BulksReceived  uint64            `json:"bulks_received"`
 	SplitBrains    uint64            `json:"split_brains"`
 	Drops          map[string]uint64 `json:"drops"`
-	Protocol       proto.Stats       `json:"protocol"`
+	// Filtered counts the flow events not replicated, by reason; the
+	// kernel drops most before they are read (see filter.kernelFilter).
+	Filtered map[string]uint64 `json:"filtered"`
+	Protocol proto.Stats       `json:"protocol"`
 }
 
 // Stats returns the counters.
@@ -287,7 +290,7 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 		Records: c.records.Load(), Events: c.events.Load(), Overruns: c.overruns.Load(), Resyncs: c.resyncs.Load(),
 		KernelWrites: c.kernelWrites.Load(), KernelFailures: c.kernelFailures.Load(), Commits: c.commits.Load(),
 		BulksSent: c.bulksSent.Load(), BulksReceived: c.bulksReceived.Load(), SplitBrains: c.splitBrains.Load(),
-		Drops: map[string]uint64{},
+		Drops: map[string]uint64{}, Filtered: e.flt.counts(),
 	}
 	c.mu.Lock()
 	for k, v := range c.drops {
