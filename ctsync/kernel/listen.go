@@ -143,7 +143,7 @@ func (l *Listener) Receive(buf []Event) ([]Event, error) {
 		if l.ignored(m.Header.PID) {
 			continue
 		}
-		t, f, err := decodeMessage(m)
+		ev, err := decodeEvent(m)
 		if err != nil {
 			if errors.Is(err, errNotFlow) {
 				continue
@@ -151,7 +151,7 @@ func (l *Listener) Receive(buf []Event) ([]Event, error) {
 			bad = err
 			continue
 		}
-		buf = append(buf, Event{Type: t, Flow: f})
+		buf = append(buf, ev)
 	}
 	if bad != nil {
 		return buf, fmt.Errorf("receive conntrack events: %w", bad)
