@@ -73,6 +73,7 @@ type Engine struct {
 
 	internal cache // this node's flows
 	external extCache
+	exp      expectations // expect.go
 
 	role                   proto.Role
 	bulkSeen               map[ct.Key]bool // keys refreshed since the peer's bulk began
@@ -156,7 +157,8 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		e.kern.Close()
 		return nil, err
 	}
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload}, &e.internal)
+	e.exp.init()
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload}, recordSource{e})
 	ok = true
 	return e, nil
 }
@@ -341,6 +343,7 @@ func (e *Engine) startBulk() {
 				return
 			}
 		}
+		e.expectKeys(yield) // after their masters
 	})
 	e.stats.bulksSent.Add(1)
 	e.log.Info("sending a complete copy to the peer", "entries", len(e.internal), "bulk", id)
@@ -350,6 +353,10 @@ func (e *Engine) startBulk() {
 func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 	for i := range b.events {
 		ev := &b.events[i]
+		if ev.Expect != nil {
+			e.onExpectEvent(ev) // expect.go
+			continue
+		}
 		k := ev.Flow.Key()
 		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
 			continue // the peer's flow mirrored in this kernel, not ours
@@ -461,6 +468,7 @@ func (e *Engine) write(ctx context.Context, op kernel.Op, flows []ct.Flow) kerne
 // apply takes what the peer sent, in order.
 func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 	var creates, deletes []ct.Flow
+	var exps expectBatch
 	now := time.Now().UnixNano()
 	for _, d := range ds {
 		switch d.Kind {
@@ -480,6 +488,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 						}
 					}
 				}
+				e.pruneExpects(e.bulkSeen, &exps)
 				e.bulkSeen, e.bulkComplete, e.bulkAsked = nil, true, time.Time{}
 				e.stats.bulksReceived.Add(1)
 				e.log.Info("complete copy from the peer received", "entries", len(e.external))
@@ -493,6 +502,9 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 				}
 				b = rest
 				k := r.Flow.Key()
+				if r.Expect != nil {
+					k = r.Expect.Key()
+				}
 				switch r.Kind {
 				case wire.KindUpdate:
 					e.external[k] = extEntry{flow: r.Flow, at: now}
@@ -506,6 +518,8 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 							deletes = append(deletes, x.flow)
 						}
 					}
+				case wire.KindExpect, wire.KindExpectDestroy:
+					e.applyExpect(&r, &exps) // expect.go
 				default:
 					continue // a newer peer's record kind
 				}
@@ -522,6 +536,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 	if len(deletes) > 0 {
 		e.write(ctx, kernel.Delete, deletes)
 	}
+	e.writeExpects(ctx, exps, creates)
 }
 
 // resync reconciles the internal cache with a dump of the kernel table.

@@ -41,9 +41,12 @@ func (e *Engine) do(ctx context.Context, f func()) error {
 
 // CommitResult is what a commit of the external cache did.
 type CommitResult struct {
-	Entries int           `json:"entries"`
-	Failed  int           `json:"failed"`
-	Took    time.Duration `json:"-"`
+	Entries int `json:"entries"`
+	// Expectations is how many of the peer's expectations were written
+	// (after the flows); their failures count in Failed.
+	Expectations int           `json:"expectations"`
+	Failed       int           `json:"failed"`
+	Took         time.Duration `json:"-"`
 	// TableFull is set when the kernel table had no room for every entry.
 	TableFull bool `json:"table_full"`
 }
@@ -108,7 +111,11 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 		}()
 	}
 	wg.Wait()
-	res.Failed, res.Took = int(failed.Load()), time.Since(start)
+	// The expectations after their masters.
+	nx, fx, xerr := e.commitExpects(ctx)
+	res.Expectations, res.Failed = nx, fx
+	errs = append(errs, xerr)
+	res.Failed, res.Took = res.Failed+int(failed.Load()), time.Since(start)
 	e.stats.commits.Add(1)
 	e.stats.kernelFailures.Add(uint64(res.Failed))
 	e.do(ctx, func() { r := res; e.lastCommit = &r })
@@ -130,6 +137,8 @@ func (e *Engine) Flush(ctx context.Context) error {
 	return e.do(ctx, func() {
 		clear(e.internal)
 		clear(e.external)
+		clear(e.exp.internal)
+		clear(e.exp.external)
 		e.bulkComplete = false
 	})
 }
@@ -196,6 +205,7 @@ type Status struct {
 	PeerUp, BulkComplete, SplitBrain bool
 	PeerRole                         proto.Role
 	Internal, External               int
+	ExpectInternal, ExpectExternal   int // expectations
 	LastCommit                       *CommitResult
 	Link                             string
 	Interface                        string
@@ -205,6 +215,7 @@ func (e *Engine) publish(now time.Time) {
 	s := Status{
 		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: e.ep.PeerRole(),
 		Internal: len(e.internal), External: len(e.external), LastCommit: e.lastCommit,
+		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
 		Link: e.link.cfg.Name, Interface: e.link.cfg.Interface,
 	}
 	s.SplitBrain = s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == proto.RoleMaster
