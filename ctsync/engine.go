@@ -76,6 +76,7 @@ type Engine struct {
 
 	internal cache // this node's flows
 	external extCache
+	exp      expectations // expect.go
 
 	role                   proto.Role
 	bulkSeen               map[ct.Key]bool // keys refreshed since the peer's bulk began
@@ -156,11 +157,14 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 	if e.kern, err = kernel.Dial(); err != nil {
 		return nil, err
 	}
-	if e.lis, err = kernel.Listen(kernel.ListenOptions{IgnorePortID: e.kern.PortID()}); err != nil {
+	if e.lis, err = kernel.Listen(kernel.ListenOptions{
+		IgnorePortID: e.kern.PortID(), Filter: e.flt.kernelFilter(), Expectations: c.Expectations,
+	}); err != nil {
 		e.kern.Close()
 		return nil, err
 	}
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Unreliable: c.Mode == cfg.ModeAlarm}, &e.internal)
+	e.exp.init()
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
 	ok = true
 	return e, nil
 }
@@ -315,6 +319,7 @@ func (e *Engine) startBulk() {
 				return
 			}
 		}
+		e.expectKeys(yield) // after their masters
 	})
 	e.stats.bulksSent.Add(1)
 	e.log.Info("sending a complete copy to the peer", "entries", len(e.internal), "bulk", id)
@@ -324,20 +329,29 @@ func (e *Engine) startBulk() {
 func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 	for i := range b.events {
 		ev := &b.events[i]
+		if ev.Expect != nil {
+			e.onExpectEvent(ev) // expect.go
+			continue
+		}
 		k := ev.Flow.Key()
 		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
 			continue // the peer's flow mirrored in this kernel, not ours
 		}
 		e.stats.events.Add(1)
-		if ev.Type == kernel.EventDestroy || !e.flt.keep(&ev.Flow) {
-			if _, ok := e.internal[k]; ok {
-				delete(e.internal, k)
+		if ev.Type != kernel.EventDestroy {
+			switch e.admitEvent(ev, k) { // filter.go
+			case admitStore:
+				e.internal[k] = ev.Flow
 				e.ep.Queue(k)
+				continue
+			case admitHold:
+				continue
 			}
-			continue
 		}
-		e.internal[k] = ev.Flow
-		e.ep.Queue(k)
+		if _, ok := e.internal[k]; ok {
+			delete(e.internal, k)
+			e.ep.Queue(k)
+		}
 	}
 	if errors.Is(b.err, kernel.ErrOverrun) {
 		e.stats.overruns.Add(1)
@@ -435,6 +449,7 @@ func (e *Engine) write(ctx context.Context, op kernel.Op, flows []ct.Flow) kerne
 // apply takes what the peer sent, in order.
 func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 	var creates, deletes []ct.Flow
+	var exps expectBatch
 	now := time.Now().UnixNano()
 	for _, d := range ds {
 		switch d.Kind {
@@ -454,6 +469,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 						}
 					}
 				}
+				e.pruneExpects(e.bulkSeen, &exps)
 				e.bulkSeen, e.bulkComplete, e.bulkAsked = nil, true, time.Time{}
 				e.stats.bulksReceived.Add(1)
 				e.log.Info("complete copy from the peer received", "entries", len(e.external))
@@ -467,6 +483,9 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 				}
 				b = rest
 				k := r.Flow.Key()
+				if r.Expect != nil {
+					k = r.Expect.Key()
+				}
 				switch r.Kind {
 				case wire.KindUpdate:
 					if e.role != proto.RoleMaster {
@@ -486,6 +505,8 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 							deletes = append(deletes, x.flow)
 						}
 					}
+				case wire.KindExpect, wire.KindExpectDestroy:
+					e.applyExpect(&r, &exps) // expect.go
 				default:
 					continue // a newer peer's record kind
 				}
@@ -502,6 +523,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 	if len(deletes) > 0 {
 		e.write(ctx, kernel.Delete, deletes)
 	}
+	e.writeExpects(ctx, exps, creates)
 }
 
 // resync reconciles the internal cache with a dump of the kernel table.
@@ -514,7 +536,12 @@ func (e *Engine) resync(ctx context.Context) error {
 		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
 			return true
 		}
-		if !e.flt.keep(&f) {
+		_, cached := e.internal[k]
+		switch e.flt.admit(&f, cached, false) {
+		case admitForget:
+			return true
+		case admitHold: // replicated with its last kept state
+			seen[k] = cached
 			return true
 		}
 		seen[k] = true

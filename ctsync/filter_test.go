@@ -46,3 +46,40 @@ func TestFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestFilterAdmit(t *testing.T) {
+	flt := newFilter(cfg.Filter{Protocols: []string{"tcp"}, TCPStates: []string{"ESTABLISHED"}})
+	f := &ct.Flow{Orig: ct.NewTuple(ct.ProtoTCP, netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1"), 1, 2)}
+	f.Reply = f.Orig.Reverse()
+	u := *f
+	u.Orig.Proto, u.Reply.Proto = ct.ProtoUDP, ct.ProtoUDP
+	for _, tt := range []struct {
+		name   string
+		state  uint8
+		flow   *ct.Flow
+		cached bool
+		want   admission
+	}{
+		{"kept state", ct.TCPEstablished, f, false, admitStore},
+		{"state left out, not replicated", ct.TCPSynSent, f, false, admitHold},
+		{"state left out, replicated", ct.TCPFinWait, f, true, admitHold},
+		{"protocol left out", 0, &u, true, admitForget},
+	} {
+		fl := *tt.flow
+		fl.TCP.State = tt.state
+		if got := flt.admit(&fl, tt.cached, true); got != tt.want {
+			t.Errorf("%s: admit = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	if c := flt.counts(); c[filteredTCPState] != 2 || c[filteredProtocol] != 1 {
+		t.Errorf("counts = %v, want 2 tcp_state and 1 protocol", c)
+	}
+	kf := flt.kernelFilter()
+	if len(kf.Protocols) != 1 || kf.Protocols[0] != ct.ProtoTCP || len(kf.TCPStates) != 1 || kf.TCPStates[0] != ct.TCPEstablished ||
+		len(kf.ExcludeProtocols) != 1 || kf.ExcludeProtocols[0] != protoVRRP {
+		t.Errorf("kernelFilter = %+v", kf)
+	}
+	if kf := newFilter(cfg.Filter{}).kernelFilter(); kf.Protocols != nil || kf.TCPStates != nil {
+		t.Errorf("kernelFilter of an empty filter = %+v, want every protocol and state", kf)
+	}
+}

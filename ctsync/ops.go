@@ -41,9 +41,12 @@ func (e *Engine) do(ctx context.Context, f func()) error {
 
 // CommitResult is what a commit of the external cache did.
 type CommitResult struct {
-	Entries int           `json:"entries"`
-	Failed  int           `json:"failed"`
-	Took    time.Duration `json:"-"`
+	Entries int `json:"entries"`
+	// Expectations is how many of the peer's expectations were written
+	// (after the flows); their failures count in Failed.
+	Expectations int           `json:"expectations"`
+	Failed       int           `json:"failed"`
+	Took         time.Duration `json:"-"`
 	// TableFull is set when the kernel table had no room for every entry.
 	TableFull bool `json:"table_full"`
 }
@@ -108,7 +111,11 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 		}()
 	}
 	wg.Wait()
-	res.Failed, res.Took = int(failed.Load()), time.Since(start)
+	// The expectations after their masters.
+	nx, fx, xerr := e.commitExpects(ctx)
+	res.Expectations, res.Failed = nx, fx
+	errs = append(errs, xerr)
+	res.Failed, res.Took = res.Failed+int(failed.Load()), time.Since(start)
 	e.stats.commits.Add(1)
 	e.stats.kernelFailures.Add(uint64(res.Failed))
 	e.do(ctx, func() { r := res; e.lastCommit = &r })
@@ -130,6 +137,8 @@ func (e *Engine) Flush(ctx context.Context) error {
 	return e.do(ctx, func() {
 		clear(e.internal)
 		clear(e.external)
+		clear(e.exp.internal)
+		clear(e.exp.external)
 		e.bulkComplete = false
 	})
 }
@@ -196,6 +205,7 @@ type Status struct {
 	PeerUp, BulkComplete, SplitBrain bool
 	PeerRole                         proto.Role
 	Internal, External               int
+	ExpectInternal, ExpectExternal   int // expectations
 	LastCommit                       *CommitResult
 	Link                             string // the active link
 	Interface                        string // the active link's
@@ -206,6 +216,7 @@ func (e *Engine) publish(now time.Time) {
 	s := Status{
 		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: e.ep.PeerRole(),
 		Internal: len(e.internal), External: len(e.external), LastCommit: e.lastCommit,
+		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
 		Links: e.linkStatus(now),
 	}
 	active := e.ls.links[e.ls.active].cfg
@@ -292,7 +303,10 @@ type Stats struct {
 	LinkSwitches   uint64            `json:"link_switches"`
 	Expired        uint64            `json:"expired"` // alarm mode: peer states not refreshed in time
 	Drops          map[string]uint64 `json:"drops"`
-	Protocol       proto.Stats       `json:"protocol"`
+	// Filtered counts the flow events not replicated, by reason; the
+	// kernel drops most before they are read (see filter.kernelFilter).
+	Filtered map[string]uint64 `json:"filtered"`
+	Protocol proto.Stats       `json:"protocol"`
 }
 
 // Stats returns the counters.
@@ -304,7 +318,7 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 		KernelWrites: c.kernelWrites.Load(), KernelFailures: c.kernelFailures.Load(), Commits: c.commits.Load(),
 		BulksSent: c.bulksSent.Load(), BulksReceived: c.bulksReceived.Load(), SplitBrains: c.splitBrains.Load(),
 		LinkSwitches: e.ls.switches.Load(), Expired: c.expired.Load(),
-		Drops: map[string]uint64{},
+		Drops: map[string]uint64{}, Filtered: e.flt.counts(),
 	}
 	c.mu.Lock()
 	for k, v := range c.drops {

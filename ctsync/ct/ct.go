@@ -127,10 +127,12 @@ func (t Tuple) String() string {
 		t.Proto, netip.AddrPortFrom(t.SrcAddr(), t.SrcPort), netip.AddrPortFrom(t.DstAddr(), t.DstPort))
 }
 
-// Key identifies a flow in a conntrack table: its original tuple and zone.
+// Key identifies a flow in a conntrack table: its original tuple and zone;
+// or, with Expect set, an expectation: its expected tuple and zone.
 type Key struct {
-	Orig Tuple
-	Zone uint16
+	Orig   Tuple
+	Zone   uint16
+	Expect bool
 }
 
 // TCPInfo is a TCP flow's tracking state.

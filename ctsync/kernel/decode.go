@@ -19,6 +19,8 @@ const (
 	EventNew EventType = iota + 1
 	EventUpdate
 	EventDestroy
+	EventExpectNew     // an expectation was created (Event.Expect)
+	EventExpectDestroy // an expectation is gone: used, expired or removed
 )
 
 func (t EventType) String() string {
@@ -29,6 +31,10 @@ func (t EventType) String() string {
 		return "update"
 	case EventDestroy:
 		return "destroy"
+	case EventExpectNew:
+		return "expect new"
+	case EventExpectDestroy:
+		return "expect destroy"
 	}
 	return fmt.Sprintf("event(%d)", uint8(t))
 }
@@ -38,6 +44,8 @@ func (t EventType) String() string {
 type Event struct {
 	Type EventType
 	Flow ct.Flow
+	// Expect is the expectation of an EventExpect* event, else nil.
+	Expect *ct.Expect
 }
 
 // errNotFlow is returned for a ctnetlink message that holds no flow (an
@@ -54,6 +62,40 @@ func decodeMessage(m netlink.Message) (EventType, ct.Flow, error) {
 	if ev.Flow == nil {
 		return 0, ct.Flow{}, errNotFlow
 	}
+	return flowEvent(ev)
+}
+
+// decodeEvent decodes an event message: a flow's or an expectation's.
+func decodeEvent(m netlink.Message) (Event, error) {
+	var ev conntrack.Event
+	if err := ev.Unmarshal(m); err != nil {
+		return Event{}, fmt.Errorf("decode conntrack event: %w", err)
+	}
+	if ev.Expect != nil {
+		x := fromTiMoExpect(ev.Expect)
+		switch ev.Type {
+		case conntrack.EventExpNew:
+			return Event{Type: EventExpectNew, Expect: &x}, nil
+		case conntrack.EventExpDestroy:
+			return Event{Type: EventExpectDestroy, Expect: &x}, nil
+		}
+		return Event{}, fmt.Errorf("%w: event type %v", errNotFlow, ev.Type)
+	}
+	if ev.Flow == nil {
+		return Event{}, errNotFlow
+	}
+	t, f, err := flowEvent(ev)
+	return Event{Type: t, Flow: f}, err
+}
+
+func fromTiMoExpect(x *conntrack.Expect) ct.Expect {
+	return ct.Expect{
+		Master: fromTiMoTuple(x.TupleMaster), Tuple: fromTiMoTuple(x.Tuple), Mask: fromTiMoTuple(x.Mask),
+		Zone: x.Zone, Timeout: x.Timeout, Flags: x.Flags, Class: x.Class, Helper: x.HelpName, Fn: x.Function,
+	}
+}
+
+func flowEvent(ev conntrack.Event) (EventType, ct.Flow, error) {
 	var t EventType
 	switch ev.Type {
 	case conntrack.EventNew:

@@ -1,7 +1,6 @@
 package kernel
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +34,12 @@ type ListenOptions struct {
 	IgnorePortID uint32
 	// IgnorePortIDs are more port ids to drop, for several write Conns.
 	IgnorePortIDs []uint32
+	// Filter drops, in the kernel, the flow events it excludes.
+	Filter EventFilter
+	// Expectations also joins the expectation groups (NEW and DESTROY):
+	// Receive then returns expectation events too, in order with the
+	// flow events.
+	Expectations bool
 }
 
 // Listener receives NEW, UPDATE and DESTROY events of flows.
@@ -76,12 +81,20 @@ func (l *Listener) setup(opts ListenOptions) error {
 	if err := setReadBuffer(l.nl, size); err != nil {
 		return err
 	}
-	if len(l.ignore) > 0 {
-		if err := l.nl.SetBPF(portIDFilter(l.ignore)); err != nil {
-			return fmt.Errorf("set port id filter: %w", err)
+	if len(l.ignore) > 0 || !opts.Filter.empty() {
+		prog, err := opts.Filter.program(l.ignore)
+		if err != nil {
+			return fmt.Errorf("assemble event filter: %w", err)
+		}
+		if err := l.nl.SetBPF(prog); err != nil {
+			return fmt.Errorf("set event filter: %w", err)
 		}
 	}
-	for _, g := range []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy} {
+	groups := []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy}
+	if opts.Expectations {
+		groups = append(groups, netfilter.GroupCTExpNew, netfilter.GroupCTExpDestroy)
+	}
+	for _, g := range groups {
 		if err := l.nl.JoinGroup(uint32(g)); err != nil {
 			return fmt.Errorf("join group %d: %w", g, err)
 		}
@@ -94,14 +107,7 @@ func (l *Listener) setup(opts ListenOptions) error {
 // netlink header at offset 0. nlmsg_pid is in host byte order; BPF loads
 // words big-endian.
 func portIDFilter(ids []uint32) []bpf.RawInstruction {
-	prog := []bpf.Instruction{bpf.LoadAbsolute{Off: 12, Size: 4}}
-	for i, id := range ids {
-		b := binary.NativeEndian.AppendUint32(nil, id)
-		// On a match skip to "drop", past the remaining tests and "accept".
-		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(b), SkipTrue: uint8(len(ids) - i)})
-	}
-	prog = append(prog, bpf.RetConstant{Val: 0xffffffff}, bpf.RetConstant{Val: 0})
-	raw, err := bpf.Assemble(prog)
+	raw, err := EventFilter{}.program(ids)
 	if err != nil {
 		panic(fmt.Sprintf("assemble port id filter: %v", err)) // static program
 	}
@@ -137,7 +143,7 @@ func (l *Listener) Receive(buf []Event) ([]Event, error) {
 		if l.ignored(m.Header.PID) {
 			continue
 		}
-		t, f, err := decodeMessage(m)
+		ev, err := decodeEvent(m)
 		if err != nil {
 			if errors.Is(err, errNotFlow) {
 				continue
@@ -145,7 +151,7 @@ func (l *Listener) Receive(buf []Event) ([]Event, error) {
 			bad = err
 			continue
 		}
-		buf = append(buf, Event{Type: t, Flow: f})
+		buf = append(buf, ev)
 	}
 	if bad != nil {
 		return buf, fmt.Errorf("receive conntrack events: %w", bad)

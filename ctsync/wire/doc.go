@@ -15,7 +15,8 @@
 // Every record is a kind byte, the length of its body as a uvarint
 // (encoding/binary), and the body:
 //
-//	kind   u8       1 update, 2 destroy; 0 is malformed; any other kind is
+//	kind   u8       1 update, 2 destroy, 3 expect, 4 expect destroy; 0 is
+//	                malformed; any other kind is
 //	                skipped by a reader that does not know it
 //	length uvarint  number of body bytes that follow
 //	body   length bytes
@@ -87,6 +88,24 @@
 //	orig    tuple
 //	zone    uvarint if ZONE
 //	options         none are defined; a reader skips any
+//
+// # Expectation bodies (kinds 3 and 4)
+//
+// An expectation (kind 3) is
+//
+//	flags   u8      0x01 V6, 0x04 ZONE, 0x08 FLAGS, 0x10 TIMEOUT, 0x20 CLASS;
+//	                any other bit is malformed
+//	proto   u8      of the expected tuple
+//	tuple   tuple   the expected connection
+//	mproto  u8      of the master
+//	master  tuple   the master flow's original tuple
+//	mask    tuple   which bits of the tuple must match
+//	zone, flags (NF_CT_EXPECT_*), timeout, class: uvarint each, if flagged
+//	options         1 helper name, 2 expectation function name
+//
+// All three tuples have the family of flags' V6. An expectation destroy
+// (kind 4) is a destroy body (flags V6 and ZONE only, proto, the expected
+// tuple, zone). testdata/golden/ipv4-ftp-expect.hex has both.
 //
 // # Forward compatibility
 //

@@ -10,8 +10,13 @@ import (
 
 // appendRecord appends r as the Append functions write it.
 func appendRecord(b []byte, r *Record) []byte {
-	if r.Kind == KindDestroy {
+	switch r.Kind {
+	case KindDestroy:
 		return AppendDestroy(b, r.Flow.Key())
+	case KindExpect:
+		return AppendExpect(b, r.Expect)
+	case KindExpectDestroy:
+		return AppendExpectDestroy(b, r.Expect.Key())
 	}
 	return AppendUpdate(b, &r.Flow)
 }
@@ -22,6 +27,10 @@ func FuzzParseRecord(f *testing.F) {
 	for _, tt := range roundTrips {
 		f.Add(AppendUpdate(nil, &tt.flow))
 		f.Add(AppendDestroy(nil, tt.flow.Key()))
+	}
+	for _, tt := range expectRoundTrips {
+		f.Add(AppendExpect(nil, &tt.e))
+		f.Add(AppendExpectDestroy(nil, tt.e.Key()))
 	}
 	goldens, _ := filepath.Glob(filepath.Join("testdata", "golden", "*.hex"))
 	for _, name := range goldens {

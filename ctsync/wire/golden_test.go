@@ -39,6 +39,7 @@ func TestGolden(t *testing.T) {
 	update := func(f ct.Flow) Record { return Record{Kind: KindUpdate, Flow: f} }
 	destroy := func(k ct.Key) Record { return Record{Kind: KindDestroy, Flow: ct.Flow{Orig: k.Orig, Zone: k.Zone}} }
 	tcp := established(cl4, srv4)
+	ftp := ftpExpect(cl4, srv4)
 	for _, tt := range []struct {
 		file      string
 		records   []Record
@@ -52,6 +53,10 @@ func TestGolden(t *testing.T) {
 			f.Extra = &ct.Extra{Labels: [16]byte{0: 1}, Helper: "ftp", SeqAdjOrig: ct.SeqAdj{Position: 1000, OffsetAfter: 4}}
 		}))}},
 		{file: "ipv4-destroy.hex", records: []Record{destroy(ct.Key{Orig: tcp.Orig, Zone: 2})}},
+		{file: "ipv4-ftp-expect.hex", records: []Record{
+			{Kind: KindExpect, Expect: &ftp},
+			{Kind: KindExpectDestroy, Expect: &ct.Expect{Tuple: ftp.Tuple}},
+		}},
 		{file: "forward-compat.hex", parseOnly: true, records: []Record{
 			update(udp(cl4, srv4)), {Kind: 0x7e}, destroy(ct.Key{Orig: tcp.Orig}),
 		}},
@@ -74,11 +79,7 @@ func TestGolden(t *testing.T) {
 			}
 			var b []byte
 			for _, r := range tt.records {
-				if r.Kind == KindDestroy {
-					b = AppendDestroy(b, r.Flow.Key())
-				} else {
-					b = AppendUpdate(b, &r.Flow)
-				}
+				b = appendRecord(b, &r)
 			}
 			if !bytes.Equal(b, want) {
 				t.Errorf("encoding changed:\n got %x\nwant %x", b, want)

@@ -20,11 +20,16 @@ const (
 	KindUpdate Kind = 1
 	// KindDestroy names a flow that ended: its original tuple and zone.
 	KindDestroy Kind = 2
+	// KindExpect carries an expectation: its full current state.
+	KindExpect Kind = 3
+	// KindExpectDestroy names an expectation that is gone: its tuple and
+	// zone.
+	KindExpectDestroy Kind = 4
 )
 
 // Known reports whether this version of the package decodes records of
 // kind k.
-func (k Kind) Known() bool { return k == KindUpdate || k == KindDestroy }
+func (k Kind) Known() bool { return k >= KindUpdate && k <= KindExpectDestroy }
 
 func (k Kind) String() string {
 	switch k {
@@ -32,6 +37,10 @@ func (k Kind) String() string {
 		return "update"
 	case KindDestroy:
 		return "destroy"
+	case KindExpect:
+		return "expect"
+	case KindExpectDestroy:
+		return "expect destroy"
 	}
 	return "kind " + strconv.Itoa(int(k))
 }
@@ -50,8 +59,12 @@ var (
 type Record struct {
 	Kind Kind
 	// Flow is the flow an update carries. For a destroy only Orig and Zone
-	// are set; for a kind that is not Known it is the zero Flow.
+	// are set; for an expectation, or a kind that is not Known, it is the
+	// zero Flow.
 	Flow ct.Flow
+	// Expect is the expectation of an expect record; of an expect destroy
+	// only Tuple and Zone are set. Nil for the other kinds.
+	Expect *ct.Expect
 }
 
 // Flag bits of the byte that starts an update or destroy body.
@@ -201,6 +214,12 @@ func ParseRecord(b []byte) (r Record, rest []byte, err error) {
 		d.update(&r.Flow)
 	case KindDestroy:
 		d.destroy(&r.Flow)
+	case KindExpect:
+		r.Expect = new(ct.Expect)
+		d.expect(r.Expect)
+	case KindExpectDestroy:
+		r.Expect = new(ct.Expect)
+		d.expectDestroy(r.Expect)
 	case 0:
 		d.fail("reserved kind", ErrMalformed)
 	default:

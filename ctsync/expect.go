@@ -1,0 +1,175 @@
+package ctsync
+
+import (
+	"context"
+	"errors"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+	"github.com/ctha/ctha/ctsync/wire"
+)
+
+// expectations are the conntrack expectations replicated (FTP's, SIP's,
+// ...): this node's, whose master flow is replicated, and the peer's.
+// They travel in the same reliable stream as the flows, after their
+// master (the kernel reports the master first), under keys with
+// ct.Key.Expect set. They are not part of the reconciling dumps: they
+// live seconds to minutes.
+type expectations struct {
+	internal map[ct.Key]ct.Expect
+	external map[ct.Key]ct.Expect
+}
+
+func (x *expectations) init() {
+	if x.internal == nil {
+		x.internal, x.external = map[ct.Key]ct.Expect{}, map[ct.Key]ct.Expect{}
+	}
+}
+
+// recordSource is the protocol's Source: flows from the internal cache,
+// expectations from theirs.
+type recordSource struct{ e *Engine }
+
+// AppendRecord implements proto.Source.
+func (s recordSource) AppendRecord(b []byte, k ct.Key) []byte {
+	if !k.Expect {
+		return s.e.internal.AppendRecord(b, k)
+	}
+	if x, ok := s.e.exp.internal[k]; ok {
+		return wire.AppendExpect(b, &x)
+	}
+	return wire.AppendExpectDestroy(b, k)
+}
+
+// onExpectEvent applies an expectation event: an expectation is
+// replicated when its master flow is.
+func (e *Engine) onExpectEvent(ev *kernel.Event) {
+	e.exp.init()
+	k := ev.Expect.Key()
+	if ev.Type == kernel.EventExpectNew {
+		if _, ok := e.internal[ev.Expect.MasterKey()]; ok {
+			e.exp.internal[k] = *ev.Expect
+			e.ep.Queue(k)
+			return
+		}
+		e.stats.drop("expect_master_not_replicated")
+	}
+	if _, ok := e.exp.internal[k]; ok {
+		delete(e.exp.internal, k)
+		e.ep.Queue(k)
+	}
+}
+
+// expectKeys yields the keys of this node's expectations (a bulk copy
+// sends them after the flows).
+func (e *Engine) expectKeys(yield func(ct.Key) bool) bool {
+	for k := range e.exp.internal {
+		if !yield(k) {
+			return false
+		}
+	}
+	return true
+}
+
+// expectBatch is what a delivery asks of the kernel's expectations.
+type expectBatch struct{ creates, deletes []ct.Expect }
+
+// applyExpect takes an expectation record from the peer.
+func (e *Engine) applyExpect(r *wire.Record, b *expectBatch) {
+	e.exp.init()
+	k := r.Expect.Key()
+	direct := e.cfg.Cache == cfg.CacheDirect
+	switch r.Kind {
+	case wire.KindExpect:
+		e.exp.external[k] = *r.Expect
+		if _, ours := e.internal[r.Expect.MasterKey()]; direct && !ours {
+			b.creates = append(b.creates, *r.Expect)
+		}
+	case wire.KindExpectDestroy:
+		if x, ok := e.exp.external[k]; ok {
+			delete(e.exp.external, k)
+			if direct {
+				b.deletes = append(b.deletes, x)
+			}
+		}
+	}
+}
+
+// writeExpects applies a batch after the flows of the same delivery: the
+// masters exist by then. Create replaces a master flow that exists
+// (delete and create), which takes its expectations with it: those of the
+// masters just written are created again.
+func (e *Engine) writeExpects(ctx context.Context, b expectBatch, masters []ct.Flow) {
+	if len(masters) > 0 && len(e.exp.external) > 0 && e.cfg.Cache == cfg.CacheDirect {
+		written := make(map[ct.Key]bool, len(masters))
+		for i := range masters {
+			written[masters[i].Key()] = true
+		}
+		for _, x := range e.exp.external {
+			if written[x.MasterKey()] {
+				b.creates = append(b.creates, x)
+			}
+		}
+	}
+	for _, w := range []struct {
+		op   kernel.Op
+		exps []ct.Expect
+		ok   error // not a failure
+	}{{kernel.Create, b.creates, unix.EEXIST}, {kernel.Delete, b.deletes, unix.ENOENT}} {
+		if len(w.exps) == 0 {
+			continue
+		}
+		errs, err := e.kern.WriteExpect(ctx, w.op, w.exps)
+		if err != nil {
+			e.log.Error("expectation write failed", "op", w.op, "entries", len(w.exps), "err", err)
+		}
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				e.stats.kernelWrites.Add(1)
+			case errors.Is(err, w.ok):
+			default:
+				e.stats.kernelFailures.Add(1)
+				e.log.Debug("expectation write refused", "op", w.op, "expect", w.exps[i].String(), "err", err)
+			}
+		}
+	}
+}
+
+// pruneExpects forgets, at the end of the peer's bulk copy, the peer's
+// expectations the copy did not carry.
+func (e *Engine) pruneExpects(seen map[ct.Key]bool, b *expectBatch) {
+	for k, x := range e.exp.external {
+		if !seen[k] {
+			delete(e.exp.external, k)
+			if e.cfg.Cache == cfg.CacheDirect {
+				b.deletes = append(b.deletes, x)
+			}
+		}
+	}
+}
+
+// commitExpects writes the peer's expectations after a commit of its
+// flows; it returns how many the kernel refused.
+func (e *Engine) commitExpects(ctx context.Context) (n, failed int, err error) {
+	var exps []ct.Expect
+	if err := e.do(ctx, func() {
+		for _, x := range e.exp.external {
+			if _, ours := e.internal[x.MasterKey()]; !ours {
+				exps = append(exps, x)
+			}
+		}
+	}); err != nil || len(exps) == 0 {
+		return 0, 0, err
+	}
+	errs, err := e.kern.WriteExpect(ctx, kernel.Create, exps)
+	for _, werr := range errs {
+		if werr != nil && !errors.Is(werr, unix.EEXIST) {
+			failed++
+		}
+	}
+	return len(exps), failed, err
+}

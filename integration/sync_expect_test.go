@@ -1,0 +1,165 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+	"github.com/ctha/ctha/integration/lab"
+)
+
+// ftpRuleset is the lab's ruleset with the FTP helper assigned to port 21
+// (kernels since 6.0 assign none by themselves) and FTP let through.
+const ftpRuleset = `table inet fw {
+	ct helper ftp-standard { type "ftp" protocol tcp; }
+	chain pre {
+		type filter hook prerouting priority 0;
+		tcp dport 21 ct helper set "ftp-standard"
+	}
+	chain forward {
+		type filter hook forward priority 0; policy drop;
+		ct state established,related accept
+		iifname "lan" tcp dport { 21, 5001 } ct state new tcp flags syn accept
+		meta l4proto { icmp, ipv6-icmp } accept
+		ct state invalid counter drop
+	}
+}
+`
+
+// ftpDataPort is the port the fake FTP server announces for passive mode.
+const ftpDataPort = 50000
+
+// fakeFTP opens an FTP control connection from cl to srv through fw1 (it
+// holds the gateway addresses): the server answers "227 Entering Passive
+// Mode", from which fw1's FTP helper makes an expectation of a data
+// connection to srv:50000. The connection stays open until the test ends.
+func fakeFTP(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	for _, a := range []struct{ iface, addr string }{{"lan", lab.LANVIP.String()}, {"wan", lab.WANVIP.String()}} {
+		l.MustExec(t, lab.RoleFW1, "ip", "addr", "add", a.addr, "dev", a.iface)
+	}
+	var ln net.Listener
+	if err := inNS(l.NS(lab.RoleServer), func() (err error) { ln, err = net.Listen("tcp4", ":21"); return err }); err != nil {
+		t.Fatalf("listen on srv: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { c.Close() })
+		// The helper reads a reply at the start of a segment that follows
+		// a line it has seen: a greeting first, then the 227 alone.
+		fmt.Fprintf(c, "220 fake\r\n")
+		time.Sleep(200 * time.Millisecond)
+		fmt.Fprintf(c, "227 Entering Passive Mode (10,10,2,100,%d,%d).\r\n", ftpDataPort>>8, ftpDataPort&0xff)
+	}()
+	var c net.Conn
+	err := inNS(l.NS(lab.RoleClient), func() (err error) {
+		c, err = net.DialTimeout("tcp4", "10.10.2.100:21", 5*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("FTP control connection from cl: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	for range 2 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("FTP control connection: %v", err)
+		}
+		if strings.HasPrefix(line, "227") {
+			return
+		}
+	}
+	t.Fatal("no 227 reply")
+}
+
+// ftpExpectation returns the FTP data expectation in c's table, if any.
+func ftpExpectation(t *testing.T, c *kernel.Conn) (ct.Expect, bool) {
+	t.Helper()
+	exps, err := c.DumpExpect(context.Background())
+	if err != nil {
+		t.Fatalf("dump expectations: %v", err)
+	}
+	for _, x := range exps {
+		if x.Tuple.DstPort == ftpDataPort && x.Master.DstPort == 21 {
+			return x, true
+		}
+	}
+	return ct.Expect{}, false
+}
+
+func waitExpectation(t *testing.T, what string, c *kernel.Conn, timeout time.Duration) ct.Expect {
+	t.Helper()
+	var x ct.Expect
+	err := lab.WaitFor(timeout, 100*time.Millisecond, func() (bool, error) {
+		var ok bool
+		x, ok = ftpExpectation(t, c)
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: no FTP data expectation after %v", what, timeout)
+	}
+	return x
+}
+
+// TestSyncExpectationFTP: the FTP helper's expectation of a passive data
+// connection, made in fw1's kernel, reaches fw2's kernel at once in direct
+// mode, and after `ctha sync commit` in external mode, with its master
+// flow; when it goes in fw1, it goes in fw2.
+func TestSyncExpectationFTP(t *testing.T) {
+	lab.RequireNetns(t)
+	for _, mode := range []string{"direct", "external"} {
+		t.Run(mode, func(t *testing.T) {
+			p := newSyncPairWith(t, mode, mode, lab.Options{Ruleset: ftpRuleset}, "")
+			fakeFTP(t, p.lab)
+			x1 := waitExpectation(t, "fw1's kernel", p.c1, 5*time.Second)
+			t.Logf("fw1: %v", &x1)
+			if x1.Helper != "ftp" || x1.Tuple.SrcAddr().String() != "10.10.1.100" || x1.Tuple.DstAddr().String() != "10.10.2.100" {
+				t.Fatalf("fw1's expectation is %v", &x1)
+			}
+			if mode == "external" {
+				time.Sleep(500 * time.Millisecond)
+				if x, ok := ftpExpectation(t, p.c2); ok {
+					t.Fatalf("external mode: fw2's kernel has %v before a commit", &x)
+				}
+				if out, err := p.fw2.ctl("sync", "commit"); err != nil {
+					t.Fatalf("ctha sync commit: %v: %s", err, out)
+				}
+			}
+			x2 := waitExpectation(t, "fw2's kernel", p.c2, 5*time.Second)
+			if x2.Key() != x1.Key() || x2.Master != x1.Master || x2.Mask != x1.Mask || x2.Helper != x1.Helper {
+				t.Errorf("fw2's expectation %v, want %v", &x2, &x1)
+			}
+			master, ok := dumpTable(t, p.c2)[x1.MasterKey()]
+			if !ok || master.Extra == nil || master.Extra.Helper != "ftp" {
+				t.Errorf("fw2's master flow: %v (present %v), want it with the ftp helper", &master, ok)
+			}
+
+			// Deletions follow: the expectation goes with its master.
+			writeFlows(t, p.c1, kernel.Delete, []ct.Flow{{Orig: x1.Master, Reply: x1.Master.Reverse(), Zone: x1.Zone}})
+			err := lab.WaitFor(5*time.Second, 100*time.Millisecond, func() (bool, error) {
+				_, ok := ftpExpectation(t, p.c2)
+				return !ok || mode == "external", nil
+			})
+			if err != nil {
+				t.Errorf("fw2 keeps the expectation after fw1 lost it: %v", err)
+			}
+			if mode == "direct" {
+				if _, ok := dumpTable(t, p.c2)[x1.MasterKey()]; ok {
+					t.Errorf("fw2 keeps the master flow after fw1 deleted it")
+				}
+			}
+		})
+	}
+}
