@@ -11,13 +11,16 @@ import (
 // 0 when empty, else the key's 32-bit hash tag (high half) and the item's
 // index + 1 (low half); a key's home slot is its tag modulo the index
 // size, so the index grows and deletes shift slots without hashing again.
-// Deleting moves the last item into the hole: the items stay dense.
+// Deleting moves the last item into the hole: the items stay dense. The
+// items are kept in chunks of a fixed size, so that a large table grows
+// without copying what it holds.
 //
 // The zero table is empty and ready. Not safe for concurrent use.
 type table[V any] struct {
-	seed  maphash.Seed
-	slots []uint64
-	items []item[V]
+	seed   maphash.Seed
+	slots  []uint64
+	chunks [][]item[V] // all full but the last
+	n      int         // items
 }
 
 type item[V any] struct {
@@ -29,7 +32,16 @@ type item[V any] struct {
 // 3/4 full.
 const minSlots = 64
 
-func (t *table[V]) len() int { return len(t.items) }
+// Items per chunk.
+const (
+	chunkBits = 10
+	chunkSize = 1 << chunkBits
+)
+
+func (t *table[V]) len() int { return t.n }
+
+// at returns item i.
+func (t *table[V]) at(i uint32) *item[V] { return &t.chunks[i>>chunkBits][i&(chunkSize-1)] }
 
 func (t *table[V]) tag(k *ct.Key) uint32 {
 	return uint32(maphash.Comparable(t.seed, *k) >> 32)
@@ -43,7 +55,7 @@ func (t *table[V]) lookup(k *ct.Key, tag uint32) (slot int, found bool) {
 		if s == 0 {
 			return i, false
 		}
-		if uint32(s>>32) == tag && t.items[uint32(s)-1].k == *k {
+		if uint32(s>>32) == tag && t.at(uint32(s)-1).k == *k {
 			return i, true
 		}
 	}
@@ -51,14 +63,14 @@ func (t *table[V]) lookup(k *ct.Key, tag uint32) (slot int, found bool) {
 
 // find returns k's value, nil if k is not there.
 func (t *table[V]) find(k *ct.Key) *V {
-	if len(t.items) == 0 {
+	if t.n == 0 {
 		return nil
 	}
 	i, ok := t.lookup(k, t.tag(k))
 	if !ok {
 		return nil
 	}
-	return &t.items[uint32(t.slots[i])-1].v
+	return &t.at(uint32(t.slots[i]) - 1).v
 }
 
 // upsert returns k's value, adding a zero one if k was not there; found
@@ -71,16 +83,20 @@ func (t *table[V]) upsert(k *ct.Key) (v *V, found bool) {
 	tag := t.tag(k)
 	i, ok := t.lookup(k, tag)
 	if ok {
-		return &t.items[uint32(t.slots[i])-1].v, true
+		return &t.at(uint32(t.slots[i]) - 1).v, true
 	}
-	if (len(t.items)+1)*4 > len(t.slots)*3 {
+	if (t.n+1)*4 > len(t.slots)*3 {
 		t.grow()
 		i, _ = t.lookup(k, tag)
 	}
-	t.items = append(t.items, item[V]{k: *k})
-	n := len(t.items)
-	t.slots[i] = uint64(tag)<<32 | uint64(n)
-	return &t.items[n-1].v, false
+	if t.n&(chunkSize-1) == 0 {
+		t.chunks = append(t.chunks, make([]item[V], chunkSize))
+	}
+	it := t.at(uint32(t.n))
+	it.k = *k
+	t.n++
+	t.slots[i] = uint64(tag)<<32 | uint64(t.n)
+	return &it.v, false
 }
 
 // grow doubles the index.
@@ -102,7 +118,7 @@ func (t *table[V]) grow() {
 
 // remove deletes k and returns the value it had.
 func (t *table[V]) remove(k *ct.Key) (v V, found bool) {
-	if len(t.items) == 0 {
+	if t.n == 0 {
 		return v, false
 	}
 	i, ok := t.lookup(k, t.tag(k))
@@ -110,19 +126,22 @@ func (t *table[V]) remove(k *ct.Key) (v V, found bool) {
 		return v, false
 	}
 	idx := uint32(t.slots[i]) - 1
-	v = t.items[idx].v
+	v = t.at(idx).v
 	t.unslot(i)
 	// Fill the hole with the last item, and point its slot there.
-	last := uint32(len(t.items)) - 1
+	last := uint32(t.n - 1)
 	if idx != last {
-		lk := &t.items[last].k
+		lk := &t.at(last).k
 		j, _ := t.lookup(lk, t.tag(lk))
 		t.slots[j] = t.slots[j]&^0xffffffff | uint64(idx+1)
-		t.items[idx] = t.items[last]
+		*t.at(idx) = *t.at(last)
 	}
-	var zero item[V]
-	t.items[last] = zero
-	t.items = t.items[:last]
+	*t.at(last) = item[V]{}
+	t.n--
+	if t.n&(chunkSize-1) == 0 {
+		t.chunks[len(t.chunks)-1] = nil
+		t.chunks = t.chunks[:len(t.chunks)-1]
+	}
 	return v, true
 }
 
@@ -149,11 +168,11 @@ func (t *table[V]) unslot(i int) {
 // returns false. f may remove the key it is given (the last item, already
 // seen, takes its place) and update values, but not add keys.
 func (t *table[V]) each(f func(k *ct.Key, v *V) bool) {
-	for i := len(t.items) - 1; i >= 0; i-- {
-		if i >= len(t.items) {
+	for i := t.n - 1; i >= 0; i-- {
+		if i >= t.n {
 			continue
 		}
-		it := &t.items[i]
+		it := t.at(uint32(i))
 		if !f(&it.k, &it.v) {
 			return
 		}
@@ -161,4 +180,4 @@ func (t *table[V]) each(f func(k *ct.Key, v *V) bool) {
 }
 
 // clear empties the table and lets its memory go.
-func (t *table[V]) clear() { t.slots, t.items = nil, nil }
+func (t *table[V]) clear() { t.slots, t.chunks, t.n = nil, nil, 0 }
