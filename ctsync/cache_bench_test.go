@@ -79,11 +79,6 @@ func heapInUse() uint64 {
 	return m.HeapAlloc
 }
 
-// perFlow reports a duration per flow of the 1M.
-func perFlow(b *testing.B, took time.Duration) {
-	b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/million, "ns/flow")
-}
-
 // BenchmarkCache1M inserts, updates, looks up and deletes 1M flows in the
 // internal and the external cache as the engine does (put from an event
 // or a record, a lookup by key, a delete), and reports the time per flow
