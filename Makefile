@@ -9,7 +9,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test lint fuzz bench-vrrp demo help clean
+.PHONY: all build test lint fuzz bench-vrrp bench-perf demo help clean
 
 all: lint test build
 
@@ -46,6 +46,12 @@ demo: build
 ## bench-vrrp: takeover speed of ctha and keepalived, same lab, alternating (root)
 bench-vrrp:
 	$(GO) test -run '^$$' -bench BenchmarkVRRPTakeover -benchtime 1x -timeout 10m -v ./integration/ | grep -v '^=== '
+
+## bench-perf: in-process figures for 1M flows: codec, caches, the whole pipeline
+bench-perf:
+	@$(GO) test -run '^$$' -bench 'Codec1M' -benchtime 3x ./ctsync/wire/ | grep '^Benchmark'
+	@$(GO) test -run '^$$' -bench 'Cache1M' -benchtime 1x -timeout 10m ./ctsync/ | grep '^Benchmark'
+	@$(GO) test -run '^$$' -bench 'Pipeline1M' -benchtime 3x -timeout 10m ./ctsync/ | grep '^Benchmark'
 
 ## clean: remove build output
 clean:

@@ -56,7 +56,7 @@ func (e *Engine) alarmTick(ctx context.Context, now time.Time, peerUp bool) {
 	if a.cycleStart.IsZero() || now.Sub(a.cycleStart) >= interval {
 		e.alarmQueue(len(a.keys)) // what is left of the cycle that ends
 		a.keys = a.keys[:0]
-		for k := range e.internal {
+		for k := range e.internal.keys() {
 			a.keys = append(a.keys, k)
 		}
 		a.pos, a.cycleStart = 0, now
@@ -78,7 +78,7 @@ func (e *Engine) alarmTick(ctx context.Context, now time.Time, peerUp bool) {
 	}
 	if peerUp && !e.bulkComplete && now.Sub(a.peerSince) >= interval {
 		e.bulkComplete = true
-		e.log.Info("the peer has refreshed every state once (alarm mode)", "entries", len(e.external))
+		e.log.Info("the peer has refreshed every state once (alarm mode)", "entries", e.external.len())
 	}
 	a.complete = e.bulkComplete
 	// The periodic refresh replaces asking again for a complete copy.
@@ -97,8 +97,7 @@ func (e *Engine) alarmQueue(due int) {
 }
 
 func (e *Engine) hasInternal(k ct.Key) bool {
-	_, ok := e.internal[k]
-	return ok
+	return e.internal.has(k)
 }
 
 // alarmExpire forgets the peer's states not heard of for cache_timeout,
@@ -107,14 +106,15 @@ func (e *Engine) alarmExpire(ctx context.Context, now time.Time) {
 	limit := now.Add(-e.cfg.CacheTimeout).UnixNano()
 	var gone []ct.Flow
 	n := 0
-	for k, x := range e.external {
-		if x.at >= limit {
+	for f, at := range e.external.flows() {
+		if at >= limit {
 			continue
 		}
-		delete(e.external, k)
+		k := f.Key()
+		e.external.del(k) // the flow the iteration gave: allowed
 		n++
 		if e.mirror(k) {
-			gone = append(gone, x.flow)
+			gone = append(gone, f)
 		}
 	}
 	if n == 0 {

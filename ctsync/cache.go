@@ -1,17 +1,160 @@
 package ctsync
 
 import (
+	"iter"
+
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/wire"
 )
 
+// The caches hold up to millions of flows, so they are packed: a
+// ct.Flow (112 bytes) under its ct.Key (40 bytes) in a Go map took about
+// 335 bytes per entry. Here an entry is its key and a 28-byte entry in a
+// dense array without pointers (which the garbage collector does not
+// scan), found through an open-addressing index of 8 bytes per slot. The
+// original tuple and zone are the key's; the reply tuple is kept as its
+// two ports only when its addresses are the original's swapped (no
+// address translation), and in a side array otherwise, with the rare
+// extra state. See BenchmarkCache1M for the figures.
+
+// entry is a flow less its key.
+type entry struct {
+	status, timeout, mark uint32
+	tcp                   ct.TCPInfo
+	_                     uint8
+	rsport, rdport        uint16 // the reply's ports (when rare == 0)
+	rare                  uint32 // index+1 in rareStore; 0: none
+}
+
+// rare is what few flows have: a reply tuple that is not the original's
+// addresses swapped (address NAT), and the extra state.
+type rare struct {
+	reply    ct.Tuple
+	hasReply bool
+	extra    *ct.Extra
+}
+
+// rareStore keeps the rare parts, reusing the places of those freed.
+type rareStore struct {
+	items []rare
+	free  []uint32
+}
+
+func (r *rareStore) add(x rare) uint32 {
+	if n := len(r.free); n > 0 {
+		i := r.free[n-1]
+		r.free = r.free[:n-1]
+		r.items[i-1] = x
+		return i
+	}
+	r.items = append(r.items, x)
+	return uint32(len(r.items))
+}
+
+func (r *rareStore) release(i uint32) {
+	if i != 0 {
+		r.items[i-1] = rare{}
+		r.free = append(r.free, i)
+	}
+}
+
+func (r *rareStore) clear() { *r = rareStore{} }
+
+// pack makes f's entry, replacing old's (0 for none) rare part.
+func (r *rareStore) pack(f *ct.Flow, old uint32) entry {
+	x := entry{status: f.Status, timeout: f.Timeout, mark: f.Mark, tcp: f.TCP,
+		rsport: f.Reply.SrcPort, rdport: f.Reply.DstPort}
+	swapped := f.Reply.Src == f.Orig.Dst && f.Reply.Dst == f.Orig.Src &&
+		f.Reply.Proto == f.Orig.Proto && f.Reply.V6 == f.Orig.V6
+	switch {
+	case swapped && f.Extra == nil:
+		r.release(old)
+	case old != 0:
+		r.items[old-1] = rare{reply: f.Reply, hasReply: !swapped, extra: f.Extra}
+		x.rare = old
+	default:
+		x.rare = r.add(rare{reply: f.Reply, hasReply: !swapped, extra: f.Extra})
+	}
+	return x
+}
+
+// unpack rebuilds the flow of key k and entry x.
+func (r *rareStore) unpack(k *ct.Key, x *entry) ct.Flow {
+	f := ct.Flow{Orig: k.Orig, Zone: k.Zone, Status: x.status, Timeout: x.timeout, Mark: x.mark, TCP: x.tcp}
+	f.Reply = ct.Tuple{Src: k.Orig.Dst, Dst: k.Orig.Src, SrcPort: x.rsport, DstPort: x.rdport, Proto: k.Orig.Proto, V6: k.Orig.V6}
+	if x.rare != 0 {
+		p := &r.items[x.rare-1]
+		if p.hasReply {
+			f.Reply = p.reply
+		}
+		f.Extra = p.extra
+	}
+	return f
+}
+
 // cache is this node's flows. It is the protocol's Source: a (re)sent
 // message carries each flow's latest state, or its destruction.
-type cache map[ct.Key]ct.Flow
+type cache struct {
+	t table[entry]
+	r rareStore
+}
+
+// put stores f, replacing the flow of the same key.
+func (c *cache) put(f *ct.Flow) {
+	k := f.Key()
+	p, found := c.t.upsert(&k)
+	old := uint32(0)
+	if found {
+		old = p.rare
+	}
+	*p = c.r.pack(f, old)
+}
+
+// get returns the flow of key k.
+func (c *cache) get(k ct.Key) (ct.Flow, bool) {
+	p := c.t.find(&k)
+	if p == nil {
+		return ct.Flow{}, false
+	}
+	return c.r.unpack(&k, p), true
+}
+
+// has reports whether the cache holds key k.
+func (c *cache) has(k ct.Key) bool { return c.t.find(&k) != nil }
+
+// del removes key k and reports whether it was there.
+func (c *cache) del(k ct.Key) bool {
+	x, ok := c.t.remove(&k)
+	if ok {
+		c.r.release(x.rare)
+	}
+	return ok
+}
+
+func (c *cache) len() int { return c.t.len() }
+
+// clear empties the cache and lets its memory go.
+func (c *cache) clear() { c.t.clear(); c.r.clear() }
+
+// keys yields every key; the body may delete the key it is given (and no
+// other) or put flows that the cache holds already.
+func (c *cache) keys() iter.Seq[ct.Key] {
+	return func(yield func(ct.Key) bool) {
+		c.t.each(func(k *ct.Key, _ *entry) bool { return yield(*k) })
+	}
+}
+
+// flows yields every flow; the body may delete the flow it is given.
+func (c *cache) flows() iter.Seq[ct.Flow] {
+	return func(yield func(ct.Flow) bool) {
+		c.t.each(func(k *ct.Key, x *entry) bool { return yield(c.r.unpack(k, x)) })
+	}
+}
 
 // AppendRecord implements proto.Source.
 func (c *cache) AppendRecord(b []byte, k ct.Key) []byte {
-	if f, ok := (*c)[k]; ok {
+	if p := c.t.find(&k); p != nil {
+		f := c.r.unpack(&k, p)
 		return wire.AppendUpdate(b, &f)
 	}
 	return wire.AppendDestroy(b, k)
@@ -20,9 +163,59 @@ func (c *cache) AppendRecord(b []byte, k ct.Key) []byte {
 // extEntry is one of the peer's flows, with when it was last heard of
 // (commit goes most recently active first).
 type extEntry struct {
-	flow ct.Flow
-	at   int64 // unix nanoseconds
+	entry
+	at int64 // unix nanoseconds
 }
 
 // extCache is the peer's flows.
-type extCache map[ct.Key]extEntry
+type extCache struct {
+	t table[extEntry]
+	r rareStore
+}
+
+// put stores f, heard of at at (unix nanoseconds).
+func (c *extCache) put(f *ct.Flow, at int64) {
+	k := f.Key()
+	p, found := c.t.upsert(&k)
+	old := uint32(0)
+	if found {
+		old = p.rare
+	}
+	*p = extEntry{entry: c.r.pack(f, old), at: at}
+}
+
+// get returns the flow of key k.
+func (c *extCache) get(k ct.Key) (ct.Flow, bool) {
+	p := c.t.find(&k)
+	if p == nil {
+		return ct.Flow{}, false
+	}
+	return c.r.unpack(&k, &p.entry), true
+}
+
+// has reports whether the cache holds key k.
+func (c *extCache) has(k ct.Key) bool { return c.t.find(&k) != nil }
+
+// del removes key k and returns the flow it held.
+func (c *extCache) del(k ct.Key) (ct.Flow, bool) {
+	x, ok := c.t.remove(&k)
+	if !ok {
+		return ct.Flow{}, false
+	}
+	f := c.r.unpack(&k, &x.entry)
+	c.r.release(x.rare)
+	return f, true
+}
+
+func (c *extCache) len() int { return c.t.len() }
+
+// clear empties the cache and lets its memory go.
+func (c *extCache) clear() { c.t.clear(); c.r.clear() }
+
+// flows yields every flow and when it was last heard of; the body may
+// delete the flow it is given (and no other).
+func (c *extCache) flows() iter.Seq2[ct.Flow, int64] {
+	return func(yield func(ct.Flow, int64) bool) {
+		c.t.each(func(k *ct.Key, x *extEntry) bool { return yield(c.r.unpack(k, &x.entry), x.at) })
+	}
+}

@@ -19,13 +19,11 @@ func (e *Engine) Dump(ctx context.Context, which string) ([]ct.Flow, error) {
 	var out []ct.Flow
 	err := e.do(ctx, func() {
 		if which == CacheInternal {
-			for _, f := range e.internal {
-				out = append(out, f)
-			}
+			out = slices.AppendSeq(out, e.internal.flows())
 			return
 		}
-		for _, x := range e.external {
-			out = append(out, x.flow)
+		for f := range e.external.flows() {
+			out = append(out, f)
 		}
 	})
 	slices.SortFunc(out, func(a, b ct.Flow) int { return compareTuple(a.Orig, b.Orig) })

@@ -314,7 +314,7 @@ func (e *Engine) flush(now time.Time) {
 
 func (e *Engine) startBulk() {
 	id := e.ep.StartBulk(func(yield func(ct.Key) bool) {
-		for k := range e.internal {
+		for k := range e.internal.keys() {
 			if !yield(k) {
 				return
 			}
@@ -322,7 +322,7 @@ func (e *Engine) startBulk() {
 		e.expectKeys(yield) // after their masters
 	})
 	e.stats.bulksSent.Add(1)
-	e.log.Info("sending a complete copy to the peer", "entries", len(e.internal), "bulk", id)
+	e.log.Info("sending a complete copy to the peer", "entries", e.internal.len(), "bulk", id)
 }
 
 // onEvents applies kernel events to the internal cache.
@@ -334,22 +334,21 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 			continue
 		}
 		k := ev.Flow.Key()
-		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
+		if e.external.has(k) && e.role != proto.RoleMaster {
 			continue // the peer's flow mirrored in this kernel, not ours
 		}
 		e.stats.events.Add(1)
 		if ev.Type != kernel.EventDestroy {
 			switch e.admitEvent(ev, k) { // filter.go
 			case admitStore:
-				e.internal[k] = ev.Flow
+				e.internal.put(&ev.Flow)
 				e.ep.Queue(k)
 				continue
 			case admitHold:
 				continue
 			}
 		}
-		if _, ok := e.internal[k]; ok {
-			delete(e.internal, k)
+		if e.internal.del(k) {
 			e.ep.Queue(k)
 		}
 	}
@@ -394,9 +393,9 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	if e.cfg.Cache == cfg.CacheDirect && now.Sub(e.lastRefresh) >= refreshEvery {
 		e.lastRefresh = now
 		var flows []ct.Flow
-		for k, x := range e.external {
-			if x.flow.Timeout < refreshBelow && e.mirror(k) {
-				flows = append(flows, x.flow)
+		for f := range e.external.flows() {
+			if f.Timeout < refreshBelow && e.mirror(f.Key()) {
+				flows = append(flows, f)
 			}
 		}
 		if len(flows) > 0 {
@@ -425,7 +424,7 @@ func (e *Engine) refreshOwn() error {
 // mirror reports whether a peer flow belongs in this node's kernel now:
 // in direct mode, unless this node has the same flow as its own.
 func (e *Engine) mirror(k ct.Key) bool {
-	_, ours := e.internal[k]
+	ours := e.internal.has(k)
 	return e.cfg.Cache == cfg.CacheDirect && !ours
 }
 
@@ -461,18 +460,18 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 			// The end of a superseded bulk is not the end of the copy:
 			// what was sent before the newer start comes again after it.
 			if e.bulkSeen != nil && d.BulkID == e.bulkID {
-				for k, x := range e.external {
-					if !e.bulkSeen[k] {
-						delete(e.external, k)
+				for f := range e.external.flows() {
+					if k := f.Key(); !e.bulkSeen[k] {
+						e.external.del(k)
 						if e.mirror(k) {
-							deletes = append(deletes, x.flow)
+							deletes = append(deletes, f)
 						}
 					}
 				}
 				e.pruneExpects(e.bulkSeen, &exps)
 				e.bulkSeen, e.bulkComplete, e.bulkAsked = nil, true, time.Time{}
 				e.stats.bulksReceived.Add(1)
-				e.log.Info("complete copy from the peer received", "entries", len(e.external))
+				e.log.Info("complete copy from the peer received", "entries", e.external.len())
 			}
 		case proto.DeliverRecords:
 			for b := d.Records; len(b) > 0; {
@@ -492,17 +491,16 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 						// The master's state of a flow this node forwarded
 						// while it was master: the master owns it now, and
 						// its state (window, timeout) replaces the stale one.
-						delete(e.internal, k)
+						e.internal.del(k)
 					}
-					e.external[k] = extEntry{flow: r.Flow, at: now}
+					e.external.put(&r.Flow, now)
 					if e.mirror(k) {
 						creates = append(creates, r.Flow)
 					}
 				case wire.KindDestroy:
-					if x, ok := e.external[k]; ok {
-						delete(e.external, k)
+					if x, ok := e.external.del(k); ok {
 						if e.mirror(k) {
-							deletes = append(deletes, x.flow)
+							deletes = append(deletes, x)
 						}
 					}
 				case wire.KindExpect, wire.KindExpectDestroy:
@@ -530,13 +528,13 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 func (e *Engine) resync(ctx context.Context) error {
 	e.lastRecon, e.dumped = time.Now(), true
 	e.stats.resyncs.Add(1)
-	seen := make(map[ct.Key]bool, len(e.internal))
+	seen := make(map[ct.Key]bool, e.internal.len())
 	err := e.kern.Dump(ctx, func(f ct.Flow) bool {
 		k := f.Key()
-		if _, peers := e.external[k]; peers && e.role != proto.RoleMaster {
+		if e.external.has(k) && e.role != proto.RoleMaster {
 			return true
 		}
-		_, cached := e.internal[k]
+		cached := e.internal.has(k)
 		switch e.flt.admit(&f, cached, false) {
 		case admitForget:
 			return true
@@ -545,20 +543,20 @@ func (e *Engine) resync(ctx context.Context) error {
 			return true
 		}
 		seen[k] = true
-		if old, ok := e.internal[k]; !ok || !sameButTimeout(&old, &f) {
-			e.internal[k] = f
+		if old, ok := e.internal.get(k); !ok || !sameButTimeout(&old, &f) {
+			e.internal.put(&f)
 			e.ep.Queue(k)
 		} else {
-			e.internal[k] = f // fresher timeout, nothing to send
+			e.internal.put(&f) // fresher timeout, nothing to send
 		}
 		return true
 	})
 	if err != nil {
 		return err
 	}
-	for k := range e.internal {
+	for k := range e.internal.keys() {
 		if !seen[k] {
-			delete(e.internal, k)
+			e.internal.del(k)
 			e.ep.Queue(k)
 		}
 	}

@@ -50,7 +50,7 @@ func (e *Engine) onExpectEvent(ev *kernel.Event) {
 	e.exp.init()
 	k := ev.Expect.Key()
 	if ev.Type == kernel.EventExpectNew {
-		if _, ok := e.internal[ev.Expect.MasterKey()]; ok {
+		if e.internal.has(ev.Expect.MasterKey()) {
 			e.exp.internal[k] = *ev.Expect
 			e.ep.Queue(k)
 			return
@@ -85,7 +85,7 @@ func (e *Engine) applyExpect(r *wire.Record, b *expectBatch) {
 	switch r.Kind {
 	case wire.KindExpect:
 		e.exp.external[k] = *r.Expect
-		if _, ours := e.internal[r.Expect.MasterKey()]; direct && !ours {
+		if direct && !e.internal.has(r.Expect.MasterKey()) {
 			b.creates = append(b.creates, *r.Expect)
 		}
 	case wire.KindExpectDestroy:
@@ -158,7 +158,7 @@ func (e *Engine) commitExpects(ctx context.Context) (n, failed int, err error) {
 	var exps []ct.Expect
 	if err := e.do(ctx, func() {
 		for _, x := range e.exp.external {
-			if _, ours := e.internal[x.MasterKey()]; !ours {
+			if !e.internal.has(x.MasterKey()) {
 				exps = append(exps, x)
 			}
 		}

@@ -164,7 +164,7 @@ func (f *filter) admit(fl *ct.Flow, cached, count bool) admission {
 // update that does not carry the TCP state (the kernel sends it only when
 // it changed, e.g. not for a new mark) gets the cached one.
 func (e *Engine) admitEvent(ev *kernel.Event, k ct.Key) admission {
-	old, cached := e.internal[k]
+	old, cached := e.internal.get(k)
 	if cached && ev.Flow.Orig.Proto == ct.ProtoTCP && ev.Flow.TCP == (ct.TCPInfo{}) {
 		ev.Flow.TCP = old.TCP
 	}

@@ -50,7 +50,7 @@ func (e *Engine) Drain(ctx context.Context) bool {
 func (e *Engine) TakeOver(ctx context.Context) error {
 	var err error
 	if derr := e.do(ctx, func() {
-		clear(e.external)
+		e.external.clear()
 		err = e.resync(ctx)
 		e.startBulk()
 	}); derr != nil {

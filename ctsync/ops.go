@@ -58,18 +58,22 @@ const commitWorkers = 2
 // first, in parallel batches; failures are counted, never hidden, and an
 // error says how many entries were left out.
 func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
-	var flows []extEntry
+	type heard struct {
+		flow ct.Flow
+		at   int64
+	}
+	var flows []heard
 	if err := e.do(ctx, func() {
-		flows = make([]extEntry, 0, len(e.external))
-		for k, x := range e.external {
-			if _, ours := e.internal[k]; !ours {
-				flows = append(flows, x)
+		flows = make([]heard, 0, e.external.len())
+		for f, at := range e.external.flows() {
+			if !e.internal.has(f.Key()) {
+				flows = append(flows, heard{f, at})
 			}
 		}
 	}); err != nil {
 		return CommitResult{}, err
 	}
-	slices.SortFunc(flows, func(a, b extEntry) int { return int(b.at - a.at) })
+	slices.SortFunc(flows, func(a, b heard) int { return int(b.at - a.at) })
 	res := CommitResult{Entries: len(flows)}
 	if count, max, err := kernel.TableCount(); err == nil && count+len(flows) > max {
 		res.TableFull = true
@@ -135,8 +139,8 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 // Flush empties both caches (conntrackd -f); the kernel table is kept.
 func (e *Engine) Flush(ctx context.Context) error {
 	return e.do(ctx, func() {
-		clear(e.internal)
-		clear(e.external)
+		e.internal.clear()
+		e.external.clear()
 		clear(e.exp.internal)
 		clear(e.exp.external)
 		e.bulkComplete = false
@@ -175,7 +179,7 @@ func (e *Engine) Purge(ctx context.Context) (int, error) {
 	derr := e.do(ctx, func() {
 		var stale []ct.Flow
 		err = e.kern.Dump(ctx, func(f ct.Flow) bool {
-			if _, peers := e.external[f.Key()]; !peers && e.flt.keep(&f) {
+			if !e.external.has(f.Key()) && e.flt.keep(&f) {
 				stale = append(stale, f)
 			}
 			return true
@@ -184,7 +188,7 @@ func (e *Engine) Purge(ctx context.Context) (int, error) {
 			return
 		}
 		for _, f := range stale {
-			delete(e.internal, f.Key()) // forgotten without telling the peer
+			e.internal.del(f.Key()) // forgotten without telling the peer
 		}
 		res := e.write(ctx, kernel.Delete, stale)
 		n = res.OK
@@ -215,7 +219,7 @@ type Status struct {
 func (e *Engine) publish(now time.Time) {
 	s := Status{
 		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: e.ep.PeerRole(),
-		Internal: len(e.internal), External: len(e.external), LastCommit: e.lastCommit,
+		Internal: e.internal.len(), External: e.external.len(), LastCommit: e.lastCommit,
 		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
 		Links: e.linkStatus(now),
 	}

@@ -123,6 +123,7 @@ type sent struct {
 	keys   []ct.Key // DATA
 	bulkID uint32   // BULK_*
 	at     time.Time
+	resent bool // sent more than once: its ACK is no RTT sample (Karn)
 }
 
 // item is what the sender owes: an object's state or a bulk marker.
@@ -148,6 +149,11 @@ type Endpoint struct {
 	jumpTo     uint64 // announce a JUMP in the next payload; 0: none
 	bulkNeeded bool   // the caller must start a bulk (peer asked, or we gave up)
 	nextBulkID uint32
+	// The retransmission timer (RFC 6298): it restarts when an ACK
+	// acknowledges new messages, and its length adapts to the measured
+	// round-trip time, which includes the peer's queue.
+	progressAt   time.Time
+	srtt, rttvar time.Duration // 0: no sample yet
 
 	// Receiver.
 	peerEpoch   uint32
@@ -288,7 +294,7 @@ func (e *Endpoint) Input(epoch uint32, payload []byte, now time.Time, out []Deli
 			e.stats.Delivered++
 			out = append(out, Delivery{Kind: DeliverRecords, Records: m.body})
 		case m.typ == typeAck:
-			e.acked(m.seq)
+			e.acked(m.seq, now)
 		case m.typ == typeNack:
 			e.nacked(m.seq, m.to)
 		case m.typ == typeKeepalive:
@@ -425,13 +431,62 @@ func (e *Endpoint) gap() bool {
 	return e.haveBase && (len(e.buffered) > 0 || e.peerNext > e.expected)
 }
 
-// acked drops the messages the peer has.
-func (e *Endpoint) acked(upTo uint64) {
+// acked drops the messages the peer has, takes a round-trip sample from
+// the newest of them if it was sent once, and restarts the retransmission
+// timer.
+func (e *Endpoint) acked(upTo uint64, now time.Time) {
 	i := 0
 	for i < len(e.unacked) && e.unacked[i].seq <= upTo {
 		i++
 	}
+	if i == 0 {
+		return
+	}
+	if s := &e.unacked[i-1]; !s.resent && !s.at.IsZero() {
+		e.sampleRTT(now.Sub(s.at))
+	}
+	e.progressAt = now
 	e.unacked = e.unacked[i:]
+}
+
+// sampleRTT updates the smoothed round-trip time and its variation
+// (RFC 6298, 2.2 and 2.3).
+func (e *Endpoint) sampleRTT(r time.Duration) {
+	if r < 0 {
+		return
+	}
+	if e.srtt == 0 {
+		e.srtt, e.rttvar = r, r/2
+		return
+	}
+	d := e.srtt - r
+	if d < 0 {
+		d = -d
+	}
+	e.rttvar = (3*e.rttvar + d) / 4
+	e.srtt = (7*e.srtt + r) / 8
+}
+
+// maxRTOFactor bounds the adapted RTO to this many times Config.RTO.
+const maxRTOFactor = 5
+
+// rto is the retransmission timeout: SRTT + 4 RTTVAR, at least
+// Config.RTO (a clean link's RTT is far below it) and at most
+// maxRTOFactor times that.
+func (e *Endpoint) rto() time.Duration {
+	return min(max(e.cfg.RTO, e.srtt+4*e.rttvar), maxRTOFactor*e.cfg.RTO)
+}
+
+// rtoDue is when the oldest unacknowledged message is resent: an RTO
+// after it was sent or after the last ACK that acknowledged something,
+// whichever is later. A long queue at the peer, whose ACKs keep coming,
+// is not a loss.
+func (e *Endpoint) rtoDue() time.Time {
+	start := e.unacked[0].at
+	if e.progressAt.After(start) {
+		start = e.progressAt
+	}
+	return start.Add(e.rto())
 }
 
 // nacked resends the range the peer asks for, with the latest states.
@@ -502,9 +557,9 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 	// Resends: NACKed messages, and the oldest after RTO.
 	for i := range e.unacked {
 		s := &e.unacked[i]
-		if s.at.IsZero() || (i == 0 && now.Sub(s.at) >= e.cfg.RTO) {
+		if s.at.IsZero() || (i == 0 && !now.Before(e.rtoDue())) {
 			p.add(&out, e.encode(s))
-			s.at = now
+			s.at, s.resent = now, true
 			e.stats.Resent++
 		}
 	}
@@ -613,7 +668,7 @@ func (e *Endpoint) NextTimeout(now time.Time) time.Time {
 		early(e.gapAskedAt.Add(e.cfg.NackRetry))
 	}
 	if len(e.unacked) > 0 {
-		early(e.unacked[0].at.Add(e.cfg.RTO))
+		early(e.rtoDue())
 	}
 	if t.Before(now) {
 		return now
