@@ -9,7 +9,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test lint fuzz bench-vrrp help clean
+.PHONY: all build test lint fuzz bench-vrrp bench help clean
 
 all: lint test build
 
@@ -40,6 +40,15 @@ fuzz:
 ## bench-vrrp: takeover speed of ctha and keepalived, same lab, alternating (root)
 bench-vrrp:
 	$(GO) test -run '^$$' -bench BenchmarkVRRPTakeover -benchtime 1x -timeout 10m -v ./integration/ | grep -v '^=== '
+
+## bench: ctha against keepalived + conntrackd, same lab, alternating (root; ~20 min)
+## (CTHA_BENCH_RUNS=N rounds per case, CTHA_BENCH_QUICK=1 a small grid)
+bench:
+	@for c in keepalived conntrackd tcpdump; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	CTHA_REQUIRE_NETNS=1 CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results CTHA_BENCH_DOCS=$(CURDIR)/docs \
+	  $(GO) test -run '^$$' -bench '^BenchmarkStacks$$' -benchtime 1x -timeout 40m -v ./integration/ | grep -v '^=== '
 
 ## clean: remove build output
 clean:
