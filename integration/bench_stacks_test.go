@@ -77,46 +77,12 @@ func BenchmarkStacks(b *testing.B) {
 		b.Logf("results: %s", path)
 	}
 	if dir := os.Getenv("CTHA_BENCH_DOCS"); dir != "" {
-		writeBenchDocs(b, run, dir)
+		if err := run.WriteDocs(dir, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("docs: %s", filepath.Join(dir, "benchmarks.md"))
 	}
 }
-
-// writeBenchDocs writes benchmarks.md and the gap chart into dir.
-func writeBenchDocs(b *testing.B, run *bench.Run, dir string) {
-	chart, err := run.GapChart()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bench-gap.png"), chart, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	md := run.Markdown("Benchmarks: ctha against keepalived + conntrackd", benchIntro, "bench-gap.png")
-	if err := os.WriteFile(filepath.Join(dir, "benchmarks.md"), []byte(md), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("docs: %s", filepath.Join(dir, "benchmarks.md"))
-}
-
-const benchIntro = `
-Written by ` + "`make bench`" + ` (BenchmarkStacks in integration/bench_*_test.go);
-the JSON of every run is in integration/bench/results/ (latest.json is this
-one). Both stacks run on the same namespace lab (spec/lab.md: client, two
-firewalls with a strict stateful ruleset, server, a dedicated sync link),
-in the same run, alternating which goes first; every round builds a fresh
-lab. The method is spec/bench.md's: the master is crashed at a fixed phase
-after one of its adverts (captured on the backup's LAN port), the same for
-both stacks, because where the kill falls decides which TCP
-retransmission step (0.2, 0.6, 1.4, 3.0-3.2, 6.2-6.6 s) the flows hit.
-
-Figures: *flows survived* (of 200 live TCP flows through the VIPs, one
-message every 50 ms each); *INVALID drops* (the new master's ` + "`ct state\ninvalid counter drop`" + ` rule: packets of live flows that arrived before
-their state); *kill -> VIPs* (both VIPs on the backup's interfaces);
-*longest gap* (the longest time any flow went without an echo). The
-ratio is ctha's median over the baseline's (below 1: ctha lower).
-`
 
 func benchSettings(cfg benchConfig) []string {
 	k := strconv.Itoa(cfg.entries/1000) + "k"

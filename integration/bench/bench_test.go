@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image/png"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -119,11 +120,13 @@ func TestGapChart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not a PNG: %v", err)
 	}
-	if w, h := img.Bounds().Dx(), img.Bounds().Dy(); w != chartWidth || h != topMargin+rowHeight+botMargin {
-		t.Errorf("size %dx%d, want %dx%d (one row)", w, h, chartWidth, topMargin+rowHeight+botMargin)
+	// The label column fits the longest case name.
+	plotL := textWidth("failover phase 0.75 s, 100k entries") + 30
+	plotR := plotL + plotWidth
+	if w, h := img.Bounds().Dx(), img.Bounds().Dy(); w != plotR+30 || h != topMargin+rowHeight+botMargin {
+		t.Errorf("size %dx%d, want %dx%d (one row)", w, h, plotR+30, topMargin+rowHeight+botMargin)
 	}
 	// The dots of each stack are drawn where their values fall: axis 0-7 s.
-	plotL, plotR := labelWidth, chartWidth-30
 	mid := topMargin + rowHeight/2
 	for _, tc := range []struct {
 		v    float64
@@ -159,5 +162,24 @@ func TestJSONRoundTrip(t *testing.T) {
 		if diff := cmp.Diff(r, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", p, diff)
 		}
+	}
+}
+
+func TestWriteDocs(t *testing.T) {
+	dir := t.TempDir()
+	if err := sampleRun().WriteDocs(dir, []string{"ctha drops nothing"}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Findings of this run\n\n- ctha drops nothing\n", "![longest gap per case and stack](bench-gap.png)"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("benchmarks.md lacks %q", want)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bench-gap.png")); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("bench-gap.png: %v, not a PNG", err)
 	}
 }

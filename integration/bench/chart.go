@@ -20,13 +20,12 @@ var (
 )
 
 const (
-	chartWidth = 960
-	labelWidth = 300 // left column: case names
-	rowHeight  = 44
-	topMargin  = 50
-	botMargin  = 50
-	dotRadius  = 4
-	fontScale  = 2
+	plotWidth = 640
+	rowHeight = 44
+	topMargin = 64
+	botMargin = 50
+	dotRadius = 4
+	fontScale = 2
 )
 
 // gapRow is one case's longest-gap samples.
@@ -63,17 +62,22 @@ func (r *Run) GapChart() ([]byte, error) {
 		}
 	}
 	axisMax := math.Ceil(maxV) // whole seconds
+	labelWidth := 0
+	for _, row := range rows {
+		labelWidth = max(labelWidth, textWidth(row.name)+30)
+	}
+	width := labelWidth + plotWidth + 30
 	h := topMargin + len(rows)*rowHeight + botMargin
-	img := image.NewRGBA(image.Rect(0, 0, chartWidth, h))
+	img := image.NewRGBA(image.Rect(0, 0, width, h))
 	fill(img, img.Bounds(), colorBG)
-	plotL, plotR := labelWidth, chartWidth-30
+	plotL, plotR := labelWidth, labelWidth+plotWidth
 	x := func(v float64) int { return plotL + int(math.Round(v/axisMax*float64(plotR-plotL))) }
 
 	drawText(img, 10, 12, "LONGEST APPLICATION GAP (S), 200 LIVE TCP FLOWS", colorAxis)
-	fill(img, image.Rect(plotL, 10, plotL+12, 22), colorCtha)
-	drawText(img, plotL+18, 12, "CTHA", colorAxis)
-	fill(img, image.Rect(plotL+90, 10, plotL+102, 22), colorBaseline)
-	drawText(img, plotL+108, 12, "KEEPALIVED + CONNTRACKD", colorAxis)
+	fill(img, image.Rect(10, 32, 22, 44), colorCtha)
+	drawText(img, 28, 34, "CTHA", colorAxis)
+	fill(img, image.Rect(90, 32, 102, 44), colorBaseline)
+	drawText(img, 108, 34, "KEEPALIVED + CONNTRACKD", colorAxis)
 
 	bottom := topMargin + len(rows)*rowHeight
 	for s := 0.0; s <= axisMax; s++ {
