@@ -9,7 +9,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test lint fuzz bench-vrrp bench-perf demo help clean
+.PHONY: all build test lint fuzz bench-vrrp bench-perf bench demo help clean
 
 all: lint test build
 
@@ -52,6 +52,15 @@ bench-perf:
 	@$(GO) test -run '^$$' -bench 'Codec1M' -benchtime 3x ./ctsync/wire/ | grep '^Benchmark'
 	@$(GO) test -run '^$$' -bench 'Cache1M' -benchtime 1x -timeout 10m ./ctsync/ | grep '^Benchmark'
 	@$(GO) test -run '^$$' -bench 'Pipeline1M' -benchtime 3x -timeout 10m ./ctsync/ | grep '^Benchmark'
+
+## bench: ctha against keepalived + conntrackd, same lab, alternating (root; ~20 min)
+## (CTHA_BENCH_RUNS=N rounds per case, CTHA_BENCH_QUICK=1 a small grid)
+bench:
+	@for c in keepalived conntrackd tcpdump; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	CTHA_REQUIRE_NETNS=1 CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results CTHA_BENCH_DOCS=$(CURDIR)/docs \
+	  $(GO) test -run '^$$' -bench '^BenchmarkStacks$$' -benchtime 1x -timeout 40m -v ./integration/ | grep -v '^=== '
 
 ## clean: remove build output
 clean:

@@ -1,0 +1,185 @@
+package bench
+
+import (
+	"bytes"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSummarize(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []float64
+		want Summary
+	}{
+		{"empty", nil, Summary{}},
+		{"one", []float64{2}, Summary{N: 1, Median: 2, Min: 2, Max: 2}},
+		{"odd, unsorted", []float64{3, 1, 2}, Summary{N: 3, Median: 2, Min: 1, Max: 3}},
+		{"even: mean of the middle two", []float64{4, 1, 3, 2}, Summary{N: 4, Median: 2.5, Min: 1, Max: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := append([]float64(nil), tc.in...)
+			if diff := cmp.Diff(tc.want, Summarize(tc.in)); diff != "" {
+				t.Errorf("Summarize(%v) (-want +got):\n%s", tc.in, diff)
+			}
+			if diff := cmp.Diff(in, tc.in); diff != "" {
+				t.Errorf("Summarize changed its input (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRatioAndFormat(t *testing.T) {
+	m := &Metric{Ctha: []float64{1, 3, 2}, Baseline: []float64{4, 4, 8}}
+	if got := m.Ratio(); got != 0.5 {
+		t.Errorf("ratio %v, want 0.5", got)
+	}
+	for _, m := range []*Metric{{Ctha: []float64{1}}, {Ctha: []float64{1}, Baseline: []float64{0}}} {
+		if got := m.Ratio(); !math.IsNaN(got) {
+			t.Errorf("ratio of %+v = %v, want NaN", m, got)
+		}
+	}
+	for _, tc := range []struct {
+		s    Summary
+		prec int
+		want string
+	}{
+		{Summary{}, 2, "-"},
+		{Summarize([]float64{3.256}), 2, "3.26"},
+		{Summarize([]float64{3.2, 6.7, 3.3}), 2, "3.30 [3.20-6.70]"},
+	} {
+		if got := tc.s.Format(tc.prec); got != tc.want {
+			t.Errorf("Format(%+v) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+	if got := FormatRatio(math.NaN()); got != "-" {
+		t.Errorf("FormatRatio(NaN) = %q", got)
+	}
+}
+
+func sampleRun() *Run {
+	r := &Run{Started: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC), Runs: 3}
+	r.Finished = r.Started.Add(20 * time.Minute)
+	c := r.Case("failover", "phase 0.75 s, 100k entries")
+	for _, v := range []float64{3.2, 3.3, 3.25} {
+		c.Add("longest gap", "s", Ctha, v)
+	}
+	for _, v := range []float64{6.7, 6.8, 6.75} {
+		c.Add("longest gap", "s", Baseline, v)
+	}
+	c.Metric("longest gap", "s").Gap = true
+	c.Add("INVALID drops", "packets", Ctha, 0)
+	c.Add("INVALID drops", "packets", Baseline, 210)
+	r.Case("replication", "100k new flows").Add("commit", "s", Ctha, 0.5)
+	return r
+}
+
+func TestCaseAdd(t *testing.T) {
+	r := sampleRun()
+	if len(r.Cases) != 2 || len(r.Cases[0].Metrics) != 2 {
+		t.Fatalf("cases %d, metrics of the first %d; want 2 and 2", len(r.Cases), len(r.Cases[0].Metrics))
+	}
+	got := r.Case("failover", "phase 0.75 s, 100k entries").Metric("longest gap", "s")
+	if diff := cmp.Diff([]float64{6.7, 6.8, 6.75}, got.Baseline); diff != "" {
+		t.Errorf("baseline samples (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"failover", "replication"}, r.Scenarios()); diff != "" {
+		t.Errorf("scenarios (-want +got):\n%s", diff)
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	md := sampleRun().Markdown("Benchmarks", "intro text", "gap.png")
+	for _, want := range []string{
+		"# Benchmarks\n\nintro text",
+		"| phase 0.75 s, 100k entries | longest gap (s) | 3.25 [3.20-3.30] | 6.75 [6.70-6.80] | 0.48 |",
+		"| phase 0.75 s, 100k entries | INVALID drops (packets) | 0 | 210 | 0.00 |",
+		"| 100k new flows | commit (s) | 0.50 | - | - |",
+		"## replication",
+		"![longest gap per case and stack](gap.png)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestGapChart(t *testing.T) {
+	b, err := sampleRun().GapChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	// The label column fits the longest case name.
+	plotL := textWidth("failover phase 0.75 s, 100k entries") + 30
+	plotR := plotL + plotWidth
+	if w, h := img.Bounds().Dx(), img.Bounds().Dy(); w != plotR+30 || h != topMargin+rowHeight+botMargin {
+		t.Errorf("size %dx%d, want %dx%d (one row)", w, h, plotR+30, topMargin+rowHeight+botMargin)
+	}
+	// The dots of each stack are drawn where their values fall: axis 0-7 s.
+	mid := topMargin + rowHeight/2
+	for _, tc := range []struct {
+		v    float64
+		y    int
+		want [3]uint32
+	}{{3.2, mid - 9, [3]uint32{31, 119, 180}}, {6.8, mid + 9, [3]uint32{255, 127, 14}}} {
+		x := plotL + int(math.Round(tc.v/7*float64(plotR-plotL)))
+		r, g, bl, _ := img.At(x, tc.y).RGBA()
+		if got := [3]uint32{r >> 8, g >> 8, bl >> 8}; got != tc.want {
+			t.Errorf("pixel at %.1f s (%d,%d) = %v, want %v", tc.v, x, tc.y, got, tc.want)
+		}
+	}
+	if _, err := (&Run{}).GapChart(); err == nil {
+		t.Error("a run without gap figures gave a chart")
+	}
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	r := sampleRun()
+	dir := t.TempDir()
+	path, err := r.WriteJSON(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(path) != "results-20261124T080000Z.json" {
+		t.Errorf("file %s", path)
+	}
+	for _, p := range []string{path, filepath.Join(dir, "latest.json")} {
+		got, err := ReadJSON(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(r, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", p, diff)
+		}
+	}
+}
+
+func TestWriteDocs(t *testing.T) {
+	dir := t.TempDir()
+	if err := sampleRun().WriteDocs(dir, []string{"ctha drops nothing"}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Findings of this run\n\n- ctha drops nothing\n", "![longest gap per case and stack](bench-gap.png)"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("benchmarks.md lacks %q", want)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bench-gap.png")); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("bench-gap.png: %v, not a PNG", err)
+	}
+}

@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Stack names: ctha, and keepalived + conntrackd.
+const (
+	Ctha     = "ctha"
+	Baseline = "baseline"
+)
+
+// Run is one `make bench`: the machine, the versions, the settings and
+// every figure of every case, per stack, one sample per round.
+type Run struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Machine  Machine   `json:"machine"`
+	Versions Versions  `json:"versions"`
+	Runs     int       `json:"runs"`     // rounds per stack and case
+	Quick    bool      `json:"quick"`    // a reduced development grid
+	Settings []string  `json:"settings"` // how each scenario is set up
+	Notes    []string  `json:"notes"`    // what was cut, anything unusual
+	Cases    []*Case   `json:"cases"`
+}
+
+// Machine is where the figures were taken.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+	LoadStart string `json:"load_start"` // /proc/loadavg when the run started
+	LoadEnd   string `json:"load_end"`
+}
+
+// Versions of the two stacks.
+type Versions struct {
+	Ctha       string `json:"ctha"` // git commit
+	Keepalived string `json:"keepalived"`
+	Conntrackd string `json:"conntrackd"`
+}
+
+// Case is one scenario with its settings, e.g. "failover phase 0.75 s,
+// 100k entries".
+type Case struct {
+	Scenario string    `json:"scenario"` // failover, rejoin, replication
+	Name     string    `json:"name"`
+	Metrics  []*Metric `json:"metrics"`
+}
+
+// Metric is one figure of a case, with every sample of each stack.
+type Metric struct {
+	Name string `json:"name"`
+	Unit string `json:"unit"`
+	// Gap marks the longest application gap, which the chart shows.
+	Gap      bool      `json:"gap,omitempty"`
+	Ctha     []float64 `json:"ctha"`
+	Baseline []float64 `json:"baseline"`
+}
+
+// Case returns the case of that scenario and name, adding it if new.
+func (r *Run) Case(scenario, name string) *Case {
+	for _, c := range r.Cases {
+		if c.Scenario == scenario && c.Name == name {
+			return c
+		}
+	}
+	c := &Case{Scenario: scenario, Name: name}
+	r.Cases = append(r.Cases, c)
+	return c
+}
+
+// Add records one sample of a figure for stack (Ctha or Baseline).
+func (c *Case) Add(metric, unit, stack string, v float64) {
+	m := c.Metric(metric, unit)
+	switch stack {
+	case Ctha:
+		m.Ctha = append(m.Ctha, v)
+	case Baseline:
+		m.Baseline = append(m.Baseline, v)
+	default:
+		panic(fmt.Sprintf("bench: unknown stack %q", stack)) // a bug in the caller
+	}
+}
+
+// Metric returns the case's metric of that name, adding it if new.
+func (c *Case) Metric(name, unit string) *Metric {
+	for _, m := range c.Metrics {
+		if m.Name == name {
+			return m
+		}
+	}
+	m := &Metric{Name: name, Unit: unit}
+	c.Metrics = append(c.Metrics, m)
+	return m
+}
+
+// Summary is the median and range of samples.
+type Summary struct {
+	N                int
+	Median, Min, Max float64
+}
+
+// Summarize returns the summary of v (N = 0 if v is empty). The median of
+// an even number of samples is the mean of the two middle ones.
+func Summarize(v []float64) Summary {
+	if len(v) == 0 {
+		return Summary{}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	med := s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return Summary{N: n, Median: med, Min: s[0], Max: s[n-1]}
+}
+
+// Ratio is ctha's median over the baseline's; NaN when either has no
+// samples or the baseline's median is 0.
+func (m *Metric) Ratio() float64 {
+	c, b := Summarize(m.Ctha), Summarize(m.Baseline)
+	if c.N == 0 || b.N == 0 || b.Median == 0 {
+		return math.NaN()
+	}
+	return c.Median / b.Median
+}
+
+// Format prints a summary as "median [min-max]" with prec decimals, or
+// "-" without samples.
+func (s Summary) Format(prec int) string {
+	switch {
+	case s.N == 0:
+		return "-"
+	case s.N == 1 || s.Min == s.Max:
+		return fmt.Sprintf("%.*f", prec, s.Median)
+	}
+	return fmt.Sprintf("%.*f [%.*f-%.*f]", prec, s.Median, prec, s.Min, prec, s.Max)
+}
+
+// FormatRatio prints a ratio with 2 decimals, "-" for NaN.
+func FormatRatio(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+// WriteJSON writes the run as results-<started, UTC>.json in dir and
+// copies it to latest.json; it returns the first file's path.
+func (r *Run) WriteJSON(dir string) (string, error) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode results: %w", err)
+	}
+	b = append(b, '\n')
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("results dir: %w", err)
+	}
+	path := filepath.Join(dir, "results-"+r.Started.UTC().Format("20060102T150405Z")+".json")
+	for _, p := range []string{path, filepath.Join(dir, "latest.json")} {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return "", fmt.Errorf("write results: %w", err)
+		}
+	}
+	return path, nil
+}
+
+// ReadJSON reads a run written by WriteJSON.
+func ReadJSON(path string) (*Run, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	var r Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode results %s: %w", path, err)
+	}
+	return &r, nil
+}
