@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -438,4 +441,79 @@ func TestSplitBrain(t *testing.T) {
 	}
 	r.checkStatus(lab.RoleFW1, "MASTER", "BACKUP")
 	r.checkStatus(lab.RoleFW2, "BACKUP", "MASTER")
+}
+
+// TestNotifyHooks: the group's notify commands run after the transition,
+// in order, each bounded by the timeout, with the group, state, reason and
+// instances in their environment; a failing or hanging one is logged and
+// the next runs; none delays the adverts (the peer never takes over while
+// they run).
+func TestNotifyHooks(t *testing.T) {
+	lab.RequireNetns(t)
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	record := func(node, tag string) string {
+		return script(node+"-"+tag+".sh", fmt.Sprintf(`echo "%s $(date +%%s.%%N) $CTHA_GROUP $CTHA_STATE $CTHA_REASON $CTHA_INSTANCES" >> %s`,
+			tag, filepath.Join(dir, node+".log")))
+	}
+	hang, fail := script("hang.sh", "sleep 30"), script("fail.sh", "echo broken >&2; exit 3")
+	notify := func(node string) string {
+		return fmt.Sprintf("conntrack = true\n  notify {\n    master = [%q, %q, %q, %q]\n    backup = [%q]\n    timeout = \"1s\"\n  }",
+			record(node, "first"), hang, fail, record(node, "last"), record(node, "backup"))
+	}
+	r := &failRig{t: t, l: lab.New(t, lab.Options{NoIPv6: true}), cache: "direct", replicate: true,
+		conf: map[string]string{}, nodes: map[string]*node{}}
+	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
+		r.conf[role] = strings.Replace(exampleConfig(t, role+".hcl"), "conntrack = true", notify(role), 1)
+	}
+	r.start(lab.RoleFW1)
+	waitGroupState(t, r.nodes[lab.RoleFW1], "MASTER", 10*time.Second)
+	r.start(lab.RoleFW2)
+	waitGroupState(t, r.nodes[lab.RoleFW2], "BACKUP", 5*time.Second)
+	// The hanging command runs now on fw1: fw2 must keep hearing adverts.
+	holdState(t, r.nodes[lab.RoleFW2], "group:fw", "BACKUP", 2500*time.Millisecond)
+
+	read := func(node string) []string {
+		b, _ := os.ReadFile(filepath.Join(dir, node+".log"))
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	// fw1: its backup command at start (INIT -> BACKUP), then the
+	// master commands in order.
+	var lines []string
+	if err := lab.WaitFor(5*time.Second, 50*time.Millisecond, func() (bool, error) {
+		lines = read(lab.RoleFW1)
+		return len(lines) >= 3, nil
+	}); err != nil {
+		t.Fatalf("fw1 ran %q, want backup, first and last", lines)
+	}
+	start, first, last := strings.Fields(lines[0]), strings.Fields(lines[1]), strings.Fields(lines[2])
+	if len(start) < 7 || len(first) < 7 || start[0] != "backup" || first[0] != "first" || last[0] != "last" {
+		t.Fatalf("fw1's commands ran as %q, want backup (at start), first, then last", lines)
+	}
+	if got := strings.Join(start[2:], " "); got != "fw BACKUP startup lan wan" {
+		t.Errorf("environment at start %q, want fw BACKUP startup lan wan", got)
+	}
+	if got := strings.Join(first[2:], " "); got != "fw MASTER master-down lan wan" {
+		t.Errorf("environment %q, want group, state, reason and instances: fw MASTER master-down lan wan", got)
+	}
+	t0, _ := strconv.ParseFloat(first[1], 64)
+	t1, _ := strconv.ParseFloat(last[1], 64)
+	if d := t1 - t0; d < 0.9 || d > 3 {
+		t.Errorf("last ran %.2f s after first; the hanging command between them should be cut at its 1 s timeout", d)
+	}
+	log := r.nodes[lab.RoleFW1].proc.Log()
+	for _, want := range []string{"command=" + hang, "command=" + fail, "broken"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("fw1's log lacks %q for the failed commands", want)
+		}
+	}
+	if got := read(lab.RoleFW2); len(got) != 1 || !strings.HasPrefix(got[0], "backup ") || !strings.Contains(got[0], " fw BACKUP ") {
+		t.Errorf("fw2 ran %q, want its backup command once", got)
+	}
 }
