@@ -21,6 +21,13 @@ var errENOENT = unix.ENOENT
 // ErrStopped is returned by operations on an engine that is not running.
 var ErrStopped = errors.New("conntrack sync is not running")
 
+// ErrIncomplete is returned by Purge before the peer's complete copy is
+// held.
+var ErrIncomplete = errors.New("the peer's complete copy is not held yet: nothing purged")
+
+// ErrMaster is returned by Purge on a master.
+var ErrMaster = errors.New("this node is master: its table is the reference, nothing to purge")
+
 // do runs f on the engine's goroutine and waits for it.
 func (e *Engine) do(ctx context.Context, f func()) error {
 	done := make(chan struct{})
@@ -172,11 +179,23 @@ func (e *Engine) Request(ctx context.Context) error {
 
 // Purge deletes the kernel's flows that the peer does not hold, except
 // this node's own (conntrackd -t, run by a backup). The deletions are not
-// replicated. It returns how many it deleted.
+// replicated. It returns how many it deleted. A master never purges: its
+// table is the reference (a purge scheduled while it was backup that fires
+// after it took over is refused with ErrMaster), and nothing is purged
+// before the peer's complete copy is held (ErrIncomplete).
 func (e *Engine) Purge(ctx context.Context) (int, error) {
 	n := 0
 	var err error
 	derr := e.do(ctx, func() {
+		switch {
+		case e.role == proto.RoleMaster:
+			err = ErrMaster
+			return
+		case !e.bulkComplete:
+			// Against a partial copy, the master's flows would look stale.
+			err = ErrIncomplete
+			return
+		}
 		var stale []ct.Flow
 		err = e.kern.Dump(ctx, func(f ct.Flow) bool {
 			if !e.external.has(f.Key()) && e.flt.keep(&f) {

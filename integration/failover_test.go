@@ -517,3 +517,71 @@ func TestNotifyHooks(t *testing.T) {
 		t.Errorf("fw2 ran %q, want its backup command once", got)
 	}
 }
+
+// TestPurge: in external mode a backup deletes, purge_delay after becoming
+// backup, the kernel states that neither the master holds nor belong to
+// its own addresses; a node that becomes master before its purge is due
+// never purges.
+func TestPurge(t *testing.T) {
+	lab.RequireNetns(t)
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	r := &failRig{t: t, l: l, cache: "external", replicate: true, conf: map[string]string{}, nodes: map[string]*node{}}
+	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
+		c := strings.Replace(exampleConfig(t, role+".hcl"), `cache = "direct"`, "cache = \"external\"\n  purge_delay = \"3s\"", 1)
+		r.conf[role] = fmt.Sprintf("state_dir = %q\n", filepath.Join(t.TempDir(), "state")) + c
+	}
+	conntrack := func(role string, args ...string) {
+		l.MustExec(t, role, append([]string{"conntrack", "-I", "-p", "tcp", "--state", "ESTABLISHED", "-t", "3600", "-u", "ASSURED,SEEN_REPLY"}, args...)...)
+	}
+	has := func(role, dst string) bool {
+		out, _ := l.Exec(role, "conntrack", "-L", "-p", "tcp", "-d", dst)
+		return strings.Contains(out, "dst="+dst)
+	}
+	r.start(lab.RoleFW1)
+	waitGroupState(t, r.nodes[lab.RoleFW1], "MASTER", 10*time.Second)
+	// The master's flow, also in fw2's kernel (committed in an earlier
+	// life); a stale flow only fw2 has; a flow of fw2's own address.
+	conntrack(lab.RoleFW1, "-s", "10.10.1.100", "-d", "10.10.2.210", "--sport", "40000", "--dport", "443")
+	conntrack(lab.RoleFW2, "-s", "10.10.1.100", "-d", "10.10.2.210", "--sport", "40000", "--dport", "443")
+	conntrack(lab.RoleFW2, "-s", "10.10.1.100", "-d", "10.10.2.211", "--sport", "40001", "--dport", "443")
+	conntrack(lab.RoleFW2, "-s", lab.FW2LAN.Addr().String(), "-d", "10.10.2.212", "--sport", "40002", "--dport", "443")
+	started := time.Now()
+	r.start(lab.RoleFW2)
+	waitGroupState(t, r.nodes[lab.RoleFW2], "BACKUP", 5*time.Second)
+	if !has(lab.RoleFW2, "10.10.2.211") {
+		t.Fatalf("the stale flow was purged before purge_delay")
+	}
+	if err := lab.WaitFor(6*time.Second, 100*time.Millisecond, func() (bool, error) {
+		return !has(lab.RoleFW2, "10.10.2.211"), nil
+	}); err != nil {
+		t.Fatalf("fw2 never purged the stale flow: %v\n%s", err, r.nodes[lab.RoleFW2].proc.Tail(20))
+	}
+	if d := time.Since(started); d < 3*time.Second {
+		t.Errorf("purged %v after start, before purge_delay (3s)", d)
+	}
+	if !has(lab.RoleFW2, "10.10.2.210") || !has(lab.RoleFW2, "10.10.2.212") {
+		t.Errorf("fw2 purged the master's flow (%v) or its own (%v)", !has(lab.RoleFW2, "10.10.2.210"), !has(lab.RoleFW2, "10.10.2.212"))
+	}
+
+	// fw1 hands over and comes straight back: as backup it schedules a
+	// purge, which its takeover 1 s later must cancel.
+	fw1 := r.nodes[lab.RoleFW1]
+	if out, err := fw1.ctl("failover"); err != nil {
+		t.Fatalf("ctha failover: %v\n%s", err, out)
+	}
+	waitGroupState(t, fw1, "BACKUP", 5*time.Second)
+	// A flow only fw1 has: its purge would delete it.
+	conntrack(lab.RoleFW1, "-s", "10.10.1.100", "-d", "10.10.2.213", "--sport", "40003", "--dport", "443")
+	logged := len(fw1.proc.Log())
+	if out, err := fw1.ctl("failover", "--cancel"); err != nil {
+		t.Fatalf("ctha failover --cancel: %v\n%s", err, out)
+	}
+	waitGroupState(t, fw1, "MASTER", 5*time.Second)
+	time.Sleep(4 * time.Second) // past purge_delay
+	if !has(lab.RoleFW1, "10.10.2.213") || !has(lab.RoleFW1, "10.10.2.210") {
+		t.Errorf("fw1 purged after becoming master:\n%s", fw1.proc.Tail(20))
+	}
+	if strings.Contains(fw1.proc.Log()[logged:], "msg=\"purged kernel states") {
+		t.Errorf("fw1 ran a purge after becoming master:\n%s", fw1.proc.Tail(20))
+	}
+}

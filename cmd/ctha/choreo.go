@@ -152,7 +152,16 @@ func (c *choreographer) schedulePurge(ctx context.Context) {
 	}
 	c.purge = time.AfterFunc(c.sync.PurgeDelay, func() {
 		n, err := c.eng.Purge(ctx)
-		c.log.Info("purged kernel states the master does not hold", "entries", n, "err", err)
+		switch {
+		case errors.Is(err, ctsync.ErrMaster):
+			c.log.Info("scheduled purge skipped: this node is master now")
+		case errors.Is(err, ctsync.ErrIncomplete):
+			c.log.Warn("scheduled purge skipped: the master's complete copy has not arrived")
+		case err != nil:
+			c.log.Error("purging kernel states the master does not hold failed", "entries", n, "err", err)
+		default:
+			c.log.Info("purged kernel states the master does not hold", "entries", n)
+		}
 	})
 }
 
