@@ -128,7 +128,6 @@ type sdBoot struct {
 	proc   *lab.Proc // unshare, outside the new pid namespace
 	pid    int       // systemd, as the host sees it
 	cgroup string    // host path of the cgroup everything runs in
-	etc    string    // the host directory bound onto /etc/ctha
 }
 
 // bootSystemd boots systemd inside role's namespace with examples/ctha.service
@@ -137,7 +136,7 @@ type sdBoot struct {
 func bootSystemd(t *testing.T, l *lab.Lab, role, config string) *sdBoot {
 	t.Helper()
 	dir := t.TempDir()
-	b := &sdBoot{etc: filepath.Join(dir, "etc-ctha")}
+	b := &sdBoot{}
 	unit, err := os.ReadFile(filepath.Join("..", "examples", "ctha.service"))
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +211,11 @@ func (b *sdBoot) in(argv ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	args := append([]string{"--target", strconv.Itoa(b.pid), "--all"}, argv...)
-	out, err := exec.CommandContext(ctx, "nsenter", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	// nsenter forks into the pid namespace; a child left running must not
+	// hold the output pipe open forever.
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
@@ -259,6 +262,11 @@ func (b *sdBoot) halt(t *testing.T) error {
 		_ = os.WriteFile(filepath.Join(b.cgroup, "cgroup.kill"), []byte("1"), 0)
 		_ = b.proc.Kill()
 	}
+	// Killed processes leave their cgroup a moment later.
+	_ = lab.WaitFor(10*time.Second, 50*time.Millisecond, func() (bool, error) {
+		ev, err := os.ReadFile(filepath.Join(b.cgroup, "cgroup.events"))
+		return errors.Is(err, fs.ErrNotExist) || strings.Contains(string(ev), "populated 0"), err
+	})
 	if err := removeCgroup(b.cgroup); err != nil {
 		errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
 	}
@@ -341,7 +349,7 @@ func removeCgroup(path string) error {
 // watchdog, and that `systemctl stop` hands over cleanly.
 func TestSystemdStatus(t *testing.T) {
 	lab.RequireNetns(t)
-	lab.RequireCommands(t, "unshare", "nsenter", "/lib/systemd/systemd")
+	lab.RequireCommands(t, "unshare", "nsenter", "mountpoint", "systemctl", "journalctl", "/lib/systemd/systemd")
 	// Proof that the booted systemd leaves the host's /tmp alone.
 	sentinel, err := os.CreateTemp("", "ctha-systemd-sentinel-")
 	if err != nil {
@@ -371,6 +379,7 @@ func TestSystemdStatus(t *testing.T) {
 	sd.waitStatus(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up")
 	waitGroup(t, fw2, "BACKUP")
 	sd.checkStatusLine(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up, ")
+	sd.checkHardening(t, mainPID)
 
 	// A reload keeps the daemon and its role; systemd waits for READY=1.
 	if out, err := sd.systemctl("reload", "ctha"); err != nil {
@@ -414,11 +423,24 @@ func TestSystemdStatus(t *testing.T) {
 			got, mainPID, sd.show("NRestarts"), sd.show("SubState"))
 	}
 
-	// systemctl stop: a graceful handover and a clean exit.
+	// systemctl stop: a graceful handover (fw1 resigns: fw2 takes over
+	// after its skew time, 0.61 s, not its Master_Down_Interval, 3.61 s)
+	// and a clean exit.
+	stop := time.Now()
 	if out, err := sd.systemctl("stop", "ctha"); err != nil {
 		t.Errorf("systemctl stop ctha: %v\n%s", err, out)
 	}
 	waitGroup(t, fw2, "MASTER")
+	took := time.Since(stop)
+	st, err := fw2.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The limit of the other handover tests, plus systemctl and polling.
+	if limit := handoverLimit(st) + 500*time.Millisecond; took > limit {
+		t.Errorf("systemctl stop -> fw2 MASTER took %v, want a resign (under %v), not a missing master", took, limit)
+	}
+	t.Logf("figure: systemctl stop -> fw2 MASTER in %v", took.Round(time.Millisecond))
 	if st, res := sd.show("ActiveState"), sd.show("Result"); st != "inactive" || res != "success" {
 		t.Errorf("after stop: ActiveState %s, Result %s; want inactive, success", st, res)
 	}
@@ -428,6 +450,37 @@ func TestSystemdStatus(t *testing.T) {
 	}
 	if _, err := os.Stat(sentinel.Name()); err != nil {
 		t.Errorf("the host's /tmp lost a file while systemd ran: %v", err)
+	}
+}
+
+// checkHardening checks that the unit's sandbox really applies in these
+// nested namespaces: systemd warned about nothing in the unit, and the
+// daemon runs with two capabilities, no new privileges, a seccomp filter,
+// a read-only /etc and an invisible /proc.
+func (b *sdBoot) checkHardening(t *testing.T, mainPID string) {
+	t.Helper()
+	if out, err := b.in("journalctl", "--no-pager", "-q", "-u", "ctha", "-p", "warning"); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("systemd warned about ctha.service (%v):\n%s", err, out)
+	}
+	status, err := b.in("cat", "/proc/"+mainPID+"/status")
+	if err != nil {
+		t.Fatalf("status of ctha (pid %s in the booted system): %v\n%s", mainPID, err, status)
+	}
+	const netAdminRaw = "0000000000003000" // CAP_NET_ADMIN (12), CAP_NET_RAW (13)
+	for _, want := range []string{"CapEff:\t" + netAdminRaw, "CapBnd:\t" + netAdminRaw, "CapAmb:\t" + netAdminRaw,
+		"NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(status, want+"\n") {
+			t.Errorf("ctha's /proc status lacks %q:\n%s", want, status)
+		}
+	}
+	mounts, err := b.in("cat", "/proc/"+mainPID+"/mountinfo")
+	if err != nil {
+		t.Fatalf("mounts of ctha: %v\n%s", err, mounts)
+	}
+	for _, want := range []string{" /etc ro,", " /proc rw,", "hidepid=invisible", " /var/lib/ctha rw,", " /run/ctha rw,"} {
+		if !strings.Contains(mounts, want) {
+			t.Errorf("ctha's mounts lack %q:\n%s", want, mounts)
+		}
 	}
 }
 
@@ -458,7 +511,7 @@ func (b *sdBoot) checkStatusLine(t *testing.T, want string) {
 // waitGroup waits until the node's sync group is in state.
 func waitGroup(t *testing.T, n *node, state string) {
 	t.Helper()
-	err := lab.WaitFor(20*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err := lab.WaitFor(20*time.Second, 50*time.Millisecond, func() (bool, error) {
 		st, err := n.status()
 		if err != nil {
 			return false, err
