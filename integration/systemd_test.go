@@ -22,7 +22,10 @@ import (
 // bootScript runs in the lab firewall's network namespace (via `ip netns
 // exec`): it moves itself into a cgroup of its own, so that the booted
 // systemd's cgroup namespace is rooted there and never in the host's
-// cgroups, and starts the new namespaces of spec/lab.md.
+// cgroups, and starts the new namespaces of spec/lab.md. The cgroup2 mount
+// is made in the mount namespace `ip netns exec` created (a slave of the
+// host's: nothing propagates back). --uts and --ipc too: systemd as PID 1
+// sets the hostname.
 // $1 the test's directory, $2 the ctha binary, $3 the cgroup's name.
 const bootScript = `set -eu
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
