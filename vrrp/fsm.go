@@ -318,9 +318,13 @@ func (m Machine) Step(ev Event, now time.Time) (Machine, []Action) {
 		}
 		reason := ReasonGroup
 		if m.Taking {
-			reason = ReasonMasterDown
-			if m.Master.IsValid() && m.MasterPriority != 0 && m.MasterPriority < m.EffPriority {
+			switch {
+			case m.Master.IsValid() && m.MasterPriority == 0:
+				reason = ReasonMasterResigned
+			case m.Master.IsValid() && m.MasterPriority < m.EffPriority:
 				reason = ReasonPreempt
+			default:
+				reason = ReasonMasterDown
 			}
 		}
 		m.Taking = false

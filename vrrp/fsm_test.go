@@ -113,6 +113,7 @@ func TestPriorityZeroMeansSkewTime(t *testing.T) {
 		{700, advert(peer, 0), Backup, nil},
 		{1309, evTimer, Backup, nil},
 		{1310, evTimer, Backup, []Action{want}}, // 700ms + 609.375ms
+		{1320, evGo, Master, []Action{send(100), addVIPs, tr(Backup, Master, ReasonMasterResigned)}},
 	})
 }
 
