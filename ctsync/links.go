@@ -152,10 +152,15 @@ func (e *Engine) watchCarrier(ctx context.Context) {
 					continue
 				}
 				_ = e.do(ctx, func() {
-					if e.ls.views[i].carrier != up {
+					v := &e.ls.views[i]
+					if v.carrier != up {
 						e.log.Info("sync link carrier", "link", l.cfg.Name, "iface", name, "up", up)
+						// What was heard before the change proves nothing
+						// now: a link back from a cut carries traffic
+						// again only once the probes show both ways work.
+						v.heard, v.peerHears = time.Time{}, false
 					}
-					e.ls.views[i].carrier = up
+					v.carrier = up
 				})
 			}
 		}
