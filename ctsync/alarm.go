@@ -122,7 +122,9 @@ func (e *Engine) alarmExpire(ctx context.Context, now time.Time) {
 	}
 	e.stats.expired.Add(uint64(n))
 	e.log.Info("peer states expired: not refreshed within cache_timeout", "entries", n)
-	if len(gone) > 0 {
-		e.write(ctx, kernel.Delete, gone)
+	ops := make([]flowOp, len(gone))
+	for i := range gone {
+		ops[i] = flowOp{kernel.Delete, gone[i]}
 	}
+	e.queueWrite(writeJob{flows: ops})
 }

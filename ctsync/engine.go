@@ -56,9 +56,10 @@ type Options struct {
 }
 
 // Engine replicates this node's conntrack table to its peer and keeps the
-// peer's. One goroutine (Run) owns the caches and the protocol; the
-// methods that ask something of it (Commit, Status, ...) are safe for
-// concurrent use.
+// peer's. One goroutine (Run) owns the caches and the protocol; in direct
+// mode a writer goroutine applies the peer's states to the kernel in the
+// order the loop queues them (writer.go). The methods that ask something
+// of it (Commit, Status, ...) are safe for concurrent use.
 type Engine struct {
 	cfg   cfg.Sync
 	opts  Options
@@ -90,12 +91,17 @@ type Engine struct {
 	lastRefresh, lastRecon time.Time
 	splitSince             time.Time  // when both nodes were first seen master; zero: not both
 	alarm                  alarmState // mode = "alarm" (alarm.go)
+	refresh                refresh    // direct mode (writer.go)
+	resyncDue              time.Time  // a resync owed after a commit; zero: none
+	wr                     writer     // the peer's states to the kernel (writer.go)
 
 	events chan eventBatch
 	inbox  chan datagram
 	ctl    chan func()
 	done   chan struct{}
 	wg     sync.WaitGroup
+
+	commitMu sync.Mutex // one commit at a time (ops.go)
 
 	statusMu sync.Mutex
 	status   Status // published by the loop
@@ -127,6 +133,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		internal: cache{}, external: extCache{},
 		events: make(chan eventBatch, 64), inbox: make(chan datagram, 1024),
 		ctl: make(chan func()), done: make(chan struct{}),
+		wr:            writer{queue: make(chan writeJob, writeQueue)},
 		peerEpochPath: filepath.Join(opts.StateDir, "sync-peer-epoch"),
 	}
 	// The links first: they fail at once where an address does not
@@ -172,8 +179,10 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 // Run replicates until ctx is done, then closes the engine's sockets.
 func (e *Engine) Run(ctx context.Context) error {
 	defer close(e.done)
-	e.wg.Add(1)
+	e.wr.stop = ctx.Done()
+	e.wg.Add(2)
 	go func() { defer e.wg.Done(); e.listen(ctx) }()
+	go func() { defer e.wg.Done(); e.runWriter(ctx) }()
 	e.startLinks(ctx)
 	defer func() {
 		e.lis.Close()
@@ -197,7 +206,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.publish(now) // before maintain's dumps, which may take a while
 		e.maintain(ctx, now)
 		e.publish(time.Now())
-		timer.Reset(time.Until(earliest(e.ep.NextTimeout(now), nextProbe)))
+		next := earliest(e.ep.NextTimeout(now), nextProbe)
+		if t := e.refreshTick(time.Now()); !t.IsZero() {
+			next = earliest(next, t)
+		}
+		if !e.resyncDue.IsZero() {
+			next = earliest(next, e.resyncDue)
+		}
+		timer.Reset(time.Until(next))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -377,7 +393,7 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 				e.log.Error("first dump of the conntrack table failed", "err", err)
 			}
 		}
-	} else if now.Sub(e.lastRecon) >= reconcileEvery {
+	} else if now.Sub(e.lastRecon) >= reconcileEvery || !e.resyncDue.IsZero() && !now.Before(e.resyncDue) {
 		e.refreshOwn()
 		if err := e.resync(ctx); err != nil {
 			e.log.Error("reconciling dump failed", "err", err)
@@ -389,18 +405,6 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 		e.log.Debug("no complete copy from the peer yet; asking again")
 		e.ep.RequestBulk()
 		e.bulkAsked = now
-	}
-	if e.cfg.Cache == cfg.CacheDirect && now.Sub(e.lastRefresh) >= refreshEvery {
-		e.lastRefresh = now
-		var flows []ct.Flow
-		for f := range e.external.flows() {
-			if f.Timeout < refreshBelow && e.mirror(f.Key()) {
-				flows = append(flows, f)
-			}
-		}
-		if len(flows) > 0 {
-			e.write(ctx, kernel.Update, flows)
-		}
 	}
 }
 
@@ -428,26 +432,9 @@ func (e *Engine) mirror(k ct.Key) bool {
 	return e.cfg.Cache == cfg.CacheDirect && !ours
 }
 
-// write applies flows to the kernel, counting every failure.
-func (e *Engine) write(ctx context.Context, op kernel.Op, flows []ct.Flow) kernel.WriteResult {
-	res, err := e.kern.Write(ctx, op, flows, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
-	if err != nil {
-		e.log.Error("conntrack write failed", "op", op, "entries", len(flows), "err", err)
-	}
-	e.stats.kernelWrites.Add(uint64(res.OK))
-	for _, f := range res.Failed {
-		if op == kernel.Delete && errors.Is(f.Err, errENOENT) {
-			continue // already gone
-		}
-		e.stats.kernelFailures.Add(1)
-		e.log.Debug("conntrack write refused", "op", op, "flow", f.Key.Orig, "err", f.Err)
-	}
-	return res
-}
-
 // apply takes what the peer sent, in order.
 func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
-	var creates, deletes []ct.Flow
+	var ops []flowOp // in the order the peer sent them
 	var exps expectBatch
 	now := time.Now().UnixNano()
 	for _, d := range ds {
@@ -464,7 +451,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 					if k := f.Key(); !e.bulkSeen[k] {
 						e.external.del(k)
 						if e.mirror(k) {
-							deletes = append(deletes, f)
+							ops = append(ops, flowOp{kernel.Delete, f})
 						}
 					}
 				}
@@ -495,12 +482,12 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 					}
 					e.external.put(&r.Flow, now)
 					if e.mirror(k) {
-						creates = append(creates, r.Flow)
+						ops = append(ops, flowOp{kernel.Create, r.Flow})
 					}
 				case wire.KindDestroy:
 					if x, ok := e.external.del(k); ok {
 						if e.mirror(k) {
-							deletes = append(deletes, x)
+							ops = append(ops, flowOp{kernel.Delete, x})
 						}
 					}
 				case wire.KindExpect, wire.KindExpectDestroy:
@@ -515,17 +502,18 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 			}
 		}
 	}
-	if len(creates) > 0 {
-		e.write(ctx, kernel.Create, creates)
-	}
-	if len(deletes) > 0 {
-		e.write(ctx, kernel.Delete, deletes)
-	}
-	e.writeExpects(ctx, exps, creates)
+	e.planExpects(&exps, masters(ops))
+	e.queueWrite(writeJob{flows: ops, exps: exps})
 }
 
 // resync reconciles the internal cache with a dump of the kernel table.
 func (e *Engine) resync(ctx context.Context) error {
+	e.resyncDue = time.Time{}
+	// The dump must see the peer's states queued for the kernel: after a
+	// takeover they are this node's.
+	if err := e.settleWrites(ctx); err != nil {
+		return err
+	}
 	e.lastRecon, e.dumped = time.Now(), true
 	e.stats.resyncs.Add(1)
 	seen := make(map[ct.Key]bool, e.internal.len())

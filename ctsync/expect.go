@@ -98,43 +98,21 @@ func (e *Engine) applyExpect(r *wire.Record, b *expectBatch) {
 	}
 }
 
-// writeExpects applies a batch after the flows of the same delivery: the
-// masters exist by then. Create replaces a master flow that exists
+// planExpects completes a delivery's batch, written after its flows (the
+// masters exist by then). Create replaces a master flow that exists
 // (delete and create), which takes its expectations with it: those of the
-// masters just written are created again.
-func (e *Engine) writeExpects(ctx context.Context, b expectBatch, masters []ct.Flow) {
-	if len(masters) > 0 && len(e.exp.external) > 0 && e.cfg.Cache == cfg.CacheDirect {
-		written := make(map[ct.Key]bool, len(masters))
-		for i := range masters {
-			written[masters[i].Key()] = true
-		}
-		for _, x := range e.exp.external {
-			if written[x.MasterKey()] {
-				b.creates = append(b.creates, x)
-			}
-		}
+// masters the delivery writes are created again.
+func (e *Engine) planExpects(b *expectBatch, masters []ct.Key) {
+	if len(masters) == 0 || len(e.exp.external) == 0 || e.cfg.Cache != cfg.CacheDirect {
+		return
 	}
-	for _, w := range []struct {
-		op   kernel.Op
-		exps []ct.Expect
-		ok   error // not a failure
-	}{{kernel.Create, b.creates, unix.EEXIST}, {kernel.Delete, b.deletes, unix.ENOENT}} {
-		if len(w.exps) == 0 {
-			continue
-		}
-		errs, err := e.kern.WriteExpect(ctx, w.op, w.exps)
-		if err != nil {
-			e.log.Error("expectation write failed", "op", w.op, "entries", len(w.exps), "err", err)
-		}
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				e.stats.kernelWrites.Add(1)
-			case errors.Is(err, w.ok):
-			default:
-				e.stats.kernelFailures.Add(1)
-				e.log.Debug("expectation write refused", "op", w.op, "expect", w.exps[i].String(), "err", err)
-			}
+	written := make(map[ct.Key]bool, len(masters))
+	for _, k := range masters {
+		written[k] = true
+	}
+	for _, x := range e.exp.external {
+		if written[x.MasterKey()] {
+			b.creates = append(b.creates, x)
 		}
 	}
 }

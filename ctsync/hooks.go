@@ -2,6 +2,7 @@ package ctsync
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -11,16 +12,19 @@ import (
 // Settle applies every datagram already received, so that in direct mode
 // the kernel holds every state the peer sent before the takeover.
 func (e *Engine) Settle(ctx context.Context) error {
-	return e.do(ctx, func() {
-		for {
+	var err error
+	derr := e.do(ctx, func() {
+		for more := true; more; {
 			select {
 			case d := <-e.inbox:
 				e.onDatagram(ctx, d)
 			default:
-				return
+				more = false
 			}
 		}
+		err = e.settleWrites(ctx)
 	})
+	return errors.Join(derr, err)
 }
 
 // Drain waits until the peer has acknowledged everything this node owes

@@ -61,6 +61,13 @@ type CommitResult struct {
 // commitWorkers write the external cache in parallel.
 const commitWorkers = 2
 
+// commitBatch is the number of flows per sendmsg of a commit.
+const commitBatch = 1024
+
+// resyncAfterCommit: a commit pauses the events; the resync that covers
+// the pause waits this long for a takeover's, which makes it needless.
+const resyncAfterCommit = 500 * time.Millisecond
+
 // Commit writes the peer's flows into the kernel, most recently active
 // first, in parallel batches; failures are counted, never hidden, and an
 // error says how many entries were left out.
@@ -85,7 +92,24 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	if count, max, err := kernel.TableCount(); err == nil && count+len(flows) > max {
 		res.TableFull = true
 	}
+	e.commitMu.Lock()
+	defer e.commitMu.Unlock()
 	start := time.Now()
+	// The kernel builds no flow events while nothing listens to them,
+	// and writes the flows several times faster: this node's events of
+	// the commit's window are lost, so a resync follows (a takeover's
+	// own resync, which comes at once after a commit, takes its place).
+	if err := e.lis.Pause(); err != nil {
+		e.log.Warn("cannot pause the conntrack events during the commit", "err", err)
+	}
+	defer func() {
+		if err := e.lis.Resume(); err != nil {
+			// Without events nothing is replicated: the engine must not
+			// go on as if it were.
+			e.log.Error("cannot listen to the conntrack events again after the commit", "err", err)
+		}
+		e.do(context.WithoutCancel(ctx), func() { e.resyncDue = time.Now().Add(resyncAfterCommit) })
+	}()
 	var (
 		wg     sync.WaitGroup
 		failed atomic.Int64
@@ -114,7 +138,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 				failed.Add(int64(len(batch)))
 				return
 			}
-			r, err := conn.Write(ctx, kernel.Create, batch, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
+			r, err := conn.Write(ctx, kernel.Create, batch, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking, BatchSize: commitBatch})
 			failed.Add(int64(len(r.Failed)))
 			if err != nil {
 				errs[w] = err
@@ -194,6 +218,12 @@ func (e *Engine) Purge(ctx context.Context) (int, error) {
 		case !e.bulkComplete:
 			// Against a partial copy, the master's flows would look stale.
 			err = ErrIncomplete
+			return
+		}
+		// What is queued for the kernel first: the dump must not find
+		// a flow whose deletion is still queued, nor miss one whose
+		// creation is.
+		if err = e.settleWrites(ctx); err != nil {
 			return
 		}
 		var stale []ct.Flow

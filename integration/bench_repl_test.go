@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,6 +171,7 @@ func runLag(b *testing.B, stack string, n, rate int, r *replRound) {
 	defer func() { ln.Close(); <-done }()
 
 	flows := estFlows(40, n)
+	cpu1, cpu2 := procCPU(b, fw1.pid()), procCPU(b, fw2.pid())
 	interval := time.Duration(float64(time.Second) * lagBatch / float64(rate))
 	written := make([]time.Time, 0, n/lagBatch+1)
 	start := time.Now()
@@ -183,6 +186,7 @@ func runLag(b *testing.B, stack string, n, rate int, r *replRound) {
 		defer mu.Unlock()
 		return count == n, nil
 	})
+	b.Logf("%s lag phase: CPU sender %.2f s, receiver %.2f s", stack, (procCPU(b, fw1.pid()) - cpu1).Seconds(), (procCPU(b, fw2.pid()) - cpu2).Seconds())
 	mu.Lock()
 	defer mu.Unlock()
 	if lerr != nil {
@@ -203,16 +207,28 @@ func runLag(b *testing.B, stack string, n, rate int, r *replRound) {
 	r.lagP50, r.lagP99, r.lagMax = pct(0.50), pct(0.99), lags[len(lags)-1]
 }
 
+// benchReplication runs the replication cases. For development,
+// CTHA_BENCH_REPL=lag (or commit) runs only that part and only ctha;
+// lag-both (commit-both) runs that part for both stacks.
 func benchReplication(b *testing.B, run *bench.Run, cfg benchConfig) {
 	name := fmt.Sprintf("%dk new flows", cfg.entries/1000)
 	ok := b.Run("replication", func(b *testing.B) {
 		c := run.Case("replication", name)
 		lc := run.Case("replication", fmt.Sprintf("%dk new flows at %dk/s, direct mode", cfg.lagFlows/1000, cfg.lagRate/1000))
 		n := float64(cfg.entries)
+		only, both := strings.CutSuffix(os.Getenv("CTHA_BENCH_REPL"), "-both")
 		for round := range cfg.runs {
 			for _, stack := range stackOrder(round) {
-				r := runReplication(b, stack, cfg.entries)
-				runLag(b, stack, cfg.lagFlows, cfg.lagRate, &r)
+				if only != "" && !both && stack != bench.Ctha {
+					continue
+				}
+				var r replRound
+				if only != "lag" {
+					r = runReplication(b, stack, cfg.entries)
+				}
+				if only != "commit" {
+					runLag(b, stack, cfg.lagFlows, cfg.lagRate, &r)
+				}
 				c.Add("insert into fw1's kernel", "s", stack, r.insert.Seconds())
 				c.Add("insert start -> all in the peer's cache", "s", stack, r.toPeer.Seconds())
 				c.Add("CPU sender", "µs/flow", stack, float64(r.cpuSender.Microseconds())/n)

@@ -184,8 +184,7 @@ func (e WriteError) Error() string {
 func (e WriteError) Unwrap() error { return e.Err }
 
 // Write applies op to flows in batches: BatchSize messages per sendmsg,
-// each asking for an ACK, and every ACK read, so each failure is reported
-// with its flow's key and errno. Create replaces a flow that exists
+// each failure reported with its flow's key and errno (see exchange). Create replaces a flow that exists
 // (EEXIST): it deletes and recreates it in one batch, so the new flow is
 // exactly the one given (an update could not change its NAT binding,
 // helper or status). Write returns an error only when it could not go on
@@ -305,11 +304,18 @@ func (c *Conn) writeBatch(op Op, batch []ct.Flow, opts WriteOptions, res *WriteR
 	return fatal
 }
 
-// exchange sends msgs in one sendmsg and reads an ACK for each. It returns
-// each message's error (nil when acknowledged) and, if the exchange could
-// not complete, the error that stopped it; the messages whose ACK was not
-// read then carry that error. ACKs of earlier, abandoned exchanges are
-// recognised by their sequence numbers and skipped.
+// exchange sends msgs in one sendmsg and learns each one's outcome. It
+// returns each message's error (nil when it succeeded) and, if the
+// exchange could not complete, the error that stopped it; the messages
+// whose outcome was not known then carry that error.
+//
+// Only the last message asks for an ACK: the kernel answers a failed
+// request with an error message whether or not it asked for an ACK, and
+// handles the messages of a sendmsg in order, so the last one's ACK says
+// every earlier one without an error succeeded. An ACK per message cost
+// the kernel a message to build and us one to read for every flow.
+// Answers to earlier, abandoned exchanges are recognised by their
+// sequence numbers and skipped.
 func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
 	n := uint32(len(msgs))
 	errs := make([]error, n)
@@ -323,13 +329,14 @@ func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
 	c.seq += n
 	for i := range msgs {
 		msgs[i].Header.Sequence = base + uint32(i)
+		msgs[i].Header.Flags &^= netlink.Acknowledge
 	}
-	acked := make([]bool, n)
-	// unknown gives the messages not acknowledged the error that stopped
-	// the exchange; the ACKs already read keep their outcome.
+	msgs[n-1].Header.Flags |= netlink.Acknowledge
+	// unknown gives the messages without an error the error that stopped
+	// the exchange: their outcome is not known.
 	unknown := func(err error) ([]error, error) {
 		for i := range errs {
-			if !acked[i] {
+			if errs[i] == nil {
 				errs[i] = fmt.Errorf("outcome unknown: %w", err)
 			}
 		}
@@ -338,7 +345,7 @@ func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
 	if _, err := c.w.SendMessages(msgs); err != nil {
 		return unknown(err)
 	}
-	for pending := n; pending > 0; {
+	for {
 		replies, err := c.w.Receive()
 		if err != nil {
 			var oe *netlink.OpError
@@ -347,24 +354,20 @@ func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
 				// Not a message's error: the socket failed (or ctx ended).
 				return unknown(err)
 			}
-			if i := oe.Sequence - base; i < n && !acked[i] {
-				acked[i] = true
-				pending--
+			if i := oe.Sequence - base; i < n && errs[i] == nil {
 				errs[i] = errnoError(errno, oe.Message)
+				if i == n-1 {
+					return errs, nil
+				}
 			}
 			continue
 		}
 		for _, m := range replies {
-			if m.Header.Type != netlink.Error {
-				continue
-			}
-			if i := m.Header.Sequence - base; i < n && !acked[i] {
-				acked[i] = true
-				pending--
+			if m.Header.Type == netlink.Error && m.Header.Sequence == base+n-1 {
+				return errs, nil
 			}
 		}
 	}
-	return errs, nil
 }
 
 // errnoError is a kernel error for one message, with the kernel's extended

@@ -49,6 +49,9 @@ type Listener struct {
 	closed atomic.Bool
 }
 
+// flowGroups are the groups of flow events.
+var flowGroups = []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy}
+
 // Listen opens a NETLINK_NETFILTER socket in the calling thread's network
 // namespace and joins the conntrack NEW, UPDATE and DESTROY groups. It
 // never sets NETLINK_NO_ENOBUFS: a lost event must be known. The kernel
@@ -90,7 +93,7 @@ func (l *Listener) setup(opts ListenOptions) error {
 			return fmt.Errorf("set event filter: %w", err)
 		}
 	}
-	groups := []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy}
+	groups := flowGroups
 	if opts.Expectations {
 		groups = append(groups, netfilter.GroupCTExpNew, netfilter.GroupCTExpDestroy)
 	}
@@ -112,6 +115,33 @@ func portIDFilter(ids []uint32) []bpf.RawInstruction {
 		panic(fmt.Sprintf("assemble port id filter: %v", err)) // static program
 	}
 	return raw
+}
+
+// Pause leaves the flow event groups (not the expectation groups): while
+// no socket in the namespace is subscribed to them, the kernel builds no
+// flow events at all, and writes a large batch of flows two to four times
+// faster. The flow events of the pause are lost, not queued: the caller
+// must resync from a dump after Resume. Events received before Pause are
+// still returned by Receive. Safe to call while Receive blocks.
+func (l *Listener) Pause() error {
+	var errs []error
+	for _, g := range flowGroups {
+		if err := l.nl.LeaveGroup(uint32(g)); err != nil {
+			errs = append(errs, fmt.Errorf("leave group %d: %w", g, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Resume joins the flow event groups again after Pause.
+func (l *Listener) Resume() error {
+	var errs []error
+	for _, g := range flowGroups {
+		if err := l.nl.JoinGroup(uint32(g)); err != nil {
+			errs = append(errs, fmt.Errorf("join group %d: %w", g, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ReadBuffer returns the socket's receive buffer size as the kernel set it.
