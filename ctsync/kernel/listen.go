@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -47,6 +48,7 @@ type Listener struct {
 	nl     *netlink.Conn
 	ignore []uint32
 	closed atomic.Bool
+	rbuf   []byte // Receive's buffer for the datagrams queued
 }
 
 // flowGroups are the groups of flow events.
@@ -151,42 +153,106 @@ func (l *Listener) ReadBuffer() (int, error) { return l.nl.ReadBuffer() }
 // os.ErrDeadlineExceeded at t; the zero time clears it.
 func (l *Listener) SetReadDeadline(t time.Time) error { return l.nl.SetReadDeadline(t) }
 
-// Receive blocks for the next batch of events (one datagram's worth) and
-// appends them to buf. Events caused by the ignored port ids are dropped.
-// It returns an error wrapping ErrOverrun when the kernel reported lost
-// events, and one wrapping net.ErrClosed after Close. A message that cannot
-// be decoded is reported as an error after the events decoded from the
-// same datagram; the Listener stays usable after either.
+// receiveMore bounds the datagrams Receive takes in one call.
+const receiveMore = 256
+
+// Receive blocks for the next events and appends them to buf: those of the
+// first datagram, then those of the datagrams already queued behind it (up
+// to receiveMore: the kernel sends one event per datagram, and handing
+// them on one at a time cost a wake-up each). Events caused by the
+// ignored port ids are dropped. It returns an error wrapping ErrOverrun
+// when the kernel reported lost events, and one wrapping net.ErrClosed
+// after Close. A message that cannot be decoded is reported as an error
+// after the events decoded with it; the Listener stays usable after
+// either. Receive is not safe for concurrent use.
 func (l *Listener) Receive(buf []Event) ([]Event, error) {
 	msgs, err := l.nl.Receive()
 	if err != nil {
-		switch {
-		case l.closed.Load():
-			return buf, fmt.Errorf("receive conntrack events: %w", net.ErrClosed)
-		case errors.Is(err, unix.ENOBUFS):
-			return buf, fmt.Errorf("receive conntrack events: %w", ErrOverrun)
-		}
-		return buf, fmt.Errorf("receive conntrack events: %w", err)
+		return buf, l.receiveError(err)
 	}
 	var bad error
 	for _, m := range msgs {
-		if l.ignored(m.Header.PID) {
-			continue
-		}
-		ev, err := decodeEvent(m)
-		if err != nil {
-			if errors.Is(err, errNotFlow) {
-				continue
-			}
-			bad = err
-			continue
-		}
-		buf = append(buf, ev)
+		buf = l.decode(buf, m, &bad)
+	}
+	buf, err = l.receiveQueued(buf, &bad)
+	if err != nil {
+		return buf, l.receiveError(err)
 	}
 	if bad != nil {
 		return buf, fmt.Errorf("receive conntrack events: %w", bad)
 	}
 	return buf, nil
+}
+
+func (l *Listener) receiveError(err error) error {
+	switch {
+	case l.closed.Load():
+		return fmt.Errorf("receive conntrack events: %w", net.ErrClosed)
+	case errors.Is(err, unix.ENOBUFS):
+		return fmt.Errorf("receive conntrack events: %w", ErrOverrun)
+	}
+	return fmt.Errorf("receive conntrack events: %w", err)
+}
+
+// decode appends m's event to buf unless it is ignored; a message that is
+// not an event of interest is skipped, one that cannot be decoded is
+// recorded in bad.
+func (l *Listener) decode(buf []Event, m netlink.Message, bad *error) []Event {
+	if l.ignored(m.Header.PID) {
+		return buf
+	}
+	ev, err := decodeEvent(m)
+	switch {
+	case errors.Is(err, errNotFlow):
+	case err != nil:
+		*bad = err
+	default:
+		buf = append(buf, ev)
+	}
+	return buf
+}
+
+// receiveQueued appends the events of the datagrams already queued on the
+// socket, without waiting for more.
+func (l *Listener) receiveQueued(buf []Event, bad *error) ([]Event, error) {
+	rc, err := l.nl.SyscallConn()
+	if err != nil {
+		return buf, nil // the datagrams wait for the next Receive
+	}
+	if l.rbuf == nil {
+		l.rbuf = make([]byte, recvBufSize)
+	}
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for i := 0; i < receiveMore; i++ {
+			n, _, flags, _, err := unix.Recvmsg(int(fd), l.rbuf, nil, unix.MSG_DONTWAIT)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return true
+			case err != nil:
+				rerr = err
+				return true
+			case flags&unix.MSG_TRUNC != 0:
+				*bad = errors.New("event datagram truncated")
+				continue
+			}
+			ms, err := syscall.ParseNetlinkMessage(l.rbuf[:n])
+			if err != nil {
+				*bad = fmt.Errorf("parse netlink messages: %w", err)
+				continue
+			}
+			for _, m := range ms {
+				buf = l.decode(buf, netlink.Message{Header: netlink.Header{
+					Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type),
+					Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid,
+				}, Data: m.Data}, bad)
+			}
+		}
+		return true
+	})
+	return buf, errors.Join(rerr, err)
 }
 
 func (l *Listener) ignored(pid uint32) bool {
