@@ -164,6 +164,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 	if e.kern, err = kernel.Dial(); err != nil {
 		return nil, err
 	}
+	e.wr.kern = e.kern
 	if e.lis, err = kernel.Listen(kernel.ListenOptions{
 		IgnorePortID: e.kern.PortID(), Filter: e.flt.kernelFilter(), Expectations: c.Expectations,
 	}); err != nil {

@@ -58,6 +58,13 @@ type writer struct {
 	queue   chan writeJob
 	backlog atomic.Int64 // flows queued and not yet written
 	stop    <-chan struct{}
+	kern    kernelWriter // the engine's kernel.Conn
+}
+
+// kernelWriter is what the writer needs of the kernel (a *kernel.Conn).
+type kernelWriter interface {
+	Write(ctx context.Context, op kernel.Op, flows []ct.Flow, opts kernel.WriteOptions) (kernel.WriteResult, error)
+	WriteExpect(ctx context.Context, op kernel.Op, exps []ct.Expect) ([]error, error)
 }
 
 // queueWrite hands a job to the writer; it waits when the writer is
@@ -148,7 +155,7 @@ func (e *Engine) writeFlows(ctx context.Context, ops []flowOp) {
 
 // write applies flows to the kernel, counting every failure.
 func (e *Engine) write(ctx context.Context, op kernel.Op, flows []ct.Flow) kernel.WriteResult {
-	res, err := e.kern.Write(ctx, op, flows, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
+	res, err := e.wr.kern.Write(ctx, op, flows, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
 	if err != nil && ctx.Err() == nil {
 		e.log.Error("conntrack write failed", "op", op, "entries", len(flows), "err", err)
 	}
@@ -173,7 +180,7 @@ func (e *Engine) writeExpects(ctx context.Context, b expectBatch) {
 		if len(w.exps) == 0 {
 			continue
 		}
-		errs, err := e.kern.WriteExpect(ctx, w.op, w.exps)
+		errs, err := e.wr.kern.WriteExpect(ctx, w.op, w.exps)
 		if err != nil && ctx.Err() == nil {
 			e.log.Error("expectation write failed", "op", w.op, "entries", len(w.exps), "err", err)
 		}

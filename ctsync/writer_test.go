@@ -1,0 +1,114 @@
+package ctsync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+)
+
+// recordingKernel records the writes it is given, in order; every write
+// says on started that it began, and waits until release is closed.
+type recordingKernel struct {
+	mu      sync.Mutex
+	calls   []string
+	started chan struct{}
+	release chan struct{}
+}
+
+func (k *recordingKernel) record(s string) {
+	select {
+	case k.started <- struct{}{}:
+	default:
+	}
+	<-k.release
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, s)
+}
+
+func (k *recordingKernel) Write(_ context.Context, op kernel.Op, flows []ct.Flow, _ kernel.WriteOptions) (kernel.WriteResult, error) {
+	s := op.String()
+	for _, f := range flows {
+		s += fmt.Sprintf(" %d", f.Orig.SrcPort)
+	}
+	k.record(s)
+	return kernel.WriteResult{OK: len(flows)}, nil
+}
+
+func (k *recordingKernel) WriteExpect(_ context.Context, op kernel.Op, exps []ct.Expect) ([]error, error) {
+	s := "expect " + op.String()
+	for _, x := range exps {
+		s += fmt.Sprintf(" %d", x.Master.SrcPort)
+	}
+	k.record(s)
+	return make([]error, len(exps)), nil
+}
+
+func testFlow(port uint16) ct.Flow {
+	o := ct.NewTuple(ct.ProtoTCP, netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1"), port, 80)
+	return ct.Flow{Orig: o, Reply: o.Reverse()}
+}
+
+// TestWriterOrder: the writer applies jobs in the order queued, merging
+// the flows of consecutive jobs into one write per run of the same
+// operation; a job's expectations follow its flows (and end the merge);
+// a barrier is released once everything before it is written.
+func TestWriterOrder(t *testing.T) {
+	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{cfg: cfg.Sync{Cache: cfg.CacheDirect}, log: slog.New(slog.DiscardHandler),
+		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k}}
+	done := make(chan struct{})
+	go func() { defer close(done); e.runWriter(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
+	d := func(p uint16) flowOp { return flowOp{kernel.Delete, testFlow(p)} }
+	master := ct.Expect{Master: testFlow(3).Orig}
+	// The first job blocks the writer (in its write) while the others
+	// queue up behind it.
+	e.queueWrite(writeJob{flows: []flowOp{c(1)}})
+	select {
+	case <-k.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer did not write")
+	}
+	e.queueWrite(writeJob{flows: []flowOp{c(2), d(1)}})
+	e.queueWrite(writeJob{flows: []flowOp{c(1), c(3)}, exps: expectBatch{creates: []ct.Expect{master}}})
+	e.queueWrite(writeJob{flows: []flowOp{c(4)}})
+	e.queueWrite(writeJob{flows: []flowOp{c(5)}})
+	close(k.release)
+	settled := make(chan error, 1)
+	go func() { settled <- e.settleWrites(ctx) }()
+	select {
+	case err := <-settled:
+		if err != nil {
+			t.Fatalf("settleWrites: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("settleWrites did not return")
+	}
+	want := []string{
+		"create 1",
+		"create 2", "delete 1", "create 1 3", "expect create 3",
+		"create 4 5",
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if diff := cmp.Diff(want, k.calls); diff != "" {
+		t.Errorf("kernel writes (-want +got):\n%s", diff)
+	}
+	if n := e.wr.backlog.Load(); n != 0 {
+		t.Errorf("backlog = %d after the barrier, want 0", n)
+	}
+}
