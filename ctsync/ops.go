@@ -61,9 +61,6 @@ type CommitResult struct {
 // commitWorkers write the external cache in parallel.
 const commitWorkers = 2
 
-// commitBatch is the number of flows per sendmsg of a commit.
-const commitBatch = 1024
-
 // resyncAfterCommit: a commit pauses the events; the resync that covers
 // the pause waits this long for a takeover's, which makes it needless.
 const resyncAfterCommit = 500 * time.Millisecond
@@ -138,7 +135,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 				failed.Add(int64(len(batch)))
 				return
 			}
-			r, err := conn.Write(ctx, kernel.Create, batch, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking, BatchSize: commitBatch})
+			r, err := conn.Write(ctx, kernel.Create, batch, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
 			failed.Add(int64(len(r.Failed)))
 			if err != nil {
 				errs[w] = err
