@@ -233,10 +233,16 @@ func (r *failRig) expectSurvived(o outcome) {
 var retransmitSteps = []time.Duration{200 * time.Millisecond, 600 * time.Millisecond, 1400 * time.Millisecond,
 	3200 * time.Millisecond, 6600 * time.Millisecond, 13400 * time.Millisecond}
 
-// firstStepAfter is the first retransmission step at or after d.
+// stepSpread: a step comes up to this much before its upper end (3.0-3.2
+// s), so VIPs that move just before the upper end may miss it.
+const stepSpread = 200 * time.Millisecond
+
+// firstStepAfter is the first retransmission step the flows can take
+// after d (VIPs moved then): the first whose upper end is at least
+// stepSpread after d.
 func firstStepAfter(d time.Duration) time.Duration {
 	for _, s := range retransmitSteps {
-		if s >= d {
+		if s >= d+stepSpread {
 			return s
 		}
 	}
