@@ -178,6 +178,12 @@ func (r *Runner) Reload(ctx context.Context, c cfg.Config) ([]string, error) {
 	var done []string
 	for i, ch := range changes {
 		g, idx := r.memberOf(ch.in.Name)
+		if g == nil {
+			if vips[i] != nil {
+				vips[i].Close()
+			}
+			continue
+		}
 		applied := make(chan struct{})
 		f := func() {
 			g.reconfigure(idx, ch.in, vips[i])
@@ -200,7 +206,8 @@ func (r *Runner) Reload(ctx context.Context, c cfg.Config) ([]string, error) {
 	return done, nil
 }
 
-// memberOf finds an instance's group and its index there.
+// memberOf finds an instance's group and its index there (nil, -1 if
+// none runs).
 func (r *Runner) memberOf(name string) (*Group, int) {
 	for _, g := range r.groups {
 		for i, mb := range g.members {
@@ -209,7 +216,7 @@ func (r *Runner) memberOf(name string) (*Group, int) {
 			}
 		}
 	}
-	panic("vrrp: reload of unknown instance " + name) // diffInstances matched it
+	return nil, -1 // not running: diffInstances only matches running instances
 }
 
 // reconfigure applies a reloaded instance's live settings to member i on

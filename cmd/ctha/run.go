@@ -257,6 +257,10 @@ func (d *daemonState) reload() {
 	if conf.Control.Socket != d.socketInFile {
 		d.log.Warn("control.socket changed; it takes effect at the next restart", "socket", d.socket)
 	}
+	if d.vrrp == nil && (len(conf.Instances) > 0 || len(conf.SyncGroups) > 0) {
+		d.log.Warn("VRRP instances added; restart ctha to run them")
+		conf.Instances, conf.SyncGroups, conf.TrackScripts = old.Instances, old.SyncGroups, old.TrackScripts
+	}
 	if d.vrrp != nil {
 		changed, err := d.vrrp.Reload(context.Background(), conf)
 		for _, c := range changed {
