@@ -183,6 +183,24 @@ func (e WriteError) Error() string {
 
 func (e WriteError) Unwrap() error { return e.Err }
 
+// lockWrite takes the write socket for one exchange and makes ctx's end
+// unblock a read waiting for ACKs; the function it returns gives it back.
+func (c *Conn) lockWrite(ctx context.Context) (unlock func()) {
+	c.wmu.Lock()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.w.SetReadDeadline(time.Now())
+		close(fired)
+	})
+	return func() {
+		if !stop() {
+			<-fired
+		}
+		_ = c.w.SetReadDeadline(time.Time{})
+		c.wmu.Unlock()
+	}
+}
+
 // Write applies op to flows in batches: BatchSize messages per sendmsg,
 // each failure reported with its flow's key and errno (see exchange). Create replaces a flow that exists
 // (EEXIST): it deletes and recreates it in one batch, so the new flow is
@@ -196,20 +214,7 @@ func (c *Conn) Write(ctx context.Context, op Op, flows []ct.Flow, opts WriteOpti
 		bs = DefaultBatchSize
 	}
 	bs = min(bs, MaxBatchSize)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	// Unblock a read waiting for ACKs when ctx is done.
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		_ = c.w.SetReadDeadline(time.Now())
-		close(fired)
-	})
-	defer func() {
-		if !stop() {
-			<-fired
-		}
-		_ = c.w.SetReadDeadline(time.Time{})
-	}()
+	defer c.lockWrite(ctx)()
 
 	var res WriteResult
 	for start := 0; start < len(flows); start += bs {

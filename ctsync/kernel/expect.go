@@ -3,7 +3,6 @@ package kernel
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
@@ -102,19 +101,7 @@ func (c *Conn) WriteExpect(ctx context.Context, op Op, exps []ct.Expect) ([]erro
 	if err := ctx.Err(); err != nil {
 		return errs, err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		_ = c.w.SetReadDeadline(time.Now())
-		close(fired)
-	})
-	defer func() {
-		if !stop() {
-			<-fired
-		}
-		_ = c.w.SetReadDeadline(time.Time{})
-	}()
+	defer c.lockWrite(ctx)()
 	res, fatal := c.exchange(msgs)
 	for j, i := range idx {
 		errs[i] = res[j]
