@@ -236,23 +236,16 @@ func TestFailoverSyncCut(t *testing.T) {
 			r := newFailRig(t, cache, true, background)
 			r.startFlows(22 * time.Second)
 			fw1, fw2 := r.nodes[lab.RoleFW1], r.nodes[lab.RoleFW2]
-			before := map[string]uint64{}
-			for role, n := range r.nodes {
-				before[role] = transitions(t, n)
-			}
+			before := r.transitions()
 			cut := time.Now()
 			if err := r.l.SetLink(lab.RoleFW1, "sync", false); err != nil {
 				t.Fatal(err)
 			}
 			// Both demoted, states unchanged.
-			for _, n := range []*node{fw1, fw2} {
-				err := lab.WaitFor(10*time.Second, 50*time.Millisecond, func() (bool, error) {
-					st, err := n.status()
-					return err == nil && len(st.Groups) == 1 && st.Groups[0].Demoted != "", err
-				})
-				if err != nil {
-					t.Fatalf("%s never demoted: %v", n.role, err)
-				}
+			if err := r.waitStatus(10*time.Second, func(_ string, st control.Status) bool {
+				return len(st.Groups) == 1 && st.Groups[0].Demoted != ""
+			}); err != nil {
+				t.Fatalf("never demoted: %v", err)
 			}
 			holdState(t, fw1, "group:fw", "MASTER", 4*time.Second)
 			holdState(t, fw2, "group:fw", "BACKUP", 100*time.Millisecond)
@@ -273,26 +266,17 @@ func TestFailoverSyncCut(t *testing.T) {
 				t.Fatal(err)
 			}
 			restored := time.Now()
-			for _, n := range []*node{fw1, fw2} {
-				err := lab.WaitFor(15*time.Second, 50*time.Millisecond, func() (bool, error) {
-					st, err := n.status()
-					return err == nil && len(st.Groups) == 1 && st.Groups[0].Demoted == "" &&
-						st.Sync.PeerUp && st.Sync.BulkComplete, err
-				})
-				if err != nil {
-					t.Fatalf("%s not back to normal: %v", n.role, err)
-				}
+			if err := r.waitStatus(15*time.Second, func(_ string, st control.Status) bool {
+				return len(st.Groups) == 1 && st.Groups[0].Demoted == "" && st.Sync != nil && st.Sync.PeerUp && st.Sync.BulkComplete
+			}); err != nil {
+				t.Fatalf("not back to normal: %v", err)
 			}
 			t.Logf("figure: sync restored, %s: both undemoted after %v", cache, time.Since(restored).Round(time.Millisecond))
 			r.checkStatus(lab.RoleFW1, "MASTER", "BACKUP")
 			r.checkStatus(lab.RoleFW2, "BACKUP", "MASTER")
 			o := r.finish(lab.RoleFW1, cut)
 			r.expectSurvived(o)
-			for role, n := range r.nodes {
-				if tr := transitions(t, n); tr != before[role] {
-					t.Errorf("%s: %d transitions per instance, %d before the cut", role, tr, before[role])
-				}
-			}
+			r.expectTransitions(before, "the cut")
 		})
 	}
 }
@@ -307,10 +291,7 @@ func TestFailoverReload(t *testing.T) {
 		t.Run(cache, func(t *testing.T) {
 			r := newFailRig(t, cache, true, 0)
 			r.startFlows(10 * time.Second)
-			before := map[string]uint64{}
-			for role, n := range r.nodes {
-				before[role] = transitions(t, n)
-			}
+			before := r.transitions()
 			for role, prio := range map[string]string{lab.RoleFW1: "150", lab.RoleFW2: "100"} {
 				n := r.nodes[role]
 				conf := strings.Replace(r.conf[role], `virtual_ips     = ["10.10.1.1/24"]`,
@@ -324,16 +305,11 @@ func TestFailoverReload(t *testing.T) {
 				}
 			}
 			event := time.Now()
-			for role, want := range map[string]uint8{lab.RoleFW1: 160, lab.RoleFW2: 110} {
-				n := r.nodes[role]
-				err := lab.WaitFor(5*time.Second, 20*time.Millisecond, func() (bool, error) {
-					st, err := n.status()
-					return err == nil && len(st.Instances) == 2 && st.Instances[0].Priority == want &&
-						len(st.Instances[0].VIPs) == 2, err
-				})
-				if err != nil {
-					t.Fatalf("%s: reload not applied: %v\n%s", role, err, n.proc.Tail(20))
-				}
+			want := map[string]uint8{lab.RoleFW1: 160, lab.RoleFW2: 110}
+			if err := r.waitStatus(5*time.Second, func(role string, st control.Status) bool {
+				return len(st.Instances) == 2 && st.Instances[0].Priority == want[role] && len(st.Instances[0].VIPs) == 2
+			}); err != nil {
+				t.Fatalf("reload not applied: %v", err)
 			}
 			if _, err := waitVIP(r.l, lab.RoleFW1, "lan", extra.Addr(), true, event, 5*time.Second); err != nil {
 				t.Errorf("fw1 (master) did not add the new VIP: %v", err)
@@ -347,11 +323,7 @@ func TestFailoverReload(t *testing.T) {
 			}
 			r.checkStatus(lab.RoleFW1, "MASTER", "BACKUP")
 			r.checkStatus(lab.RoleFW2, "BACKUP", "MASTER")
-			for role, n := range r.nodes {
-				if tr := transitions(t, n); tr != before[role] {
-					t.Errorf("%s: %d transitions per instance, %d before the reload", role, tr, before[role])
-				}
-			}
+			r.expectTransitions(before, "the reload")
 			o := r.finish(lab.RoleFW1, event.Add(-7*time.Second))
 			r.expectSurvived(o)
 			if o.LongestGapMs > 150 {
@@ -384,18 +356,48 @@ func bumpPriority(t *testing.T, conf, prio string) string {
 	return strings.ReplaceAll(conf, old, "priority        = "+p)
 }
 
-// transitions is the largest transition count of a node's instances.
-func transitions(t *testing.T, n *node) uint64 {
-	t.Helper()
-	var s control.Stats
-	if err := n.ctlJSON(&s, "stats", "--json"); err != nil {
-		t.Fatal(err)
+// transitions returns each node's largest transition count of its
+// instances.
+func (r *failRig) transitions() map[string]uint64 {
+	r.t.Helper()
+	counts := map[string]uint64{}
+	for role, n := range r.nodes {
+		var s control.Stats
+		if err := n.ctlJSON(&s, "stats", "--json"); err != nil {
+			r.t.Fatal(err)
+		}
+		for _, in := range s.VRRP {
+			counts[role] = max(counts[role], in.Transitions)
+		}
 	}
-	var most uint64
-	for _, in := range s.VRRP {
-		most = max(most, in.Transitions)
+	return counts
+}
+
+// expectTransitions fails the test if a node transitioned since before
+// was taken (during what).
+func (r *failRig) expectTransitions(before map[string]uint64, what string) {
+	r.t.Helper()
+	for role, tr := range r.transitions() {
+		if tr != before[role] {
+			r.t.Errorf("%s: %d transitions per instance, %d before %s", role, tr, before[role], what)
+		}
 	}
-	return most
+}
+
+// waitStatus waits, node by node, until cond holds for the node's
+// `ctha status --json`.
+func (r *failRig) waitStatus(timeout time.Duration, cond func(role string, st control.Status) bool) error {
+	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
+		n := r.nodes[role]
+		err := lab.WaitFor(timeout, 50*time.Millisecond, func() (bool, error) {
+			st, err := n.status()
+			return err == nil && cond(role, st), err
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", role, err, n.proc.Tail(20))
+		}
+	}
+	return nil
 }
 
 // TestSplitBrain: fw2 stops hearing fw1's adverts (an nftables drop of
@@ -411,14 +413,12 @@ func TestSplitBrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGroupState(t, fw2, "MASTER", 10*time.Second)
+	if err := r.waitStatus(5*time.Second, func(_ string, st control.Status) bool {
+		return st.Sync != nil && st.Sync.SplitBrain
+	}); err != nil {
+		t.Fatalf("split brain never reported: %v", err)
+	}
 	for _, n := range []*node{fw1, fw2} {
-		err := lab.WaitFor(5*time.Second, 50*time.Millisecond, func() (bool, error) {
-			s, err := syncStatus(n)
-			return err == nil && s.SplitBrain, err
-		})
-		if err != nil {
-			t.Fatalf("%s never reported the split brain: %v", n.role, err)
-		}
 		if c := syncStats(t, n).SplitBrains; c != 1 {
 			t.Errorf("%s counted %d split brains, want 1", n.role, c)
 		}
@@ -430,14 +430,10 @@ func TestSplitBrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGroupState(t, fw2, "BACKUP", 5*time.Second)
-	for _, n := range []*node{fw1, fw2} {
-		err := lab.WaitFor(5*time.Second, 50*time.Millisecond, func() (bool, error) {
-			s, err := syncStatus(n)
-			return err == nil && !s.SplitBrain, err
-		})
-		if err != nil {
-			t.Errorf("%s still reports a split brain: %v", n.role, err)
-		}
+	if err := r.waitStatus(5*time.Second, func(_ string, st control.Status) bool {
+		return st.Sync != nil && !st.Sync.SplitBrain
+	}); err != nil {
+		t.Errorf("split brain still reported: %v", err)
 	}
 	r.checkStatus(lab.RoleFW1, "MASTER", "BACKUP")
 	r.checkStatus(lab.RoleFW2, "BACKUP", "MASTER")
@@ -467,8 +463,7 @@ func TestNotifyHooks(t *testing.T) {
 		return fmt.Sprintf("conntrack = true\n  notify {\n    master = [%q, %q, %q, %q]\n    backup = [%q]\n    timeout = \"1s\"\n  }",
 			record(node, "first"), hang, fail, record(node, "last"), record(node, "backup"))
 	}
-	r := &failRig{t: t, l: lab.New(t, lab.Options{NoIPv6: true}), cache: "direct", replicate: true,
-		conf: map[string]string{}, nodes: map[string]*node{}}
+	r := newRigLab(t, "direct")
 	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
 		r.conf[role] = strings.Replace(exampleConfig(t, role+".hcl"), "conntrack = true", notify(role), 1)
 	}
@@ -524,8 +519,8 @@ func TestNotifyHooks(t *testing.T) {
 // never purges.
 func TestPurge(t *testing.T) {
 	lab.RequireNetns(t)
-	l := lab.New(t, lab.Options{NoIPv6: true})
-	r := &failRig{t: t, l: l, cache: "external", replicate: true, conf: map[string]string{}, nodes: map[string]*node{}}
+	r := newRigLab(t, "external")
+	l := r.l
 	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
 		c := strings.Replace(exampleConfig(t, role+".hcl"), `cache = "direct"`, "cache = \"external\"\n  purge_delay = \"3s\"", 1)
 		r.conf[role] = fmt.Sprintf("state_dir = %q\n", filepath.Join(t.TempDir(), "state")) + c

@@ -36,12 +36,19 @@ type failRig struct {
 
 const rigFlows = 200
 
+// rigAddrs are the firewalls' own addresses by role and interface: the
+// master address their instances advertise.
+var rigAddrs = map[string]map[string]netip.Prefix{
+	lab.RoleFW1: {"lan": lab.FW1LAN, "wan": lab.FW1WAN},
+	lab.RoleFW2: {"lan": lab.FW2LAN, "wan": lab.FW2WAN},
+}
+
 // newFailRig starts the pair, fw1 master, and puts background entries in
 // fw1's table; with replication it waits until fw2 holds them.
 func newFailRig(t *testing.T, cache string, replicate bool, background int) *failRig {
 	t.Helper()
-	r := &failRig{t: t, l: lab.New(t, lab.Options{NoIPv6: true}), cache: cache, replicate: replicate,
-		background: background, conf: map[string]string{}, nodes: map[string]*node{}}
+	r := newRigLab(t, cache)
+	r.replicate, r.background = replicate, background
 	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
 		if replicate {
 			c := exampleConfig(t, role+".hcl")
@@ -64,6 +71,14 @@ func newFailRig(t *testing.T, cache string, replicate bool, background int) *fai
 		}
 	}
 	return r
+}
+
+// newRigLab makes the rig's lab, with replication in cache mode and no
+// node started: for tests that write their own configurations.
+func newRigLab(t *testing.T, cache string) *failRig {
+	t.Helper()
+	return &failRig{t: t, l: lab.New(t, lab.Options{NoIPv6: true}), cache: cache, replicate: true,
+		conf: map[string]string{}, nodes: map[string]*node{}}
 }
 
 func (r *failRig) start(role string) *node {
@@ -272,8 +287,7 @@ func (r *failRig) checkStatus(role, want, peerRole string) control.Status {
 		if in.State != want {
 			errs = append(errs, fmt.Sprintf("instance %s %s", in.Name, in.State))
 		}
-		mine := map[string]netip.Prefix{"lan": map[string]netip.Prefix{lab.RoleFW1: lab.FW1LAN, lab.RoleFW2: lab.FW2LAN}[role],
-			"wan": map[string]netip.Prefix{lab.RoleFW1: lab.FW1WAN, lab.RoleFW2: lab.FW2WAN}[role]}[in.Name].Addr().String()
+		mine := rigAddrs[role][in.Name].Addr().String()
 		if want == "MASTER" && in.Master != mine || want == "BACKUP" && in.Master == mine {
 			errs = append(errs, fmt.Sprintf("instance %s master %q (own address %s)", in.Name, in.Master, mine))
 		}
