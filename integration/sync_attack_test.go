@@ -65,6 +65,13 @@ func (cp *capture) stop() {
 	<-cp.done
 }
 
+// count is the number of datagrams captured so far.
+func (cp *capture) count() int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return len(cp.got)
+}
+
 func (cp *capture) datagrams() [][]byte {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
@@ -103,7 +110,13 @@ func TestSyncForgedReplayedMalformed(t *testing.T) {
 	writeFlows(t, p.c2, kernel.Delete, flows)
 	waitEntries(t, p.fw1, 30*time.Second, "no external entries", func(s control.SyncStatus) bool { return s.ExternalEntries == 0 })
 	waitTablesEqual(t, "fw1's kernel vs fw2's after deletions", p.c2, p.c1, true, 30*time.Second)
-	time.Sleep(300 * time.Millisecond) // a few keep-alives more
+	// fw1 only receives: it sends ACKs (few, coalesced) and a keep-alive
+	// every 250 ms. Wait for enough of them to replay.
+	if err := lab.WaitFor(10*time.Second, 50*time.Millisecond, func() (bool, error) {
+		return from1.count() >= 20, nil
+	}); err != nil {
+		t.Fatalf("fw1 sent %d datagrams in 10 s, want 20: %v", from1.count(), err)
+	}
 	from2.stop()
 	from1.stop()
 	real2, real1 := from2.datagrams(), from1.datagrams()
