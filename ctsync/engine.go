@@ -25,6 +25,10 @@ const (
 	refreshEvery   = 10 * time.Second // direct mode: peer states kept alive in the kernel
 	refreshBelow   = 3600             // ... those whose timeout is shorter (seconds)
 	maxPayload     = 1400 - auth.Overhead
+	// coalesce: during a burst, new records wait up to this long to fill a
+	// datagram (proto.Config.Coalesce); the first after a quiet spell
+	// leaves at once.
+	coalesce = 500 * time.Microsecond
 
 	// A node that starts makes its first dump of the kernel table once it
 	// holds the peer's complete copy, so that what it mirrors of the peer
@@ -172,7 +176,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.exp.init()
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
 	ok = true
 	return e, nil
 }

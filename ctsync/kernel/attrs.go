@@ -4,6 +4,12 @@ package kernel
 // include/uapi/linux/netfilter/nfnetlink_conntrack.h (ti-mo keeps its own
 // copies unexported).
 
+// Subsystems of nfnetlink: the high byte of a message's nlmsg_type.
+const (
+	subsysCT    = 1 // NFNL_SUBSYS_CTNETLINK
+	subsysCTExp = 2 // NFNL_SUBSYS_CTNETLINK_EXP
+)
+
 // enum cntl_msg_types
 const (
 	msgCTNew    = 0 // IPCTNL_MSG_CT_NEW

@@ -52,40 +52,75 @@ type Event struct {
 // expectation).
 var errNotFlow = errors.New("not a conntrack flow message")
 
+// errMalformed is wrapped by the errors of messages that cannot be decoded.
+var errMalformed = errors.New("malformed conntrack message")
+
+// nfgenmsgLen is the length of struct nfgenmsg, which precedes the
+// attributes of every nfnetlink message.
+const nfgenmsgLen = 4
+
 // decodeMessage decodes a ctnetlink flow message: an event, or an entry of
 // a dump (which decodes as an update).
 func decodeMessage(m netlink.Message) (EventType, ct.Flow, error) {
-	var ev conntrack.Event
-	if err := ev.Unmarshal(m); err != nil {
+	switch m.Header.Type >> 8 {
+	case subsysCT:
+	case subsysCTExp:
+		return 0, ct.Flow{}, errNotFlow
+	default:
+		return 0, ct.Flow{}, fmt.Errorf("decode conntrack message: type %#x: %w", m.Header.Type, errMalformed)
+	}
+	var t EventType
+	switch m.Header.Type & 0xff {
+	case msgCTNew:
+		t = EventUpdate
+		if m.Header.Flags&(netlink.Create|netlink.Excl) != 0 {
+			t = EventNew
+		}
+	case msgCTDelete:
+		t = EventDestroy
+	default:
+		return 0, ct.Flow{}, fmt.Errorf("%w: message type %d", errNotFlow, m.Header.Type&0xff)
+	}
+	if len(m.Data) < nfgenmsgLen {
+		return 0, ct.Flow{}, fmt.Errorf("decode conntrack message: %d bytes: %w", len(m.Data), errMalformed)
+	}
+	var f ct.Flow
+	if err := decodeFlow(&f, m.Data[nfgenmsgLen:]); err != nil {
 		return 0, ct.Flow{}, fmt.Errorf("decode conntrack message: %w", err)
 	}
-	if ev.Flow == nil {
-		return 0, ct.Flow{}, errNotFlow
-	}
-	return flowEvent(ev)
+	return t, f, nil
 }
 
 // decodeEvent decodes an event message: a flow's or an expectation's.
 func decodeEvent(m netlink.Message) (Event, error) {
+	if m.Header.Type>>8 == subsysCTExp {
+		return decodeExpectEvent(m)
+	}
+	t, f, err := decodeMessage(m)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Type: t, Flow: f}, nil
+}
+
+// decodeExpectEvent decodes an expectation's event with ti-mo/conntrack:
+// they are rare, and not worth a decoder of their own.
+func decodeExpectEvent(m netlink.Message) (Event, error) {
 	var ev conntrack.Event
 	if err := ev.Unmarshal(m); err != nil {
 		return Event{}, fmt.Errorf("decode conntrack event: %w", err)
 	}
-	if ev.Expect != nil {
-		x := fromTiMoExpect(ev.Expect)
-		switch ev.Type {
-		case conntrack.EventExpNew:
-			return Event{Type: EventExpectNew, Expect: &x}, nil
-		case conntrack.EventExpDestroy:
-			return Event{Type: EventExpectDestroy, Expect: &x}, nil
-		}
-		return Event{}, fmt.Errorf("%w: event type %v", errNotFlow, ev.Type)
-	}
-	if ev.Flow == nil {
+	if ev.Expect == nil {
 		return Event{}, errNotFlow
 	}
-	t, f, err := flowEvent(ev)
-	return Event{Type: t, Flow: f}, err
+	x := fromTiMoExpect(ev.Expect)
+	switch ev.Type {
+	case conntrack.EventExpNew:
+		return Event{Type: EventExpectNew, Expect: &x}, nil
+	case conntrack.EventExpDestroy:
+		return Event{Type: EventExpectDestroy, Expect: &x}, nil
+	}
+	return Event{}, fmt.Errorf("%w: event type %v", errNotFlow, ev.Type)
 }
 
 func fromTiMoExpect(x *conntrack.Expect) ct.Expect {
@@ -93,58 +128,6 @@ func fromTiMoExpect(x *conntrack.Expect) ct.Expect {
 		Master: fromTiMoTuple(x.TupleMaster), Tuple: fromTiMoTuple(x.Tuple), Mask: fromTiMoTuple(x.Mask),
 		Zone: x.Zone, Timeout: x.Timeout, Flags: x.Flags, Class: x.Class, Helper: x.HelpName, Fn: x.Function,
 	}
-}
-
-func flowEvent(ev conntrack.Event) (EventType, ct.Flow, error) {
-	var t EventType
-	switch ev.Type {
-	case conntrack.EventNew:
-		t = EventNew
-	case conntrack.EventUpdate:
-		t = EventUpdate
-	case conntrack.EventDestroy:
-		t = EventDestroy
-	default:
-		return 0, ct.Flow{}, fmt.Errorf("%w: event type %v", errNotFlow, ev.Type)
-	}
-	return t, fromTiMo(ev.Flow), nil
-}
-
-// fromTiMo converts a flow decoded by ti-mo/conntrack.
-func fromTiMo(g *conntrack.Flow) ct.Flow {
-	f := ct.Flow{
-		Orig:    fromTiMoTuple(g.TupleOrig),
-		Reply:   fromTiMoTuple(g.TupleReply),
-		Zone:    g.Zone,
-		Status:  uint32(g.Status),
-		Timeout: g.Timeout,
-		Mark:    g.Mark,
-	}
-	var x ct.Extra
-	switch pi := g.ProtoInfo; {
-	case pi.TCP != nil:
-		// CTA_PROTOINFO_TCP_FLAGS_* is struct nf_ct_tcp_flags {flags, mask},
-		// which ti-mo reads as one big-endian uint16.
-		f.TCP = ct.TCPInfo{
-			State:      pi.TCP.State,
-			WScaleOrig: pi.TCP.OriginalWindowScale,
-			WScaleRepl: pi.TCP.ReplyWindowScale,
-			FlagsOrig:  uint8(pi.TCP.OriginalFlags >> 8),
-			FlagsRepl:  uint8(pi.TCP.ReplyFlags >> 8),
-		}
-	case pi.SCTP != nil:
-		x.SCTPState, x.SCTPVTagOrig, x.SCTPVTagR = pi.SCTP.State, pi.SCTP.VTagOriginal, pi.SCTP.VTagReply
-	case pi.DCCP != nil:
-		x.DCCPState, x.DCCPRole, x.DCCPHandshakeSeq = pi.DCCP.State, pi.DCCP.Role, pi.DCCP.HandshakeSeq
-	}
-	copy(x.Labels[:], g.Labels)
-	x.Helper = g.Helper.Name
-	x.SeqAdjOrig = ct.SeqAdj{Position: g.SeqAdjOrig.Position, OffsetBefore: g.SeqAdjOrig.OffsetBefore, OffsetAfter: g.SeqAdjOrig.OffsetAfter}
-	x.SeqAdjRepl = ct.SeqAdj{Position: g.SeqAdjReply.Position, OffsetBefore: g.SeqAdjReply.OffsetBefore, OffsetAfter: g.SeqAdjReply.OffsetAfter}
-	if x != (ct.Extra{}) {
-		f.Extra = &x
-	}
-	return f
 }
 
 func fromTiMoTuple(t conntrack.Tuple) ct.Tuple {

@@ -43,7 +43,6 @@ const (
 	nlaHdrLen  = 4
 	familyV4   = 2  // AF_INET
 	familyV6   = 10 // AF_INET6
-	subsysCT   = 1  // NFNL_SUBSYS_CTNETLINK
 	ctaProtoIn = ctaProtoInfo
 	// maxWalk bounds the top-level attributes the program steps over
 	// looking for CTA_PROTOINFO (it comes sixth or seventh).

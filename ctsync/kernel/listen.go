@@ -1,11 +1,11 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -48,7 +48,7 @@ type Listener struct {
 	nl     *netlink.Conn
 	ignore []uint32
 	closed atomic.Bool
-	rbuf   []byte // Receive's buffer for the datagrams queued
+	batch  *mmsgBatch // Receive's buffers
 }
 
 // flowGroups are the groups of flow events.
@@ -153,28 +153,62 @@ func (l *Listener) ReadBuffer() (int, error) { return l.nl.ReadBuffer() }
 // os.ErrDeadlineExceeded at t; the zero time clears it.
 func (l *Listener) SetReadDeadline(t time.Time) error { return l.nl.SetReadDeadline(t) }
 
-// receiveMore bounds the datagrams Receive takes in one call.
-const receiveMore = 256
+// Batches of datagrams Receive reads with one system call: slots and the
+// size of each. An event is a few hundred bytes; one that does not fit a
+// slot is reported (truncated), never passed on cut.
+const (
+	batchSlots = 64
+	slotSize   = 4096
+)
 
-// Receive blocks for the next events and appends them to buf: those of the
-// first datagram, then those of the datagrams already queued behind it (up
-// to receiveMore: the kernel sends one event per datagram, and handing
-// them on one at a time cost a wake-up each). Events caused by the
+// Receive blocks for the next events and appends them to buf: those of all
+// the datagrams already queued (the kernel sends one event per datagram),
+// read in batches, up to a few hundred events. Events caused by the
 // ignored port ids are dropped. It returns an error wrapping ErrOverrun
 // when the kernel reported lost events, and one wrapping net.ErrClosed
 // after Close. A message that cannot be decoded is reported as an error
 // after the events decoded with it; the Listener stays usable after
 // either. Receive is not safe for concurrent use.
 func (l *Listener) Receive(buf []Event) ([]Event, error) {
-	msgs, err := l.nl.Receive()
+	rc, err := l.nl.SyscallConn()
 	if err != nil {
 		return buf, l.receiveError(err)
 	}
-	var bad error
-	for _, m := range msgs {
-		buf = l.decode(buf, m, &bad)
+	if l.batch == nil {
+		l.batch = newMmsgBatch(batchSlots, slotSize)
 	}
-	buf, err = l.receiveQueued(buf, &bad)
+	var bad, rerr error
+	got := 0
+	err = rc.Read(func(fd uintptr) bool {
+		for got < receiveMore {
+			n, err := l.batch.recv(int(fd))
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return got > 0 // none yet: wait until readable
+			case err != nil:
+				rerr = err
+				return true
+			}
+			for i := range n {
+				d, trunc := l.batch.datagram(i)
+				if trunc {
+					bad = fmt.Errorf("event datagram truncated at %d bytes", len(d))
+					continue
+				}
+				buf = l.decodeDatagram(buf, d, &bad)
+			}
+			got += n
+			if n < batchSlots {
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return buf, l.receiveError(err)
 	}
@@ -183,6 +217,9 @@ func (l *Listener) Receive(buf []Event) ([]Event, error) {
 	}
 	return buf, nil
 }
+
+// receiveMore bounds the datagrams Receive takes in one call.
+const receiveMore = 256
 
 func (l *Listener) receiveError(err error) error {
 	switch {
@@ -212,47 +249,28 @@ func (l *Listener) decode(buf []Event, m netlink.Message, bad *error) []Event {
 	return buf
 }
 
-// receiveQueued appends the events of the datagrams already queued on the
-// socket, without waiting for more.
-func (l *Listener) receiveQueued(buf []Event, bad *error) ([]Event, error) {
-	rc, err := l.nl.SyscallConn()
-	if err != nil {
-		return buf, nil // the datagrams wait for the next Receive
-	}
-	if l.rbuf == nil {
-		l.rbuf = make([]byte, recvBufSize)
-	}
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		for i := 0; i < receiveMore; i++ {
-			n, _, flags, _, err := unix.Recvmsg(int(fd), l.rbuf, nil, unix.MSG_DONTWAIT)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return true
-			case err != nil:
-				rerr = err
-				return true
-			case flags&unix.MSG_TRUNC != 0:
-				*bad = errors.New("event datagram truncated")
-				continue
-			}
-			ms, err := syscall.ParseNetlinkMessage(l.rbuf[:n])
-			if err != nil {
-				*bad = fmt.Errorf("parse netlink messages: %w", err)
-				continue
-			}
-			for _, m := range ms {
-				buf = l.decode(buf, netlink.Message{Header: netlink.Header{
-					Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type),
-					Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid,
-				}, Data: m.Data}, bad)
-			}
+// decodeDatagram appends the events of a datagram's netlink messages.
+func (l *Listener) decodeDatagram(buf []Event, d []byte, bad *error) []Event {
+	for len(d) > 0 {
+		if len(d) < unix.NLMSG_HDRLEN {
+			*bad = fmt.Errorf("netlink message of %d bytes: %w", len(d), errMalformed)
+			return buf
 		}
-		return true
-	})
-	return buf, errors.Join(rerr, err)
+		n := int(binary.NativeEndian.Uint32(d))
+		if n < unix.NLMSG_HDRLEN || n > len(d) {
+			*bad = fmt.Errorf("netlink message length %d in %d bytes: %w", n, len(d), errMalformed)
+			return buf
+		}
+		buf = l.decode(buf, netlink.Message{Header: netlink.Header{
+			Length:   uint32(n),
+			Type:     netlink.HeaderType(binary.NativeEndian.Uint16(d[4:])),
+			Flags:    netlink.HeaderFlags(binary.NativeEndian.Uint16(d[6:])),
+			Sequence: binary.NativeEndian.Uint32(d[8:]),
+			PID:      binary.NativeEndian.Uint32(d[12:]),
+		}, Data: d[unix.NLMSG_HDRLEN:n]}, bad)
+		d = d[min(len(d), (n+3)&^3):]
+	}
+	return buf
 }
 
 func (l *Listener) ignored(pid uint32) bool {

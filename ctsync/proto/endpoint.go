@@ -37,17 +37,22 @@ type Source interface {
 // Config are an Endpoint's bounds and timers. The zero value of a field
 // takes the default in DefaultConfig.
 type Config struct {
-	MaxPayload   int           // bytes of a payload (the datagram minus envelope and headers)
-	Window       int           // reliable messages in flight before the sender waits for ACKs
-	MaxPending   int           // objects owed before the sender gives up and resyncs by bulk
-	Reorder      int           // messages the receiver buffers ahead of a gap
-	AckDelay     time.Duration // longest an ACK waits to be coalesced
-	AckEvery     int           // ACK at once after this many delivered messages
-	NackRetry    time.Duration // a gap is asked for again after this
-	RTO          time.Duration // the oldest unacknowledged message is resent after this
-	Keepalive    time.Duration // interval of keep-alives
-	PeerTimeout  time.Duration // the peer is down after this long without a datagram
-	recordMargin int           // room kept for one record's growth on resend
+	MaxPayload  int           // bytes of a payload (the datagram minus envelope and headers)
+	Window      int           // reliable messages in flight before the sender waits for ACKs
+	MaxPending  int           // objects owed before the sender gives up and resyncs by bulk
+	Reorder     int           // messages the receiver buffers ahead of a gap
+	AckDelay    time.Duration // longest an ACK waits to be coalesced
+	AckEvery    int           // ACK at once after this many delivered messages
+	NackRetry   time.Duration // a gap is asked for again after this
+	RTO         time.Duration // the oldest unacknowledged message is resent after this
+	Keepalive   time.Duration // interval of keep-alives
+	PeerTimeout time.Duration // the peer is down after this long without a datagram
+	// Coalesce holds new data back for up to this long after the last data
+	// message while it would not fill a message, so a burst of events goes
+	// out in full messages rather than one small datagram per wake-up.
+	// Data after a quiet spell leaves at once. 0 never holds.
+	Coalesce     time.Duration
+	recordMargin int // room kept for one record's growth on resend
 
 	// Unreliable (alarm mode): objects go in ALARM_DATA messages without
 	// sequence numbers, never acknowledged nor resent; the caller
@@ -145,9 +150,12 @@ type Endpoint struct {
 	pending    []item // not yet sent, in order
 	queued     map[ct.Key]struct{}
 	lastKeep   time.Time
-	bulkReq    bool   // ask the peer for a bulk in the next payload
-	jumpTo     uint64 // announce a JUMP in the next payload; 0: none
-	bulkNeeded bool   // the caller must start a bulk (peer asked, or we gave up)
+	lastData   time.Time // when the last new data message left
+	recBytes   uint64    // bytes and count of the records sent, for
+	recs       uint64    // the size estimate of holding
+	bulkReq    bool      // ask the peer for a bulk in the next payload
+	jumpTo     uint64    // announce a JUMP in the next payload; 0: none
+	bulkNeeded bool      // the caller must start a bulk (peer asked, or we gave up)
 	nextBulkID uint32
 	// The retransmission timer (RFC 6298): it restarts when an ACK
 	// acknowledges new messages, and its length adapts to the measured
@@ -569,7 +577,7 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 	}
 	// New data, within the window, each message filled up to the payload
 	// size (less room for its records to grow if they are resent).
-	for len(e.pending) > 0 && len(e.unacked) < e.cfg.Window {
+	for len(e.pending) > 0 && len(e.unacked) < e.cfg.Window && !e.holding(now) {
 		s := sent{seq: e.nextSeq, at: now}
 		var m []byte
 		if it := e.pending[0]; it.marker != 0 {
@@ -580,6 +588,7 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 			s.typ = typeData
 			b, start := appendHeader(nil, typeData)
 			b = append(b, u64(s.seq)...)
+			head := len(b)
 			for len(e.pending) > 0 && e.pending[0].marker == 0 && len(b) < e.cfg.MaxPayload-e.cfg.recordMargin {
 				k := e.pending[0].key
 				delete(e.queued, k)
@@ -588,6 +597,9 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 				e.pending = e.pending[1:]
 			}
 			m = finishMsg(b, start)
+			e.lastData = now
+			e.recBytes += uint64(len(b) - head)
+			e.recs += uint64(len(s.keys))
 		}
 		e.nextSeq++
 		e.unacked = append(e.unacked, s)
@@ -611,6 +623,20 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 		e.stats.KeepalivesSent++
 	}
 	return p.flush(out)
+}
+
+// holding reports whether new data waits (Config.Coalesce): a data
+// message left less than Coalesce ago and the records pending would not
+// fill another, at the average size of those sent so far.
+func (e *Endpoint) holding(now time.Time) bool {
+	if e.cfg.Coalesce <= 0 || len(e.pending) == 0 || e.lastData.IsZero() || now.Sub(e.lastData) >= e.cfg.Coalesce {
+		return false
+	}
+	avg := uint64(32)
+	if e.recs > 0 {
+		avg = max(1, e.recBytes/e.recs)
+	}
+	return uint64(len(e.pending))*avg < uint64(e.cfg.MaxPayload-e.cfg.recordMargin)
 }
 
 // outputUnreliable sends everything owed at once in ALARM_DATA messages,
@@ -669,6 +695,9 @@ func (e *Endpoint) NextTimeout(now time.Time) time.Time {
 	}
 	if len(e.unacked) > 0 {
 		early(e.rtoDue())
+	}
+	if e.holding(now) {
+		early(e.lastData.Add(e.cfg.Coalesce))
 	}
 	if t.Before(now) {
 		return now
