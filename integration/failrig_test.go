@@ -47,14 +47,19 @@ var rigAddrs = map[string]map[string]netip.Prefix{
 // fw1's table; with replication it waits until fw2 holds them.
 func newFailRig(t *testing.T, cache string, replicate bool, background int) *failRig {
 	t.Helper()
-	r := newRigLab(t, cache)
+	return newFailRigIn(t, newRigLab(t, cache), replicate, background)
+}
+
+// newFailRigIn is newFailRig in a lab of the caller's (newRigLabWith).
+func newFailRigIn(t *testing.T, r *failRig, replicate bool, background int) *failRig {
+	t.Helper()
 	r.replicate, r.background = replicate, background
 	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
 		if replicate {
 			c := exampleConfig(t, role+".hcl")
 			// A restarted node keeps its state directory, as after a reboot.
 			r.conf[role] = fmt.Sprintf("state_dir = %q\n", filepath.Join(t.TempDir(), "state")) +
-				strings.Replace(c, `cache = "direct"`, fmt.Sprintf("cache = %q", cache), 1)
+				strings.Replace(c, `cache = "direct"`, fmt.Sprintf("cache = %q", r.cache), 1)
 		} else {
 			r.conf[role] = pairOpts{node: role, priority: map[string]int{lab.RoleFW1: 150, lab.RoleFW2: 100}[role], advert: time.Second}.config()
 		}
@@ -77,7 +82,13 @@ func newFailRig(t *testing.T, cache string, replicate bool, background int) *fai
 // node started: for tests that write their own configurations.
 func newRigLab(t *testing.T, cache string) *failRig {
 	t.Helper()
-	return &failRig{t: t, l: lab.New(t, lab.Options{NoIPv6: true}), cache: cache, replicate: true,
+	return newRigLabWith(t, cache, lab.Options{NoIPv6: true})
+}
+
+// newRigLabWith is newRigLab with the lab's options (a ruleset).
+func newRigLabWith(t *testing.T, cache string, opts lab.Options) *failRig {
+	t.Helper()
+	return &failRig{t: t, l: lab.New(t, opts), cache: cache, replicate: true,
 		conf: map[string]string{}, nodes: map[string]*node{}}
 }
 
