@@ -553,6 +553,9 @@ func (e *Engine) resync(ctx context.Context) error {
 			e.ep.Queue(k)
 		}
 	}
+	if e.cfg.Expectations {
+		return e.resyncExpects(ctx)
+	}
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
+	"github.com/ctha/ctha/ctsync/proto"
 	"github.com/ctha/ctha/ctsync/wire"
 )
 
@@ -16,8 +17,8 @@ import (
 // ...): this node's, whose master flow is replicated, and the peer's.
 // They travel in the same reliable stream as the flows, after their
 // master (the kernel reports the master first), under keys with
-// ct.Key.Expect set. They are not part of the reconciling dumps: they
-// live seconds to minutes.
+// ct.Key.Expect set. The reconciling dumps cover them too
+// (resyncExpects).
 type expectations struct {
 	internal map[ct.Key]ct.Expect
 	external map[ct.Key]ct.Expect
@@ -72,6 +73,43 @@ func (e *Engine) expectKeys(yield func(ct.Key) bool) bool {
 		}
 	}
 	return true
+}
+
+// resyncExpects reconciles this node's expectations with a dump of the
+// kernel's, after resync has done the flows: what the events missed (an
+// overrun, a restart) is sent, what is gone is withdrawn. As for flows,
+// the peer's expectations mirrored here are left out unless this node is
+// master.
+func (e *Engine) resyncExpects(ctx context.Context) error {
+	exps, err := e.kern.DumpExpect(ctx)
+	if err != nil {
+		return err
+	}
+	e.exp.init()
+	seen := make(map[ct.Key]bool, len(exps))
+	for _, x := range exps {
+		k := x.Key()
+		if _, peer := e.exp.external[k]; peer && e.role != proto.RoleMaster {
+			continue
+		}
+		if !e.internal.has(x.MasterKey()) {
+			continue // its master is not replicated
+		}
+		seen[k] = true
+		old, ok := e.exp.internal[k]
+		e.exp.internal[k] = x
+		old.Timeout = x.Timeout // it counts down: no news
+		if !ok || old != x {
+			e.ep.Queue(k)
+		}
+	}
+	for k := range e.exp.internal {
+		if !seen[k] {
+			delete(e.exp.internal, k)
+			e.ep.Queue(k)
+		}
+	}
+	return nil
 }
 
 // expectBatch is what a delivery asks of the kernel's expectations.

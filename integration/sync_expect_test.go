@@ -163,3 +163,23 @@ func TestSyncExpectationFTP(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncExpectationRestart: an expectation made while fw1's ctha was
+// down (no event will ever tell of it) reaches fw2 from fw1's first dump
+// after its restart, with its master flow: the dumps cover expectations.
+func TestSyncExpectationRestart(t *testing.T) {
+	lab.RequireNetns(t)
+	p := newSyncPairWith(t, "direct", "direct", lab.Options{Ruleset: ftpRuleset}, "")
+	p.fw1.proc.Kill()
+	fakeFTP(t, p.lab)
+	x1 := waitExpectation(t, "fw1's kernel", p.c1, 5*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if x, ok := ftpExpectation(t, p.c2); ok {
+		t.Fatalf("fw2's kernel has %v while fw1's ctha is down", &x)
+	}
+	p.fw1 = startNode(t, p.lab, lab.RoleFW1, p.cfg1)
+	x2 := waitExpectation(t, "fw2's kernel after fw1's restart", p.c2, 15*time.Second)
+	if x2.Key() != x1.Key() || x2.Master != x1.Master || x2.Helper != x1.Helper {
+		t.Errorf("fw2's expectation %v, want %v", &x2, &x1)
+	}
+}
