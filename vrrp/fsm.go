@@ -67,6 +67,10 @@ type Machine struct {
 
 	// Deferred holds preemption back (a rejoining node's bulk sync).
 	Deferred bool
+	// Undeferred: a deferral was lifted before a lower-priority master
+	// was heard; its first advert preempts at once, as the lifting would
+	// have, rather than Master_Down later.
+	Undeferred bool
 	// Taking is set from Master_Down (or a permitted preemption) until the
 	// group's go-ahead (EvGoMaster) or an abort: the takeover is pending.
 	Taking bool
@@ -216,6 +220,9 @@ func (m Machine) Step(ev Event, now time.Time) (Machine, []Action) {
 	transition := func(to State, r Reason) {
 		acts = append(acts, Action{Kind: ActTransition, From: m.State, To: to, Reason: r})
 		m.State = to
+		if to == Master {
+			m.Undeferred = false
+		}
 	}
 	send := func(prio uint8) { acts = append(acts, Action{Kind: ActSend, Priority: prio}) }
 	do := func(k ActionKind) { acts = append(acts, Action{Kind: k}) }
@@ -306,10 +313,13 @@ func (m Machine) Step(ev Event, now time.Time) (Machine, []Action) {
 		}
 
 	case EvDefer:
-		m.Deferred = ev.Defer
-		if !m.Deferred && m.State == Backup && !m.Taking && m.Master.IsValid() &&
+		lifted := m.Deferred && !ev.Defer
+		m.Deferred, m.Undeferred = ev.Defer, false
+		if lifted && m.State == Backup && !m.Taking && m.Master.IsValid() &&
 			m.MasterPriority < m.EffPriority && m.mayPreempt(now) {
 			startTakeover() // the copy is complete: preempt now, not at Master_Down
+		} else if lifted && m.State != Master {
+			m.Undeferred = true
 		}
 
 	case EvGoMaster:
@@ -387,6 +397,11 @@ func (m Machine) advert(ev Event, now time.Time, acts []Action) (Machine, []Acti
 			return m, acts
 		}
 		m.Master, m.MasterPriority = ev.From, ev.Priority
+		if m.Undeferred && !m.Taking && ev.Priority < m.EffPriority && m.mayPreempt(now) {
+			m.Undeferred, m.Taking = false, true
+			m.MasterDownAt, m.PreemptAt = time.Time{}, time.Time{}
+			return m, append(acts, Action{Kind: ActWantMaster})
+		}
 		if !m.mayPreempt(now) || ev.Priority >= m.EffPriority {
 			if m.Version == 3 {
 				m.MasterAdverInterval = ev.Interval

@@ -169,6 +169,23 @@ func TestDeferralHoldsPreemptionUntilSyncDone(t *testing.T) {
 		// The bulk copy completes: take over now, not Master_Down later.
 		{8100, Event{Kind: EvDefer, Defer: false}, Backup, []Action{want}},
 	})
+	// Lifted before any master was heard: the first lower-priority advert
+	// preempts at once, as the lifting would have had it come first.
+	run(t, newMachine(150), []step{
+		{0, Event{Kind: EvDefer, Defer: true}, Init, nil},
+		{0, evStart, Backup, []Action{tr(Init, Backup, ReasonStartup)}},
+		{300, Event{Kind: EvDefer, Defer: false}, Backup, nil},
+		{1000, advert(peer, 100), Backup, []Action{want}},
+		{1100, evGo, Master, []Action{send(150), addVIPs, tr(Backup, Master, ReasonPreempt)}},
+	})
+	// ... but a higher-priority one is followed as ever.
+	run(t, newMachine(150), []step{
+		{0, Event{Kind: EvDefer, Defer: true}, Init, nil},
+		{0, evStart, Backup, []Action{tr(Init, Backup, ReasonStartup)}},
+		{300, Event{Kind: EvDefer, Defer: false}, Backup, nil},
+		{1000, advert(peer, 200), Backup, nil},
+		{4000, evTimer, Backup, nil},
+	})
 	// With no master heard, deferral does not block Master_Down.
 	run(t, newMachine(150), []step{
 		{0, Event{Kind: EvDefer, Defer: true}, Init, nil},
