@@ -1,11 +1,7 @@
 package integration
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,52 +32,18 @@ const ftpRuleset = `table inet fw {
 const ftpDataPort = 50000
 
 // fakeFTP opens an FTP control connection from cl to srv through fw1 (it
-// holds the gateway addresses): the server answers "227 Entering Passive
-// Mode", from which fw1's FTP helper makes an expectation of a data
-// connection to srv:50000. The connection stays open until the test ends.
+// is given the gateway addresses) and asks for a passive data connection:
+// fw1's FTP helper makes an expectation of a data connection to
+// srv:50000 from the server's answer. The connection stays open until the
+// test ends.
 func fakeFTP(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	for _, a := range []struct{ iface, addr string }{{"lan", lab.LANVIP.String()}, {"wan", lab.WANVIP.String()}} {
 		l.MustExec(t, lab.RoleFW1, "ip", "addr", "add", a.addr, "dev", a.iface)
 	}
-	var ln net.Listener
-	if err := inNS(l.NS(lab.RoleServer), func() (err error) { ln, err = net.Listen("tcp4", ":21"); return err }); err != nil {
-		t.Fatalf("listen on srv: %v", err)
+	if port := startFTP(t, l, ftpDataPort).pasv(); port != ftpDataPort {
+		t.Fatalf("PASV announced port %d, want %d", port, ftpDataPort)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		t.Cleanup(func() { c.Close() })
-		// The helper reads a reply at the start of a segment that follows
-		// a line it has seen: a greeting first, then the 227 alone.
-		fmt.Fprintf(c, "220 fake\r\n")
-		time.Sleep(200 * time.Millisecond)
-		fmt.Fprintf(c, "227 Entering Passive Mode (10,10,2,100,%d,%d).\r\n", ftpDataPort>>8, ftpDataPort&0xff)
-	}()
-	var c net.Conn
-	err := inNS(l.NS(lab.RoleClient), func() (err error) {
-		c, err = net.DialTimeout("tcp4", "10.10.2.100:21", 5*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("FTP control connection from cl: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	for range 2 {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("FTP control connection: %v", err)
-		}
-		if strings.HasPrefix(line, "227") {
-			return
-		}
-	}
-	t.Fatal("no 227 reply")
 }
 
 // ftpExpectation returns the FTP data expectation in c's table, if any.

@@ -1,7 +1,6 @@
 package kernel
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -252,23 +251,13 @@ func (l *Listener) decode(buf []Event, m netlink.Message, bad *error) []Event {
 // decodeDatagram appends the events of a datagram's netlink messages.
 func (l *Listener) decodeDatagram(buf []Event, d []byte, bad *error) []Event {
 	for len(d) > 0 {
-		if len(d) < unix.NLMSG_HDRLEN {
-			*bad = fmt.Errorf("netlink message of %d bytes: %w", len(d), errMalformed)
+		var m netlink.Message
+		if err := m.UnmarshalBinary(d); err != nil {
+			*bad = fmt.Errorf("netlink message in %d bytes: %w: %w", len(d), errMalformed, err)
 			return buf
 		}
-		n := int(binary.NativeEndian.Uint32(d))
-		if n < unix.NLMSG_HDRLEN || n > len(d) {
-			*bad = fmt.Errorf("netlink message length %d in %d bytes: %w", n, len(d), errMalformed)
-			return buf
-		}
-		buf = l.decode(buf, netlink.Message{Header: netlink.Header{
-			Length:   uint32(n),
-			Type:     netlink.HeaderType(binary.NativeEndian.Uint16(d[4:])),
-			Flags:    netlink.HeaderFlags(binary.NativeEndian.Uint16(d[6:])),
-			Sequence: binary.NativeEndian.Uint32(d[8:]),
-			PID:      binary.NativeEndian.Uint32(d[12:]),
-		}, Data: d[unix.NLMSG_HDRLEN:n]}, bad)
-		d = d[min(len(d), (n+3)&^3):]
+		buf = l.decode(buf, m, bad)
+		d = d[min(len(d), (int(m.Header.Length)+3)&^3):]
 	}
 	return buf
 }
