@@ -88,6 +88,9 @@ type Engine struct {
 	bulkID                 uint32          // the id of the peer's bulk in progress
 	bulkComplete           bool
 	bulkAsked              time.Time // when the peer's copy was last asked for; zero: not awaited
+	bulkExpected           int       // entries the peer's last copy announced; 0: unknown
+	bulkReceived           int       // entries of the peer's last complete copy
+	uncheckedLogged        bool      // the peer's copies carry no epoch echo: said once
 	peerEpoch              uint32    // of the last datagram accepted from the peer
 	started                time.Time
 	dumped                 bool // the first dump of the kernel table is done
@@ -176,7 +179,8 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.exp.init()
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
+		Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
 	ok = true
 	return e, nil
 }
@@ -295,6 +299,9 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 			e.log.Error("saving the peer's epoch failed", "err", err)
 		}
 	}
+	// A copy under way or awaited when the peer restarts is abandoned:
+	// the new run sends a new one.
+	awaiting := e.bulkSeen != nil || !e.bulkAsked.IsZero()
 	if d.h.Epoch > e.peerEpoch {
 		// A peer met for the first time or restarted: the protocol asks
 		// for its copy now.
@@ -311,7 +318,10 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 	e.stats.datagramsIn.Add(1)
 	if e.ep.PeerRestarted() {
 		e.log.Info("peer restarted; it will send a complete copy", "peer", e.ls.links[d.link].dst.Addr())
-		e.bulkComplete, e.bulkSeen = false, nil
+		if awaiting {
+			e.stats.bulkRetries.Add(1)
+		}
+		e.bulkComplete, e.bulkSeen, e.bulkExpected = false, nil, 0
 	}
 	e.apply(ctx, out)
 }
@@ -407,9 +417,10 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	// The request for the peer's copy travels once, unacknowledged: ask
 	// again while no copy has begun to arrive.
 	if peerUp && !e.bulkAsked.IsZero() && e.bulkSeen == nil && now.Sub(e.bulkAsked) >= bulkRetry {
-		e.log.Debug("no complete copy from the peer yet; asking again")
+		e.log.Info("no complete copy from the peer yet; asking again", "asked", now.Sub(e.bulkAsked).Round(time.Millisecond))
 		e.ep.RequestBulk()
 		e.bulkAsked = now
+		e.stats.bulkRetries.Add(1)
 	}
 }
 
@@ -445,9 +456,18 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 	for _, d := range ds {
 		switch d.Kind {
 		case proto.DeliverBulkStart:
-			// A newer bulk supersedes one in progress: the peer sends
-			// everything again after its start.
-			e.bulkSeen, e.bulkID = map[ct.Key]bool{}, d.BulkID
+			// A newer bulk supersedes one in progress: the peer abandoned
+			// that one (it gave up on its backlog) and sends everything
+			// again after this start.
+			if e.bulkSeen != nil {
+				e.stats.bulkRetries.Add(1)
+				e.log.Info("the peer began its copy again", "bulk", d.BulkID, "received", len(e.bulkSeen))
+			}
+			e.bulkSeen, e.bulkID, e.bulkExpected = map[ct.Key]bool{}, d.BulkID, int(d.Entries)
+			if d.Unchecked && !e.uncheckedLogged {
+				e.uncheckedLogged = true
+				e.log.Warn("the peer runs an older ctha: its copies do not say which run of this node they are for, so a stale one is taken as current (upgrade it)")
+			}
 		case proto.DeliverBulkEnd:
 			// The end of a superseded bulk is not the end of the copy:
 			// what was sent before the newer start comes again after it.
@@ -461,9 +481,11 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 					}
 				}
 				e.pruneExpects(e.bulkSeen, &exps)
+				e.bulkReceived = len(e.bulkSeen)
 				e.bulkSeen, e.bulkComplete, e.bulkAsked = nil, true, time.Time{}
 				e.stats.bulksReceived.Add(1)
-				e.log.Info("complete copy from the peer received", "entries", e.external.len())
+				e.log.Info("complete copy from the peer received", "entries", e.external.len(),
+					"received", e.bulkReceived, "expected", e.bulkExpected, "bulk", d.BulkID)
 			}
 		case proto.DeliverRecords:
 			for b := d.Records; len(b) > 0; {

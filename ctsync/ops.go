@@ -254,20 +254,27 @@ func (e *Engine) SetRole(ctx context.Context, r proto.Role) error {
 type Status struct {
 	PeerUp, BulkComplete, SplitBrain bool
 	PeerRole                         proto.Role
-	Internal, External               int
-	ExpectInternal, ExpectExternal   int // expectations
-	LastCommit                       *CommitResult
-	Link                             string // the active link
-	Interface                        string // the active link's
-	Links                            []LinkStatus
+	// BulkReceived: entries of the peer's copy under way, or else of its
+	// last complete one; BulkExpected: how many it announced (0: unknown).
+	BulkReceived, BulkExpected     int
+	Internal, External             int
+	ExpectInternal, ExpectExternal int // expectations
+	LastCommit                     *CommitResult
+	Link                           string // the active link
+	Interface                      string // the active link's
+	Links                          []LinkStatus
 }
 
 func (e *Engine) publish(now time.Time) {
 	s := Status{
 		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: e.ep.PeerRole(),
+		BulkReceived: e.bulkReceived, BulkExpected: e.bulkExpected,
 		Internal: e.internal.len(), External: e.external.len(), LastCommit: e.lastCommit,
 		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
 		Links: e.linkStatus(now),
+	}
+	if e.bulkSeen != nil {
+		s.BulkReceived = len(e.bulkSeen)
 	}
 	active := e.ls.links[e.ls.active].cfg
 	s.Link, s.Interface = active.Name, active.Interface
@@ -304,6 +311,7 @@ type counters struct {
 	records, events, overruns, resyncs    atomic.Uint64
 	kernelWrites, kernelFailures, commits atomic.Uint64
 	bulksSent, bulksReceived, splitBrains atomic.Uint64
+	bulkRetries                           atomic.Uint64
 	expired                               atomic.Uint64 // alarm mode
 	mu                                    sync.Mutex
 	drops                                 map[string]uint64
@@ -349,6 +357,8 @@ type Stats struct {
 	Commits        uint64            `json:"commits"`
 	BulksSent      uint64            `json:"bulks_sent"`
 	BulksReceived  uint64            `json:"bulks_received"`
+	BulksStale     uint64            `json:"bulks_stale"`  // the peer's copies begun for an earlier run of this node, discarded
+	BulkRetries    uint64            `json:"bulk_retries"` // copies asked for or begun again after one was abandoned
 	SplitBrains    uint64            `json:"split_brains"`
 	LinkSwitches   uint64            `json:"link_switches"`
 	Expired        uint64            `json:"expired"` // alarm mode: peer states not refreshed in time
@@ -367,6 +377,7 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 		Records: c.records.Load(), Events: c.events.Load(), Overruns: c.overruns.Load(), Resyncs: c.resyncs.Load(),
 		KernelWrites: c.kernelWrites.Load(), KernelFailures: c.kernelFailures.Load(), Commits: c.commits.Load(),
 		BulksSent: c.bulksSent.Load(), BulksReceived: c.bulksReceived.Load(), SplitBrains: c.splitBrains.Load(),
+		BulkRetries:  c.bulkRetries.Load(),
 		LinkSwitches: e.ls.switches.Load(), Expired: c.expired.Load(),
 		Drops: map[string]uint64{}, Filtered: e.flt.counts(),
 	}
@@ -379,5 +390,6 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 		s.Drops[r] += 0
 	}
 	e.do(ctx, func() { s.Protocol = e.ep.Stats() })
+	s.BulksStale = s.Protocol.BulksStale
 	return s
 }

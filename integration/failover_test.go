@@ -165,64 +165,101 @@ func TestFailoverCommand(t *testing.T) {
 
 // TestFailoverRejoin: the higher-priority node crashes, comes back with an
 // empty table while the other is master with the flows and 100k entries,
-// and takes over only once its bulk copy is complete; every flow
-// survives, neither node drops a packet as INVALID.
+// and takes over only once it holds one complete, current copy of the
+// master's table; every flow survives, neither node drops a packet as
+// INVALID. Issue 11: the same over a sync link shaped to 10 Mbit/s toward
+// the rejoining node, with 50k entries, where the copy takes over a
+// second: a stale copy (the master's takeover bulk, queued while the node
+// was dead) must not lift the deferral, and the node receives one copy.
 func TestFailoverRejoin(t *testing.T) {
 	lab.RequireNetns(t)
-	for _, cache := range cacheModes {
-		t.Run(cache, func(t *testing.T) {
-			r := newFailRig(t, cache, true, background)
-			r.startFlows(30 * time.Second)
-			kill := r.crash(lab.RoleFW1)
-			r.waitVIPs(lab.RoleFW2, kill, 10*time.Second)
-			time.Sleep(time.Until(kill.Add(9 * time.Second))) // the flows recover through fw2
-			r.checkStatus(lab.RoleFW2, "MASTER", "")
-
-			// fw1 reboots: empty table, links back, ctha started again.
-			r.l.MustExec(t, lab.RoleFW1, "conntrack", "-F")
-			r.l.SetLink(lab.RoleFW1, "lan", true)
-			r.l.SetLink(lab.RoleFW1, "wan", true)
-			rejoin := time.Now()
-			fw1 := r.start(lab.RoleFW1)
-			var sawDeferred bool
-			var tookOver time.Duration
-			err := lab.WaitFor(20*time.Second, 10*time.Millisecond, func() (bool, error) {
-				st, err := fw1.status()
-				if err != nil || len(st.Groups) == 0 {
-					return false, err
-				}
-				sawDeferred = sawDeferred || st.Groups[0].PreemptDeferred
-				if st.Groups[0].State != "MASTER" {
-					return false, nil
-				}
-				tookOver = time.Since(rejoin)
-				return true, nil
+	for _, link := range []struct {
+		name       string
+		background int
+		shape      []string // tc qdisc of fw2's sync interface; nil: none
+	}{
+		{"clean", background, nil},
+		{"10mbit", 50_000, []string{"tbf", "rate", "10mbit", "burst", "16kb", "latency", "100ms"}},
+	} {
+		for _, cache := range cacheModes {
+			t.Run(link.name+"/"+cache, func(t *testing.T) {
+				testRejoin(t, cache, link.background, link.shape)
 			})
-			if err != nil {
-				t.Fatalf("fw1 never took over again: %v\n%s\nfw2:\n%s", err, fw1.proc.Tail(30), r.nodes[lab.RoleFW2].proc.Tail(80))
-			}
-			// The table was complete when it took over: what it holds now
-			// is at least the live flows and the background.
-			if n := tableCount(t, r.l, lab.RoleFW1); n < background+rigFlows {
-				t.Errorf("fw1 took over with %d entries in its table, want at least %d", n, background+rigFlows)
-			}
-			if !sawDeferred {
-				t.Errorf("status never showed preempt_deferred while fw1 waited for its copy")
-			}
-			o := r.finish(lab.RoleFW1, rejoin)
-			invalid2, err := r.l.InvalidDrops(lab.RoleFW2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.checkStatus(lab.RoleFW1, "MASTER", "BACKUP")
-			r.checkStatus(lab.RoleFW2, "BACKUP", "MASTER")
-			t.Logf("figure: rejoin, %s: fw1 took over %v after its start; %d/%d flows survived, longest gap %.0f ms (the crash's), INVALID drops fw1 %d fw2 %d",
-				cache, tookOver.Round(time.Millisecond), o.Survived, o.Flows, o.LongestGapMs, o.invalid, invalid2)
-			r.expectSurvived(o)
-			if invalid2 != 0 {
-				t.Errorf("fw2 dropped %d packets as INVALID", invalid2)
-			}
-		})
+		}
+	}
+}
+
+func testRejoin(t *testing.T, cache string, background int, shape []string) {
+	r := newFailRig(t, cache, true, background)
+	r.startFlows(30 * time.Second)
+	kill := r.crash(lab.RoleFW1)
+	r.waitVIPs(lab.RoleFW2, kill, 10*time.Second)
+	time.Sleep(time.Until(kill.Add(9 * time.Second))) // the flows recover through fw2
+	r.checkStatus(lab.RoleFW2, "MASTER", "")
+	if shape != nil {
+		r.l.MustExec(t, lab.RoleFW2, append([]string{"tc", "qdisc", "add", "dev", "sync", "root"}, shape...)...)
+	}
+
+	// fw1 reboots: empty table, links back, ctha started again.
+	r.l.MustExec(t, lab.RoleFW1, "conntrack", "-F")
+	r.l.SetLink(lab.RoleFW1, "lan", true)
+	r.l.SetLink(lab.RoleFW1, "wan", true)
+	rejoin := time.Now()
+	fw1 := r.start(lab.RoleFW1)
+	var sawDeferred bool
+	var tookOver time.Duration
+	var lifted *control.SyncStatus // fw1's sync status when its deferral was first seen lifted
+	err := lab.WaitFor(20*time.Second, 10*time.Millisecond, func() (bool, error) {
+		st, err := fw1.status()
+		if err != nil || len(st.Groups) == 0 {
+			return false, err
+		}
+		if st.Groups[0].PreemptDeferred {
+			sawDeferred = true
+		} else if sawDeferred && lifted == nil {
+			lifted = st.Sync
+		}
+		if st.Groups[0].State != "MASTER" {
+			return false, nil
+		}
+		tookOver = time.Since(rejoin)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("fw1 never took over again: %v\n%s\nfw2:\n%s", err, fw1.proc.Tail(30), r.nodes[lab.RoleFW2].proc.Tail(80))
+	}
+	// The table was complete when it took over: what it holds now
+	// is at least the live flows and the background.
+	if n := tableCount(t, r.l, lab.RoleFW1); n < background+rigFlows {
+		t.Errorf("fw1 took over with %d entries in its table, want at least %d", n, background+rigFlows)
+	}
+	if !sawDeferred {
+		t.Errorf("status never showed preempt_deferred while fw1 waited for its copy")
+	}
+	switch want := background + rigFlows; {
+	case lifted == nil:
+		t.Errorf("fw1's deferral was never seen lifted before it took over")
+	case !lifted.BulkComplete || lifted.BulkReceived < want || lifted.BulkExpected < want:
+		t.Errorf("fw1's deferral lifted with bulk_complete %v, bulk_received %d, bulk_expected %d; want a complete copy of at least %d",
+			lifted.BulkComplete, lifted.BulkReceived, lifted.BulkExpected, want)
+	}
+	o := r.finish(lab.RoleFW1, rejoin)
+	invalid2, err := r.l.InvalidDrops(lab.RoleFW2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.checkStatus(lab.RoleFW1, "MASTER", "BACKUP")
+	r.checkStatus(lab.RoleFW2, "BACKUP", "MASTER")
+	st := syncStats(t, fw1)
+	t.Logf("figure: rejoin, %s, %d background, link %v: fw1 took over %v after its start; %d/%d flows survived, longest gap %.0f ms (the crash's), INVALID drops fw1 %d fw2 %d; fw1 received %d copies (%d stale discarded, %d retries), deferral lifted at %+v",
+		cache, background, shape, tookOver.Round(time.Millisecond), o.Survived, o.Flows, o.LongestGapMs, o.invalid, invalid2,
+		st.BulksReceived, st.BulksStale, st.BulkRetries, lifted)
+	r.expectSurvived(o)
+	if invalid2 != 0 {
+		t.Errorf("fw2 dropped %d packets as INVALID", invalid2)
+	}
+	if st.BulksReceived != 1 {
+		t.Errorf("fw1 received %d complete copies of fw2's table, want one", st.BulksReceived)
 	}
 }
 

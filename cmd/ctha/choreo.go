@@ -43,8 +43,8 @@ type choreographer struct {
 }
 
 type transition struct {
-	to     vrrp.State
-	reason vrrp.Reason
+	from, to vrrp.State
+	reason   vrrp.Reason
 }
 
 func newChoreographer(log *slog.Logger, g cfg.SyncGroup, s cfg.Sync, eng *ctsync.Engine) *choreographer {
@@ -90,9 +90,9 @@ func (c *choreographer) BeforeMaster(ctx context.Context, _ string) error {
 }
 
 // Transitioned queues the work after a transition; it never blocks.
-func (c *choreographer) Transitioned(_ string, _, to vrrp.State, reason vrrp.Reason) {
+func (c *choreographer) Transitioned(_ string, from, to vrrp.State, reason vrrp.Reason) {
 	select {
-	case c.work <- transition{to, reason}:
+	case c.work <- transition{from, to, reason}:
 	default:
 		c.log.Error("transition work queue full; dropping", "to", to)
 	}
@@ -132,8 +132,13 @@ func (c *choreographer) after(ctx context.Context, t transition) {
 		c.runNotify(ctx, t)
 	case vrrp.Backup, vrrp.Fault:
 		c.eng.SetRole(ctx, proto.RoleBackup)
-		if err := c.eng.Request(ctx); err != nil {
-			c.log.Warn("requesting the master's table failed", "err", err)
+		// A node that just started needs no request of its own: the
+		// protocol asks for the peer's copy when it first hears it, and
+		// a second request must not cost a second copy.
+		if t.from != vrrp.Init {
+			if err := c.eng.Request(ctx); err != nil {
+				c.log.Warn("requesting the master's table failed", "err", err)
+			}
 		}
 		if c.sync.Cache == cfg.CacheExternal {
 			c.schedulePurge(ctx)
@@ -223,7 +228,8 @@ func (c *choreographer) watchSync(ctx context.Context, r *vrrp.Runner) {
 			if !st.BulkComplete {
 				reason = "startup_sync_timeout"
 			}
-			c.log.Info("preemption allowed", "reason", reason, "took", time.Since(start))
+			c.log.Info("preemption allowed", "reason", reason, "took", time.Since(start),
+				"copy_received", st.BulkReceived, "copy_expected", st.BulkExpected)
 			r.SetDeferred(ctx, c.group.Name, false)
 		}
 		// The peer gets a grace period at start before its absence counts.

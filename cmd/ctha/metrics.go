@@ -36,13 +36,15 @@ var (
 	descLinkUp        = prometheus.NewDesc("ctha_sync_link_up", "1 while the peer is heard on the sync link and hears this node.", []string{"link"}, nil)
 	descLinkActive    = prometheus.NewDesc("ctha_sync_link_active", "1 for the sync link that carries the traffic.", []string{"link"}, nil)
 	descLinkSwitches  = prometheus.NewDesc("ctha_sync_link_switches_total", "Times the traffic moved to another sync link.", nil, nil)
+	descBulksStale    = prometheus.NewDesc("ctha_sync_bulks_stale_total", "The peer's complete copies discarded: begun for an earlier run of this node.", nil, nil)
+	descBulkRetries   = prometheus.NewDesc("ctha_sync_bulk_retries_total", "Complete copies of the peer's table asked for or begun again after one was abandoned.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGroupState, descInstanceState, descPriority, descTransitions, descAdverts,
 		descVRRPDrops, descTakeover, descPeerUp, descSplitBrain, descEntries, descDatagrams, descSyncDrops,
 		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
-		descLinkUp, descLinkActive, descLinkSwitches} {
+		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries} {
 		ch <- d
 	}
 }
@@ -99,6 +101,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOverruns, s.Overruns)
 		counter(descKernelFail, s.KernelFailures)
 		counter(descLinkSwitches, s.LinkSwitches)
+		counter(descBulksStale, s.BulksStale)
+		counter(descBulkRetries, s.BulkRetries)
 	}
 }
 

@@ -71,8 +71,8 @@ func printStats(w io.Writer, st control.Stats) {
 	if s := st.Sync; s != nil {
 		fmt.Fprintf(w, "\nsync: %d datagrams in, %d out (%d send errors); %d records applied; %d kernel events, %d overruns, %d resyncs\n",
 			s.DatagramsIn, s.DatagramsOut, s.SendErrors, s.Records, s.Events, s.Overruns, s.Resyncs)
-		fmt.Fprintf(w, "  kernel: %d writes, %d refused; %d commits; bulks %d sent, %d received; split brains %d\n",
-			s.KernelWrites, s.KernelFailures, s.Commits, s.BulksSent, s.BulksReceived, s.SplitBrains)
+		fmt.Fprintf(w, "  kernel: %d writes, %d refused; %d commits; bulks %d sent, %d received, %d stale, %d retried; split brains %d\n",
+			s.KernelWrites, s.KernelFailures, s.Commits, s.BulksSent, s.BulksReceived, s.BulksStale, s.BulkRetries, s.SplitBrains)
 		p := s.Protocol
 		fmt.Fprintf(w, "  protocol: %d messages sent, %d resent, %d NACKs, %d duplicates, %d jumps\n",
 			p.DataSent, p.Resent, p.NacksSent, p.Duplicates, p.Jumps)

@@ -168,6 +168,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	tw.Flush()
 	if s := st.Sync; s != nil {
 		fmt.Fprintf(w, "\nsync %s/%s: %s\n", s.Mode, s.Cache, syncSummary(s))
+		if s.Running {
+			fmt.Fprintf(w, "  peer's complete copy: %s\n", bulkProgress(s))
+		}
 		for _, l := range s.Links {
 			state := "down"
 			switch {
@@ -187,6 +190,18 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			fmt.Fprintln(w, "  NOT AUTHENTICATED (insecure_no_auth = true)")
 		}
 	}
+}
+
+// bulkProgress says how far the peer's complete copy has come.
+func bulkProgress(s *control.SyncStatus) string {
+	of := ""
+	if s.BulkExpected > 0 {
+		of = fmt.Sprintf(" of %d", s.BulkExpected)
+	}
+	if s.BulkComplete {
+		return fmt.Sprintf("held (%d%s entries)", s.BulkReceived, of)
+	}
+	return fmt.Sprintf("awaited, %d%s entries received", s.BulkReceived, of)
 }
 
 func orDash(s string) string {

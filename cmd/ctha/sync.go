@@ -35,6 +35,7 @@ func (d *daemonState) syncStatus(ss *control.SyncStatus) {
 	s := d.sync.Status()
 	ss.Running = true
 	ss.PeerUp, ss.BulkComplete, ss.SplitBrain = s.PeerUp, s.BulkComplete, s.SplitBrain
+	ss.BulkReceived, ss.BulkExpected = s.BulkReceived, s.BulkExpected
 	ss.PeerRole = s.PeerRole.String()
 	ss.InternalEntries, ss.ExternalEntries = s.Internal, s.External
 	if c := s.LastCommit; c != nil {

@@ -35,14 +35,33 @@
 // uvarint) and a body; a reader skips types it does not know.
 //
 //	DATA        0x01  seq u64, then records (the wire package's format)
-//	BULK_START  0x02  seq u64, bulk id u32
-//	BULK_END    0x03  seq u64, bulk id u32
+//	BULK_START  0x02  seq u64, bulk id u32, echo u32, entries u32
+//	BULK_END    0x03  seq u64, bulk id u32, echo u32
 //	ALARM_DATA  0x04  records, no sequence number (Config.Unreliable, alarm mode)
 //	ACK         0x10  every reliable message up to seq u64 was delivered
 //	NACK        0x11  from u64, to u64: please resend this range
 //	KEEPALIVE   0x12  role u8, flags u8, next seq u64, oldest resendable seq u64
-//	BULK_REQ    0x13  (empty) please send a complete copy
+//	BULK_REQ    0x13  epoch u32: please send a complete copy
 //	JUMP        0x14  seq u64: nothing before it will be resent
+//
+// A reader takes the fields it knows and ignores the rest of a body, so
+// fields are only ever appended. The echo and entries fields, and the
+// BULK_REQ's epoch, came later: a peer of an older version sends none.
+//
+// # Bulk copies
+//
+// A bulk copy is everything between a BULK_START and its BULK_END: the
+// receiver drops, at the end, what the copy did not mention. A BULK_REQ
+// carries the requester's epoch; a bulk's markers echo the peer epoch the
+// sender had heard when the bulk began (entries is how many objects it
+// holds). A copy counts only if it echoes the receiver's current epoch:
+// one begun for an earlier run of the receiver (queued while it was
+// dead) is discarded and counted (Stats.BulksStale). When the peer
+// restarts, the sender drops everything it owed the old run, bulks
+// included, and starts one new copy; requests that arrive while that copy
+// runs join it. So a restarted node receives one current copy, and a new
+// one only after a copy was abandoned (the sender gave up on its
+// backlog, or restarted).
 //
 // Types 0x20-0x2f are the caller's (the engine's link probes): an Endpoint
 // skips them like any unknown type.

@@ -51,7 +51,11 @@ type Config struct {
 	// message while it would not fill a message, so a burst of events goes
 	// out in full messages rather than one small datagram per wake-up.
 	// Data after a quiet spell leaves at once. 0 never holds.
-	Coalesce     time.Duration
+	Coalesce time.Duration
+	// Epoch is this node's epoch (the envelope's): its bulk requests
+	// carry it, and a peer's bulk copy that echoes another is stale (see
+	// the package doc). 0: bulk copies are not checked.
+	Epoch        uint32
 	recordMargin int // room kept for one record's growth on resend
 
 	// Unreliable (alarm mode): objects go in ALARM_DATA messages without
@@ -102,6 +106,13 @@ type Delivery struct {
 	Kind    DeliveryKind
 	Records []byte // DeliverRecords: one or more records
 	BulkID  uint32 // DeliverBulkStart, DeliverBulkEnd
+	// Entries (DeliverBulkStart) is how many objects the copy holds; 0:
+	// unknown.
+	Entries uint32
+	// Unchecked (DeliverBulkStart, DeliverBulkEnd): the marker echoes no
+	// epoch (a peer of an older version), so whether the copy is current
+	// could not be checked.
+	Unchecked bool
 }
 
 // DeliveryKind says what a Delivery is.
@@ -119,23 +130,40 @@ type Stats struct {
 	DataSent, Resent, AcksSent, NacksSent, KeepalivesSent uint64
 	Delivered, Duplicates, OutOfWindow, Jumps, GaveUp     uint64
 	Malformed                                             uint64
+	// BulksStale counts the peer's bulk copies discarded because they
+	// echo an earlier epoch of this node (begun for a run that is gone).
+	BulksStale uint64
 }
 
 // sent is a reliable message awaiting its ACK.
 type sent struct {
-	seq    uint64
-	typ    byte
-	keys   []ct.Key // DATA
-	bulkID uint32   // BULK_*
-	at     time.Time
-	resent bool // sent more than once: its ACK is no RTT sample (Karn)
+	seq  uint64
+	typ  byte
+	keys []ct.Key // DATA
+	mark marker   // BULK_*
+	at   time.Time
+	// resent: sent more than once, so its ACK is no RTT sample (Karn).
+	resent bool
+}
+
+// marker is what a bulk marker says.
+type marker struct {
+	bulkID  uint32
+	echo    uint32 // the peer epoch the bulk is for
+	entries uint32 // BULK_START: objects between it and its end
 }
 
 // item is what the sender owes: an object's state or a bulk marker.
 type item struct {
-	key    ct.Key
-	marker byte // 0, typeBulkStart or typeBulkEnd
-	bulkID uint32
+	key  ct.Key
+	typ  byte // 0 (an object), typeBulkStart or typeBulkEnd
+	mark marker
+}
+
+// bulkRun is the sender's latest bulk copy.
+type bulkRun struct {
+	marker
+	running bool // queued or in flight: its end is not acknowledged yet
 }
 
 // Endpoint is one side of a sync association.
@@ -157,6 +185,7 @@ type Endpoint struct {
 	jumpTo     uint64    // announce a JUMP in the next payload; 0: none
 	bulkNeeded bool      // the caller must start a bulk (peer asked, or we gave up)
 	nextBulkID uint32
+	bulk       bulkRun
 	// The retransmission timer (RFC 6298): it restarts when an ACK
 	// acknowledges new messages, and its length adapts to the measured
 	// round-trip time, which includes the peer's queue.
@@ -175,6 +204,7 @@ type Endpoint struct {
 	lastHeard   time.Time
 	peerRole    Role
 	peerRestart bool
+	lastStale   uint32 // the id of the last stale bulk counted
 
 	stats Stats
 }
@@ -205,33 +235,39 @@ func (e *Endpoint) Queue(k ct.Key) {
 }
 
 // giveUp drops everything owed and resyncs by bulk: the peer was away
-// longer than the sender can remember changes.
+// longer than the sender can remember changes. A bulk under way is
+// abandoned with the rest: a new one follows.
 func (e *Endpoint) giveUp() {
 	e.stats.GaveUp++
-	e.pending, e.unacked = e.pending[:0], e.unacked[:0]
-	clear(e.queued)
+	e.dropOwed()
 	e.jumpTo = e.nextSeq
 	e.bulkNeeded = true
 }
 
+// dropOwed forgets everything owed and unacknowledged, bulks included.
+func (e *Endpoint) dropOwed() {
+	e.pending, e.unacked = e.pending[:0], e.unacked[:0]
+	clear(e.queued)
+	e.bulk.running = false
+}
+
 // StartBulk queues a complete copy: a BULK_START marker, every key of
-// keys, a BULK_END marker. It returns the bulk's id; while a bulk has not
-// started to go out, asking again returns that one.
+// keys, a BULK_END marker, the markers echoing the peer's current epoch.
+// It returns the bulk's id. A copy for that epoch still under way (its end
+// not acknowledged) already covers everything: asking again (the peer's
+// repeated request, a role change, an operator) joins it and returns its
+// id.
 func (e *Endpoint) StartBulk(keys func(yield func(ct.Key) bool)) uint32 {
 	e.bulkNeeded = false
-	// A bulk whose start has not gone out yet already covers everything:
-	// several requests (first contact, a restart, a role change) share it.
-	for _, it := range e.pending {
-		if it.marker == typeBulkStart {
-			return it.bulkID
-		}
+	if e.bulk.running && e.bulk.echo == e.peerEpoch {
+		return e.bulk.bulkID
 	}
 	e.nextBulkID++
-	id := e.nextBulkID
+	m := marker{bulkID: e.nextBulkID, echo: e.peerEpoch}
 	// The start marker goes before what is already owed, so that every
 	// object the bulk covers is sent inside it: the receiver drops, at the
 	// end, what it was not sent since the start.
-	e.pending = append([]item{{marker: typeBulkStart, bulkID: id}}, e.pending...)
+	e.pending = append([]item{{typ: typeBulkStart, mark: m}}, e.pending...)
 	keys(func(k ct.Key) bool {
 		if _, ok := e.queued[k]; !ok {
 			e.queued[k] = struct{}{}
@@ -239,15 +275,19 @@ func (e *Endpoint) StartBulk(keys func(yield func(ct.Key) bool)) uint32 {
 		}
 		return true
 	})
-	e.pending = append(e.pending, item{marker: typeBulkEnd, bulkID: id})
-	return id
+	// Everything after the start is inside the copy (no other bulk's
+	// markers: a new bulk starts only when none runs, or after dropOwed).
+	e.pending[0].mark.entries = uint32(min(len(e.pending)-1, 1<<32-1))
+	e.pending = append(e.pending, item{typ: typeBulkEnd, mark: m})
+	e.bulk = bulkRun{marker: e.pending[0].mark, running: true}
+	return m.bulkID
 }
 
 // RequestBulk asks the peer for a complete copy.
 func (e *Endpoint) RequestBulk() { e.bulkReq = true }
 
 // BulkNeeded reports (once) that the caller must call StartBulk: the peer
-// asked for a copy, or the sender gave up on owed changes.
+// asked for a copy or restarted, or the sender gave up on owed changes.
 func (e *Endpoint) BulkNeeded() bool {
 	n := e.bulkNeeded
 	e.bulkNeeded = false
@@ -292,6 +332,13 @@ func (e *Endpoint) Input(epoch uint32, payload []byte, now time.Time, out []Deli
 		e.peerEpoch, e.haveBase, e.peerNext = epoch, false, 0
 		clear(e.buffered)
 		e.gapAskedAt = time.Time{}
+		// What was owed to an earlier run of the peer, bulks included,
+		// is of no use to this one: it gets one complete copy instead.
+		if len(e.unacked) > 0 {
+			e.jumpTo = e.nextSeq // a receiver based on an old keep-alive skips it
+		}
+		e.dropOwed()
+		e.bulkNeeded = true
 	}
 	e.lastHeard = now
 	err := parsePayload(payload, func(m msg) error {
@@ -388,14 +435,30 @@ func (e *Endpoint) deliver(m msg, out []Delivery) []Delivery {
 	e.expected = m.seq + 1
 	e.unackedIn++
 	e.stats.Delivered++
-	switch m.typ {
-	case typeData:
+	switch {
+	case m.typ == typeData:
 		return append(out, Delivery{Kind: DeliverRecords, Records: m.body})
-	case typeBulkStart:
-		return append(out, Delivery{Kind: DeliverBulkStart, BulkID: m.bulkID})
+	case e.stale(m):
+		return out
+	case m.typ == typeBulkStart:
+		return append(out, Delivery{Kind: DeliverBulkStart, BulkID: m.bulkID, Entries: m.entries, Unchecked: !m.echoed})
 	default:
-		return append(out, Delivery{Kind: DeliverBulkEnd, BulkID: m.bulkID})
+		return append(out, Delivery{Kind: DeliverBulkEnd, BulkID: m.bulkID, Unchecked: !m.echoed})
 	}
+}
+
+// stale reports whether a bulk marker belongs to a copy begun for an
+// earlier run of this node, and counts each such copy once. Its records
+// are delivered all the same: each carries its object's latest state.
+func (e *Endpoint) stale(m msg) bool {
+	if !m.echoed || e.cfg.Epoch == 0 || m.epoch == e.cfg.Epoch {
+		return false
+	}
+	if m.bulkID != e.lastStale {
+		e.lastStale = m.bulkID
+		e.stats.BulksStale++
+	}
+	return true
 }
 
 // jump: the sender will never resend what is before seq; skip to it. The
@@ -452,6 +515,11 @@ func (e *Endpoint) acked(upTo uint64, now time.Time) {
 	}
 	if s := &e.unacked[i-1]; !s.resent && !s.at.IsZero() {
 		e.sampleRTT(now.Sub(s.at))
+	}
+	for _, s := range e.unacked[:i] {
+		if s.typ == typeBulkEnd && s.mark.bulkID == e.bulk.bulkID {
+			e.bulk.running = false // the peer has the whole copy
+		}
 	}
 	e.progressAt = now
 	e.unacked = e.unacked[i:]
@@ -554,7 +622,7 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 		e.stats.NacksSent++
 	}
 	if e.bulkReq {
-		p.add(&out, appendMsg(nil, typeBulkReq, nil))
+		p.add(&out, appendMsg(nil, typeBulkReq, u32(e.cfg.Epoch)))
 		e.bulkReq = false
 	}
 	if e.jumpTo != 0 {
@@ -580,8 +648,8 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 	for len(e.pending) > 0 && len(e.unacked) < e.cfg.Window && !e.holding(now) {
 		s := sent{seq: e.nextSeq, at: now}
 		var m []byte
-		if it := e.pending[0]; it.marker != 0 {
-			s.typ, s.bulkID = it.marker, it.bulkID
+		if it := e.pending[0]; it.typ != 0 {
+			s.typ, s.mark = it.typ, it.mark
 			e.pending = e.pending[1:]
 			m = e.encode(&s)
 		} else {
@@ -589,7 +657,7 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 			b, start := appendHeader(nil, typeData)
 			b = append(b, u64(s.seq)...)
 			head := len(b)
-			for len(e.pending) > 0 && e.pending[0].marker == 0 && len(b) < e.cfg.MaxPayload-e.cfg.recordMargin {
+			for len(e.pending) > 0 && e.pending[0].typ == 0 && len(b) < e.cfg.MaxPayload-e.cfg.recordMargin {
 				k := e.pending[0].key
 				delete(e.queued, k)
 				s.keys = append(s.keys, k)
@@ -643,12 +711,15 @@ func (e *Endpoint) holding(now time.Time) bool {
 // filled up to the payload size; nothing is kept for a resend.
 func (e *Endpoint) outputUnreliable(p *payloadBuilder, out *[][]byte) {
 	for len(e.pending) > 0 {
-		if e.pending[0].marker != 0 { // no bulk markers without reliability
+		if it := e.pending[0]; it.typ != 0 { // no bulk markers without reliability
+			if it.typ == typeBulkEnd && it.mark.bulkID == e.bulk.bulkID {
+				e.bulk.running = false // all of it sent: nothing is acknowledged
+			}
 			e.pending = e.pending[1:]
 			continue
 		}
 		b, start := appendHeader(nil, typeAlarmData)
-		for len(e.pending) > 0 && e.pending[0].marker == 0 && len(b) < e.cfg.MaxPayload-e.cfg.recordMargin {
+		for len(e.pending) > 0 && e.pending[0].typ == 0 && len(b) < e.cfg.MaxPayload-e.cfg.recordMargin {
 			k := e.pending[0].key
 			delete(e.queued, k)
 			b = e.src.AppendRecord(b, k)
@@ -673,7 +744,11 @@ func (e *Endpoint) encode(s *sent) []byte {
 			b = e.src.AppendRecord(b, k)
 		}
 	} else {
-		b = append(b, u32(s.bulkID)...)
+		b = append(b, u32(s.mark.bulkID)...)
+		b = append(b, u32(s.mark.echo)...)
+		if s.typ == typeBulkStart {
+			b = append(b, u32(s.mark.entries)...)
+		}
 	}
 	return finishMsg(b, start)
 }

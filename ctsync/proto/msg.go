@@ -31,6 +31,9 @@ type msg struct {
 	seq      uint64 // DATA, BULK_*, ACK, JUMP; NACK: from; KEEPALIVE: next
 	to       uint64 // NACK; KEEPALIVE: oldest resendable
 	bulkID   uint32
+	epoch    uint32 // BULK_*: the requester's epoch echoed; BULK_REQ: the requester's
+	echoed   bool   // epoch is present (a peer of an older version sends none)
+	entries  uint32 // BULK_START: objects the copy holds; 0: unknown
 	role     Role
 	flags    byte
 	body     []byte // DATA: the records
@@ -97,6 +100,12 @@ func parsePayload(b []byte, fn func(msg) error) error {
 				return err
 			}
 			m.seq, m.bulkID, m.reliable = binary.BigEndian.Uint64(body), binary.BigEndian.Uint32(body[8:]), true
+			if len(body) >= 16 {
+				m.epoch, m.echoed = binary.BigEndian.Uint32(body[12:]), true
+			}
+			if typ == typeBulkStart && len(body) >= 20 {
+				m.entries = binary.BigEndian.Uint32(body[16:])
+			}
 		case typeAlarmData:
 			m.body = body
 		case typeAck, typeJump:
@@ -122,6 +131,9 @@ func parsePayload(b []byte, fn func(msg) error) error {
 				return fmt.Errorf("KEEPALIVE first %d after next %d: %w", m.to, m.seq, ErrMalformed)
 			}
 		case typeBulkReq:
+			if len(body) >= 4 {
+				m.epoch, m.echoed = binary.BigEndian.Uint32(body), true
+			}
 		default:
 			continue // a newer peer's message: skip it
 		}

@@ -90,6 +90,17 @@ func (n *node) apply(t *testing.T, d Delivery) {
 	}
 }
 
+// startBulk queues a complete copy of n's table.
+func (n *node) startBulk() uint32 {
+	return n.ep.StartBulk(func(yield func(ct.Key) bool) {
+		for _, id := range slices.Sorted(maps.Keys(n.own)) {
+			if !yield(keyOf(id)) {
+				return
+			}
+		}
+	})
+}
+
 // mutate creates, updates or deletes a random object of n's table.
 func (n *node) mutate(r *rand.Rand, ids uint32) {
 	id := r.Uint32N(ids)
@@ -200,13 +211,7 @@ func simulate(t *testing.T, sc scenario, seed uint64) simResult {
 	step := func() {
 		for _, n := range []*node{a, b} {
 			if n.ep.BulkNeeded() {
-				n.ep.StartBulk(func(yield func(ct.Key) bool) {
-					for _, id := range slices.Sorted(maps.Keys(n.own)) {
-						if !yield(keyOf(id)) {
-							return
-						}
-					}
-				})
+				n.startBulk()
 			}
 		}
 		l.send(now, a, b, a.ep.Output(now, nil))
@@ -372,25 +377,5 @@ func TestPayloadParse(t *testing.T) {
 		if err := parsePayload(bad, func(msg) error { return nil }); err == nil {
 			t.Errorf("payload %x parsed without error", bad)
 		}
-	}
-}
-
-func TestBulkRequestsShareOneBulk(t *testing.T) {
-	own := table{1: 1, 2: 1}
-	e := New(Config{}, own)
-	keys := func(yield func(ct.Key) bool) {
-		for id := range own {
-			if !yield(keyOf(id)) {
-				return
-			}
-		}
-	}
-	first, second := e.StartBulk(keys), e.StartBulk(keys)
-	if first != second {
-		t.Errorf("a second request made bulk %d beside %d", second, first)
-	}
-	e.Output(time.Unix(1, 0), nil) // the bulk goes out
-	if third := e.StartBulk(keys); third == first {
-		t.Errorf("a request after the bulk went out did not start a new one")
 	}
 }

@@ -51,12 +51,18 @@ type InstanceStatus struct {
 
 // SyncStatus is the conntrack replication engine.
 type SyncStatus struct {
-	Mode            string        `json:"mode"`
-	Cache           string        `json:"cache"`
-	Running         bool          `json:"running"`
-	PeerUp          bool          `json:"peer_up"`
-	PeerRole        string        `json:"peer_role"`
-	BulkComplete    bool          `json:"bulk_complete"`
+	Mode         string `json:"mode"`
+	Cache        string `json:"cache"`
+	Running      bool   `json:"running"`
+	PeerUp       bool   `json:"peer_up"`
+	PeerRole     string `json:"peer_role"`
+	BulkComplete bool   `json:"bulk_complete"`
+	// BulkReceived is how many entries of the peer's complete copy have
+	// arrived: of the copy under way, or else of the last complete one.
+	// BulkExpected is how many that copy holds, when the peer said so
+	// (omitted for a peer of an older version).
+	BulkReceived    int           `json:"bulk_received"`
+	BulkExpected    int           `json:"bulk_expected,omitempty"`
 	InternalEntries int           `json:"internal_entries"`
 	ExternalEntries int           `json:"external_entries"`
 	Links           []LinkStatus  `json:"links"`
