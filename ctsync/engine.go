@@ -88,6 +88,7 @@ type Engine struct {
 	bulkID                 uint32          // the id of the peer's bulk in progress
 	bulkComplete           bool
 	bulkAsked              time.Time // when the peer's copy was last asked for; zero: not awaited
+	bulkSent               uint32    // the id of this node's last copy to the peer
 	bulkExpected           int       // entries the peer's last copy announced; 0: unknown
 	bulkReceived           int       // entries of the peer's last complete copy
 	uncheckedLogged        bool      // the peer's copies carry no epoch echo: said once
@@ -99,7 +100,8 @@ type Engine struct {
 	splitSince             time.Time  // when both nodes were first seen master; zero: not both
 	alarm                  alarmState // mode = "alarm" (alarm.go)
 	refresh                refresh    // direct mode (writer.go)
-	resyncDue              time.Time  // a resync owed after a commit; zero: none
+	resyncDue              time.Time  // a resync owed after the events were paused; zero: none
+	evPause                eventPause // writer.go
 	wr                     writer     // the peer's states to the kernel (writer.go)
 
 	events chan eventBatch
@@ -172,6 +174,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.wr.kern = e.kern
+	e.wr.dial = func() (kernelConn, error) { return kernel.Dial() }
 	if e.lis, err = kernel.Listen(kernel.ListenOptions{
 		IgnorePortID: e.kern.PortID(), Filter: e.flt.kernelFilter(), Expectations: c.Expectations,
 	}); err != nil {
@@ -179,6 +182,8 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.exp.init()
+	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
+	e.wr.mayPause.Store(true) // no role yet: not master
 	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
 		Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
 	ok = true
@@ -343,6 +348,8 @@ func (e *Engine) flush(now time.Time) {
 	}
 }
 
+// startBulk sends the peer a complete copy, unless one for its current
+// run is under way: that one covers everything (proto.Endpoint.StartBulk).
 func (e *Engine) startBulk() {
 	id := e.ep.StartBulk(func(yield func(ct.Key) bool) {
 		for k := range e.internal.keys() {
@@ -352,6 +359,10 @@ func (e *Engine) startBulk() {
 		}
 		e.expectKeys(yield) // after their masters
 	})
+	if id == e.bulkSent {
+		return
+	}
+	e.bulkSent = id
 	e.stats.bulksSent.Add(1)
 	e.log.Info("sending a complete copy to the peer", "entries", e.internal.len(), "bulk", id)
 }
@@ -398,6 +409,11 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 // keeping the peer's states alive in the kernel.
 func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	peerUp := e.ep.PeerUp(now)
+	if e.resyncOwed() && e.resyncDue.IsZero() {
+		// A takeover's own resync, which often comes at once after a
+		// commit, makes it needless: wait a little for it.
+		e.resyncDue = now.Add(resyncAfterCommit)
+	}
 	if e.cfg.Mode == cfg.ModeAlarm {
 		e.alarmTick(ctx, now, peerUp)
 	}
@@ -541,6 +557,9 @@ func (e *Engine) resync(ctx context.Context) error {
 	if err := e.settleWrites(ctx); err != nil {
 		return err
 	}
+	// The dump covers the pauses of the events that have ended: the
+	// writer ends its pause before it reaches the barrier.
+	e.evPause.owed.Store(false)
 	e.lastRecon, e.dumped = time.Now(), true
 	e.stats.resyncs.Add(1)
 	seen := make(map[ct.Key]bool, e.internal.len())

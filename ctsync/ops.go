@@ -96,17 +96,8 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	// and writes the flows several times faster: this node's events of
 	// the commit's window are lost, so a resync follows (a takeover's
 	// own resync, which comes at once after a commit, takes its place).
-	if err := e.lis.Pause(); err != nil {
-		e.log.Warn("cannot pause the conntrack events during the commit", "err", err)
-	}
-	defer func() {
-		if err := e.lis.Resume(); err != nil {
-			// Without events nothing is replicated: the engine must not
-			// go on as if it were.
-			e.log.Error("cannot listen to the conntrack events again after the commit", "err", err)
-		}
-		e.do(context.WithoutCancel(ctx), func() { e.resyncDue = time.Now().Add(resyncAfterCommit) })
-	}()
+	e.pauseEvents()
+	defer e.resumeEvents() // the loop then resyncs (resyncOwed)
 	var (
 		wg     sync.WaitGroup
 		failed atomic.Int64
@@ -236,7 +227,7 @@ func (e *Engine) Purge(ctx context.Context) (int, error) {
 		for _, f := range stale {
 			e.internal.del(f.Key()) // forgotten without telling the peer
 		}
-		res := e.write(ctx, kernel.Delete, stale)
+		res := e.write(ctx, e.wr.kern, kernel.Delete, stale)
 		n = res.OK
 	})
 	return n, errors.Join(derr, err)
@@ -247,6 +238,7 @@ func (e *Engine) SetRole(ctx context.Context, r proto.Role) error {
 	return e.do(ctx, func() {
 		e.role = r
 		e.ep.SetRole(r)
+		e.wr.mayPause.Store(r != proto.RoleMaster)
 	})
 }
 

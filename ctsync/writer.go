@@ -3,7 +3,9 @@ package ctsync
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +37,13 @@ const (
 	// by more than one chunk.
 	refreshChunk = 256
 	refreshStep  = 20 * time.Millisecond
+	// pauseAbove: on a node that is not master, a write of at least this
+	// many flows (a bulk copy arriving, as at a rejoin) is made with the
+	// flow events paused (pauseEvents): the kernel writes two to four
+	// times faster when it builds no events, and the node's own flows,
+	// whose events are lost meanwhile, are few on a backup and made good
+	// by the resync that follows.
+	pauseAbove = 1024
 )
 
 // flowOp is a flow to write.
@@ -59,7 +68,62 @@ type writer struct {
 	backlog atomic.Int64 // flows queued and not yet written
 	stop    <-chan struct{}
 	kern    kernelWriter // the engine's kernel.Conn
+	// mayPause is set while the node is not master (SetRole): large
+	// writes may pause the events.
+	mayPause atomic.Bool
+	// dial opens the second socket of a parallel write (kernel.Dial);
+	// nil: writes are never parallel. The writer goroutine owns what it
+	// opens (extra) and closes it when it stops.
+	dial  func() (kernelConn, error)
+	extra kernelConn
 }
+
+// kernelConn is a kernelWriter that can be closed.
+type kernelConn interface {
+	kernelWriter
+	Close() error
+}
+
+// eventPause is the pause of the flow events (kernel.Listener.Pause)
+// that a commit and the writer share: the events resume when the last of
+// them is done, and the loop then owes a resync (resyncOwed).
+type eventPause struct {
+	mu    sync.Mutex
+	n     int
+	owed  atomic.Bool
+	pause func() error // the listener's Pause and Resume
+	join  func() error
+}
+
+// pauseEvents pauses the flow events until the matching resumeEvents.
+func (e *Engine) pauseEvents() {
+	p := &e.evPause
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n++; p.n == 1 {
+		if err := p.pause(); err != nil {
+			e.log.Warn("cannot pause the conntrack events for a large write", "err", err)
+		}
+	}
+}
+
+func (e *Engine) resumeEvents() {
+	p := &e.evPause
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n--; p.n == 0 {
+		if err := p.join(); err != nil {
+			// Without events nothing is replicated: the engine must not
+			// go on as if it were.
+			e.log.Error("cannot listen to the conntrack events again after a pause", "err", err)
+		}
+		p.owed.Store(true)
+	}
+}
+
+// resyncOwed reports (once) that the events were paused since it was
+// last asked: the loop resyncs from a dump to make good what they missed.
+func (e *Engine) resyncOwed() bool { return e.evPause.owed.Swap(false) }
 
 // kernelWriter is what the writer needs of the kernel (a *kernel.Conn).
 type kernelWriter interface {
@@ -100,6 +164,11 @@ func (e *Engine) settleWrites(ctx context.Context) error {
 
 // runWriter applies the queued jobs until ctx is done.
 func (e *Engine) runWriter(ctx context.Context) {
+	defer func() {
+		if e.wr.extra != nil {
+			e.wr.extra.Close()
+		}
+	}()
 	var group []flowOp
 	for {
 		var j writeJob
@@ -124,7 +193,14 @@ func (e *Engine) runWriter(ctx context.Context) {
 			}
 			group = append(group, j.flows...)
 		}
-		e.writeFlows(ctx, group)
+		paused := len(group) >= pauseAbove && e.wr.mayPause.Load()
+		if paused {
+			e.pauseEvents()
+		}
+		e.writeFlows(ctx, group, paused)
+		if paused {
+			e.resumeEvents()
+		}
 		e.wr.backlog.Add(-int64(len(group)))
 		if j.exps.any() {
 			e.writeExpects(ctx, j.exps)
@@ -139,8 +215,12 @@ func (e *Engine) runWriter(ctx context.Context) {
 }
 
 // writeFlows writes ops in order, each run of the same operation in one
-// Write.
-func (e *Engine) writeFlows(ctx context.Context, ops []flowOp) {
+// Write. With the events paused, a long run of creates (a bulk copy) is
+// written by two sockets at once, as a commit is: the kernel takes
+// creates in parallel while it builds no events. Each flow goes to the
+// socket its key hashes to, so the writes of one flow stay in order;
+// runs of different operations never overlap.
+func (e *Engine) writeFlows(ctx context.Context, ops []flowOp, paused bool) {
 	var flows []ct.Flow
 	for i := 0; i < len(ops); {
 		op, n := ops[i].op, 0
@@ -149,13 +229,57 @@ func (e *Engine) writeFlows(ctx context.Context, ops []flowOp) {
 			flows = append(flows, ops[i+n].flow)
 		}
 		i += n
-		e.write(ctx, op, flows)
+		if op == kernel.Create && paused && len(flows) >= pauseAbove && e.extraConn() != nil {
+			e.writeParallel(ctx, flows)
+			continue
+		}
+		e.write(ctx, e.wr.kern, op, flows)
 	}
 }
 
-// write applies flows to the kernel, counting every failure.
-func (e *Engine) write(ctx context.Context, op kernel.Op, flows []ct.Flow) kernel.WriteResult {
-	res, err := e.wr.kern.Write(ctx, op, flows, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
+// extraConn returns the writer's second socket, opened at first use;
+// nil if it cannot be opened (the writes are then serial).
+func (e *Engine) extraConn() kernelWriter {
+	if e.wr.extra == nil && e.wr.dial != nil {
+		c, err := e.wr.dial()
+		if err != nil {
+			e.log.Warn("cannot open a second conntrack socket; writing bulk copies serially", "err", err)
+			e.wr.dial = nil
+			return nil
+		}
+		e.wr.extra = c
+	}
+	if e.wr.extra == nil {
+		return nil
+	}
+	return e.wr.extra
+}
+
+// writeParallel creates flows through the writer's two sockets at once,
+// each flow on the socket its key hashes to.
+func (e *Engine) writeParallel(ctx context.Context, flows []ct.Flow) {
+	seed := maphash.MakeSeed()
+	var parts [2][]ct.Flow
+	for _, f := range flows {
+		h := maphash.Comparable(seed, f.Key())
+		parts[h&1] = append(parts[h&1], f)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.write(ctx, e.wr.extra, kernel.Create, parts[1])
+	}()
+	e.write(ctx, e.wr.kern, kernel.Create, parts[0])
+	wg.Wait()
+}
+
+// write applies flows to the kernel through k, counting every failure.
+func (e *Engine) write(ctx context.Context, k kernelWriter, op kernel.Op, flows []ct.Flow) kernel.WriteResult {
+	if len(flows) == 0 {
+		return kernel.WriteResult{}
+	}
+	res, err := k.Write(ctx, op, flows, kernel.WriteOptions{Liberal: !e.cfg.TCPWindowTracking})
 	if err != nil && ctx.Err() == nil {
 		e.log.Error("conntrack write failed", "op", op, "entries", len(flows), "err", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,5 +111,86 @@ func TestWriterOrder(t *testing.T) {
 	}
 	if n := e.wr.backlog.Load(); n != 0 {
 		t.Errorf("backlog = %d after the barrier, want 0", n)
+	}
+}
+
+// closingKernel is a recordingKernel that can be closed.
+type closingKernel struct {
+	*recordingKernel
+	closed bool
+}
+
+func (k *closingKernel) Close() error { k.closed = true; return nil }
+
+// TestWriterParallelBulk: on a node that is not master, a large run of
+// creates (a bulk copy arriving) is written with the events paused, by
+// two sockets, each flow on one of them; the deletes after it wait for
+// both; a resync is owed after; a master writes serially with the events
+// on.
+func TestWriterParallelBulk(t *testing.T) {
+	for _, master := range []bool{false, true} {
+		t.Run(fmt.Sprintf("master=%v", master), func(t *testing.T) {
+			release := make(chan struct{})
+			close(release)
+			main := &recordingKernel{started: make(chan struct{}, 1), release: release}
+			second := &closingKernel{recordingKernel: &recordingKernel{started: make(chan struct{}, 1), release: release}}
+			var pauses, resumes int
+			ctx, cancel := context.WithCancel(context.Background())
+			e := &Engine{cfg: cfg.Sync{Cache: cfg.CacheDirect}, log: slog.New(slog.DiscardHandler),
+				wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: main,
+					dial: func() (kernelConn, error) { return second, nil }}}
+			e.evPause.pause = func() error { pauses++; return nil }
+			e.evPause.join = func() error { resumes++; return nil }
+			e.wr.mayPause.Store(!master)
+			done := make(chan struct{})
+			go func() { defer close(done); e.runWriter(ctx) }()
+
+			var ops []flowOp
+			for p := range uint16(2000) {
+				ops = append(ops, flowOp{kernel.Create, testFlow(p + 1)})
+			}
+			ops = append(ops, flowOp{kernel.Delete, testFlow(1)})
+			e.queueWrite(writeJob{flows: ops})
+			if err := e.settleWrites(ctx); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			<-done
+
+			count := func(k *recordingKernel) (creates int, calls []string) {
+				k.mu.Lock()
+				defer k.mu.Unlock()
+				for _, c := range k.calls {
+					creates += strings.Count(c, " ")
+					if strings.HasPrefix(c, "delete") {
+						creates -= strings.Count(c, " ")
+					}
+				}
+				return creates, k.calls
+			}
+			n1, calls1 := count(main)
+			n2, _ := count(second.recordingKernel)
+			if n1+n2 != 2000 {
+				t.Errorf("%d + %d flows created, want 2000", n1, n2)
+			}
+			if last := calls1[len(calls1)-1]; last != "delete 1" {
+				t.Errorf("last write on the main socket %q, want the delete after every create", last)
+			}
+			if master {
+				if owed := e.resyncOwed(); n2 != 0 || pauses != 0 || owed {
+					t.Errorf("a master wrote %d flows on the second socket, paused the events %d times, resync owed %v; want none", n2, pauses, owed)
+				}
+				return
+			}
+			if n1 == 0 || n2 == 0 {
+				t.Errorf("creates split %d / %d, want both sockets used", n1, n2)
+			}
+			if pauses != 1 || resumes != 1 || !e.resyncOwed() {
+				t.Errorf("events paused %d times, resumed %d, resync owed: want one pause, one resume and a resync", pauses, resumes)
+			}
+			if !second.closed {
+				t.Error("the second socket was not closed when the writer stopped")
+			}
+		})
 	}
 }
