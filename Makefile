@@ -9,7 +9,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test lint fuzz bench-vrrp bench-perf bench demo help clean
+.PHONY: all build test test-race lint fuzz bench-vrrp bench-perf bench demo help clean
 
 all: lint test build
 
@@ -17,9 +17,13 @@ all: lint test build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ctha ./cmd/ctha
 
-## test: every test, namespace and end-to-end tests included (run as root)
-test:
+## test: the race run (test-race), then every test, namespace and end-to-end tests included (run as root)
+test: test-race
 	$(GO) test $(TESTFLAGS) ./...
+
+## test-race: the unit tests under the race detector (-short: no namespace tests; needs cgo and gcc)
+test-race:
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 15m ./...
 
 ## lint: gofmt, go vet, staticcheck
 lint:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ctha/ctha/addr"
+	nslab "github.com/ctha/ctha/integration/lab"
 	"github.com/vishvananda/netns"
 )
 
@@ -31,16 +32,14 @@ type lab struct {
 // or fails it when CTHA_REQUIRE_NETNS=1.
 func requireNetns(t testing.TB, reason string) {
 	t.Helper()
-	if os.Getenv("CTHA_REQUIRE_NETNS") == "1" {
-		t.Fatalf("network namespaces required (CTHA_REQUIRE_NETNS=1): %s", reason)
-	}
-	t.Skipf("skipping: needs root and network namespaces: %s", reason)
+	t.Fatalf("network namespaces unavailable: %s", reason)
 }
 
 // newLab builds the lab under fresh unique names and removes it when the
 // test ends, pass or fail.
 func newLab(t testing.TB) *lab {
 	t.Helper()
+	nslab.RequireNetns(t) // skips, or fails with CTHA_REQUIRE_NETNS=1
 	if os.Geteuid() != 0 {
 		requireNetns(t, "not root")
 	}

@@ -104,11 +104,12 @@ type Engine struct {
 	evPause                eventPause // writer.go
 	wr                     writer     // the peer's states to the kernel (writer.go)
 
-	events chan eventBatch
-	inbox  chan datagram
-	ctl    chan func()
-	done   chan struct{}
-	wg     sync.WaitGroup
+	events  chan eventBatch
+	inbox   chan datagram
+	ctl     chan func()
+	done    chan struct{}
+	changed chan struct{} // Changed
+	wg      sync.WaitGroup
 
 	commitMu sync.Mutex // one commit at a time (ops.go)
 
@@ -141,7 +142,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 		flt:      newFilter(c.Filter),
 		internal: cache{}, external: extCache{},
 		events: make(chan eventBatch, 64), inbox: make(chan datagram, 1024),
-		ctl: make(chan func()), done: make(chan struct{}),
+		ctl: make(chan func()), done: make(chan struct{}), changed: make(chan struct{}, 1),
 		wr:            writer{queue: make(chan writeJob, writeQueue)},
 		peerEpochPath: filepath.Join(opts.StateDir, "sync-peer-epoch"),
 	}
@@ -191,7 +192,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 }
 
 // Run replicates until ctx is done, then closes the engine's sockets.
-func (e *Engine) Run(ctx context.Context) error {
+func (e *Engine) Run(ctx context.Context) {
 	defer close(e.done)
 	e.wr.stop = ctx.Done()
 	e.wg.Add(2)
@@ -230,7 +231,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		timer.Reset(time.Until(next))
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case b := <-e.events:
 			e.onEvents(ctx, b)
 			// Take what else the listener has queued before the next
@@ -417,14 +418,20 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	if e.cfg.Mode == cfg.ModeAlarm {
 		e.alarmTick(ctx, now, peerUp)
 	}
+	// A dump waits for the writer to have written what is queued
+	// (resync, settleWrites): while the writer is behind (a bulk copy
+	// arriving in direct mode) it would hold the loop, and with it the
+	// keep-alives and ACKs, for seconds. It comes once the writer has
+	// caught up; the loop wakes at least every keep-alive interval.
+	writing := e.wr.backlog.Load() > 0
 	if !e.dumped {
 		since := now.Sub(e.started)
-		if e.bulkComplete || !peerUp && since >= firstDumpAlone || since >= e.startupTimeout() {
+		if !writing && (e.bulkComplete || !peerUp && since >= firstDumpAlone || since >= e.startupTimeout()) {
 			if err := e.resync(ctx); err != nil {
 				e.log.Error("first dump of the conntrack table failed", "err", err)
 			}
 		}
-	} else if now.Sub(e.lastRecon) >= reconcileEvery || !e.resyncDue.IsZero() && !now.Before(e.resyncDue) {
+	} else if !writing && (now.Sub(e.lastRecon) >= reconcileEvery || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
 		e.refreshOwn()
 		if err := e.resync(ctx); err != nil {
 			e.log.Error("reconciling dump failed", "err", err)

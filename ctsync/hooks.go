@@ -2,7 +2,6 @@ package ctsync
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -10,10 +9,12 @@ import (
 // these from its VRRP hooks; the engine knows nothing of VRRP.
 
 // Settle applies every datagram already received, so that in direct mode
-// the kernel holds every state the peer sent before the takeover.
+// the kernel holds every state the peer sent before the takeover. It
+// waits for the writer off the loop: a long wait (a bulk copy being
+// written) must not hold the keep-alives and ACKs.
 func (e *Engine) Settle(ctx context.Context) error {
-	var err error
-	derr := e.do(ctx, func() {
+	var done chan struct{}
+	if err := e.do(ctx, func() {
 		for more := true; more; {
 			select {
 			case d := <-e.inbox:
@@ -22,9 +23,11 @@ func (e *Engine) Settle(ctx context.Context) error {
 				more = false
 			}
 		}
-		err = e.settleWrites(ctx)
-	})
-	return errors.Join(derr, err)
+		done = e.writeBarrier()
+	}); err != nil {
+		return err
+	}
+	return e.awaitWrites(ctx, done)
 }
 
 // Drain waits until the peer has acknowledged everything this node owes

@@ -89,14 +89,27 @@ func (e *Engine) startLinks(ctx context.Context) {
 func (e *Engine) receive(ctx context.Context, i int) {
 	l := e.ls.links[i]
 	buf := make([]byte, 65536)
+	var backoff time.Duration // after a read error: 1 ms, doubling up to 1 s
 	for {
 		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A socket error (an ICMP error queued, ENOBUFS) is not worth
+			// a busy loop: wait before the next read while they last.
+			backoff = min(max(2*backoff, time.Millisecond), time.Second)
+			if backoff == time.Millisecond {
+				e.log.Warn("sync link read failed; retrying", "link", l.cfg.Name, "err", err)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
 			continue
 		}
+		backoff = 0
 		switch {
 		case !l.fromPeer(from.Addr()):
 			e.stats.drop("unknown_source")

@@ -239,6 +239,9 @@ func (e *Engine) SetRole(ctx context.Context, r proto.Role) error {
 		e.role = r
 		e.ep.SetRole(r)
 		e.wr.mayPause.Store(r != proto.RoleMaster)
+		if r == proto.RoleMaster {
+			e.bulkAsked = time.Time{} // a master awaits no copy of the peer's
+		}
 	})
 }
 
@@ -286,9 +289,22 @@ func (e *Engine) publish(now time.Time) {
 		e.log.Error("split brain: the peer is master too")
 	}
 	e.statusMu.Lock()
+	old := e.status
 	e.status = s
 	e.statusMu.Unlock()
+	if s.PeerUp != old.PeerUp || s.BulkComplete != old.BulkComplete || s.SplitBrain != old.SplitBrain || s.PeerRole != old.PeerRole {
+		select {
+		case e.changed <- struct{}{}:
+		default:
+		}
+	}
 }
+
+// Changed is signalled when the peer's reachability or role, the
+// completeness of its copy or a split brain change (Status): whoever acts
+// on those waits on it instead of polling. One signal stands for any
+// number of changes; read Status after it.
+func (e *Engine) Changed() <-chan struct{} { return e.changed }
 
 // Status returns the engine's last published state.
 func (e *Engine) Status() Status {
@@ -358,7 +374,28 @@ type Stats struct {
 	// Filtered counts the flow events not replicated, by reason; the
 	// kernel drops most before they are read (see filter.kernelFilter).
 	Filtered map[string]uint64 `json:"filtered"`
-	Protocol proto.Stats       `json:"protocol"`
+	Protocol ProtocolStats     `json:"protocol"`
+}
+
+// ProtocolStats are the reliable protocol's counters (proto.Stats).
+type ProtocolStats struct {
+	DataSent       uint64 `json:"messages_sent"` // data and bulk messages, first sends
+	Resent         uint64 `json:"resent"`        // messages sent again (NACKed or timed out)
+	AcksSent       uint64 `json:"acks_sent"`
+	NacksSent      uint64 `json:"nacks_sent"` // rounds of NACKs
+	KeepalivesSent uint64 `json:"keepalives_sent"`
+	Delivered      uint64 `json:"delivered"`     // messages delivered in order
+	Duplicates     uint64 `json:"duplicates"`    // messages received twice
+	OutOfWindow    uint64 `json:"out_of_window"` // messages too far ahead to buffer
+	Jumps          uint64 `json:"jumps"`         // the peer gave up resending: a bulk copy follows
+	GaveUp         uint64 `json:"gave_up"`       // this node gave up on what it owed the peer
+	Malformed      uint64 `json:"malformed"`     // payloads that did not parse
+}
+
+func protocolStats(p proto.Stats) ProtocolStats {
+	return ProtocolStats{DataSent: p.DataSent, Resent: p.Resent, AcksSent: p.AcksSent, NacksSent: p.NacksSent,
+		KeepalivesSent: p.KeepalivesSent, Delivered: p.Delivered, Duplicates: p.Duplicates,
+		OutOfWindow: p.OutOfWindow, Jumps: p.Jumps, GaveUp: p.GaveUp, Malformed: p.Malformed}
 }
 
 // Stats returns the counters.
@@ -381,7 +418,8 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 	for _, r := range []string{"auth", "replay", "reflected", "short", "version", "oversize", "unknown_source", "malformed", "bad_record"} {
 		s.Drops[r] += 0
 	}
-	e.do(ctx, func() { s.Protocol = e.ep.Stats() })
-	s.BulksStale = s.Protocol.BulksStale
+	var p proto.Stats
+	e.do(ctx, func() { p = e.ep.Stats() })
+	s.Protocol, s.BulksStale = protocolStats(p), p.BulksStale
 	return s
 }

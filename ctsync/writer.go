@@ -147,11 +147,26 @@ func (e *Engine) queueWrite(j writeJob) {
 // settleWrites waits until the writer has written everything queued
 // before it (or the engine stops, or ctx is done).
 func (e *Engine) settleWrites(ctx context.Context) error {
+	return e.awaitWrites(ctx, e.writeBarrier())
+}
+
+// writeBarrier queues a barrier and returns the channel closed once the
+// writer has written everything queued before it; nil in external mode
+// (nothing is written).
+func (e *Engine) writeBarrier() chan struct{} {
 	if e.cfg.Cache != cfg.CacheDirect {
 		return nil
 	}
 	done := make(chan struct{})
 	e.queueWrite(writeJob{barrier: done})
+	return done
+}
+
+// awaitWrites waits for a writeBarrier (nil: at once).
+func (e *Engine) awaitWrites(ctx context.Context, done chan struct{}) error {
+	if done == nil {
+		return nil
+	}
 	select {
 	case <-done:
 		return nil

@@ -29,6 +29,8 @@ type failRig struct {
 	background int
 	conf       map[string]string // role -> configuration
 	nodes      map[string]*node
+	// syncExtra is added to the conntrack_sync block of both nodes.
+	syncExtra string
 
 	client *lab.Proc
 	report string
@@ -59,7 +61,7 @@ func newFailRigIn(t *testing.T, r *failRig, replicate bool, background int) *fai
 			c := exampleConfig(t, role+".hcl")
 			// A restarted node keeps its state directory, as after a reboot.
 			r.conf[role] = fmt.Sprintf("state_dir = %q\n", filepath.Join(t.TempDir(), "state")) +
-				strings.Replace(c, `cache = "direct"`, fmt.Sprintf("cache = %q", r.cache), 1)
+				strings.Replace(c, `cache = "direct"`, fmt.Sprintf("cache = %q\n  %s", r.cache, r.syncExtra), 1)
 		} else {
 			r.conf[role] = pairOpts{node: role, priority: map[string]int{lab.RoleFW1: 150, lab.RoleFW2: 100}[role], advert: time.Second}.config()
 		}

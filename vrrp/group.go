@@ -46,6 +46,10 @@ type VIPs interface {
 
 // member is one instance inside its group's goroutine.
 type member struct {
+	// name is the instance's name: it never changes, and unlike cfg
+	// (replaced by a reload on the group's goroutine) other goroutines
+	// may read it.
+	name     string
 	cfg      cfg.Instance
 	m        Machine
 	conn     conn

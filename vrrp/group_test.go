@@ -104,7 +104,7 @@ func newTestGroup(t *testing.T, prio uint8, hooks Hooks) *testGroup {
 		in := cfg.Instance{Name: name, VRID: uint8(51 + i), Priority: prio, Version: 3, Family: cfg.IPv4,
 			AdvertInterval: time.Second, Preempt: true,
 			VIPs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 10, byte(i + 1), 1}), 24)}}
-		mb := &member{cfg: in, conn: c, vips: v, stats: &counters{}, log: discardLog,
+		mb := &member{name: in.Name, cfg: in, conn: c, vips: v, stats: &counters{}, log: discardLog,
 			m:        Machine{Params: Params{Version: 3, Priority: prio, AdvertInterval: time.Second, Preempt: true, Primary: c.src}},
 			trackers: []*tracked{{name: linkTracker(name), up: true}}}
 		mb.recv.Store(&receiver{vips: []netip.Addr{in.VIPs[0].Addr()}})
@@ -188,11 +188,11 @@ func TestGroupFault(t *testing.T) {
 func TestGroupTrackerWeights(t *testing.T) {
 	tg := newTestGroup(t, 150, nil)
 	tg.members[0].trackers = append(tg.members[0].trackers, &tracked{name: scriptTracker("up"), weight: -60, up: true})
-	tg.members[1].trackers = append(tg.members[1].trackers, &tracked{name: externalTracker("bonus"), weight: 20, up: false})
+	tg.members[1].trackers = append(tg.members[1].trackers, &tracked{name: scriptTracker("bonus"), weight: 20, up: false})
 	tg.at(4 * time.Second)
 	tg.timer()
 	tg.applyTracker(trackUpdate{name: scriptTracker("up"), up: false})
-	tg.applyTracker(trackUpdate{name: externalTracker("bonus"), up: true})
+	tg.applyTracker(trackUpdate{name: scriptTracker("bonus"), up: true})
 	tg.drain()
 	if got := tg.members[0].m.EffPriority; got != 90 {
 		t.Errorf("lan effective priority %d, want 150-60 = 90", got)

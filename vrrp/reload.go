@@ -211,7 +211,7 @@ func (r *Runner) Reload(ctx context.Context, c cfg.Config) ([]string, error) {
 func (r *Runner) memberOf(name string) (*Group, int) {
 	for _, g := range r.groups {
 		for i, mb := range g.members {
-			if mb.cfg.Name == name {
+			if mb.name == name {
 				return g, i
 			}
 		}

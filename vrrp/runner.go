@@ -21,9 +21,6 @@ type Options struct {
 	// NewVIPs makes an instance's virtual-address manager (NewAddrVIPs
 	// by default).
 	NewVIPs func(in cfg.Instance, log *slog.Logger) (VIPs, error)
-	// Trackers are fed from outside with SetTracker (the conntrack
-	// engine's readiness, ...); each applies to the named groups.
-	Trackers []ExternalTracker
 	// OnChange is called after a group or instance changed state; it must
 	// not block.
 	OnChange func()
@@ -32,13 +29,6 @@ type Options struct {
 	DeferPreemption []string
 	// dial opens an instance's VRRP socket (tests replace it).
 	dial func(in cfg.Instance) (conn, error)
-}
-
-// ExternalTracker is a condition another part of ctha reports.
-type ExternalTracker struct {
-	Name   string
-	Weight int      // as for track_interface: 0 = FAULT while down
-	Groups []string // sync groups it applies to
 }
 
 // Runner runs every VRRP instance of a configuration.
@@ -143,7 +133,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.
 		if err != nil {
 			return err
 		}
-		mb := &member{cfg: in, conn: cn, stats: &counters{}, log: log}
+		mb := &member{name: in.Name, cfg: in, conn: cn, stats: &counters{}, log: log}
 		g.members = append(g.members, mb)
 		if mb.vips, err = opts.NewVIPs(in, log); err != nil {
 			return fmt.Errorf("instance %s: %w", in.Name, err)
@@ -170,11 +160,6 @@ func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.
 				}
 			}
 		}
-		for _, t := range opts.Trackers {
-			if slices.Contains(t.Groups, name) {
-				mb.trackers = append(mb.trackers, &tracked{name: externalTracker(t.Name), weight: t.Weight, up: true})
-			}
-		}
 	}
 	return nil
 }
@@ -195,7 +180,7 @@ func appendUnique(s []string, v string) []string {
 
 // Run runs the election until ctx is done, then resigns (priority-0
 // adverts from masters), removes the virtual IPs and closes everything.
-func (r *Runner) Run(ctx context.Context) error {
+func (r *Runner) Run(ctx context.Context) {
 	for _, g := range r.groups {
 		for _, mb := range g.members {
 			// Addresses left by a crashed run go before the election.
@@ -230,7 +215,6 @@ func (r *Runner) Run(ctx context.Context) error {
 	stopTrackers()
 	r.Close() // unblocks the readers
 	r.wg.Wait()
-	return nil
 }
 
 // Close releases sockets and address managers. Run calls it; call it
@@ -315,7 +299,7 @@ func (r *Runner) Stats() []InstanceStats {
 	for _, name := range r.order {
 		for _, g := range r.groups {
 			for _, mb := range g.members {
-				if mb.cfg.Name == name {
+				if mb.name == name {
 					s := mb.stats.snapshot()
 					s.Instance = name
 					if !g.implicit {
@@ -327,11 +311,6 @@ func (r *Runner) Stats() []InstanceStats {
 		}
 	}
 	return out
-}
-
-// SetTracker reports the state of an external tracker.
-func (r *Runner) SetTracker(ctx context.Context, name string, up bool) {
-	r.broadcast(ctx, trackUpdate{name: externalTracker(name), up: up})
 }
 
 func (r *Runner) broadcast(ctx context.Context, u trackUpdate) {

@@ -2,12 +2,11 @@ package vrrp
 
 import (
 	"context"
-	"errors"
-	"os/exec"
-	"syscall"
+	"slices"
 	"time"
 
 	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/internal/proc"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -15,9 +14,6 @@ import (
 // Tracker names, by kind.
 func linkTracker(iface string) string  { return "link:" + iface }
 func scriptTracker(name string) string { return "script:" + name }
-func externalTracker(name string) string {
-	return "ext:" + name
-}
 
 // linkUp reports whether a link is administratively up with carrier.
 func linkUp(l netlink.Link) bool {
@@ -70,12 +66,15 @@ func (r *Runner) startTrackers(ctx context.Context) {
 	}
 }
 
-// watchLinks follows carrier changes through rtnetlink.
+// watchLinks follows carrier changes of the tracked links through
+// rtnetlink. The subscription lists the existing links first: a change
+// between initLinks and the subscription is not missed.
 func (r *Runner) watchLinks(ctx context.Context) {
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ListExisting: true,
 		ErrorCallback: func(err error) {
 			if ctx.Err() == nil { // closing the subscription at stop fails its last read
 				r.log.Error("link watch failed", "err", err)
@@ -96,6 +95,9 @@ func (r *Runner) watchLinks(ctx context.Context) {
 				return
 			}
 			name := u.Link.Attrs().Name
+			if !slices.Contains(r.links, name) {
+				continue
+			}
 			up := linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
 			if prev, seen := last[name]; seen && prev == up {
 				continue
@@ -135,17 +137,9 @@ func runScript(ctx context.Context, s cfg.TrackScript, report func(up bool)) {
 }
 
 // runOnce runs the script's command with its timeout; a script that
-// overruns is killed with its whole process group.
+// overruns is killed with its whole process group. Its output is not
+// kept.
 func runOnce(ctx context.Context, s cfg.TrackScript) error {
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return ctx.Err()
-	}
+	_, err := proc.Run(ctx, s.Command, nil, s.Timeout)
 	return err
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // TestMain lets the tests run the test binary itself as `ctha`, so the
@@ -16,7 +18,8 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	// Every goroutine a test starts has an owner that stops it.
+	goleak.VerifyTestMain(m)
 }
 
 // runCLI runs ctha in process and returns its exit code and output.

@@ -22,6 +22,7 @@ var (
 	descTransitions   = prometheus.NewDesc("ctha_vrrp_transitions_total", "State transitions.", []string{"instance"}, nil)
 	descAdverts       = prometheus.NewDesc("ctha_vrrp_adverts_total", "VRRP adverts by direction.", []string{"instance", "direction"}, nil)
 	descVRRPDrops     = prometheus.NewDesc("ctha_vrrp_drops_total", "Received VRRP packets dropped, by reason.", []string{"instance", "reason"}, nil)
+	descNotifySkipped = prometheus.NewDesc("ctha_notify_skipped_total", "Transitions the notify commands did not run for: the group had moved on before the previous command finished.", []string{"group"}, nil)
 	descTakeover      = prometheus.NewDesc("ctha_vrrp_last_takeover_seconds", "Master_Down timer to first gratuitous ARP/NA of the last takeover.", []string{"instance"}, nil)
 	descPeerUp        = prometheus.NewDesc("ctha_sync_peer_up", "1 while the sync peer answers.", nil, nil)
 	descSplitBrain    = prometheus.NewDesc("ctha_sync_split_brain", "1 while both nodes claim MASTER.", nil, nil)
@@ -41,7 +42,7 @@ var (
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGroupState, descInstanceState, descPriority, descTransitions, descAdverts,
+	for _, d := range []*prometheus.Desc{descGroupState, descNotifySkipped, descInstanceState, descPriority, descTransitions, descAdverts,
 		descVRRPDrops, descTakeover, descPeerUp, descSplitBrain, descEntries, descDatagrams, descSyncDrops,
 		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
 		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries} {
@@ -60,6 +61,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		groups, instances := r.Status()
 		for _, g := range groups {
 			gauge(descGroupState, float64(g.State), g.Name)
+		}
+		for name, g := range c.d.groups {
+			counter(descNotifySkipped, g.NotifySkipped(), name)
 		}
 		for _, in := range instances {
 			gauge(descInstanceState, float64(in.State), in.Name)

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/internal/failover"
 	"github.com/ctha/ctha/vrrp"
 	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/sys/unix"
@@ -75,9 +77,9 @@ type daemonState struct {
 	socketInFile string
 	started      time.Time
 	conf         atomic.Pointer[cfg.Config]
-	vrrp         *vrrp.Runner   // nil without VRRP instances
-	sync         *ctsync.Engine // nil without conntrack_sync
-	choreo       map[string]*choreographer
+	vrrp         *vrrp.Runner               // nil without VRRP instances
+	sync         *ctsync.Engine             // nil without conntrack_sync
+	groups       map[string]*failover.Group // the sync groups' choreography
 	changed      chan struct{}
 }
 
@@ -100,18 +102,15 @@ func (d *daemonState) run() error {
 	}
 	if len(conf.Instances) > 0 {
 		opts := vrrp.Options{Log: d.log, OnChange: d.stateChanged}
-		d.choreo = map[string]*choreographer{}
-		for _, g := range conf.SyncGroups {
-			var eng *ctsync.Engine
-			if g.Conntrack {
-				eng = d.sync
-				opts.DeferPreemption = append(opts.DeferPreemption, g.Name)
+		d.groups = d.newGroups(conf)
+		for _, g := range d.groups {
+			if g.Conntrack() {
+				opts.DeferPreemption = append(opts.DeferPreemption, g.Name())
 			}
-			d.choreo[g.Name] = newChoreographer(d.log, g, ptrOr(conf.Sync), eng)
 		}
 		opts.Hooks = func(group string) vrrp.Hooks {
-			if c, ok := d.choreo[group]; ok {
-				return c
+			if g, ok := d.groups[group]; ok {
+				return g
 			}
 			return nil
 		}
@@ -137,12 +136,19 @@ func (d *daemonState) run() error {
 	}()
 	vctx, stopVRRP := context.WithCancel(context.Background())
 	defer stopVRRP()
+	// vrrpDone: the election and the groups' choreography have stopped.
 	vrrpDone := make(chan struct{})
 	go func() {
 		defer close(vrrpDone)
-		if d.vrrp != nil {
-			d.vrrp.Run(vctx)
+		if d.vrrp == nil {
+			return
 		}
+		var wg sync.WaitGroup
+		for _, g := range d.groups {
+			wg.Go(func() { g.Run(vctx, d.vrrp) })
+		}
+		d.vrrp.Run(vctx)
+		wg.Wait()
 	}()
 	if addr := conf.Control.Metrics; addr != "" {
 		go func() {
@@ -151,21 +157,13 @@ func (d *daemonState) run() error {
 			}
 		}()
 	}
-	for _, c := range d.choreo {
-		go c.run(vctx)
-		if c.eng != nil {
-			go c.watchSync(vctx, d.vrrp)
-		}
-	}
 	sctx, stopSync := context.WithCancel(context.Background())
 	defer stopSync()
 	syncDone := make(chan struct{})
 	go func() {
 		defer close(syncDone)
 		if d.sync != nil {
-			if err := d.sync.Run(sctx); err != nil {
-				d.log.Error("conntrack sync stopped", "err", err)
-			}
+			d.sync.Run(sctx)
 		}
 	}()
 
@@ -273,8 +271,8 @@ func (d *daemonState) reload() {
 		}
 	}
 	for _, g := range conf.SyncGroups {
-		if c := d.choreo[g.Name]; c != nil {
-			c.setNotify(g.Notify)
+		if fg := d.groups[g.Name]; fg != nil {
+			fg.SetNotify(notifyConfig(g.Notify))
 		}
 	}
 	if !reflect.DeepEqual(conf.Sync, old.Sync) {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/integration/lab"
 )
 
 // testNS is a network namespace of one test, removed when the test ends.
@@ -25,18 +25,14 @@ type testNS struct {
 }
 
 // newNS creates a namespace with nf_conntrack_events=1. It skips the test
-// when namespaces are not available, or fails it if CTHA_REQUIRE_NETNS=1.
+// when namespaces are not available, or fails it if CTHA_REQUIRE_NETNS=1
+// (lab.RequireNetns).
 func newNS(t *testing.T) *testNS {
 	t.Helper()
+	lab.RequireNetns(t)
 	unavailable := func(format string, args ...any) {
 		t.Helper()
-		if os.Getenv("CTHA_REQUIRE_NETNS") == "1" {
-			t.Fatalf("CTHA_REQUIRE_NETNS=1 but "+format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		unavailable("needs root to create network namespaces")
+		t.Fatalf(format, args...)
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])

@@ -284,6 +284,15 @@ func diffCount(x, y map[uint32]uint64) int {
 	return n
 }
 
+// seeds is how many seeds a simulation runs with: n, or one under -short
+// (the race run, where a simulation is ten times slower).
+func seeds(n uint64) uint64 {
+	if testing.Short() {
+		return 1
+	}
+	return n
+}
+
 func TestSimulation(t *testing.T) {
 	base := scenario{ids: 5000, changes: 5, mutateFor: 3 * time.Second, jitter: time.Millisecond}
 	with := func(name string, f func(*scenario)) scenario {
@@ -322,7 +331,7 @@ func TestSimulation(t *testing.T) {
 		}),
 	}
 	for _, sc := range scenarios {
-		for seed := range uint64(6) {
+		for seed := range seeds(6) {
 			t.Run(fmt.Sprintf("%s/seed=%d", sc.name, seed), func(t *testing.T) { simulate(t, sc, seed) })
 		}
 	}
@@ -340,7 +349,7 @@ func TestCleanLinkNoResends(t *testing.T) {
 		// NACKs, and resends, that are not for loss.)
 		{name: "burst, slow receiver", ids: 200_000, changes: 400, mutateFor: 200 * time.Millisecond, rate: 2},
 	} {
-		for seed := range uint64(3) {
+		for seed := range seeds(3) {
 			t.Run(fmt.Sprintf("%s/seed=%d", sc.name, seed), func(t *testing.T) {
 				res := simulate(t, sc, seed)
 				for _, st := range []Stats{res.a, res.b} {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -36,8 +37,15 @@ type TB interface {
 // RequireNetns skips t with the reason when the lab cannot run here (not
 // root, `ip` or `nft` missing, `ip netns add` failing). It calls t.Fatalf
 // instead when the environment variable CTHA_REQUIRE_NETNS is 1.
+//
+// Under `go test -short` (the race run) it always skips: the namespace
+// tests are timing-sensitive end-to-end tests, run by the normal run.
 func RequireNetns(t TB) {
 	t.Helper()
+	if testing.Testing() && testing.Short() {
+		t.Skipf("lab: namespace test skipped under -short")
+		return
+	}
 	probeErr := Check()
 	if probeErr == nil {
 		return
