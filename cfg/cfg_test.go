@@ -267,3 +267,70 @@ func TestKeyFileTooLarge(t *testing.T) {
 		t.Errorf("diags = %q, want a too-large error", got)
 	}
 }
+
+// TestHostileFiles: files no one should write get a quick, bounded
+// verdict, never a crash: deep nesting (counted on the lexer's tokens, so
+// brackets in strings and heredocs do not count), a binary, a file over
+// MaxFileSize, a huge value quoted in a message.
+func TestHostileFiles(t *testing.T) {
+	brackets := strings.Repeat("[", 60000)
+	long := strings.Repeat("A", 100000)
+	garbage := make([]byte, 1<<20)
+	for i := range garbage {
+		garbage[i] = byte(i*7919 + i>>3)
+	}
+	for _, tc := range []struct {
+		name, src, want string
+		maxDiags        int
+	}{
+		{"nesting", "node_name = " + brackets, "nested deeper than 32", 1},
+		{"nesting in interpolations", "node_name = " + nestedTemplate(40), "nested deeper than 32", 1},
+		{"binary", string(garbage), "", MaxDiagnostics + 1},
+		{"too large", "# " + strings.Repeat("x", MaxFileSize), "larger than 1024 KiB", 1},
+		{"long value", "vrrp_instance \"lan\" {\n  interface = \"lan\"\n  vrid = 51\n  virtual_ips = [\"" + long + "\"]\n}\n", "more characters", MaxDiagnostics + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, diags := Parse([]byte(tc.src), "hostile.hcl")
+			if !diags.HasErrors() {
+				t.Fatalf("no error")
+			}
+			if len(diags) > tc.maxDiags {
+				t.Errorf("%d diagnostics, want at most %d", len(diags), tc.maxDiags)
+			}
+			all := ""
+			for _, d := range diags {
+				msg := Format(d)
+				if len(msg) > 2*maxMessage+100 {
+					t.Errorf("a message of %d bytes: %.80s...", len(msg), msg)
+				}
+				all += msg + "\n"
+			}
+			if !strings.Contains(all, tc.want) {
+				t.Errorf("diagnostics lack %q:\n%.2000s", tc.want, all)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+	// Brackets and braces inside a string or a heredoc are no nesting.
+	quoted := "node_name = \"" + strings.Repeat("[{(", 100) + "\"\n" +
+		"state_dir = <<EOT\n" + strings.Repeat("[[[{{{", 100) + "\nEOT\n"
+	_, diags := Parse([]byte(quoted), "quoted.hcl")
+	for _, d := range diags {
+		if strings.Contains(d.Summary, "nested") {
+			t.Errorf("brackets in a string counted as nesting: %s", Format(d))
+		}
+	}
+}
+
+// nestedTemplate is a string holding a template interpolation holding a
+// string, and so on, depth times: valid HCL.
+func nestedTemplate(depth int) string {
+	s := `"x"`
+	for range depth {
+		s = `"${` + s + `}"`
+	}
+	return s
+}

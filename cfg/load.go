@@ -2,6 +2,7 @@ package cfg
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,11 +11,27 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
+// Bounds of a configuration file, checked before it is parsed, so that a
+// hostile or mistaken file (a binary, a generator gone wrong) costs little
+// time and memory, in `ctha check` and in a reload alike, and gets a
+// readable verdict.
+const (
+	// MaxFileSize is the largest configuration file, in bytes.
+	MaxFileSize = 1 << 20
+	// MaxNesting bounds the braces, brackets, parentheses and template
+	// interpolations open at once (a real file needs under 10).
+	MaxNesting = 32
+	// MaxDiagnostics are reported; the rest are counted in one more.
+	MaxDiagnostics = 50
+	// maxMessage bounds a diagnostic's text (a long value quoted in it).
+	maxMessage = 300
+)
+
 // Load reads and validates the configuration file at path. The Config is
 // valid only when the diagnostics hold no error (warnings may be present);
 // on error it is the zero Config.
 func Load(path string) (Config, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
+	src, err := readBounded(path)
 	if err != nil {
 		return Config{}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -24,12 +41,26 @@ func Load(path string) (Config, hcl.Diagnostics) {
 	return Parse(src, path)
 }
 
+// readBounded reads at most MaxFileSize+1 bytes of path: enough to know
+// it is too large, never the whole of a huge file.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+}
+
 // Parse validates the configuration in src, read from filename. Relative
 // paths in it (the key file) resolve against filename's directory.
 func Parse(src []byte, filename string) (Config, hcl.Diagnostics) {
+	if diags := checkBounds(src, filename); diags.HasErrors() {
+		return Config{}, limitDiagnostics(diags)
+	}
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
-		return Config{}, diags
+		return Config{}, limitDiagnostics(diags)
 	}
 	d := &decoder{}
 	syn := d.file(f.Body)
@@ -39,10 +70,80 @@ func Parse(src []byte, filename string) (Config, hcl.Diagnostics) {
 
 	diags = append(d.diags, v.diags...)
 	sortDiagnostics(diags)
+	diags = limitDiagnostics(diags)
 	if diags.HasErrors() {
 		return Config{}, diags
 	}
 	return c, diags
+}
+
+// checkBounds refuses, before any parsing, a file over MaxFileSize, one
+// with characters HCL cannot lex (the lexer's own diagnostics: a binary
+// file would give the parser one error per byte), and one nested deeper
+// than MaxNesting (the parser recurses per level). The depth is measured
+// on the lexer's tokens: brackets inside strings and heredocs are not
+// tokens and do not count.
+func checkBounds(src []byte, filename string) hcl.Diagnostics {
+	if len(src) > MaxFileSize {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("%s: the configuration is larger than %d KiB; refusing to parse it", filename, MaxFileSize>>10),
+		}}
+	}
+	tokens, diags := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return diags
+	}
+	depth := 0
+	for _, t := range tokens {
+		switch t.Type {
+		case hclsyntax.TokenOBrace, hclsyntax.TokenOBrack, hclsyntax.TokenOParen,
+			hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl:
+			if depth++; depth > MaxNesting {
+				r := t.Range
+				return hcl.Diagnostics{{
+					Severity: hcl.DiagError,
+					Summary:  fmt.Sprintf("nested deeper than %d levels of braces, brackets and interpolations; refusing to parse further", MaxNesting),
+					Subject:  &r,
+				}}
+			}
+		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen, hclsyntax.TokenTemplateSeqEnd:
+			depth--
+		}
+	}
+	return nil
+}
+
+// limitDiagnostics keeps the first MaxDiagnostics, with one more that
+// counts the rest, and cuts each message to maxMessage characters.
+func limitDiagnostics(diags hcl.Diagnostics) hcl.Diagnostics {
+	if len(diags) > MaxDiagnostics {
+		rest := diags[MaxDiagnostics:]
+		sev := hcl.DiagWarning
+		if rest.HasErrors() {
+			sev = hcl.DiagError
+		}
+		diags = append(diags[:MaxDiagnostics:MaxDiagnostics], &hcl.Diagnostic{
+			Severity: sev,
+			Summary:  fmt.Sprintf("%d more problems not shown (the first %d are)", len(rest), MaxDiagnostics),
+		})
+	}
+	for _, d := range diags {
+		d.Summary, d.Detail = cut(d.Summary), cut(d.Detail)
+	}
+	return diags
+}
+
+// cut shortens s to maxMessage characters.
+func cut(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	r := []rune(s)
+	if len(r) <= maxMessage {
+		return s
+	}
+	return string(r[:maxMessage]) + fmt.Sprintf("... (%d more characters)", len(r)-maxMessage)
 }
 
 // sortDiagnostics orders diagnostics by position, so that they read top to

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ctha/ctha/integration/lab"
+	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/vrrp/packet"
 )
 
 // TestVRRPVirtualMAC: with virtual_mac the client resolves the VIP to
@@ -84,6 +87,43 @@ func TestVRRPUnicast(t *testing.T) {
 		unicastPeer: lab.FW1LAN.Addr().String()}.config())
 	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
 	holdState(t, fw2, "lan", "BACKUP", 5*advert) // it hears fw1's unicast adverts
+
+	// What a forged advert on the LAN can do (README, "VRRP on the LAN"):
+	// with unicast_peers, one from any other source, however good its
+	// priority, is dropped and counted, sent to fw2 or to the group.
+	inj := malfOpenInjector(t, l.NS(lab.RoleClient), "eth0", lab.ClientAddr.Addr())
+	before := malfMustStats(t, fw2)
+	forged := func(dst netip.Addr) []byte {
+		ad := packet.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advert, Addrs: []netip.Addr{lab.LANVIP.Addr()}}
+		b, err := ad.Append(nil, lab.ClientAddr.Addr(), dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const copies = 20
+	for range copies {
+		if err := inj.sendTo(forged(lab.FW2LAN.Addr()), lab.FW2LAN.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		if err := inj.send(packet.TTL, forged(packet.Group4)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+	var after control.VRRPStats
+	if err := lab.WaitFor(3*time.Second, 50*time.Millisecond, func() (bool, error) {
+		s, err := malfLANStats(fw2)
+		after = s
+		return err == nil && s.Drops["peer"]-before.Drops["peer"] >= copies, err
+	}); err != nil {
+		t.Errorf("fw2 counted %d forged adverts as not from its peer, want at least %d (drops %v)",
+			after.Drops["peer"]-before.Drops["peer"], copies, malfDropDeltas(before, after))
+	}
+	holdState(t, fw2, "lan", "BACKUP", 5*advert)
+	if after.Transitions != before.Transitions {
+		t.Errorf("fw2 moved %d times on forged adverts", after.Transitions-before.Transitions)
+	}
 
 	out := l.MustExec(t, lab.RoleFW2, "timeout", "5", "tcpdump", "-i", "lan", "-n", "-c", "3", "ip proto 112")
 	if !strings.Contains(out, lab.FW1LAN.Addr().String()+" > "+lab.FW2LAN.Addr().String()) || strings.Contains(out, "224.0.0.18") {

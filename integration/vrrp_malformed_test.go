@@ -246,6 +246,15 @@ func (in *malfInjector) send(ttl int, b []byte) error {
 	return err
 }
 
+// sendTo sends b to a unicast address with VRRP's TTL.
+func (in *malfInjector) sendTo(b []byte, dst netip.Addr) error {
+	if err := in.pc.SetTTL(packet.TTL); err != nil {
+		return err
+	}
+	_, err := in.pc.WriteTo(b, nil, &net.IPAddr{IP: dst.AsSlice()})
+	return err
+}
+
 // malfOpenInjector opens the raw socket in namespace ns (see inNS for why
 // the thread must come back rather than exit locked).
 func malfOpenInjector(t *testing.T, ns, ifname string, src netip.Addr) *malfInjector {

@@ -162,10 +162,24 @@ func TestDaemonLifecycle(t *testing.T) {
 	}
 	n.waitFor(t, "WATCHDOG=1")
 
-	// A second daemon on the same socket refuses to start.
-	second := startDaemon(t, ns, nil, "-c", conf, "-s", socket)
-	if err := second.wait(t); err == nil || !strings.Contains(second.stderr.String(), "another ctha is running") {
-		t.Errorf("second daemon: %v, %q", err, second.stderr)
+	// A second daemon of the same state directory refuses to start, on
+	// the same socket or another one, with a one-line reason, and
+	// changes nothing: the first still answers on its socket.
+	for _, sock := range []string{socket, filepath.Join(dir, "other.sock")} {
+		second := startDaemon(t, ns, nil, "-c", conf, "-s", sock)
+		var exit *exec.ExitError
+		err := second.wait(t)
+		lines := strings.Split(strings.TrimSpace(second.stderr.String()), "\n")
+		if !errors.As(err, &exit) || exit.ExitCode() != exitFail || len(lines) != 1 ||
+			!strings.HasPrefix(lines[0], "ctha: ") || !strings.Contains(lines[0], "already runs with state directory "+dir) {
+			t.Errorf("second daemon on %s: %v, stderr %q; want exit %d and one line naming the state directory", sock, err, second.stderr, exitFail)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "other.sock")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the refused daemon created its socket: %v", err)
+		}
+	}
+	if st := statusOf(t, socket); st.Node != "fw1" {
+		t.Errorf("after the second daemons the first answers node %q", st.Node)
 	}
 
 	// An invalid file on reload is refused and the running config kept.
@@ -230,7 +244,8 @@ func TestDaemonRefusesInvalidConfig(t *testing.T) {
 func TestDaemonMissingInterface(t *testing.T) {
 	ns := labNS(t)
 	dir := t.TempDir()
-	conf := writeConfig(t, dir, "ctha.hcl", `vrrp_instance "lan" {
+	conf := writeConfig(t, dir, "ctha.hcl", `state_dir = "`+dir+`"
+vrrp_instance "lan" {
   interface   = "ctha-nosuch0"
   vrid        = 51
   virtual_ips = ["10.10.1.1/24"]

@@ -11,8 +11,8 @@ func (c *cli) keygen(args []string) int {
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
-	switch fs.NArg() {
-	case 0:
+	switch {
+	case fs.NArg() == 0 || fs.NArg() == 1 && fs.Arg(0) == "-": // - is stdout
 		k, err := auth.GenerateKey(nil)
 		if err != nil {
 			return c.failf("%v", err)
@@ -20,7 +20,7 @@ func (c *cli) keygen(args []string) int {
 		text, _ := k.MarshalText()
 		c.stdout.Write(text)
 		return exitOK
-	case 1:
+	case fs.NArg() == 1:
 		path := fs.Arg(0)
 		k, err := auth.WriteKeyFile(path)
 		if err != nil {
@@ -29,6 +29,6 @@ func (c *cli) keygen(args []string) int {
 		fmt.Fprintf(c.stdout, "wrote sync key %s (fingerprint %s); copy it to the peer, mode 0600\n", path, k.Fingerprint())
 		return exitOK
 	}
-	fmt.Fprintln(c.stderr, "ctha keygen: at most one FILE")
+	fmt.Fprintln(c.stderr, "ctha: keygen: at most one FILE (run `ctha keygen -h`)")
 	return exitUsage
 }

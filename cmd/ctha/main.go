@@ -38,7 +38,7 @@ func init() {
 		{"dump", "internal|external [--json] [-s SOCKET]", "list the flows of a cache: this node's (internal) or the peer's (external)", (*cli).dump},
 		{"failover", "[--cancel] [-s SOCKET] [GROUP]", "planned handover: drain sync, resign, stay demoted until --cancel", (*cli).failoverCmd},
 		{"sync", "OP [-s SOCKET]", "conntrack operations: commit, flush, resync, bulk, request, purge", (*cli).syncCmd},
-		{"keygen", "[FILE]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout", (*cli).keygen},
+		{"keygen", "[FILE|-]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout (-, or no FILE)", (*cli).keygen},
 		{"version", "", "print the version", (*cli).version},
 		{"help", "[COMMAND]", "show this help, or a command's", (*cli).help},
 	}
@@ -92,22 +92,30 @@ func (c *cli) usage(w io.Writer) {
 	fmt.Fprint(w, "\nRun `ctha COMMAND -h` for a command's options.\n")
 }
 
-// flags returns a flag set for a command whose errors and help go to stderr.
+// flags returns a flag set for a command. The flag package prints
+// nothing itself: parse says what is wrong in one `ctha:` line on stderr,
+// and prints the help asked for with -h on stdout.
 func (c *cli) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("ctha "+name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// commandHelp prints a command's help on w.
+func (c *cli) commandHelp(w io.Writer, fs *flag.FlagSet) {
 	for _, cmd := range commands {
-		if cmd.name == name {
-			fs.Usage = func() {
-				fmt.Fprintf(fs.Output(), "Usage: ctha %s %s\n\n%s.\n", cmd.name, cmd.usage, upperFirst(cmd.summary))
-				if hasFlags(fs) {
-					fmt.Fprintln(fs.Output(), "\nOptions:")
-					fs.PrintDefaults()
-				}
-			}
+		if cmd.name != fs.Name() {
+			continue
+		}
+		fmt.Fprintf(w, "Usage: ctha %s %s\n\n%s.\n", cmd.name, cmd.usage, upperFirst(cmd.summary))
+		if hasFlags(fs) {
+			fmt.Fprintln(w, "\nOptions:")
+			fs.SetOutput(w)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
 		}
 	}
-	return fs
 }
 
 // parse parses a command's flags; ok is false when the command must end
@@ -115,8 +123,10 @@ func (c *cli) flags(name string) *flag.FlagSet {
 func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
+			c.commandHelp(c.stdout, fs)
 			return exitOK, false
 		}
+		fmt.Fprintf(c.stderr, "ctha: %s: %v (run `ctha %s -h`)\n", fs.Name(), err, fs.Name())
 		return exitUsage, false
 	}
 	return exitOK, true
@@ -184,7 +194,6 @@ func (c *cli) help(args []string) int {
 	}
 	for _, cmd := range commands {
 		if cmd.name == args[0] && cmd.name != "help" {
-			c.stderr = c.stdout // help asked for is not an error
 			return cmd.run(c, []string{"-h"})
 		}
 	}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ctha/ctha/internal/control"
 )
 
 // TestMain lets the tests run the test binary itself as `ctha`, so the
@@ -142,9 +146,15 @@ func TestHelpAndUsage(t *testing.T) {
 		if cmd.name == "help" {
 			continue
 		}
-		code, out, _ := runCLI(cmd.name, "-h")
-		if code != exitOK || out != "" {
-			t.Errorf("%s -h: exit %d, stdout %q; want 0 and help on stderr", cmd.name, code, out)
+		code, out, errs := runCLI(cmd.name, "-h")
+		if code != exitOK || !strings.HasPrefix(out, "Usage: ctha "+cmd.name) || errs != "" {
+			t.Errorf("%s -h: exit %d, stdout %q, stderr %q; want 0 and help on stdout", cmd.name, code, out, errs)
+		}
+		// A wrong flag: one line beginning ctha:, exit 2, nothing on stdout.
+		code, out, errs = runCLI(cmd.name, "--no-such-flag")
+		if lines := strings.Split(strings.TrimSpace(errs), "\n"); code != exitUsage || out != "" || len(lines) != 1 ||
+			!strings.HasPrefix(lines[0], "ctha: "+cmd.name+": flag provided but not defined: -no-such-flag") {
+			t.Errorf("%s --no-such-flag: exit %d, stdout %q, stderr %q; want %d and one ctha: line", cmd.name, code, out, errs, exitUsage)
 		}
 		code, out, _ = runCLI("help", cmd.name)
 		if code != exitOK || !strings.Contains(out, "Usage: ctha "+cmd.name) {
@@ -197,5 +207,68 @@ func TestFlagsAfterArguments(t *testing.T) {
 	}
 	if code, _, _ := runCLI("sync", "frobnicate", "-s", sock); code != exitUsage {
 		t.Errorf("an unknown sync operation: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestCLIContract: every error is one line beginning ctha: with exit 1 for
+// a failed operation and 2 for a wrong command line; - means stdout.
+func TestCLIContract(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "none.sock")
+	notSocket := filepath.Join(dir, "ctha.hcl")
+	if err := os.WriteFile(notSocket, []byte("node_name = \"fw1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"sync", "bogus", "-s", sock}, exitUsage, `unknown operation "bogus"`},
+		{[]string{"sync", "-s", sock}, exitUsage, "name an operation"},
+		{[]string{"status", "-s", notSocket}, exitFail, "is not a control socket (a regular file)"},
+		{[]string{"keygen", "a", "b"}, exitUsage, "at most one FILE"},
+	} {
+		code, out, errs := runCLI(tc.args...)
+		lines := strings.Split(strings.TrimSpace(errs), "\n")
+		if code != tc.code || out != "" || len(lines) != 1 || !strings.HasPrefix(lines[0], "ctha: ") || !strings.Contains(errs, tc.want) {
+			t.Errorf("ctha %v: exit %d, stdout %q, stderr %q; want %d and one ctha: line with %q", tc.args, code, out, errs, tc.code, tc.want)
+		}
+	}
+	if b, err := os.ReadFile(notSocket); err != nil || !strings.HasPrefix(string(b), "node_name") {
+		t.Errorf("the file given as a socket changed: %v", err)
+	}
+	// keygen - writes the key on stdout, and no file named "-".
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	code, out, _ := runCLI("keygen", "-")
+	if code != exitOK || !strings.Contains(out, "# ctha sync key") {
+		t.Errorf("keygen -: exit %d, %q", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "-")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("keygen - wrote a file named -: %v", err)
+	}
+}
+
+// TestPrintStatusSplitBrain: plain status says a split brain, as it says
+// a demotion, and how far the peer's copy has come.
+func TestPrintStatusSplitBrain(t *testing.T) {
+	var b bytes.Buffer
+	st := control.Status{Node: "fw1", Sync: &control.SyncStatus{Mode: "reliable", Cache: "direct", Running: true,
+		PeerUp: true, SplitBrain: true, BulkReceived: 120, BulkExpected: 50200}}
+	printStatus(&b, st, time.Now())
+	for _, want := range []string{"SPLIT BRAIN", "awaited, 120 of 50200 entries received"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+	st.Sync.SplitBrain, st.Sync.BulkComplete = false, true
+	b.Reset()
+	printStatus(&b, st, time.Now())
+	if strings.Contains(b.String(), "SPLIT BRAIN") || !strings.Contains(b.String(), "held (120 of 50200 entries)") {
+		t.Errorf("status without a split brain:\n%s", b.String())
 	}
 }

@@ -86,6 +86,12 @@ type daemonState struct {
 func (d *daemonState) run() error {
 	conf := d.conf.Load()
 	d.changed = make(chan struct{}, 1)
+	// One daemon per state directory, before anything is touched.
+	lock, err := lockStateDir(conf.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	// The control socket first: a second ctha on the same node stops here
 	// with the clearest reason.
 	ln, err := control.Listen(d.socket)

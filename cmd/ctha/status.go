@@ -168,6 +168,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	tw.Flush()
 	if s := st.Sync; s != nil {
 		fmt.Fprintf(w, "\nsync %s/%s: %s\n", s.Mode, s.Cache, syncSummary(s))
+		if s.SplitBrain {
+			fmt.Fprintln(w, "  SPLIT BRAIN: the peer is master too (see the log)")
+		}
 		if s.Running {
 			fmt.Fprintf(w, "  peer's complete copy: %s\n", bulkProgress(s))
 		}

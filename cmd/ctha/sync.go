@@ -95,11 +95,15 @@ func (c *cli) syncCmd(args []string) int {
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 || syncOps[pos[0]] == "" {
-		fmt.Fprintln(c.stderr, "Usage: ctha sync commit|flush|resync|bulk|request|purge [-s SOCKET]")
-		for _, op := range []string{"commit", "flush", "resync", "bulk", "request", "purge"} {
-			fmt.Fprintf(c.stderr, "  %-8s %s\n", op, syncOps[op])
-		}
+	switch {
+	case len(pos) == 0:
+		fmt.Fprintln(c.stderr, "ctha: sync: name an operation: commit, flush, resync, bulk, request or purge (run `ctha sync -h`)")
+		return exitUsage
+	case len(pos) > 1:
+		fmt.Fprintf(c.stderr, "ctha: sync: one operation at a time, got %q (run `ctha sync -h`)\n", pos)
+		return exitUsage
+	case syncOps[pos[0]] == "":
+		fmt.Fprintf(c.stderr, "ctha: sync: unknown operation %q: commit, flush, resync, bulk, request or purge (run `ctha sync -h`)\n", pos[0])
 		return exitUsage
 	}
 	op := pos[0]

@@ -56,8 +56,18 @@ func Listen(path string) (*net.UnixListener, error) {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: another ctha is running on it", path)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// Only a stale socket is removed: a path that is anything else (the
+	// configuration file, given to -s by a slip) is never deleted.
+	switch fi, err := os.Lstat(path); {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
 		return nil, fmt.Errorf("control socket: %w", err)
+	case fi.Mode().Type() != fs.ModeSocket:
+		return nil, fmt.Errorf("control socket %s: exists and is not a socket (%s); not removing it", path, fi.Mode().Type())
+	default:
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
 	}
 	// The umask makes the socket 0600 from its creation: no window in
 	// which another user could connect.
@@ -150,6 +160,9 @@ func Call(ctx context.Context, socket, op string, args, out any) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
+		if fi, serr := os.Stat(socket); serr == nil && fi.Mode().Type() != fs.ModeSocket {
+			return fmt.Errorf("%s is not a control socket (%s); give the daemon's socket with -s", socket, describeMode(fi.Mode()))
+		}
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("%w (no daemon answers on %s)", ErrNoDaemon, socket)
 		}
@@ -175,4 +188,15 @@ func Call(ctx context.Context, socket, op string, args, out any) error {
 		}
 	}
 	return nil
+}
+
+// describeMode names what a path is, for a message.
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a " + m.Type().String() + " file"
 }

@@ -85,6 +85,29 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	ln2.Close()
 }
 
+// TestListenKeepsOtherFiles: a path that is not a socket (the
+// configuration file given to -s by a slip) is refused, never deleted.
+func TestListenKeepsOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ctha.hcl")
+	if err := os.WriteFile(file, []byte("node_name = \"fw1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{file, dir} {
+		ln, err := Listen(path)
+		if err == nil {
+			ln.Close()
+			t.Fatalf("Listen(%s) replaced something that is not a socket", path)
+		}
+		if !strings.Contains(err.Error(), "not a socket") {
+			t.Errorf("Listen(%s): %v, want it to say the path is not a socket", path, err)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || !strings.HasPrefix(string(b), "node_name") {
+		t.Errorf("the file given as the socket is gone or changed: %v %q", err, b)
+	}
+}
+
 func TestCallNoDaemon(t *testing.T) {
 	err := Call(context.Background(), filepath.Join(t.TempDir(), "none.sock"), "status", nil, nil)
 	if !errors.Is(err, ErrNoDaemon) {
