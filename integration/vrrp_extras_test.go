@@ -159,3 +159,50 @@ func TestVRRPStaleVIPs(t *testing.T) {
 		t.Errorf("the removal was not logged:\n%s", fw1.proc.Tail(10))
 	}
 }
+
+// TestVIPReconcile: a VIP removed under the master (`ip addr del`, what a
+// networkd or ifupdown restart does) is put back within a second, logged
+// and counted; a VIP of ours added on the backup is removed; neither
+// moves the pair.
+func TestVIPReconcile(t *testing.T) {
+	lab.RequireNetns(t)
+	const advert = 100 * time.Millisecond
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	fw1 := startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true}.config())
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true}.config())
+	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	vip := lab.LANVIP
+	before1, before2 := malfMustStats(t, fw1), malfMustStats(t, fw2)
+
+	del := time.Now()
+	l.MustExec(t, lab.RoleFW1, "ip", "addr", "del", vip.String(), "dev", "lan")
+	took, err := waitVIP(l, lab.RoleFW1, "lan", vip.Addr(), true, del, time.Second)
+	if err != nil {
+		t.Fatalf("the master did not put back its VIP: %v\n%s", err, fw1.proc.Tail(10))
+	}
+	if !strings.Contains(fw1.proc.Log(), "removed under the master by someone else: restored") {
+		t.Errorf("the restoration was not logged:\n%s", fw1.proc.Tail(10))
+	}
+
+	add := time.Now()
+	l.MustExec(t, lab.RoleFW2, "ip", "addr", "add", vip.String(), "dev", "lan")
+	tookOff, err := waitVIP(l, lab.RoleFW2, "lan", vip.Addr(), false, add, time.Second)
+	if err != nil {
+		t.Fatalf("the backup kept a VIP of ours: %v\n%s", err, fw2.proc.Tail(10))
+	}
+
+	after1, after2 := malfMustStats(t, fw1), malfMustStats(t, fw2)
+	t.Logf("figure: VIP deleted on the master back after %v; added on the backup removed after %v", took.Round(time.Millisecond), tookOff.Round(time.Millisecond))
+	if after1.VIPsRestored-before1.VIPsRestored != 1 || after2.VIPsRemoved-before2.VIPsRemoved != 1 {
+		t.Errorf("vips_restored on fw1 +%d, vips_removed on fw2 +%d; want +1 each",
+			after1.VIPsRestored-before1.VIPsRestored, after2.VIPsRemoved-before2.VIPsRemoved)
+	}
+	if after1.Transitions != before1.Transitions || after2.Transitions != before2.Transitions {
+		t.Errorf("transitions: fw1 +%d, fw2 +%d; want none", after1.Transitions-before1.Transitions, after2.Transitions-before2.Transitions)
+	}
+	m := l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics")
+	if !strings.Contains(m, `ctha_vrrp_vips_restored_total{instance="lan"} 1`) {
+		t.Errorf("metrics lack ctha_vrrp_vips_restored_total 1 for lan")
+	}
+}

@@ -123,7 +123,7 @@ func sameAddrs(a, b []netip.Addr) bool {
 type counters struct {
 	advertsSent, advertsReceived, sendErrors atomic.Uint64
 	addrMismatch, transitions                atomic.Uint64
-	vipErrors                                atomic.Uint64
+	vipErrors, vipsRestored, vipsRemoved     atomic.Uint64
 	drops                                    [numDrops]atomic.Uint64
 }
 
@@ -137,6 +137,8 @@ type InstanceStats struct {
 	AddrMismatch    uint64            `json:"address_list_mismatch"`
 	Transitions     uint64            `json:"transitions"`
 	VIPErrors       uint64            `json:"vip_errors"`
+	VIPsRestored    uint64            `json:"vips_restored"` // removed under a master by someone else, put back
+	VIPsRemoved     uint64            `json:"vips_removed"`  // found on a node that is not master, removed
 	Drops           map[string]uint64 `json:"drops"`
 }
 
@@ -148,6 +150,8 @@ func (c *counters) snapshot() InstanceStats {
 		AddrMismatch:    c.addrMismatch.Load(),
 		Transitions:     c.transitions.Load(),
 		VIPErrors:       c.vipErrors.Load(),
+		VIPsRestored:    c.vipsRestored.Load(),
+		VIPsRemoved:     c.vipsRemoved.Load(),
 		Drops:           map[string]uint64{},
 	}
 	for d := DropInterface; d < numDrops; d++ {

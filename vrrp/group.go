@@ -34,6 +34,8 @@ type VIPs interface {
 	Up() (time.Time, error)
 	Down() error
 	Announce() error
+	// Present reports which of the instance's VIPs the kernel holds now.
+	Present() ([]netip.Prefix, error)
 	// RemoveStale removes the instance's addresses left by a crashed run
 	// and says which it found.
 	RemoveStale() ([]netip.Prefix, error)
@@ -122,6 +124,7 @@ type Group struct {
 
 	in       chan inbound
 	track    chan trackUpdate
+	addrs    chan struct{} // the kernel's addresses changed: reconcileVIPs
 	ctl      chan func()
 	hookDone chan hookResult
 	doneCh   chan struct{} // closed when run returns

@@ -48,6 +48,7 @@ type fakeVIPs struct {
 func (f *fakeVIPs) Up() (time.Time, error)               { f.up = true; f.ups++; return time.Now(), nil }
 func (f *fakeVIPs) Down() error                          { f.up = false; f.downs++; return nil }
 func (f *fakeVIPs) Announce() error                      { f.announce++; return nil }
+func (f *fakeVIPs) Present() ([]netip.Prefix, error)     { return nil, errors.New("not a kernel") }
 func (f *fakeVIPs) RemoveStale() ([]netip.Prefix, error) { return nil, nil }
 func (f *fakeVIPs) Close() error                         { return nil }
 func (f *fakeVIPs) Retire(keep []netip.Prefix) error     { f.retired = keep; return nil }

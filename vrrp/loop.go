@@ -29,6 +29,8 @@ func (g *Group) run(ctx context.Context) {
 	}
 	g.dispatchAll(Event{Kind: EvStartup})
 	g.reevaluate() // initial priorities; a fault found here follows the startup
+	vipCheck := time.NewTicker(vipCheckEvery)
+	defer vipCheck.Stop()
 	for {
 		g.drain()
 		d := g.deadline()
@@ -62,6 +64,10 @@ func (g *Group) run(ctx context.Context) {
 			g.dispatchAll(Event{Kind: EvTimer})
 		case u := <-g.track:
 			g.applyTracker(u)
+		case <-g.addrs:
+			g.reconcileVIPs()
+		case <-vipCheck.C:
+			g.reconcileVIPs()
 		case r := <-g.hookDone:
 			g.hookFinished(r)
 		case f := <-g.ctl:

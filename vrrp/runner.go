@@ -108,6 +108,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.
 		now:       time.Now,
 		in:        make(chan inbound, 64),
 		track:     make(chan trackUpdate, 16),
+		addrs:     make(chan struct{}, 1),
 		ctl:       make(chan func()),
 		hookDone:  make(chan hookResult),
 		doneCh:    make(chan struct{}),
@@ -195,6 +196,11 @@ func (r *Runner) Run(ctx context.Context) {
 	trackCtx, stopTrackers := context.WithCancel(ctx)
 	defer stopTrackers()
 	r.startTrackers(trackCtx)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.watchAddrs(trackCtx)
+	}()
 
 	var groups sync.WaitGroup
 	for _, g := range r.groups {

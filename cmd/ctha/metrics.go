@@ -23,6 +23,7 @@ var (
 	descAdverts       = prometheus.NewDesc("ctha_vrrp_adverts_total", "VRRP adverts by direction.", []string{"instance", "direction"}, nil)
 	descVRRPDrops     = prometheus.NewDesc("ctha_vrrp_drops_total", "Received VRRP packets dropped, by reason.", []string{"instance", "reason"}, nil)
 	descNotifySkipped = prometheus.NewDesc("ctha_notify_skipped_total", "Transitions the notify commands did not run for: the group had moved on before the previous command finished.", []string{"group"}, nil)
+	descVIPsRestored  = prometheus.NewDesc("ctha_vrrp_vips_restored_total", "Virtual IPs removed under the master by someone else and put back.", []string{"instance"}, nil)
 	descTakeover      = prometheus.NewDesc("ctha_vrrp_last_takeover_seconds", "Master_Down timer to first gratuitous ARP/NA of the last takeover.", []string{"instance"}, nil)
 	descPeerUp        = prometheus.NewDesc("ctha_sync_peer_up", "1 while the sync peer answers.", nil, nil)
 	descSplitBrain    = prometheus.NewDesc("ctha_sync_split_brain", "1 while both nodes claim MASTER.", nil, nil)
@@ -43,7 +44,7 @@ var (
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGroupState, descNotifySkipped, descInstanceState, descPriority, descTransitions, descAdverts,
-		descVRRPDrops, descTakeover, descPeerUp, descSplitBrain, descEntries, descDatagrams, descSyncDrops,
+		descVRRPDrops, descVIPsRestored, descTakeover, descPeerUp, descSplitBrain, descEntries, descDatagrams, descSyncDrops,
 		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
 		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries} {
 		ch <- d
@@ -72,6 +73,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, s := range r.Stats() {
 			counter(descTransitions, s.Transitions, s.Instance)
+			counter(descVIPsRestored, s.VIPsRestored, s.Instance)
 			counter(descAdverts, s.AdvertsSent, s.Instance, "sent")
 			counter(descAdverts, s.AdvertsReceived, s.Instance, "received")
 			for reason, n := range s.Drops {

@@ -27,6 +27,7 @@ func (d *daemonState) stats(ctx context.Context) control.Stats {
 			Instance: s.Instance, Group: s.Group,
 			AdvertsSent: s.AdvertsSent, AdvertsReceived: s.AdvertsReceived, SendErrors: s.SendErrors,
 			AddrMismatch: s.AddrMismatch, Transitions: s.Transitions, VIPErrors: s.VIPErrors,
+			VIPsRestored: s.VIPsRestored, VIPsRemoved: s.VIPsRemoved,
 			Drops: s.Drops,
 		})
 	}

@@ -121,5 +121,7 @@ type VRRPStats struct {
 	AddrMismatch    uint64            `json:"address_list_mismatch"`
 	Transitions     uint64            `json:"transitions"`
 	VIPErrors       uint64            `json:"vip_errors"`
-	Drops           map[string]uint64 `json:"drops"` // by reason
+	VIPsRestored    uint64            `json:"vips_restored"` // removed under the master by someone else, put back
+	VIPsRemoved     uint64            `json:"vips_removed"`  // found on a node that is not master, removed
+	Drops           map[string]uint64 `json:"drops"`         // by reason
 }
