@@ -11,8 +11,8 @@ import (
 
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/auth"
+	"github.com/ctha/ctha/internal/linkwatch"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // linkSet is the engine's sync links and what it knows of them (see
@@ -41,7 +41,7 @@ func openLinks(cs []cfg.Link) (*linkSet, error) {
 		// up is taken as up: silence still tells.
 		up := true
 		if nl, err := netlink.LinkByName(c.Interface); err == nil {
-			up = carrierUp(nl)
+			up = linkwatch.Up(nl)
 		}
 		ls.views = append(ls.views, linkView{carrier: up})
 	}
@@ -66,11 +66,6 @@ func (ls *linkSet) groups() []netip.Addr {
 		}
 	}
 	return out
-}
-
-func carrierUp(l netlink.Link) bool {
-	a := l.Attrs()
-	return a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
 }
 
 // startLinks starts a receiver per link and the carrier watch; they stop
@@ -135,48 +130,26 @@ func (e *Engine) receive(ctx context.Context, i int) {
 // watchCarrier follows the links' interfaces through rtnetlink and tells
 // the loop when one gains or loses carrier.
 func (e *Engine) watchCarrier(ctx context.Context) {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ListExisting: true,
-		ErrorCallback: func(err error) {
-			if ctx.Err() == nil { // not the socket closed at the end
-				e.log.Warn("sync link watch failed", "err", err)
+	err := linkwatch.Watch(ctx, func(u linkwatch.Update) {
+		for i, l := range e.ls.links { // cfg is immutable: safe to read here
+			if l.cfg.Interface != u.Name {
+				continue
 			}
-		},
-	})
+			_ = e.do(ctx, func() {
+				v := &e.ls.views[i]
+				if v.carrier != u.Up {
+					e.log.Info("sync link carrier", "link", l.cfg.Name, "iface", u.Name, "up", u.Up)
+					// What was heard before the change proves nothing
+					// now: a link back from a cut carries traffic
+					// again only once the probes show both ways work.
+					v.heard, v.peerHears = time.Time{}, false
+				}
+				v.carrier = u.Up
+			})
+		}
+	}, func(err error) { e.log.Warn("sync link watch failed", "err", err) })
 	if err != nil {
 		e.log.Warn("cannot watch the sync links' carrier; silence alone tells a link down", "err", err)
-		return
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case u, ok := <-updates:
-			if !ok {
-				return
-			}
-			name := u.Link.Attrs().Name
-			up := carrierUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
-			for i, l := range e.ls.links { // cfg is immutable: safe to read here
-				if l.cfg.Interface != name {
-					continue
-				}
-				_ = e.do(ctx, func() {
-					v := &e.ls.views[i]
-					if v.carrier != up {
-						e.log.Info("sync link carrier", "link", l.cfg.Name, "iface", name, "up", up)
-						// What was heard before the change proves nothing
-						// now: a link back from a cut carries traffic
-						// again only once the probes show both ways work.
-						v.heard, v.peerHears = time.Time{}, false
-					}
-					v.carrier = up
-				})
-			}
-		}
 	}
 }
 

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/internal/linkwatch"
 	"github.com/ctha/ctha/internal/proc"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Tracker names, by kind.
@@ -16,10 +16,6 @@ func linkTracker(iface string) string  { return "link:" + iface }
 func scriptTracker(name string) string { return "script:" + name }
 
 // linkUp reports whether a link is administratively up with carrier.
-func linkUp(l netlink.Link) bool {
-	a := l.Attrs()
-	return a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
-}
 
 // initLinks reads the tracked links' state before the election starts, so
 // an instance whose link is down starts in FAULT rather than flapping.
@@ -28,7 +24,7 @@ func (r *Runner) initLinks() {
 		up := false
 		l, err := netlink.LinkByName(name)
 		if err == nil {
-			up = linkUp(l)
+			up = linkwatch.Up(l)
 		} else {
 			r.log.Warn("tracked interface not found; it counts as down", "iface", name, "err", err)
 		}
@@ -66,45 +62,22 @@ func (r *Runner) startTrackers(ctx context.Context) {
 	}
 }
 
-// watchLinks follows carrier changes of the tracked links through
-// rtnetlink. The subscription lists the existing links first: a change
-// between initLinks and the subscription is not missed.
+// watchLinks follows carrier changes of the tracked links (the existing
+// links first: a change between initLinks and the watch is not missed).
 func (r *Runner) watchLinks(ctx context.Context) {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ListExisting: true,
-		ErrorCallback: func(err error) {
-			if ctx.Err() == nil { // closing the subscription at stop fails its last read
-				r.log.Error("link watch failed", "err", err)
-			}
-		},
-	})
+	last := map[string]bool{}
+	err := linkwatch.Watch(ctx, func(u linkwatch.Update) {
+		if !slices.Contains(r.links, u.Name) {
+			return
+		}
+		if prev, seen := last[u.Name]; seen && prev == u.Up {
+			return
+		}
+		last[u.Name] = u.Up
+		r.broadcast(ctx, trackUpdate{name: linkTracker(u.Name), up: u.Up})
+	}, func(err error) { r.log.Error("link watch failed", "err", err) })
 	if err != nil {
 		r.log.Error("cannot watch links; tracked interfaces keep their start state", "err", err)
-		return
-	}
-	last := map[string]bool{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case u, ok := <-updates:
-			if !ok {
-				return
-			}
-			name := u.Link.Attrs().Name
-			if !slices.Contains(r.links, name) {
-				continue
-			}
-			up := linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
-			if prev, seen := last[name]; seen && prev == up {
-				continue
-			}
-			last[name] = up
-			r.broadcast(ctx, trackUpdate{name: linkTracker(name), up: up})
-		}
 	}
 }
 
