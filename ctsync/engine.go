@@ -476,9 +476,11 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 	var ops []flowOp // in the order the peer sent them
 	var exps expectBatch
 	now := time.Now().UnixNano()
+	inBulk := e.bulkSeen != nil // some of ops belong to the peer's bulk copy
 	for _, d := range ds {
 		switch d.Kind {
 		case proto.DeliverBulkStart:
+			inBulk = true
 			// A newer bulk supersedes one in progress: the peer abandoned
 			// that one (it gave up on its backlog) and sends everything
 			// again after this start.
@@ -553,7 +555,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 		}
 	}
 	e.planExpects(&exps, masters(ops))
-	e.queueWrite(writeJob{flows: ops, exps: exps})
+	e.queueWrite(writeJob{flows: ops, exps: exps, bulk: inBulk})
 }
 
 // resync reconciles the internal cache with a dump of the kernel table.

@@ -59,6 +59,9 @@ type writeJob struct {
 	flows   []flowOp
 	exps    expectBatch
 	barrier chan struct{}
+	// bulk: the flows belong to the peer's bulk copy (a rejoin): with the
+	// events paused they may be written over two sockets.
+	bulk bool
 }
 
 // writer is the writer goroutine's state; the loop only touches queue
@@ -196,6 +199,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 		// write costs less than many small ones. A job with expectations
 		// or a barrier ends the group.
 		group = append(group[:0], j.flows...)
+		bulk := j.bulk
 		for j.barrier == nil && !j.exps.any() && len(group) < writeGroup {
 			var ok bool
 			select {
@@ -207,12 +211,15 @@ func (e *Engine) runWriter(ctx context.Context) {
 				break
 			}
 			group = append(group, j.flows...)
+			bulk = bulk || j.bulk
 		}
 		paused := len(group) >= pauseAbove && e.wr.mayPause.Load()
 		if paused {
 			e.pauseEvents()
 		}
-		e.writeFlows(ctx, group, paused)
+		// Two sockets take both CPUs: only for a bulk copy, which the
+		// node waits for (a rejoin), never for the stream of changes.
+		e.writeFlows(ctx, group, paused && bulk)
 		if paused {
 			e.resumeEvents()
 		}
@@ -230,12 +237,12 @@ func (e *Engine) runWriter(ctx context.Context) {
 }
 
 // writeFlows writes ops in order, each run of the same operation in one
-// Write. With the events paused, a long run of creates (a bulk copy) is
-// written by two sockets at once, as a commit is: the kernel takes
-// creates in parallel while it builds no events. Each flow goes to the
-// socket its key hashes to, so the writes of one flow stay in order;
+// Write. With parallel (the events paused, a bulk copy), a long run of
+// creates is written by two sockets at once, as a commit is: the kernel
+// takes creates in parallel while it builds no events. Each flow goes to
+// the socket its key hashes to, so the writes of one flow stay in order;
 // runs of different operations never overlap.
-func (e *Engine) writeFlows(ctx context.Context, ops []flowOp, paused bool) {
+func (e *Engine) writeFlows(ctx context.Context, ops []flowOp, parallel bool) {
 	var flows []ct.Flow
 	for i := 0; i < len(ops); {
 		op, n := ops[i].op, 0
@@ -244,7 +251,7 @@ func (e *Engine) writeFlows(ctx context.Context, ops []flowOp, paused bool) {
 			flows = append(flows, ops[i+n].flow)
 		}
 		i += n
-		if op == kernel.Create && paused && len(flows) >= pauseAbove && e.extraConn() != nil {
+		if op == kernel.Create && parallel && len(flows) >= pauseAbove && e.extraConn() != nil {
 			e.writeParallel(ctx, flows)
 			continue
 		}

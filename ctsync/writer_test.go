@@ -128,8 +128,12 @@ func (k *closingKernel) Close() error { k.closed = true; return nil }
 // both; a resync is owed after; a master writes serially with the events
 // on.
 func TestWriterParallelBulk(t *testing.T) {
-	for _, master := range []bool{false, true} {
-		t.Run(fmt.Sprintf("master=%v", master), func(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		master, bulk bool
+	}{{"backup, bulk copy", false, true}, {"backup, stream of changes", false, false}, {"master", true, true}} {
+		master := tc.master
+		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
 			close(release)
 			main := &recordingKernel{started: make(chan struct{}, 1), release: release}
@@ -150,7 +154,7 @@ func TestWriterParallelBulk(t *testing.T) {
 				ops = append(ops, flowOp{kernel.Create, testFlow(p + 1)})
 			}
 			ops = append(ops, flowOp{kernel.Delete, testFlow(1)})
-			e.queueWrite(writeJob{flows: ops})
+			e.queueWrite(writeJob{flows: ops, bulk: tc.bulk})
 			if err := e.settleWrites(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -182,13 +186,16 @@ func TestWriterParallelBulk(t *testing.T) {
 				}
 				return
 			}
-			if n1 == 0 || n2 == 0 {
-				t.Errorf("creates split %d / %d, want both sockets used", n1, n2)
+			if tc.bulk && (n1 == 0 || n2 == 0) {
+				t.Errorf("creates split %d / %d, want both sockets used for a bulk copy", n1, n2)
+			}
+			if !tc.bulk && n2 != 0 {
+				t.Errorf("%d creates of a stream of changes on the second socket: both CPUs taken outside a bulk copy", n2)
 			}
 			if pauses != 1 || resumes != 1 || !e.resyncOwed() {
 				t.Errorf("events paused %d times, resumed %d, resync owed: want one pause, one resume and a resync", pauses, resumes)
 			}
-			if !second.closed {
+			if tc.bulk && !second.closed {
 				t.Error("the second socket was not closed when the writer stopped")
 			}
 		})
