@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/auth"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
@@ -65,7 +64,7 @@ type Options struct {
 // order the loop queues them (writer.go). The methods that ask something
 // of it (Commit, Status, ...) are safe for concurrent use.
 type Engine struct {
-	cfg   cfg.Sync
+	cfg   Config
 	opts  Options
 	log   *slog.Logger
 	kern  *kernel.Conn
@@ -130,9 +129,9 @@ type datagram struct {
 }
 
 // New opens the kernel sockets and the sync links; Run starts replication.
-func New(c cfg.Sync, opts Options) (*Engine, error) {
-	if len(c.Links) == 0 {
-		return nil, errors.New("conntrack sync: no link")
+func New(c Config, opts Options) (*Engine, error) {
+	if err := c.check(); err != nil {
+		return nil, err
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -186,7 +185,7 @@ func New(c cfg.Sync, opts Options) (*Engine, error) {
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
 	e.wr.mayPause.Store(true) // no role yet: not master
 	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
-		Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
+		Unreliable: c.Mode == Alarm}, recordSource{e})
 	ok = true
 	return e, nil
 }
@@ -415,7 +414,7 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 		// commit, makes it needless: wait a little for it.
 		e.resyncDue = now.Add(resyncAfterCommit)
 	}
-	if e.cfg.Mode == cfg.ModeAlarm {
+	if e.cfg.Mode == Alarm {
 		e.alarmTick(ctx, now, peerUp)
 	}
 	// A dump waits for the writer to have written what is queued
@@ -451,7 +450,7 @@ func (e *Engine) startupTimeout() time.Duration {
 	if e.cfg.StartupSyncTimeout > 0 {
 		return e.cfg.StartupSyncTimeout
 	}
-	return cfg.DefaultStartupSyncTimeout
+	return DefaultStartupSyncTimeout
 }
 
 func (e *Engine) refreshOwn() error {
@@ -468,7 +467,7 @@ func (e *Engine) refreshOwn() error {
 // in direct mode, unless this node has the same flow as its own.
 func (e *Engine) mirror(k ct.Key) bool {
 	ours := e.internal.has(k)
-	return e.cfg.Cache == cfg.CacheDirect && !ours
+	return e.cfg.Cache == Direct && !ours
 }
 
 // apply takes what the peer sent, in order.

@@ -6,7 +6,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
 	"github.com/ctha/ctha/ctsync/proto"
@@ -119,7 +118,7 @@ type expectBatch struct{ creates, deletes []ct.Expect }
 func (e *Engine) applyExpect(r *wire.Record, b *expectBatch) {
 	e.exp.init()
 	k := r.Expect.Key()
-	direct := e.cfg.Cache == cfg.CacheDirect
+	direct := e.cfg.Cache == Direct
 	switch r.Kind {
 	case wire.KindExpect:
 		e.exp.external[k] = *r.Expect
@@ -141,7 +140,7 @@ func (e *Engine) applyExpect(r *wire.Record, b *expectBatch) {
 // (delete and create), which takes its expectations with it: those of the
 // masters the delivery writes are created again.
 func (e *Engine) planExpects(b *expectBatch, masters []ct.Key) {
-	if len(masters) == 0 || len(e.exp.external) == 0 || e.cfg.Cache != cfg.CacheDirect {
+	if len(masters) == 0 || len(e.exp.external) == 0 || e.cfg.Cache != Direct {
 		return
 	}
 	written := make(map[ct.Key]bool, len(masters))
@@ -161,7 +160,7 @@ func (e *Engine) pruneExpects(seen map[ct.Key]bool, b *expectBatch) {
 	for k, x := range e.exp.external {
 		if !seen[k] {
 			delete(e.exp.external, k)
-			if e.cfg.Cache == cfg.CacheDirect {
+			if e.cfg.Cache == Direct {
 				b.deletes = append(b.deletes, x)
 			}
 		}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
 )
@@ -53,7 +52,7 @@ type filter struct {
 	filtered [5]atomic.Uint64 // events not replicated, by filterReasons
 }
 
-func newFilter(f cfg.Filter) *filter {
+func newFilter(f Filter) *filter {
 	flt := &filter{ignore: f.IgnoreAddresses, own: map[netip.Addr]bool{}}
 	if len(f.Protocols) > 0 {
 		flt.protos = map[uint8]bool{}

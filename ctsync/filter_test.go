@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/ct"
 )
 
@@ -18,7 +17,7 @@ func TestFilter(t *testing.T) {
 		}
 		return f
 	}
-	flt := newFilter(cfg.Filter{Protocols: []string{"tcp", "udp"}, IgnoreAddresses: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}, TCPStates: []string{"ESTABLISHED"}})
+	flt := newFilter(Filter{Protocols: []string{"tcp", "udp"}, IgnoreAddresses: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}, TCPStates: []string{"ESTABLISHED"}})
 	flt.setOwn([]netip.Addr{a("10.10.1.2"), a("10.10.1.1")}, []netip.Addr{a("10.10.1.1")}) // 10.10.1.1 is a VIP
 	tests := []struct {
 		name string
@@ -48,7 +47,7 @@ func TestFilter(t *testing.T) {
 }
 
 func TestFilterAdmit(t *testing.T) {
-	flt := newFilter(cfg.Filter{Protocols: []string{"tcp"}, TCPStates: []string{"ESTABLISHED"}})
+	flt := newFilter(Filter{Protocols: []string{"tcp"}, TCPStates: []string{"ESTABLISHED"}})
 	f := &ct.Flow{Orig: ct.NewTuple(ct.ProtoTCP, netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1"), 1, 2)}
 	f.Reply = f.Orig.Reverse()
 	u := *f
@@ -79,7 +78,7 @@ func TestFilterAdmit(t *testing.T) {
 		len(kf.ExcludeProtocols) != 1 || kf.ExcludeProtocols[0] != protoVRRP {
 		t.Errorf("kernelFilter = %+v", kf)
 	}
-	if kf := newFilter(cfg.Filter{}).kernelFilter(); kf.Protocols != nil || kf.TCPStates != nil {
+	if kf := newFilter(Filter{}).kernelFilter(); kf.Protocols != nil || kf.TCPStates != nil {
 		t.Errorf("kernelFilter of an empty filter = %+v, want every protocol and state", kf)
 	}
 }

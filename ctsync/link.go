@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"syscall"
 
-	"github.com/ctha/ctha/cfg"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -22,7 +21,7 @@ const maxDatagram = 9000
 // local address and sends to the peer; a multicast link is bound to the
 // group on its interface (loop off, TTL 1) and sends to the group.
 type link struct {
-	cfg  cfg.Link
+	cfg  Link
 	conn *net.UDPConn
 	dst  netip.AddrPort // the peer, or the group
 }
@@ -30,7 +29,7 @@ type link struct {
 // multicast reports whether the link sends to a group.
 func (l *link) multicast() bool { return l.cfg.MulticastGroup.IsValid() }
 
-func dialLink(c cfg.Link) (*link, error) {
+func dialLink(c Link) (*link, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {

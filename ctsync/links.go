@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/auth"
 	"github.com/ctha/ctha/internal/linkwatch"
 	"github.com/vishvananda/netlink"
@@ -28,7 +27,7 @@ type linkSet struct {
 
 // openLinks opens every link; it fails at once where an address does not
 // exist, before anything of the kernel's conntrack settings is touched.
-func openLinks(cs []cfg.Link) (*linkSet, error) {
+func openLinks(cs []Link) (*linkSet, error) {
 	ls := &linkSet{}
 	for _, c := range cs {
 		l, err := dialLink(c)

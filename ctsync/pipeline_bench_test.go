@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/auth"
 	"github.com/ctha/ctha/ctsync/kernel"
 	"github.com/ctha/ctha/ctsync/proto"
@@ -104,7 +103,7 @@ func BenchmarkPipeline1M(b *testing.B) {
 	for _, mix := range []string{"ipv4-tcp", "mixed"} {
 		b.Run(mix, func(b *testing.B) {
 			key := auth.Key{1, 2, 3}
-			flt := newFilter(cfg.Filter{})
+			flt := newFilter(Filter{})
 			events := make([]kernel.Event, 256)
 			var sendT, recvT time.Duration
 			var heapA, heapB float64

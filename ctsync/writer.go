@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
 )
@@ -157,7 +156,7 @@ func (e *Engine) settleWrites(ctx context.Context) error {
 // writer has written everything queued before it; nil in external mode
 // (nothing is written).
 func (e *Engine) writeBarrier() chan struct{} {
-	if e.cfg.Cache != cfg.CacheDirect {
+	if e.cfg.Cache != Direct {
 		return nil
 	}
 	done := make(chan struct{})
@@ -355,7 +354,7 @@ type refresh struct {
 // its next chunk when due; it returns when it must run again (zero: not
 // before something else happens).
 func (e *Engine) refreshTick(now time.Time) time.Time {
-	if e.cfg.Cache != cfg.CacheDirect {
+	if e.cfg.Cache != Direct {
 		return time.Time{}
 	}
 	r := &e.refresh

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
 )
@@ -67,7 +66,7 @@ func testFlow(port uint16) ct.Flow {
 func TestWriterOrder(t *testing.T) {
 	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: cfg.Sync{Cache: cfg.CacheDirect}, log: slog.New(slog.DiscardHandler),
+	e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler),
 		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k}}
 	done := make(chan struct{})
 	go func() { defer close(done); e.runWriter(ctx) }()
@@ -140,7 +139,7 @@ func TestWriterParallelBulk(t *testing.T) {
 			second := &closingKernel{recordingKernel: &recordingKernel{started: make(chan struct{}, 1), release: release}}
 			var pauses, resumes int
 			ctx, cancel := context.WithCancel(context.Background())
-			e := &Engine{cfg: cfg.Sync{Cache: cfg.CacheDirect}, log: slog.New(slog.DiscardHandler),
+			e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler),
 				wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: main,
 					dial: func() (kernelConn, error) { return second, nil }}}
 			e.evPause.pause = func() error { pauses++; return nil }

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/vrrp/packet"
 )
 
@@ -52,7 +51,7 @@ type member struct {
 	// (replaced by a reload on the group's goroutine) other goroutines
 	// may read it.
 	name     string
-	cfg      cfg.Instance
+	cfg      Instance
 	m        Machine
 	conn     conn
 	vips     VIPs
@@ -239,7 +238,7 @@ func (g *Group) send(mb *member, prio uint8) {
 	dsts := mb.cfg.UnicastPeers
 	if len(dsts) == 0 {
 		dsts = []netip.Addr{packet.Group4}
-		if mb.cfg.Family == cfg.IPv6 {
+		if mb.cfg.Family == IPv6 {
 			dsts = []netip.Addr{packet.Group6}
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/vrrp/packet"
 )
 
@@ -102,7 +101,7 @@ func newTestGroup(t *testing.T, prio uint8, hooks Hooks) *testGroup {
 	for i, name := range []string{"lan", "wan"} {
 		c := &fakeConn{src: netip.AddrFrom4([4]byte{10, 10, byte(i + 1), 2})}
 		v := &fakeVIPs{}
-		in := cfg.Instance{Name: name, VRID: uint8(51 + i), Priority: prio, Version: 3, Family: cfg.IPv4,
+		in := Instance{Name: name, VRID: uint8(51 + i), Priority: prio, Version: 3, Family: IPv4,
 			AdvertInterval: time.Second, Preempt: true,
 			VIPs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 10, byte(i + 1), 1}), 24)}}
 		mb := &member{name: in.Name, cfg: in, conn: c, vips: v, stats: &counters{}, log: discardLog,
@@ -210,15 +209,15 @@ func TestGroupTrackerWeights(t *testing.T) {
 }
 
 func TestTrackerClamp(t *testing.T) {
-	mb := &member{cfg: cfg.Instance{Priority: 200}, trackers: []*tracked{{weight: 100, up: true}}}
+	mb := &member{cfg: Instance{Priority: 200}, trackers: []*tracked{{weight: 100, up: true}}}
 	if p, _ := mb.effective(0); p != 254 {
 		t.Errorf("priority %d, want clamped to 254", p)
 	}
-	mb = &member{cfg: cfg.Instance{Priority: 50}, trackers: []*tracked{{weight: -100, up: false}}}
+	mb = &member{cfg: Instance{Priority: 50}, trackers: []*tracked{{weight: -100, up: false}}}
 	if p, _ := mb.effective(0); p != 1 {
 		t.Errorf("priority %d, want clamped to 1", p)
 	}
-	mb = &member{cfg: cfg.Instance{Priority: 255}}
+	mb = &member{cfg: Instance{Priority: 255}}
 	if p, f := mb.effective(0); p != 255 || f {
 		t.Errorf("owner priority %d fault %v, want 255 and no fault", p, f)
 	}

@@ -8,8 +8,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-
-	"github.com/ctha/ctha/cfg"
 )
 
 // ErrRestartNeeded is returned by Reload for a change it cannot apply to
@@ -20,7 +18,7 @@ var ErrRestartNeeded = errors.New("VRRP change needs a restart")
 
 // instanceChange is what a reload changes in one running instance.
 type instanceChange struct {
-	in   cfg.Instance
+	in   Instance
 	vips bool // the VIPs or their announcement settings changed
 	what []string
 }
@@ -29,8 +27,8 @@ type instanceChange struct {
 // the instances whose live settings change (priority, advert interval,
 // preemption, VIPs, gratuitous ARP) and, separately, the differences that
 // need a restart.
-func diffInstances(old, new cfg.Config) (changes []instanceChange, restart []string) {
-	groupOf := func(c cfg.Config) map[string]string {
+func diffInstances(old, new Config) (changes []instanceChange, restart []string) {
+	groupOf := func(c Config) map[string]string {
 		m := map[string]string{}
 		for _, g := range c.SyncGroups {
 			for _, in := range g.Instances {
@@ -40,7 +38,7 @@ func diffInstances(old, new cfg.Config) (changes []instanceChange, restart []str
 		return m
 	}
 	oldGroup, newGroup := groupOf(old), groupOf(new)
-	names := func(c cfg.Config) []string {
+	names := func(c Config) []string {
 		var n []string
 		for _, in := range c.Instances {
 			n = append(n, in.Name)
@@ -51,7 +49,7 @@ func diffInstances(old, new cfg.Config) (changes []instanceChange, restart []str
 		restart = append(restart, fmt.Sprintf("instances %v become %v", o, n))
 	}
 	for _, og := range old.SyncGroups {
-		i := slices.IndexFunc(new.SyncGroups, func(g cfg.SyncGroup) bool { return g.Name == og.Name })
+		i := slices.IndexFunc(new.SyncGroups, func(g SyncGroup) bool { return g.Name == og.Name })
 		switch {
 		case i < 0:
 			restart = append(restart, fmt.Sprintf("sync group %s removed", og.Name))
@@ -62,7 +60,7 @@ func diffInstances(old, new cfg.Config) (changes []instanceChange, restart []str
 		}
 	}
 	for _, ng := range new.SyncGroups {
-		if !slices.ContainsFunc(old.SyncGroups, func(g cfg.SyncGroup) bool { return g.Name == ng.Name }) {
+		if !slices.ContainsFunc(old.SyncGroups, func(g SyncGroup) bool { return g.Name == ng.Name }) {
 			restart = append(restart, fmt.Sprintf("sync group %s added", ng.Name))
 		}
 	}
@@ -70,7 +68,7 @@ func diffInstances(old, new cfg.Config) (changes []instanceChange, restart []str
 		restart = append(restart, "track scripts change")
 	}
 	for _, o := range old.Instances {
-		i := slices.IndexFunc(new.Instances, func(in cfg.Instance) bool { return in.Name == o.Name })
+		i := slices.IndexFunc(new.Instances, func(in Instance) bool { return in.Name == o.Name })
 		if i < 0 {
 			continue // reported with the names
 		}
@@ -152,7 +150,7 @@ func prefixDiff(a, b []netip.Prefix) (added, removed []netip.Prefix) {
 // dropped ones go away. It returns what it changed, one line per instance.
 // A change that needs a restart is refused with ErrRestartNeeded, and
 // nothing is applied. Reload must not be called concurrently with itself.
-func (r *Runner) Reload(ctx context.Context, c cfg.Config) ([]string, error) {
+func (r *Runner) Reload(ctx context.Context, c Config) ([]string, error) {
 	changes, restart := diffInstances(r.conf, c)
 	if len(restart) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrRestartNeeded, strings.Join(restart, "; "))
@@ -223,7 +221,7 @@ func (r *Runner) memberOf(name string) (*Group, int) {
 // the group's goroutine. vips, when not nil, replaces its address manager:
 // on a master the new one adds every VIP (the kept ones are replaced in
 // place, with no gap) before the old one removes those no longer wanted.
-func (g *Group) reconfigure(i int, in cfg.Instance, vips VIPs) {
+func (g *Group) reconfigure(i int, in Instance, vips VIPs) {
 	mb := g.members[i]
 	mb.cfg = in
 	mb.m.Priority, mb.m.AdvertInterval = in.Priority, in.AdvertInterval

@@ -6,53 +6,51 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ctha/ctha/cfg"
 )
 
-func reloadBase() cfg.Config {
-	return cfg.Config{
-		Instances: []cfg.Instance{
-			{Name: "lan", Interface: "lan", VRID: 51, Priority: 150, Version: 3, Family: cfg.IPv4,
+func reloadBase() Config {
+	return Config{
+		Instances: []Instance{
+			{Name: "lan", Interface: "lan", VRID: 51, Priority: 150, Version: 3, Family: IPv4,
 				AdvertInterval: time.Second, Preempt: true,
 				VIPs: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/24")}},
-			{Name: "wan", Interface: "wan", VRID: 52, Priority: 150, Version: 3, Family: cfg.IPv4,
+			{Name: "wan", Interface: "wan", VRID: 52, Priority: 150, Version: 3, Family: IPv4,
 				AdvertInterval: time.Second, Preempt: true,
 				VIPs: []netip.Prefix{netip.MustParsePrefix("10.10.2.1/24")}},
 		},
-		SyncGroups: []cfg.SyncGroup{{Name: "fw", Instances: []string{"lan", "wan"}, Conntrack: true}},
+		SyncGroups: []SyncGroup{{Name: "fw", Instances: []string{"lan", "wan"}, Conntrack: true}},
 	}
 }
 
 func TestDiffInstances(t *testing.T) {
 	tests := []struct {
 		name    string
-		edit    func(c *cfg.Config)
+		edit    func(c *Config)
 		changes []string // instance: what, for the live changes
 		restart string   // substring of the restart reasons; "" = none
 	}{
-		{name: "same", edit: func(*cfg.Config) {}},
-		{name: "priority and an extra VIP", edit: func(c *cfg.Config) {
+		{name: "same", edit: func(*Config) {}},
+		{name: "priority and an extra VIP", edit: func(c *Config) {
 			c.Instances[0].Priority = 160
 			c.Instances[0].VIPs = append(c.Instances[0].VIPs, netip.MustParsePrefix("10.10.1.5/24"))
 		}, changes: []string{"lan: priority 150 -> 160, virtual_ips +[10.10.1.5/24] -[]"}},
-		{name: "advert interval, preemption, garp", edit: func(c *cfg.Config) {
+		{name: "advert interval, preemption, garp", edit: func(c *Config) {
 			c.Instances[1].AdvertInterval = 300 * time.Millisecond
 			c.Instances[1].Preempt = false
 			c.Instances[1].GARP.Repeat = 3
 		}, changes: []string{"wan: advert_interval 1s -> 300ms, preempt true (delay 0s) -> false (delay 0s), garp"}},
-		{name: "vrid", edit: func(c *cfg.Config) { c.Instances[0].VRID = 9 }, restart: "instance lan: vrid"},
-		{name: "interface", edit: func(c *cfg.Config) { c.Instances[1].Interface = "eth9" }, restart: "instance wan: interface"},
-		{name: "instance added", edit: func(c *cfg.Config) {
-			c.Instances = append(c.Instances, cfg.Instance{Name: "dmz", Interface: "dmz", VRID: 53})
+		{name: "vrid", edit: func(c *Config) { c.Instances[0].VRID = 9 }, restart: "instance lan: vrid"},
+		{name: "interface", edit: func(c *Config) { c.Instances[1].Interface = "eth9" }, restart: "instance wan: interface"},
+		{name: "instance added", edit: func(c *Config) {
+			c.Instances = append(c.Instances, Instance{Name: "dmz", Interface: "dmz", VRID: 53})
 		}, restart: "instances [lan wan] become [lan wan dmz]"},
-		{name: "group membership", edit: func(c *cfg.Config) { c.SyncGroups[0].Instances = []string{"lan"} },
+		{name: "group membership", edit: func(c *Config) { c.SyncGroups[0].Instances = []string{"lan"} },
 			restart: "sync group fw: instances change"},
-		{name: "tracker", edit: func(c *cfg.Config) {
-			c.Instances[0].TrackInterface = []cfg.TrackInterface{{Name: "sync", Weight: -20}}
+		{name: "tracker", edit: func(c *Config) {
+			c.Instances[0].TrackInterface = []TrackInterface{{Name: "sync", Weight: -20}}
 		}, restart: "instance lan: trackers"},
-		{name: "address owner", edit: func(c *cfg.Config) { c.Instances[0].Priority = 255 }, restart: "address owner"},
-		{name: "VIPs of a virtual MAC", edit: func(c *cfg.Config) {
+		{name: "address owner", edit: func(c *Config) { c.Instances[0].Priority = 255 }, restart: "address owner"},
+		{name: "VIPs of a virtual MAC", edit: func(c *Config) {
 			c.Instances[0].VirtualMAC = true
 		}, restart: "virtual_mac"},
 	}

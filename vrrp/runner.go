@@ -9,8 +9,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/ctha/ctha/cfg"
 )
 
 // Options are the seams and hooks of a Runner.
@@ -20,7 +18,7 @@ type Options struct {
 	Hooks func(group string) Hooks
 	// NewVIPs makes an instance's virtual-address manager (NewAddrVIPs
 	// by default).
-	NewVIPs func(in cfg.Instance, log *slog.Logger) (VIPs, error)
+	NewVIPs func(in Instance, log *slog.Logger) (VIPs, error)
 	// OnChange is called after a group or instance changed state; it must
 	// not block.
 	OnChange func()
@@ -28,25 +26,25 @@ type Options struct {
 	// deferred (until SetDeferred lifts it).
 	DeferPreemption []string
 	// dial opens an instance's VRRP socket (tests replace it).
-	dial func(in cfg.Instance) (conn, error)
+	dial func(in Instance) (conn, error)
 }
 
 // Runner runs every VRRP instance of a configuration.
 type Runner struct {
 	groups  []*Group
-	scripts []cfg.TrackScript
+	scripts []TrackScript
 	links   []string // tracked interfaces
 	log     *slog.Logger
 	box     statusBox
 	order   []string // instance names in configuration order
 	wg      sync.WaitGroup
-	conf    cfg.Config // as running; Reload replaces it
+	conf    Config // as running; Reload replaces it
 	opts    Options
 }
 
 // New opens the sockets and virtual-address managers of every instance of
 // c. Instances outside any sync group run as groups of one.
-func New(c cfg.Config, opts Options) (*Runner, error) {
+func New(c Config, opts Options) (*Runner, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
@@ -65,7 +63,7 @@ func New(c cfg.Config, opts Options) (*Runner, error) {
 	}
 	grouped := map[string]bool{}
 	for _, sg := range c.SyncGroups {
-		var ins []cfg.Instance
+		var ins []Instance
 		for _, name := range sg.Instances {
 			for _, in := range c.Instances {
 				if in.Name == name {
@@ -82,7 +80,7 @@ func New(c cfg.Config, opts Options) (*Runner, error) {
 	for _, in := range c.Instances {
 		r.order = append(r.order, in.Name)
 		if !grouped[in.Name] {
-			if err := r.addGroup(in.Name, true, []cfg.Instance{in}, c, opts); err != nil {
+			if err := r.addGroup(in.Name, true, []Instance{in}, c, opts); err != nil {
 				r.Close()
 				return nil, err
 			}
@@ -92,15 +90,15 @@ func New(c cfg.Config, opts Options) (*Runner, error) {
 	return r, nil
 }
 
-func dialInstance(in cfg.Instance) (conn, error) {
+func dialInstance(in Instance) (conn, error) {
 	ifi, err := net.InterfaceByName(in.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: interface %s: %w", in.Name, in.Interface, err)
 	}
-	return dialConn(ifi, in.Family == cfg.IPv6, len(in.UnicastPeers) == 0)
+	return dialConn(ifi, in.Family == IPv6, len(in.UnicastPeers) == 0)
 }
 
-func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.Config, opts Options) error {
+func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, opts Options) error {
 	g := &Group{
 		name:      name,
 		implicit:  implicit,
@@ -146,7 +144,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []cfg.Instance, c cfg.
 		mb.recv.Store(&receiver{
 			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
 			ifindex: ifindexOf(in.Interface), own: cn.Source(), unicastPeers: in.UnicastPeers,
-			skipChecksum: in.Family == cfg.IPv6, vips: vipAddrs(in.VIPs),
+			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.VIPs),
 		})
 		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
 		r.links = appendUnique(r.links, in.Interface)

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/internal/linkwatch"
 	"github.com/ctha/ctha/internal/proc"
 	"github.com/vishvananda/netlink"
@@ -83,7 +82,7 @@ func (r *Runner) watchLinks(ctx context.Context) {
 
 // runScript runs a track script every interval and reports its state after
 // rise successes or fall failures in a row. It starts as up.
-func runScript(ctx context.Context, s cfg.TrackScript, report func(up bool)) {
+func runScript(ctx context.Context, s TrackScript, report func(up bool)) {
 	up, succ, fail := true, 0, 0
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
@@ -112,7 +111,7 @@ func runScript(ctx context.Context, s cfg.TrackScript, report func(up bool)) {
 // runOnce runs the script's command with its timeout; a script that
 // overruns is killed with its whole process group. Its output is not
 // kept.
-func runOnce(ctx context.Context, s cfg.TrackScript) error {
+func runOnce(ctx context.Context, s TrackScript) error {
 	_, err := proc.Run(ctx, s.Command, nil, s.Timeout)
 	return err
 }

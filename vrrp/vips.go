@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/ctha/ctha/addr"
-	"github.com/ctha/ctha/cfg"
 )
 
 // addrVIPs is the production VIPs: an addr.Manager.
@@ -19,7 +18,7 @@ type addrVIPs struct {
 
 // NewAddrVIPs makes the virtual-address manager of an instance with the
 // addr package. It is the default of Options.NewVIPs.
-func NewAddrVIPs(in cfg.Instance, log *slog.Logger) (VIPs, error) {
+func NewAddrVIPs(in Instance, log *slog.Logger) (VIPs, error) {
 	m, err := addr.New(addr.Config{
 		Interface:  in.Interface,
 		VRID:       in.VRID,

@@ -120,7 +120,7 @@ func (d *daemonState) run() error {
 			}
 			return nil
 		}
-		r, err := vrrp.New(*conf, opts)
+		r, err := vrrp.New(vrrpConfig(conf), opts)
 		if err != nil {
 			ln.Close()
 			return err
@@ -266,7 +266,7 @@ func (d *daemonState) reload() {
 		conf.Instances, conf.SyncGroups, conf.TrackScripts = old.Instances, old.SyncGroups, old.TrackScripts
 	}
 	if d.vrrp != nil {
-		changed, err := d.vrrp.Reload(context.Background(), conf)
+		changed, err := d.vrrp.Reload(context.Background(), vrrpConfig(&conf))
 		for _, c := range changed {
 			d.log.Info("reload applied", "change", c)
 		}

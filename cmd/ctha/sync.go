@@ -24,7 +24,7 @@ func (d *daemonState) newSync(conf *cfg.Config) (*ctsync.Engine, error) {
 			vips = append(vips, p.Addr())
 		}
 	}
-	return ctsync.New(*conf.Sync, ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips})
+	return ctsync.New(syncConfig(conf.Sync), ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips})
 }
 
 // syncStatus fills the status document's sync part.

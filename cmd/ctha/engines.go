@@ -1,0 +1,62 @@
+package main
+
+import (
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync"
+	"github.com/ctha/ctha/vrrp"
+)
+
+// The engines own their configuration types; these translate from the
+// validated file (package cfg), which imports no engine.
+
+// vrrpConfig is the VRRP part of c.
+func vrrpConfig(c *cfg.Config) vrrp.Config {
+	var v vrrp.Config
+	for _, in := range c.Instances {
+		vi := vrrp.Instance{
+			Name: in.Name, Interface: in.Interface, VRID: in.VRID, Priority: in.Priority,
+			Version: in.Version, Family: vrrp.IPv4, AdvertInterval: in.AdvertInterval,
+			Preempt: in.Preempt, PreemptDelay: in.PreemptDelay, VIPs: in.VIPs,
+			UnicastPeers: in.UnicastPeers, VirtualMAC: in.VirtualMAC, TrackScripts: in.TrackScripts,
+			GARP: vrrp.GARP{Repeat: in.GARP.Repeat, Interval: in.GARP.Interval,
+				Delay: in.GARP.Delay, Refresh: in.GARP.Refresh},
+		}
+		if in.Family == cfg.IPv6 {
+			vi.Family = vrrp.IPv6
+		}
+		for _, t := range in.TrackInterface {
+			vi.TrackInterface = append(vi.TrackInterface, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight})
+		}
+		v.Instances = append(v.Instances, vi)
+	}
+	for _, s := range c.TrackScripts {
+		v.TrackScripts = append(v.TrackScripts, vrrp.TrackScript{
+			Name: s.Name, Command: s.Command, Interval: s.Interval, Timeout: s.Timeout,
+			Rise: s.Rise, Fall: s.Fall, Weight: s.Weight,
+		})
+	}
+	for _, g := range c.SyncGroups {
+		v.SyncGroups = append(v.SyncGroups, vrrp.SyncGroup{Name: g.Name, Instances: g.Instances, Conntrack: g.Conntrack})
+	}
+	return v
+}
+
+// syncConfig is the conntrack_sync part of c.
+func syncConfig(s *cfg.Sync) ctsync.Config {
+	c := ctsync.Config{
+		Key: s.Key, TCPWindowTracking: s.TCPWindowTracking, Expectations: s.Expectations,
+		StartupSyncTimeout: s.StartupSyncTimeout, RefreshInterval: s.RefreshInterval, CacheTimeout: s.CacheTimeout,
+		Filter: ctsync.Filter{Protocols: s.Filter.Protocols, IgnoreAddresses: s.Filter.IgnoreAddresses, TCPStates: s.Filter.TCPStates},
+	}
+	if s.Mode == cfg.ModeAlarm {
+		c.Mode = ctsync.Alarm
+	}
+	if s.Cache == cfg.CacheExternal {
+		c.Cache = ctsync.External
+	}
+	for _, l := range s.Links {
+		c.Links = append(c.Links, ctsync.Link{Name: l.Name, Interface: l.Interface, Local: l.Local,
+			Peer: l.Peer, MulticastGroup: l.MulticastGroup, Port: l.Port})
+	}
+	return c
+}

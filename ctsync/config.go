@@ -1,0 +1,120 @@
+package ctsync
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/ctha/ctha/ctsync/auth"
+)
+
+// Config is what an Engine replicates, and how: the conntrack_sync part
+// of ctha's configuration, validated and with its defaults applied
+// (cmd/ctha translates it from package cfg).
+type Config struct {
+	Mode  Mode
+	Cache Cache
+	Links []Link // 1..4, in order of preference
+
+	// Key authenticates the protocol; the zero key is the
+	// insecure_no_auth mode's.
+	Key auth.Key
+
+	TCPWindowTracking bool // written states keep the kernel's window checks
+	Filter            Filter
+	Expectations      bool // replicate the expectation table too
+	// StartupSyncTimeout bounds how long a starting node waits for the
+	// peer's copy before its first dump (0: DefaultStartupSyncTimeout).
+	StartupSyncTimeout time.Duration
+	RefreshInterval    time.Duration // Alarm mode: how often each flow is sent again
+	CacheTimeout       time.Duration // Alarm mode: a peer flow not refreshed for this long expires
+}
+
+// DefaultStartupSyncTimeout is Config.StartupSyncTimeout's default.
+const DefaultStartupSyncTimeout = 30 * time.Second
+
+// Mode is the replication protocol.
+type Mode uint8
+
+// Modes.
+const (
+	// Reliable: sequenced, acknowledged, retransmitted (the default).
+	Reliable Mode = iota
+	// Alarm: every flow is resent periodically, nothing is acknowledged.
+	Alarm
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Reliable:
+		return "reliable"
+	case Alarm:
+		return "alarm"
+	}
+	return fmt.Sprintf("Mode(%d)", uint8(m))
+}
+
+// Cache is where the peer's states are kept.
+type Cache uint8
+
+// Caches.
+const (
+	// Direct: the peer's states are written into the kernel as they
+	// arrive (the default).
+	Direct Cache = iota
+	// External: they are kept in userspace and committed into the kernel
+	// on becoming master.
+	External
+)
+
+func (c Cache) String() string {
+	switch c {
+	case Direct:
+		return "direct"
+	case External:
+		return "external"
+	}
+	return fmt.Sprintf("Cache(%d)", uint8(c))
+}
+
+// Link is one sync link.
+type Link struct {
+	Name      string
+	Interface string
+	Local     netip.Addr
+	// Exactly one of Peer and MulticastGroup is valid.
+	Peer           netip.Addr
+	MulticastGroup netip.Addr
+	Port           uint16
+}
+
+// Filter selects what is replicated.
+type Filter struct {
+	Protocols       []string // lower-case names (tcp, udp, ...); empty: every protocol
+	IgnoreAddresses []netip.Prefix
+	TCPStates       []string // upper-case names (ESTABLISHED, ...); empty: every state
+}
+
+// check reports what New cannot run with.
+func (c *Config) check() error {
+	if len(c.Links) == 0 {
+		return fmt.Errorf("conntrack sync: no link")
+	}
+	if c.Mode > Alarm {
+		return fmt.Errorf("conntrack sync: unknown mode %v", c.Mode)
+	}
+	if c.Cache > External {
+		return fmt.Errorf("conntrack sync: unknown cache %v", c.Cache)
+	}
+	for _, p := range c.Filter.Protocols {
+		if _, ok := protocolNumbers[p]; !ok {
+			return fmt.Errorf("conntrack sync: filter: unknown protocol %q", p)
+		}
+	}
+	for _, s := range c.Filter.TCPStates {
+		if _, ok := tcpStateNumbers[s]; !ok {
+			return fmt.Errorf("conntrack sync: filter: unknown TCP state %q", s)
+		}
+	}
+	return nil
+}
