@@ -109,12 +109,12 @@ func (e *Engine) Purge(ctx context.Context) (int, error) {
 }
 
 // SetRole tells the engine the node's role; keep-alives carry it.
-func (e *Engine) SetRole(ctx context.Context, r proto.Role) error {
+func (e *Engine) SetRole(ctx context.Context, r Role) error {
 	return e.do(ctx, func() {
-		e.role = r
-		e.ep.SetRole(r)
-		e.wr.mayPause.Store(r != proto.RoleMaster)
-		if r == proto.RoleMaster {
+		e.role = r.protoRole()
+		e.ep.SetRole(e.role)
+		e.wr.mayPause.Store(r != RoleMaster)
+		if r == RoleMaster {
 			e.bulkAsked = time.Time{} // a master awaits no copy of the peer's
 		}
 	})

@@ -9,7 +9,7 @@ import (
 // Status is the engine's state for `ctha status`.
 type Status struct {
 	PeerUp, BulkComplete, SplitBrain bool
-	PeerRole                         proto.Role
+	PeerRole                         Role
 	// BulkReceived: entries of the peer's copy under way, or else of its
 	// last complete one; BulkExpected: how many it announced (0: unknown).
 	BulkReceived, BulkExpected     int
@@ -23,7 +23,7 @@ type Status struct {
 
 func (e *Engine) publish(now time.Time) {
 	s := Status{
-		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: e.ep.PeerRole(),
+		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: roleOf(e.ep.PeerRole()),
 		BulkReceived: e.bulkReceived, BulkExpected: e.bulkExpected,
 		Internal: e.internal.len(), External: e.external.len(), LastCommit: e.lastCommit,
 		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
@@ -37,7 +37,7 @@ func (e *Engine) publish(now time.Time) {
 	// Both masters for a moment is a normal preemption: the old master
 	// steps down when it hears the new one's advert, and its keep-alives
 	// say so a little later. Longer than splitGrace is a split brain.
-	if s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == proto.RoleMaster {
+	if s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == RoleMaster {
 		if e.splitSince.IsZero() {
 			e.splitSince = now
 		}
@@ -72,4 +72,47 @@ func (e *Engine) Status() Status {
 	e.statusMu.Lock()
 	defer e.statusMu.Unlock()
 	return e.status
+}
+
+// Role is a node's part in the pair, as its sync group's VRRP state sets
+// it (SetRole) and as the peer announces it (Status.PeerRole).
+type Role uint8
+
+// Roles.
+const (
+	RoleUnknown Role = iota
+	RoleBackup
+	RoleMaster
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleBackup:
+		return "BACKUP"
+	case RoleMaster:
+		return "MASTER"
+	}
+	return "UNKNOWN"
+}
+
+// protoRole is r in the protocol's terms.
+func (r Role) protoRole() proto.Role {
+	switch r {
+	case RoleBackup:
+		return proto.RoleBackup
+	case RoleMaster:
+		return proto.RoleMaster
+	}
+	return proto.RoleUnknown
+}
+
+// roleOf is the protocol's r in the engine's terms.
+func roleOf(r proto.Role) Role {
+	switch r {
+	case proto.RoleBackup:
+		return RoleBackup
+	case proto.RoleMaster:
+		return RoleMaster
+	}
+	return RoleUnknown
 }

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/ctha/ctha/ctsync"
-	"github.com/ctha/ctha/ctsync/proto"
 	"github.com/ctha/ctha/vrrp"
 )
 
@@ -53,7 +52,7 @@ type Tables interface {
 	// TakeOver adopts the peer's states as this node's and sends the peer
 	// a complete copy.
 	TakeOver(ctx context.Context) error
-	SetRole(ctx context.Context, r proto.Role) error
+	SetRole(ctx context.Context, r ctsync.Role) error
 	// Request asks the peer for a complete copy of its table.
 	Request(ctx context.Context) error
 	// Purge deletes the kernel states the master does not hold.
@@ -259,7 +258,7 @@ func (g *Group) apply(ctx context.Context, t target) bool {
 	}
 	switch t.state {
 	case vrrp.Master:
-		check(g.log, "setting the sync role", g.tables.SetRole(ctx, proto.RoleMaster))
+		check(g.log, "setting the sync role", g.tables.SetRole(ctx, ctsync.RoleMaster))
 		g.mu.Lock()
 		commit := g.commit
 		g.commit = nil
@@ -277,7 +276,7 @@ func (g *Group) apply(ctx context.Context, t target) bool {
 		}
 		check(g.log, "taking over the conntrack tables", g.tables.TakeOver(ctx))
 	case vrrp.Backup, vrrp.Fault:
-		check(g.log, "setting the sync role", g.tables.SetRole(ctx, proto.RoleBackup))
+		check(g.log, "setting the sync role", g.tables.SetRole(ctx, ctsync.RoleBackup))
 		// A node that has just started needs no request of its own: the
 		// protocol asks for the peer's copy when it first hears it, and
 		// one copy is enough.

@@ -14,7 +14,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ctha/ctha/ctsync"
-	"github.com/ctha/ctha/ctsync/proto"
 	"github.com/ctha/ctha/vrrp"
 )
 
@@ -25,7 +24,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeTables struct {
 	mu         sync.Mutex
 	calls      []string
-	role       proto.Role
+	role       ctsync.Role
 	commitGate chan struct{}
 	status     ctsync.Status
 	changed    chan struct{}
@@ -49,7 +48,7 @@ func (f *fakeTables) Commit(context.Context) (ctsync.CommitResult, error) {
 	return ctsync.CommitResult{}, nil
 }
 func (f *fakeTables) TakeOver(context.Context) error { f.record("takeover"); return nil }
-func (f *fakeTables) SetRole(_ context.Context, r proto.Role) error {
+func (f *fakeTables) SetRole(_ context.Context, r ctsync.Role) error {
 	f.mu.Lock()
 	f.role = r
 	f.mu.Unlock()
@@ -73,7 +72,7 @@ func (f *fakeTables) setStatus(fn func(*ctsync.Status)) {
 	signal(f.changed)
 }
 
-func (f *fakeTables) snapshot() ([]string, proto.Role) {
+func (f *fakeTables) snapshot() ([]string, ctsync.Role) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls), f.role
@@ -198,7 +197,7 @@ func TestHangingNotifyAcrossFailoverCycles(t *testing.T) {
 		g.Transitioned("fw", vrrp.Master, vrrp.Backup, vrrp.ReasonResign)
 		eventually(t, fmt.Sprintf("cycle %d: the tables follow BACKUP while notify hangs", cycle), func() bool {
 			_, role := tables.snapshot()
-			return role == proto.RoleBackup
+			return role == ctsync.RoleBackup
 		})
 		if err := g.BeforeMaster(context.Background(), "fw"); err != nil {
 			t.Fatal(err)
@@ -214,7 +213,7 @@ func TestHangingNotifyAcrossFailoverCycles(t *testing.T) {
 	transitions++
 	eventually(t, "the tables end in the group's latest role", func() bool {
 		_, role := tables.snapshot()
-		return role == proto.RoleBackup && tables.count("request") == 13
+		return role == ctsync.RoleBackup && tables.count("request") == 13
 	})
 	if got := h.ran(); len(got) != 1 {
 		t.Fatalf("notify commands started %v while the first hung, want only the first", got)
@@ -249,11 +248,11 @@ func TestTakeOverAbandonedAfterLongCommit(t *testing.T) {
 		t.Errorf("BeforeMaster waited %v for the commit, want commit_timeout (20ms)", took)
 	}
 	g.Transitioned("fw", vrrp.Backup, vrrp.Master, vrrp.ReasonMasterDown)
-	eventually(t, "master role", func() bool { _, r := tables.snapshot(); return r == proto.RoleMaster })
+	eventually(t, "master role", func() bool { _, r := tables.snapshot(); return r == ctsync.RoleMaster })
 	g.Transitioned("fw", vrrp.Master, vrrp.Backup, vrrp.ReasonHigherPriority)
 	eventually(t, "backup role and a request", func() bool {
 		_, r := tables.snapshot()
-		return r == proto.RoleBackup && tables.count("request") == 1
+		return r == ctsync.RoleBackup && tables.count("request") == 1
 	})
 	close(tables.commitGate)
 	eventually(t, "the commit ends", func() bool { return tables.count("commit done") == 1 })

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/ctha/ctha/cfg"
+)
+
+// fill sets every field reachable from v to a value other than its zero.
+func fill(v reflect.Value) {
+	switch v.Interface().(type) {
+	case netip.Addr:
+		v.Set(reflect.ValueOf(netip.MustParseAddr("10.10.1.7")))
+		return
+	case netip.Prefix:
+		v.Set(reflect.ValueOf(netip.MustParsePrefix("10.10.1.7/24")))
+		return
+	case time.Duration:
+		v.SetInt(int64(7 * time.Second))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fill(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		for i := range 2 {
+			fill(v.Index(i))
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			fill(v.Index(i))
+		}
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem())
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(7)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(7)
+	}
+}
+
+// sameFields checks that every field of the engine's value has the
+// same-named field of the file's value, printed alike.
+func sameFields(t *testing.T, path string, engine, file reflect.Value) {
+	t.Helper()
+	for i := range engine.NumField() {
+		name := engine.Type().Field(i).Name
+		fv := file.FieldByName(name)
+		if !fv.IsValid() {
+			t.Errorf("%s.%s: no such field in package cfg", path, name)
+			continue
+		}
+		if e, f := fmt.Sprint(engine.Field(i).Interface()), fmt.Sprint(fv.Interface()); e != f {
+			t.Errorf("%s.%s: translated as %s, from %s", path, name, e, f)
+		}
+	}
+}
+
+// TestEngineConfigs: the translation from the file to the engines'
+// configurations carries every field.
+func TestEngineConfigs(t *testing.T) {
+	var c cfg.Config
+	fill(reflect.ValueOf(&c).Elem())
+	for i := range c.Instances {
+		c.Instances[i].Family = cfg.IPv6
+	}
+	c.Sync.Mode, c.Sync.Cache = cfg.ModeAlarm, cfg.CacheExternal
+
+	v := vrrpConfig(&c)
+	if len(v.Instances) != 2 || len(v.TrackScripts) != 2 || len(v.SyncGroups) != 2 {
+		t.Fatalf("vrrp config lost entries: %+v", v)
+	}
+	for i := range v.Instances {
+		sameFields(t, "vrrp.Instance", reflect.ValueOf(v.Instances[i]), reflect.ValueOf(c.Instances[i]))
+	}
+	for i := range v.TrackScripts {
+		sameFields(t, "vrrp.TrackScript", reflect.ValueOf(v.TrackScripts[i]), reflect.ValueOf(c.TrackScripts[i]))
+	}
+	for i := range v.SyncGroups {
+		sameFields(t, "vrrp.SyncGroup", reflect.ValueOf(v.SyncGroups[i]), reflect.ValueOf(c.SyncGroups[i]))
+	}
+	s := syncConfig(c.Sync)
+	sameFields(t, "ctsync.Config", reflect.ValueOf(s), reflect.ValueOf(*c.Sync))
+}
