@@ -45,9 +45,9 @@ func dialConn(ifi *net.Interface, family6, multicast bool) (conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	network, laddr := "ip4:112", "0.0.0.0"
+	network, laddr, newConn := "ip4:112", "0.0.0.0", newConn4
 	if family6 {
-		network, laddr = "ip6:112", "::"
+		network, laddr, newConn = "ip6:112", "::", newConn6
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
@@ -70,12 +70,7 @@ func dialConn(ifi *net.Interface, family6, multicast bool) (conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vrrp socket on %s: %w", ifi.Name, err)
 	}
-	var c conn
-	if family6 {
-		c, err = newConn6(pc, ifi, src, multicast)
-	} else {
-		c, err = newConn4(pc, ifi, src, multicast)
-	}
+	c, err := newConn(pc, ifi, src, multicast)
 	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("vrrp socket on %s: %w", ifi.Name, err)
@@ -110,13 +105,29 @@ func sourceAddr(ifi *net.Interface, family6 bool) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address to send VRRP from", ifi.Name)
 }
 
-type conn4 struct {
-	pc  *ipv4.PacketConn
-	ifi *net.Interface
-	src netip.Addr
+// rawConn is a raw VRRP socket of either family. What differs between
+// them, golang.org/x/net's ipv4 and ipv6 packet conns and their control
+// message types, stands behind read, write and close; the rest is shared.
+type rawConn struct {
+	ifi     *net.Interface
+	src     netip.Addr
+	family6 bool
+	// read receives one packet: its length, sender and the fields of its
+	// control message (zero values when the kernel sent none).
+	read func(b []byte) (n int, from net.Addr, cm controlIn, err error)
+	// write sends b to dst from src out of interface ifindex.
+	write func(b []byte, src net.IP, ifindex int, dst *net.IPAddr) error
+	close func() error
 }
 
-func newConn4(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast bool) (*conn4, error) {
+// controlIn is what ReadPacket uses of a received control message.
+type controlIn struct {
+	ttl     int // TTL or hop limit
+	dst     net.IP
+	ifindex int
+}
+
+func newConn4(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast bool) (*rawConn, error) {
 	p := ipv4.NewPacketConn(pc)
 	steps := []error{
 		p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true),
@@ -132,43 +143,25 @@ func newConn4(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 	if err := errors.Join(steps...); err != nil {
 		return nil, err
 	}
-	return &conn4{pc: p, ifi: ifi, src: src}, nil
+	return &rawConn{
+		ifi: ifi,
+		src: src,
+		read: func(b []byte) (int, net.Addr, controlIn, error) {
+			n, cm, from, err := p.ReadFrom(b)
+			if cm == nil {
+				return n, from, controlIn{}, err
+			}
+			return n, from, controlIn{ttl: cm.TTL, dst: cm.Dst, ifindex: cm.IfIndex}, err
+		},
+		write: func(b []byte, src net.IP, ifindex int, dst *net.IPAddr) error {
+			_, err := p.WriteTo(b, &ipv4.ControlMessage{Src: src, IfIndex: ifindex}, dst)
+			return err
+		},
+		close: p.Close,
+	}, nil
 }
 
-func (c *conn4) ReadPacket(buf []byte) (packetIn, error) {
-	n, cm, src, err := c.pc.ReadFrom(buf)
-	if err != nil {
-		return packetIn{}, err
-	}
-	p := packetIn{payload: buf[:n]}
-	if ip, ok := src.(*net.IPAddr); ok {
-		p.src, _ = netip.AddrFromSlice(ip.IP)
-		p.src = p.src.Unmap()
-	}
-	if cm != nil {
-		p.ttl, p.ifindex = cm.TTL, cm.IfIndex
-		p.dst, _ = netip.AddrFromSlice(cm.Dst)
-		p.dst = p.dst.Unmap()
-	}
-	return p, nil
-}
-
-func (c *conn4) WritePacket(b []byte, dst netip.Addr) error {
-	cm := &ipv4.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index}
-	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
-	return err
-}
-
-func (c *conn4) Source() netip.Addr { return c.src }
-func (c *conn4) Close() error       { return c.pc.Close() }
-
-type conn6 struct {
-	pc  *ipv6.PacketConn
-	ifi *net.Interface
-	src netip.Addr
-}
-
-func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast bool) (*conn6, error) {
+func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast bool) (*rawConn, error) {
 	p := ipv6.NewPacketConn(pc)
 	steps := []error{
 		// The kernel computes and verifies the checksum (offset 6).
@@ -186,30 +179,57 @@ func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 	if err := errors.Join(steps...); err != nil {
 		return nil, err
 	}
-	return &conn6{pc: p, ifi: ifi, src: src}, nil
+	return &rawConn{
+		ifi:     ifi,
+		src:     src,
+		family6: true,
+		read: func(b []byte) (int, net.Addr, controlIn, error) {
+			n, cm, from, err := p.ReadFrom(b)
+			if cm == nil {
+				return n, from, controlIn{}, err
+			}
+			return n, from, controlIn{ttl: cm.HopLimit, dst: cm.Dst, ifindex: cm.IfIndex}, err
+		},
+		write: func(b []byte, src net.IP, ifindex int, dst *net.IPAddr) error {
+			cm := &ipv6.ControlMessage{Src: src, IfIndex: ifindex, HopLimit: packet.TTL}
+			_, err := p.WriteTo(b, cm, dst)
+			return err
+		},
+		close: p.Close,
+	}, nil
 }
 
-func (c *conn6) ReadPacket(buf []byte) (packetIn, error) {
-	n, cm, src, err := c.pc.ReadFrom(buf)
+// ReadPacket returns the packet with the TTL or hop limit, destination and
+// interface index the receive checks need.
+func (c *rawConn) ReadPacket(buf []byte) (packetIn, error) {
+	n, from, cm, err := c.read(buf)
 	if err != nil {
 		return packetIn{}, err
 	}
-	p := packetIn{payload: buf[:n]}
-	if ip, ok := src.(*net.IPAddr); ok {
-		p.src, _ = netip.AddrFromSlice(ip.IP)
-	}
-	if cm != nil {
-		p.ttl, p.ifindex = cm.HopLimit, cm.IfIndex
-		p.dst, _ = netip.AddrFromSlice(cm.Dst)
+	p := packetIn{payload: buf[:n], ttl: cm.ttl, ifindex: cm.ifindex, dst: c.addr(cm.dst)}
+	if ip, ok := from.(*net.IPAddr); ok {
+		p.src = c.addr(ip.IP)
 	}
 	return p, nil
 }
 
-func (c *conn6) WritePacket(b []byte, dst netip.Addr) error {
-	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: packet.TTL}
-	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: c.ifi.Name})
-	return err
+// addr converts an address the kernel reported. IPv4 ones come as 16-byte
+// slices and are unmapped; IPv6 ones are kept as they are.
+func (c *rawConn) addr(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	if !c.family6 {
+		a = a.Unmap()
+	}
+	return a
 }
 
-func (c *conn6) Source() netip.Addr { return c.src }
-func (c *conn6) Close() error       { return c.pc.Close() }
+func (c *rawConn) WritePacket(b []byte, dst netip.Addr) error {
+	to := &net.IPAddr{IP: dst.AsSlice()}
+	if c.family6 {
+		to.Zone = c.ifi.Name
+	}
+	return c.write(b, c.src.AsSlice(), c.ifi.Index, to)
+}
+
+func (c *rawConn) Source() netip.Addr { return c.src }
+func (c *rawConn) Close() error       { return c.close() }
