@@ -8,6 +8,7 @@ import (
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
 	"github.com/ctha/ctha/ctsync/proto"
+	"github.com/ctha/ctha/internal/owner"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,20 +26,10 @@ var ErrMaster = errors.New("this node is master: its table is the reference, not
 
 // do runs f on the engine's goroutine and waits for it.
 func (e *Engine) do(ctx context.Context, f func()) error {
-	done := make(chan struct{})
-	select {
-	case e.ctl <- func() { f(); close(done) }:
-	case <-e.done:
-		return ErrStopped
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := owner.Do(ctx, e.ctl, e.done, f); err != owner.ErrStopped {
+		return err
 	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ErrStopped
 }
 
 // Resync reconciles the internal cache with the kernel table and sends

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/ctha/ctha/internal/owner"
 )
 
 // ErrNoGroup is returned for a sync group that does not exist.
@@ -30,20 +32,11 @@ func (r *Runner) inGroup(ctx context.Context, group string, f func(g *Group)) er
 		if g.name != group || g.implicit {
 			continue
 		}
-		done := make(chan struct{})
-		select {
-		case g.ctl <- func() { f(g); close(done) }:
-		case <-g.done():
+		err := owner.Do(ctx, g.ctl, g.done(), func() { f(g) })
+		if err == owner.ErrStopped {
 			return fmt.Errorf("sync group %s is stopped", group)
-		case <-ctx.Done():
-			return ctx.Err()
 		}
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return err
 	}
 	return fmt.Errorf("%w %q", ErrNoGroup, group)
 }

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/ctha/ctha/internal/owner"
 )
 
 // ErrRestartNeeded is returned by Reload for a change it cannot apply to
@@ -182,22 +184,16 @@ func (r *Runner) Reload(ctx context.Context, c Config) ([]string, error) {
 			}
 			continue
 		}
-		applied := make(chan struct{})
-		f := func() {
-			g.reconfigure(idx, ch.in, vips[i])
-			close(applied)
-		}
-		select {
-		case g.ctl <- f:
-		case <-g.done():
+		err := owner.Do(ctx, g.ctl, g.done(), func() { g.reconfigure(idx, ch.in, vips[i]) })
+		if err == owner.ErrStopped {
 			if vips[i] != nil {
 				vips[i].Close()
 			}
 			continue
-		case <-ctx.Done():
-			return done, ctx.Err()
 		}
-		<-applied
+		if err != nil {
+			return done, err
+		}
 		done = append(done, fmt.Sprintf("instance %s: %s", ch.in.Name, strings.Join(ch.what, ", ")))
 	}
 	r.conf = c
