@@ -53,7 +53,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	}
 	slices.SortFunc(flows, func(a, b heard) int { return int(b.at - a.at) })
 	res := CommitResult{Entries: len(flows)}
-	if count, max, err := kernel.TableCount(); err == nil && count+len(flows) > max {
+	if count, max, err := e.opts.Kernel.TableCount(); err == nil && count+len(flows) > max {
 		res.TableFull = true
 	}
 	e.commitMu.Lock()
@@ -77,7 +77,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 			defer wg.Done()
 			conn := e.kern
 			if w > 0 { // one socket per worker: a Conn serialises its callers
-				c, err := kernel.Dial()
+				c, err := e.opts.Kernel.Dial()
 				if err != nil {
 					errs[w], conn = err, nil
 				} else {

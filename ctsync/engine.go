@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ctha/ctha/internal/linkwatch"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -56,6 +57,18 @@ type Options struct {
 	// VIPs are addresses on this node that are not its own: flows to them
 	// are replicated.
 	VIPs []netip.Addr
+
+	// The seams (seams.go), for tests in one process.
+	//
+	// Kernel is the conntrack table (the kernel's, through netlink, by
+	// default).
+	Kernel Kernel
+	// Listen opens a sync link's socket (a UDP socket bound as the link
+	// says, by default).
+	Listen func(l Link) (PacketConn, error)
+	// Host is what the engine watches of the links' interfaces (rtnetlink
+	// by default).
+	Host linkwatch.Host
 }
 
 // Engine replicates this node's conntrack table to its peer and keeps the
@@ -67,8 +80,8 @@ type Engine struct {
 	cfg   Config
 	opts  Options
 	log   *slog.Logger
-	kern  *kernel.Conn
-	lis   *kernel.Listener
+	kern  KernelConn
+	lis   KernelEvents
 	ls    *linkSet // the sync links (links.go)
 	ep    *proto.Endpoint
 	flt   *filter
@@ -136,6 +149,15 @@ func New(c Config, opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Kernel == nil {
+		opts.Kernel = netlinkKernel{}
+	}
+	if opts.Listen == nil {
+		opts.Listen = listenUDP
+	}
+	if opts.Host == nil {
+		opts.Host = linkwatch.Kernel
+	}
 	e := &Engine{
 		cfg: c, opts: opts, log: opts.Log.With("sync", c.Links[0].Name),
 		flt:      newFilter(c.Filter),
@@ -148,7 +170,7 @@ func New(c Config, opts Options) (*Engine, error) {
 	// The links first: they fail at once where an address does not
 	// exist, before anything of the kernel's conntrack settings is touched.
 	var err error
-	if e.ls, err = openLinks(c.Links); err != nil {
+	if e.ls, err = openLinks(c.Links, opts); err != nil {
 		return nil, err
 	}
 	ok := false
@@ -157,7 +179,7 @@ func New(c Config, opts Options) (*Engine, error) {
 			e.ls.Close()
 		}
 	}()
-	if err := kernel.EnsureEvents(); err != nil {
+	if err := opts.Kernel.EnsureEvents(); err != nil {
 		return nil, err
 	}
 	if e.epoch, err = auth.NextEpoch(filepath.Join(opts.StateDir, "sync-epoch"), time.Now()); err != nil {
@@ -170,12 +192,12 @@ func New(c Config, opts Options) (*Engine, error) {
 	e.sender = auth.NewSenderID()
 	e.guard = auth.NewReplayGuard(peerEpoch)
 	e.guard.SetSelf(e.sender)
-	if e.kern, err = kernel.Dial(); err != nil {
+	if e.kern, err = opts.Kernel.Dial(); err != nil {
 		return nil, err
 	}
 	e.wr.kern = e.kern
-	e.wr.dial = func() (kernelConn, error) { return kernel.Dial() }
-	if e.lis, err = kernel.Listen(kernel.ListenOptions{
+	e.wr.dial = func() (kernelConn, error) { return opts.Kernel.Dial() }
+	if e.lis, err = opts.Kernel.Listen(kernel.ListenOptions{
 		IgnorePortID: e.kern.PortID(), Filter: e.flt.kernelFilter(), Expectations: c.Expectations,
 	}); err != nil {
 		e.kern.Close()

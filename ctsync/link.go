@@ -17,19 +17,32 @@ import (
 // dropped and counted (the protocol never sends one).
 const maxDatagram = 9000
 
-// link is the UDP socket of a sync link. A unicast link is bound to its
+// link is the socket of a sync link. A unicast link is bound to its
 // local address and sends to the peer; a multicast link is bound to the
 // group on its interface (loop off, TTL 1) and sends to the group.
 type link struct {
 	cfg  Link
-	conn *net.UDPConn
+	conn PacketConn
 	dst  netip.AddrPort // the peer, or the group
 }
 
 // multicast reports whether the link sends to a group.
 func (l *link) multicast() bool { return l.cfg.MulticastGroup.IsValid() }
 
-func dialLink(c Link) (*link, error) {
+func dialLink(c Link, listen func(Link) (PacketConn, error)) (*link, error) {
+	l := &link{cfg: c, dst: netip.AddrPortFrom(c.Peer, c.Port)}
+	if l.multicast() {
+		l.dst = netip.AddrPortFrom(c.MulticastGroup, c.Port)
+	}
+	var err error
+	if l.conn, err = listen(c); err != nil {
+		return nil, fmt.Errorf("sync link %s: %w", c.Name, err)
+	}
+	return l, nil
+}
+
+// listenUDP opens the UDP socket of link c (Options.Listen's default).
+func listenUDP(c Link) (PacketConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -47,44 +60,42 @@ func dialLink(c Link) (*link, error) {
 		})
 		return errors.Join(err, serr)
 	}}
-	l := &link{cfg: c, dst: netip.AddrPortFrom(c.Peer, c.Port)}
 	bind := netip.AddrPortFrom(c.Local, c.Port)
-	if l.multicast() {
+	if c.MulticastGroup.IsValid() {
 		// Datagrams to the group are delivered to a socket bound to the
 		// group (or to any address), not to one bound to the local
 		// address. SO_BINDTODEVICE keeps links on the same group and
 		// port apart.
-		l.dst = netip.AddrPortFrom(c.MulticastGroup, c.Port)
-		bind = l.dst
+		bind = netip.AddrPortFrom(c.MulticastGroup, c.Port)
 	}
 	pc, err := lc.ListenPacket(context.Background(), "udp", bind.String())
 	if err != nil {
-		return nil, fmt.Errorf("sync link %s: %w", c.Name, err)
+		return nil, err
 	}
-	l.conn = pc.(*net.UDPConn)
-	if l.multicast() {
-		if err := l.joinGroup(); err != nil {
-			l.conn.Close()
-			return nil, fmt.Errorf("sync link %s: multicast group %s on %s: %w", c.Name, c.MulticastGroup, c.Interface, err)
+	conn := pc.(*net.UDPConn)
+	if c.MulticastGroup.IsValid() {
+		if err := joinGroup(conn, c); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("multicast group %s on %s: %w", c.MulticastGroup, c.Interface, err)
 		}
 	}
-	return l, nil
+	return conn, nil
 }
 
-// joinGroup joins the link's group on its interface and sends to it from
+// joinGroup joins link c's group on its interface and sends to it from
 // there only, without looping back and without crossing a router.
-func (l *link) joinGroup() error {
-	ifi, err := net.InterfaceByName(l.cfg.Interface)
+func joinGroup(conn *net.UDPConn, c Link) error {
+	ifi, err := net.InterfaceByName(c.Interface)
 	if err != nil {
 		return err
 	}
-	group := &net.UDPAddr{IP: l.cfg.MulticastGroup.AsSlice()}
-	if l.cfg.MulticastGroup.Is4() {
-		p := ipv4.NewPacketConn(l.conn)
+	group := &net.UDPAddr{IP: c.MulticastGroup.AsSlice()}
+	if c.MulticastGroup.Is4() {
+		p := ipv4.NewPacketConn(conn)
 		return errors.Join(p.JoinGroup(ifi, group), p.SetMulticastInterface(ifi),
 			p.SetMulticastLoopback(false), p.SetMulticastTTL(1))
 	}
-	p := ipv6.NewPacketConn(l.conn)
+	p := ipv6.NewPacketConn(conn)
 	return errors.Join(p.JoinGroup(ifi, group), p.SetMulticastInterface(ifi),
 		p.SetMulticastLoopback(false), p.SetMulticastHopLimit(1))
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ctha/ctha/ctsync/auth"
 	"github.com/ctha/ctha/internal/linkwatch"
-	"github.com/vishvananda/netlink"
 )
 
 // linkSet is the engine's sync links and what it knows of them (see
@@ -27,10 +26,10 @@ type linkSet struct {
 
 // openLinks opens every link; it fails at once where an address does not
 // exist, before anything of the kernel's conntrack settings is touched.
-func openLinks(cs []Link) (*linkSet, error) {
+func openLinks(cs []Link, opts Options) (*linkSet, error) {
 	ls := &linkSet{}
 	for _, c := range cs {
-		l, err := dialLink(c)
+		l, err := dialLink(c, opts.Listen)
 		if err != nil {
 			ls.Close()
 			return nil, err
@@ -39,8 +38,8 @@ func openLinks(cs []Link) (*linkSet, error) {
 		// Until rtnetlink says otherwise, a link that cannot be looked
 		// up is taken as up: silence still tells.
 		up := true
-		if nl, err := netlink.LinkByName(c.Interface); err == nil {
-			up = linkwatch.Up(nl)
+		if u, err := opts.Host.Link(c.Interface); err == nil {
+			up = u.Up
 		}
 		ls.views = append(ls.views, linkView{carrier: up})
 	}
@@ -129,7 +128,7 @@ func (e *Engine) receive(ctx context.Context, i int) {
 // watchCarrier follows the links' interfaces through rtnetlink and tells
 // the loop when one gains or loses carrier.
 func (e *Engine) watchCarrier(ctx context.Context) {
-	err := linkwatch.Watch(ctx, func(u linkwatch.Update) {
+	err := e.opts.Host.Watch(ctx, func(u linkwatch.Update) {
 		for i, l := range e.ls.links { // cfg is immutable: safe to read here
 			if l.cfg.Interface != u.Name {
 				continue

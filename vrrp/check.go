@@ -58,16 +58,16 @@ type receiver struct {
 // when the Drop is DropNone; mismatch reports an address list different from
 // ours, which is counted and logged but not a reason to drop (a rolling
 // configuration change must not make the pair flap).
-func (r *receiver) check(p packetIn) (ad packet.Advert, drop Drop, mismatch bool) {
+func (r *receiver) check(p PacketIn) (ad packet.Advert, drop Drop, mismatch bool) {
 	switch {
-	case p.ifindex != 0 && p.ifindex != r.ifindex:
+	case p.Ifindex != 0 && p.Ifindex != r.ifindex:
 		return ad, DropInterface, false
-	case p.src == r.own:
+	case p.Src == r.own:
 		return ad, DropOwn, false
-	case p.ttl != packet.TTL:
+	case p.TTL != packet.TTL:
 		return ad, DropTTL, false
 	}
-	ad, err := packet.Parse(p.payload, p.src, p.dst, r.skipChecksum)
+	ad, err := packet.Parse(p.Payload, p.Src, p.Dst, r.skipChecksum)
 	if err != nil {
 		return ad, parseDrop(err), false
 	}
@@ -80,9 +80,9 @@ func (r *receiver) check(p packetIn) (ad packet.Advert, drop Drop, mismatch bool
 		return ad, DropAuth, false
 	case ad.Version == 2 && ad.Interval != r.interval:
 		return ad, DropInterval, false
-	case p.src.Is6() && !p.src.IsLinkLocalUnicast():
+	case p.Src.Is6() && !p.Src.IsLinkLocalUnicast():
 		return ad, DropSource, false
-	case len(r.unicastPeers) > 0 && !slices.Contains(r.unicastPeers, p.src):
+	case len(r.unicastPeers) > 0 && !slices.Contains(r.unicastPeers, p.Src):
 		return ad, DropPeer, false
 	}
 	return ad, DropNone, !sameAddrs(ad.Addrs, r.vips)

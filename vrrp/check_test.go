@@ -23,8 +23,8 @@ func TestReceiveChecks(t *testing.T) {
 		}
 		return b
 	}
-	in := func(b []byte, mod func(*packetIn)) packetIn {
-		p := packetIn{payload: b, src: src, dst: packet.Group4, ttl: 255, ifindex: 4}
+	in := func(b []byte, mod func(*PacketIn)) PacketIn {
+		p := PacketIn{Payload: b, Src: src, Dst: packet.Group4, TTL: 255, Ifindex: 4}
 		if mod != nil {
 			mod(&p)
 		}
@@ -32,19 +32,19 @@ func TestReceiveChecks(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		p        packetIn
+		p        PacketIn
 		r        receiver
 		drop     Drop
 		mismatch bool
 	}{
 		{"valid", in(advert(nil), nil), r, DropNone, false},
 		{"other address list is accepted but flagged", in(advert(func(a *packet.Advert) { a.Addrs = []netip.Addr{src} }), nil), r, DropNone, true},
-		{"other interface", in(advert(nil), func(p *packetIn) { p.ifindex = 5 }), r, DropInterface, false},
-		{"own advert", in(advert(nil), func(p *packetIn) { p.src = me }), r, DropOwn, false},
-		{"ttl", in(advert(nil), func(p *packetIn) { p.ttl = 254 }), r, DropTTL, false},
+		{"other interface", in(advert(nil), func(p *PacketIn) { p.Ifindex = 5 }), r, DropInterface, false},
+		{"own advert", in(advert(nil), func(p *PacketIn) { p.Src = me }), r, DropOwn, false},
+		{"ttl", in(advert(nil), func(p *PacketIn) { p.TTL = 254 }), r, DropTTL, false},
 		{"vrid", in(advert(func(a *packet.Advert) { a.VRID = 52 }), nil), r, DropVRID, false},
 		{"version", in(advert(func(a *packet.Advert) { a.Version = 2 }), nil), r, DropVersion, false},
-		{"checksum", in(advert(nil), func(p *packetIn) { p.payload[7] ^= 1 }), r, DropChecksum, false},
+		{"checksum", in(advert(nil), func(p *PacketIn) { p.Payload[7] ^= 1 }), r, DropChecksum, false},
 		{"length", in(advert(nil)[:9], nil), r, DropLength, false},
 		{"v2 other interval", in(advert(func(a *packet.Advert) { a.Version, a.Interval = 2, 2*time.Second }), nil),
 			receiver{version: 2, vrid: 51, interval: time.Second, ifindex: 4, vips: r.vips}, DropInterval, false},
@@ -75,7 +75,7 @@ func TestIPv6SourceMustBeLinkLocal(t *testing.T) {
 	}{{"fe80::3", DropNone}, {"fd00:10:1::3", DropSource}} {
 		src := netip.MustParseAddr(tt.src)
 		b, _ := ad.Append(nil, src, packet.Group6)
-		if _, drop, _ := r.check(packetIn{payload: b, src: src, dst: packet.Group6, ttl: 255, ifindex: 4}); drop != tt.drop {
+		if _, drop, _ := r.check(PacketIn{Payload: b, Src: src, Dst: packet.Group6, TTL: 255, Ifindex: 4}); drop != tt.drop {
 			t.Errorf("from %s: %v, want %v", tt.src, drop, tt.drop)
 		}
 	}

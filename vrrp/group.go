@@ -53,7 +53,7 @@ type member struct {
 	name     string
 	cfg      Instance
 	m        Machine
-	conn     conn
+	conn     Conn
 	vips     VIPs
 	recv     atomic.Pointer[receiver] // replaced on reload; read by the socket reader
 	stats    *counters
@@ -114,12 +114,13 @@ type queued struct {
 // Group is a sync group (or a lone instance): members that fail over
 // together. Its goroutine (run) owns every field below but ctl/in/track.
 type Group struct {
-	name     string
-	implicit bool // a lone instance, not a configured sync_group
-	members  []*member
-	hooks    Hooks
-	log      *slog.Logger
-	now      func() time.Time
+	name          string
+	implicit      bool // a lone instance, not a configured sync_group
+	members       []*member
+	hooks         Hooks
+	log           *slog.Logger
+	now           func() time.Time
+	runtimeTimers bool // Options.RuntimeTimers
 
 	in       chan inbound
 	track    chan trackUpdate

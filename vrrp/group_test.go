@@ -17,7 +17,7 @@ type fakeConn struct {
 	sent []packet.Advert
 }
 
-func (f *fakeConn) ReadPacket([]byte) (packetIn, error) { return packetIn{}, net.ErrClosed }
+func (f *fakeConn) ReadPacket([]byte) (PacketIn, error) { return PacketIn{}, net.ErrClosed }
 func (f *fakeConn) Source() netip.Addr                  { return f.src }
 func (f *fakeConn) Close() error                        { return nil }
 func (f *fakeConn) WritePacket(b []byte, dst netip.Addr) error {

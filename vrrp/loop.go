@@ -9,12 +9,15 @@ import (
 func (g *Group) run(ctx context.Context) {
 	g.ctx = ctx
 	defer close(g.doneCh)
-	timer, err := newPreciseTimer()
-	if err != nil {
-		// Without a timerfd, a runtime timer is late by up to a
-		// millisecond; VRRP still works.
-		g.log.Warn("falling back to runtime timers", "err", err)
-		timer = nil
+	var timer *preciseTimer
+	if !g.runtimeTimers {
+		var err error
+		if timer, err = newPreciseTimer(); err != nil {
+			// Without a timerfd, a runtime timer is late by up to a
+			// millisecond; VRRP still works.
+			g.log.Warn("falling back to runtime timers", "err", err)
+			timer = nil
+		}
 	}
 	fallback := time.NewTimer(time.Hour)
 	defer fallback.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ctha/ctha/internal/linkwatch"
 	"log/slog"
 	"net"
 	"slices"
@@ -25,8 +26,19 @@ type Options struct {
 	// DeferPreemption names the sync groups that start with preemption
 	// deferred (until SetDeferred lifts it).
 	DeferPreemption []string
-	// dial opens an instance's VRRP socket (tests replace it).
-	dial func(in Instance) (conn, error)
+
+	// The seams, for tests in one process.
+	//
+	// Dial opens an instance's VRRP connection (a raw socket on its
+	// interface by default).
+	Dial func(in Instance) (Conn, error)
+	// Host is what the Runner watches of the kernel's links and
+	// addresses (rtnetlink by default).
+	Host linkwatch.Host
+	// RuntimeTimers: the groups time their adverts with the Go runtime's
+	// timers rather than a timerfd (up to a millisecond later; a fake
+	// clock, such as testing/synctest's, needs them).
+	RuntimeTimers bool
 }
 
 // Runner runs every VRRP instance of a configuration.
@@ -48,8 +60,11 @@ func New(c Config, opts Options) (*Runner, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	if opts.dial == nil {
-		opts.dial = dialInstance
+	if opts.Dial == nil {
+		opts.Dial = dialInstance
+	}
+	if opts.Host == nil {
+		opts.Host = linkwatch.Kernel
 	}
 	if opts.NewVIPs == nil {
 		opts.NewVIPs = NewAddrVIPs
@@ -90,7 +105,7 @@ func New(c Config, opts Options) (*Runner, error) {
 	return r, nil
 }
 
-func dialInstance(in Instance) (conn, error) {
+func dialInstance(in Instance) (Conn, error) {
 	ifi, err := net.InterfaceByName(in.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: interface %s: %w", in.Name, in.Interface, err)
@@ -100,19 +115,20 @@ func dialInstance(in Instance) (conn, error) {
 
 func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, opts Options) error {
 	g := &Group{
-		name:      name,
-		implicit:  implicit,
-		log:       opts.Log.With("group", name),
-		now:       time.Now,
-		in:        make(chan inbound, 64),
-		track:     make(chan trackUpdate, 16),
-		addrs:     make(chan struct{}, 1),
-		ctl:       make(chan func()),
-		hookDone:  make(chan hookResult),
-		doneCh:    make(chan struct{}),
-		state:     Init,
-		demotions: map[string]int{},
-		deferred:  slices.Contains(opts.DeferPreemption, name),
+		name:          name,
+		implicit:      implicit,
+		log:           opts.Log.With("group", name),
+		runtimeTimers: opts.RuntimeTimers,
+		now:           time.Now,
+		in:            make(chan inbound, 64),
+		track:         make(chan trackUpdate, 16),
+		addrs:         make(chan struct{}, 1),
+		ctl:           make(chan func()),
+		hookDone:      make(chan hookResult),
+		doneCh:        make(chan struct{}),
+		state:         Init,
+		demotions:     map[string]int{},
+		deferred:      slices.Contains(opts.DeferPreemption, name),
 	}
 	if implicit {
 		g.log = opts.Log
@@ -128,7 +144,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 	r.groups = append(r.groups, g) // before errors, so Close releases what was made
 	for _, in := range ins {
 		log := g.log.With("instance", in.Name, "vrid", in.VRID, "iface", in.Interface)
-		cn, err := opts.dial(in)
+		cn, err := opts.Dial(in)
 		if err != nil {
 			return err
 		}
@@ -143,7 +159,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 		}}
 		mb.recv.Store(&receiver{
 			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
-			ifindex: ifindexOf(in.Interface), own: cn.Source(), unicastPeers: in.UnicastPeers,
+			ifindex: r.ifindexOf(in.Interface), own: cn.Source(), unicastPeers: in.UnicastPeers,
 			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.VIPs),
 		})
 		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
@@ -163,9 +179,9 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 	return nil
 }
 
-func ifindexOf(name string) int {
-	if ifi, err := net.InterfaceByName(name); err == nil {
-		return ifi.Index
+func (r *Runner) ifindexOf(name string) int {
+	if l, err := r.opts.Host.Link(name); err == nil {
+		return l.Index
 	}
 	return 0
 }
@@ -267,11 +283,11 @@ func (r *Runner) read(g *Group, i int) {
 			if s := fmt.Sprint(ad.Addrs); s != mismatch {
 				mismatch = s
 				mb.log.Warn("advert lists other virtual IPs than ours; check both configurations",
-					"from", p.src, "theirs", ad.Addrs, "ours", recv.vips)
+					"from", p.Src, "theirs", ad.Addrs, "ours", recv.vips)
 			}
 		}
 		select {
-		case g.in <- inbound{member: i, ad: ad, src: p.src, at: at}:
+		case g.in <- inbound{member: i, ad: ad, src: p.Src, at: at}:
 		case <-g.done():
 			return
 		}

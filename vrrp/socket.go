@@ -14,19 +14,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// packetIn is a received VRRP packet with what the receive checks need.
-type packetIn struct {
-	payload  []byte
-	src, dst netip.Addr
-	ttl      int // TTL or hop limit
-	ifindex  int
+// PacketIn is a received VRRP packet with what the receive checks need.
+type PacketIn struct {
+	Payload  []byte
+	Src, Dst netip.Addr
+	TTL      int // TTL or hop limit
+	Ifindex  int
 }
 
 // conn is an instance's VRRP endpoint on its interface. A fake stands in
 // for it in tests.
-type conn interface {
+type Conn interface {
 	// ReadPacket blocks until a packet arrives or the conn is closed.
-	ReadPacket(buf []byte) (packetIn, error)
+	ReadPacket(buf []byte) (PacketIn, error)
 	// WritePacket sends a VRRP message to dst with TTL 255 from Source().
 	WritePacket(b []byte, dst netip.Addr) error
 	// Source is the address adverts are sent from (and checksummed with).
@@ -40,7 +40,7 @@ const tosNetworkControl = 0xc0
 // dialConn opens a raw VRRP socket on ifi for one address family, bound
 // to the interface (so adverts from other links are never seen), joined
 // to the VRRP group when multicast is set.
-func dialConn(ifi *net.Interface, family6, multicast bool) (conn, error) {
+func dialConn(ifi *net.Interface, family6, multicast bool) (Conn, error) {
 	src, err := sourceAddr(ifi, family6)
 	if err != nil {
 		return nil, err
@@ -201,14 +201,14 @@ func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 
 // ReadPacket returns the packet with the TTL or hop limit, destination and
 // interface index the receive checks need.
-func (c *rawConn) ReadPacket(buf []byte) (packetIn, error) {
+func (c *rawConn) ReadPacket(buf []byte) (PacketIn, error) {
 	n, from, cm, err := c.read(buf)
 	if err != nil {
-		return packetIn{}, err
+		return PacketIn{}, err
 	}
-	p := packetIn{payload: buf[:n], ttl: cm.ttl, ifindex: cm.ifindex, dst: c.addr(cm.dst)}
+	p := PacketIn{Payload: buf[:n], TTL: cm.ttl, Ifindex: cm.ifindex, Dst: c.addr(cm.dst)}
 	if ip, ok := from.(*net.IPAddr); ok {
-		p.src = c.addr(ip.IP)
+		p.Src = c.addr(ip.IP)
 	}
 	return p, nil
 }

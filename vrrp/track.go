@@ -7,7 +7,6 @@ import (
 
 	"github.com/ctha/ctha/internal/linkwatch"
 	"github.com/ctha/ctha/internal/proc"
-	"github.com/vishvananda/netlink"
 )
 
 // Tracker names, by kind.
@@ -20,11 +19,9 @@ func scriptTracker(name string) string { return "script:" + name }
 // an instance whose link is down starts in FAULT rather than flapping.
 func (r *Runner) initLinks() {
 	for _, name := range r.links {
-		up := false
-		l, err := netlink.LinkByName(name)
-		if err == nil {
-			up = linkwatch.Up(l)
-		} else {
+		l, err := r.opts.Host.Link(name)
+		up := err == nil && l.Up
+		if err != nil {
 			r.log.Warn("tracked interface not found; it counts as down", "iface", name, "err", err)
 		}
 		for _, g := range r.groups {
@@ -65,7 +62,7 @@ func (r *Runner) startTrackers(ctx context.Context) {
 // links first: a change between initLinks and the watch is not missed).
 func (r *Runner) watchLinks(ctx context.Context) {
 	last := map[string]bool{}
-	err := linkwatch.Watch(ctx, func(u linkwatch.Update) {
+	err := r.opts.Host.Watch(ctx, func(u linkwatch.Update) {
 		if !slices.Contains(r.links, u.Name) {
 			return
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"time"
-
-	"github.com/vishvananda/netlink"
 )
 
 // vipCheckEvery: the VIPs are checked against the kernel at least this
@@ -59,34 +57,17 @@ func (g *Group) reconcileVIPs() {
 // watchAddrs tells every group when the kernel's addresses change, so
 // that it reconciles its VIPs at once.
 func (r *Runner) watchAddrs(ctx context.Context) {
-	updates := make(chan netlink.AddrUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
-		ErrorCallback: func(err error) {
-			if ctx.Err() == nil {
-				r.log.Warn("address watch failed; the virtual IPs are still checked every "+vipCheckEvery.String(), "err", err)
+	err := r.opts.Host.WatchAddrs(ctx, func() {
+		for _, g := range r.groups {
+			select {
+			case g.addrs <- struct{}{}:
+			default: // one pending check covers any number of changes
 			}
-		},
+		}
+	}, func(err error) {
+		r.log.Warn("address watch failed; the virtual IPs are still checked every "+vipCheckEvery.String(), "err", err)
 	})
 	if err != nil {
 		r.log.Warn("cannot watch addresses; the virtual IPs are checked every "+vipCheckEvery.String(), "err", err)
-		return
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-updates:
-			if !ok {
-				return
-			}
-			for _, g := range r.groups {
-				select {
-				case g.addrs <- struct{}{}:
-				default: // one pending check covers any number of changes
-				}
-			}
-		}
 	}
 }

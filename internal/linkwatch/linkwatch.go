@@ -1,4 +1,4 @@
-// Package linkwatch follows the kernel's network links through
+// Package linkwatch follows the kernel's network links (and addresses) through
 // rtnetlink: the state of every link of the namespace first, then every
 // change. The VRRP trackers and the sync links' carrier watch both use it.
 package linkwatch
@@ -67,6 +67,64 @@ func Watch(ctx context.Context, fn func(Update), onErr func(error)) error {
 			}
 			a := u.Link.Attrs()
 			fn(Update{Name: a.Name, Index: a.Index, Up: Up(u.Link) && u.Header.Type != unix.RTM_DELLINK})
+		}
+	}
+}
+
+// Host is what the engines watch of the kernel's links and addresses.
+// Kernel is the namespace's rtnetlink; tests give a fake.
+type Host interface {
+	// Link returns an interface's current state.
+	Link(name string) (Update, error)
+	// Watch is the package's Watch.
+	Watch(ctx context.Context, fn func(Update), onErr func(error)) error
+	// WatchAddrs calls fn after each change of the namespace's addresses
+	// until ctx is done; fn runs on the caller's goroutine. onErr (may be
+	// nil) gets the subscription's errors; WatchAddrs returns an error
+	// only when it could not start.
+	WatchAddrs(ctx context.Context, fn func(), onErr func(error)) error
+}
+
+// Kernel is the Host of the namespace the process runs in.
+var Kernel Host = kernel{}
+
+type kernel struct{}
+
+func (kernel) Link(name string) (Update, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return Update{Name: name}, err
+	}
+	return Update{Name: name, Index: l.Attrs().Index, Up: Up(l)}, nil
+}
+
+func (kernel) Watch(ctx context.Context, fn func(Update), onErr func(error)) error {
+	return Watch(ctx, fn, onErr)
+}
+
+func (kernel) WatchAddrs(ctx context.Context, fn func(), onErr func(error)) error {
+	updates := make(chan netlink.AddrUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
+		ErrorCallback: func(err error) {
+			if onErr != nil && ctx.Err() == nil {
+				onErr(err)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("address watch: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-updates:
+			if !ok {
+				return nil
+			}
+			fn()
 		}
 	}
 }
