@@ -476,7 +476,7 @@ func (e *Engine) startupTimeout() time.Duration {
 }
 
 func (e *Engine) refreshOwn() error {
-	addrs, err := interfaceAddrs()
+	addrs, err := e.opts.Host.Addrs()
 	if err == nil {
 		// The sync links' groups too: the peer's datagrams to a group
 		// are the pair's own traffic (their reply source is the group).

@@ -1,7 +1,6 @@
 package ctsync
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -177,21 +176,4 @@ func (f *filter) counts() map[string]uint64 {
 		m[r] = f.filtered[i].Load()
 	}
 	return m
-}
-
-// interfaceAddrs lists every address of this host (its namespace).
-func interfaceAddrs() ([]netip.Addr, error) {
-	as, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Addr
-	for _, a := range as {
-		if n, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok {
-				out = append(out, ip.Unmap())
-			}
-		}
-	}
-	return out, nil
 }

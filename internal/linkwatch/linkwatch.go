@@ -6,6 +6,8 @@ package linkwatch
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -83,6 +85,8 @@ type Host interface {
 	// nil) gets the subscription's errors; WatchAddrs returns an error
 	// only when it could not start.
 	WatchAddrs(ctx context.Context, fn func(), onErr func(error)) error
+	// Addrs returns the addresses of every interface.
+	Addrs() ([]netip.Addr, error)
 }
 
 // Kernel is the Host of the namespace the process runs in.
@@ -127,4 +131,20 @@ func (kernel) WatchAddrs(ctx context.Context, fn func(), onErr func(error)) erro
 			fn()
 		}
 	}
+}
+
+func (kernel) Addrs() ([]netip.Addr, error) {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }

@@ -1,0 +1,359 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ctha/ctha/ctsync"
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+	"golang.org/x/sys/unix"
+)
+
+// eventQueue is how many events a subscription holds before an overrun,
+// as a netlink socket's receive buffer would.
+const eventQueue = 1 << 16
+
+// Table is a node's conntrack table. Traffic (Add, Remove) and the
+// engine's writes change it; every change is an event for the
+// subscriptions, except those caused by a connection they ignore.
+type Table struct {
+	// WriteDelay is how long each flow of a write takes (0: none): a
+	// commit of n flows takes n times as long, on the clock.
+	WriteDelay time.Duration
+	// Max is the table's size (nf_conntrack_max); 0: 1<<20.
+	Max int
+
+	mu    sync.Mutex
+	flows map[ct.Key]ct.Flow
+	subs  []*events
+	ports uint32
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table { return &Table{flows: map[ct.Key]ct.Flow{}} }
+
+var _ ctsync.Kernel = (*Table)(nil)
+
+// Add is traffic: a new flow, or a flow's change.
+func (t *Table) Add(f ct.Flow) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.put(0, f)
+}
+
+// Remove is traffic: a flow ends. It reports whether it was there.
+func (t *Table) Remove(k ct.Key) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.del(0, k)
+}
+
+// Has reports whether the table holds k.
+func (t *Table) Has(k ct.Key) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.flows[k]
+	return ok
+}
+
+// Get returns the table's flow k.
+func (t *Table) Get(k ct.Key) (ct.Flow, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f, ok := t.flows[k]
+	return f, ok
+}
+
+// Len is how many flows the table holds.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.flows)
+}
+
+// Missing returns which of keys the table lacks.
+func (t *Table) Missing(keys []ct.Key) []ct.Key {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []ct.Key
+	for _, k := range keys {
+		if _, ok := t.flows[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Clear empties the table without events (a node rebooted).
+func (t *Table) Clear() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.flows)
+}
+
+// put and del change the table and tell the subscriptions; t.mu is held.
+func (t *Table) put(port uint32, f ct.Flow) {
+	typ := kernel.EventNew
+	if _, ok := t.flows[f.Key()]; ok {
+		typ = kernel.EventUpdate
+	}
+	t.flows[f.Key()] = f
+	t.publish(port, kernel.Event{Type: typ, Flow: f})
+}
+
+func (t *Table) del(port uint32, k ct.Key) bool {
+	f, ok := t.flows[k]
+	if ok {
+		delete(t.flows, k)
+		t.publish(port, kernel.Event{Type: kernel.EventDestroy, Flow: f})
+	}
+	return ok
+}
+
+func (t *Table) publish(port uint32, ev kernel.Event) {
+	for _, s := range t.subs {
+		s.offer(port, ev)
+	}
+}
+
+// EnsureEvents implements ctsync.Kernel.
+func (t *Table) EnsureEvents() error { return nil }
+
+// TableCount implements ctsync.Kernel.
+func (t *Table) TableCount() (int, int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	max := t.Max
+	if max == 0 {
+		max = 1 << 20
+	}
+	return len(t.flows), max, nil
+}
+
+// Dial implements ctsync.Kernel.
+func (t *Table) Dial() (ctsync.KernelConn, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ports++
+	return &tableConn{t: t, port: 1000 + t.ports}, nil
+}
+
+// Listen implements ctsync.Kernel.
+func (t *Table) Listen(opts kernel.ListenOptions) (ctsync.KernelEvents, error) {
+	s := &events{t: t, ignore: map[uint32]bool{}, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	if opts.IgnorePortID != 0 {
+		s.ignore[opts.IgnorePortID] = true
+	}
+	for _, p := range opts.IgnorePortIDs {
+		s.ignore[p] = true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.subs = append(t.subs, s)
+	return s, nil
+}
+
+// tableConn is a connection that dumps and writes the table.
+type tableConn struct {
+	t    *Table
+	port uint32
+}
+
+func (c *tableConn) PortID() uint32 { return c.port }
+func (c *tableConn) Close() error   { return nil }
+
+func (c *tableConn) Dump(ctx context.Context, fn func(ct.Flow) bool) error {
+	c.t.mu.Lock()
+	flows := slices.Collect(maps.Values(c.t.flows))
+	c.t.mu.Unlock()
+	for _, f := range flows {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !fn(f) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (c *tableConn) DumpExpect(context.Context) ([]ct.Expect, error) { return nil, nil }
+
+func (c *tableConn) WriteExpect(_ context.Context, _ kernel.Op, exps []ct.Expect) ([]error, error) {
+	return make([]error, len(exps)), nil
+}
+
+func (c *tableConn) Write(ctx context.Context, op kernel.Op, flows []ct.Flow, _ kernel.WriteOptions) (kernel.WriteResult, error) {
+	var res kernel.WriteResult
+	// A slow table writes a chunk at a time, so that its progress shows.
+	const chunk = 100
+	for start := 0; start < len(flows); start += chunk {
+		batch := flows[start:min(start+chunk, len(flows))]
+		if d := c.t.WriteDelay * time.Duration(len(batch)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				err := fmt.Errorf("%v conntrack flows: %w", op, ctx.Err())
+				for _, f := range flows[start:] {
+					res.Failed = append(res.Failed, kernel.WriteError{Key: f.Key(), Err: err})
+				}
+				return res, err
+			}
+		}
+		if err := c.write(op, batch, &res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func (c *tableConn) write(op kernel.Op, flows []ct.Flow, res *kernel.WriteResult) error {
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	for _, f := range flows {
+		_, exists := c.t.flows[f.Key()]
+		switch op {
+		case kernel.Create:
+			if exists {
+				c.t.del(c.port, f.Key())
+				res.Replaced++
+			}
+			c.t.put(c.port, f)
+			res.OK++
+		case kernel.Update:
+			if !exists {
+				res.Failed = append(res.Failed, kernel.WriteError{Key: f.Key(), Err: fmt.Errorf("update: %w", unix.ENOENT)})
+				continue
+			}
+			c.t.put(c.port, f)
+			res.OK++
+		case kernel.Delete:
+			if !c.t.del(c.port, f.Key()) {
+				res.Failed = append(res.Failed, kernel.WriteError{Key: f.Key(), Err: fmt.Errorf("delete: %w", unix.ENOENT)})
+				continue
+			}
+			res.OK++
+		default:
+			return fmt.Errorf("unknown write operation %v", op)
+		}
+	}
+	return nil
+}
+
+// events is a subscription to the table's events.
+type events struct {
+	t      *Table
+	ignore map[uint32]bool
+	wake   chan struct{} // something to receive
+	closed chan struct{}
+
+	mu       sync.Mutex // held after t.mu when both are
+	queue    []kernel.Event
+	overrun  bool
+	paused   bool
+	deadline time.Time
+	isClosed bool
+}
+
+func (s *events) offer(port uint32, ev kernel.Event) {
+	if s.ignore[port] {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.paused || s.isClosed:
+		return
+	case len(s.queue) >= eventQueue:
+		s.overrun = true
+	default:
+		s.queue = append(s.queue, ev)
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Receive blocks until events arrive, the deadline passes or the
+// subscription is closed.
+func (s *events) Receive(buf []kernel.Event) ([]kernel.Event, error) {
+	for {
+		s.mu.Lock()
+		switch {
+		case s.isClosed:
+			s.mu.Unlock()
+			return buf, net.ErrClosed
+		case s.overrun:
+			s.overrun, s.queue = false, nil
+			s.mu.Unlock()
+			return buf, kernel.ErrOverrun
+		case len(s.queue) > 0:
+			n := min(len(s.queue), 256)
+			buf = append(buf, s.queue[:n]...)
+			s.queue = s.queue[n:]
+			s.mu.Unlock()
+			return buf, nil
+		}
+		deadline := s.deadline
+		s.mu.Unlock()
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return buf, os.ErrDeadlineExceeded
+			}
+			expired = time.After(d)
+		}
+		select {
+		case <-s.wake:
+		case <-s.closed:
+		case <-expired:
+			return buf, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+func (s *events) SetReadDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+	select {
+	case s.wake <- struct{}{}: // a Receive under way looks again
+	default:
+	}
+	return nil
+}
+
+func (s *events) Pause() error  { return s.setPaused(true) }
+func (s *events) Resume() error { return s.setPaused(false) }
+
+func (s *events) setPaused(p bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.paused = p
+	if p {
+		s.queue = nil // what the socket held is gone with it
+	}
+	return nil
+}
+
+func (s *events) Close() error {
+	s.t.mu.Lock()
+	s.t.subs = slices.DeleteFunc(s.t.subs, func(x *events) bool { return x == s })
+	s.t.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.isClosed {
+		s.isClosed = true
+		close(s.closed)
+	}
+	return nil
+}
