@@ -33,6 +33,11 @@ const (
 
 	DefaultNotifyTimeout = 10 * time.Second
 
+	// MaxHookTimeout bounds the timeout of a track script and of a
+	// notify command: past it, a hung command is a stuck tracker or a
+	// group whose later notifications wait behind it. Neither needs more.
+	MaxHookTimeout = time.Hour
+
 	DefaultSyncMode           = ModeReliable
 	DefaultCacheMode          = CacheDirect
 	DefaultSyncPort           = 3780

@@ -10,6 +10,12 @@
 // A Config is usable only when the diagnostics hold no error; warnings (such
 // as insecure_no_auth) do not prevent running.
 //
+// ParseWith and LoadWith can also hold the configuration against the
+// machine it is for (host.go, `ctha check`): the interfaces and their
+// addresses, the commands. They ask the machine through the Host
+// interface; this package never looks at it itself. Options.Offline reads
+// nothing of the machine, not even the key file.
+//
 // Everything here is pure apart from reading the file and the sync key file;
 // it is safe for concurrent use.
 package cfg

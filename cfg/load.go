@@ -27,10 +27,28 @@ const (
 	maxMessage = 300
 )
 
+// Options say what Load and Parse check beyond the file itself. The zero
+// Options are what the daemon uses: the key file is read, the host is not
+// checked (the daemon finds out for itself).
+type Options struct {
+	// Host, when set, checks the configuration against this machine
+	// (host.go): the interfaces and their addresses, the commands.
+	Host Host
+	// Offline reads nothing of this machine, for config management and
+	// CI: the key file is not read (Config.Key stays zero; KeyFile is
+	// set), and Host is not consulted.
+	Offline bool
+}
+
 // Load reads and validates the configuration file at path. The Config is
 // valid only when the diagnostics hold no error (warnings may be present);
 // on error it is the zero Config.
 func Load(path string) (Config, hcl.Diagnostics) {
+	return LoadWith(path, Options{})
+}
+
+// LoadWith is Load with the checks o asks for (`ctha check`).
+func LoadWith(path string, o Options) (Config, hcl.Diagnostics) {
 	src, err := readBounded(path)
 	if err != nil {
 		return Config{}, hcl.Diagnostics{{
@@ -38,7 +56,7 @@ func Load(path string) (Config, hcl.Diagnostics) {
 			Summary:  fmt.Sprintf("cannot read configuration: %v", err),
 		}}
 	}
-	return Parse(src, path)
+	return ParseWith(src, path, o)
 }
 
 // readBounded reads at most MaxFileSize+1 bytes of path: enough to know
@@ -55,6 +73,12 @@ func readBounded(path string) ([]byte, error) {
 // Parse validates the configuration in src, read from filename. Relative
 // paths in it (the key file) resolve against filename's directory.
 func Parse(src []byte, filename string) (Config, hcl.Diagnostics) {
+	return ParseWith(src, filename, Options{})
+}
+
+// ParseWith is Parse with the checks o asks for. The host checks see even
+// a file with errors, so that every problem is reported at once.
+func ParseWith(src []byte, filename string, o Options) (Config, hcl.Diagnostics) {
 	if diags := checkBounds(src, filename); diags.HasErrors() {
 		return Config{}, limitDiagnostics(diags)
 	}
@@ -64,9 +88,12 @@ func Parse(src []byte, filename string) (Config, hcl.Diagnostics) {
 	}
 	d := &decoder{}
 	syn := d.file(f.Body)
-	v := &validator{file: filename, dir: filepath.Dir(filename)}
+	v := &validator{file: filename, dir: filepath.Dir(filename), offline: o.Offline}
 	c := v.config(syn)
 	c.Path = filename
+	if o.Host != nil && !o.Offline {
+		v.host(syn, &c, o.Host)
+	}
 
 	diags = append(d.diags, v.diags...)
 	sortDiagnostics(diags)
@@ -114,24 +141,49 @@ func checkBounds(src []byte, filename string) hcl.Diagnostics {
 	return nil
 }
 
+// Omitted is the Extra of the diagnostic that stands for those not shown
+// beyond MaxDiagnostics: how many errors and warnings it counts.
+type Omitted struct {
+	Errors, Warnings int
+}
+
 // limitDiagnostics keeps the first MaxDiagnostics, with one more that
 // counts the rest, and cuts each message to maxMessage characters.
 func limitDiagnostics(diags hcl.Diagnostics) hcl.Diagnostics {
 	if len(diags) > MaxDiagnostics {
 		rest := diags[MaxDiagnostics:]
+		var o Omitted
+		o.Errors, o.Warnings = Count(rest)
 		sev := hcl.DiagWarning
-		if rest.HasErrors() {
+		if o.Errors > 0 {
 			sev = hcl.DiagError
 		}
 		diags = append(diags[:MaxDiagnostics:MaxDiagnostics], &hcl.Diagnostic{
 			Severity: sev,
 			Summary:  fmt.Sprintf("%d more problems not shown (the first %d are)", len(rest), MaxDiagnostics),
+			Extra:    o,
 		})
 	}
 	for _, d := range diags {
 		d.Summary, d.Detail = cut(d.Summary), cut(d.Detail)
 	}
 	return diags
+}
+
+// Count returns how many errors and warnings diags hold, those counted
+// by a "more problems not shown" diagnostic included (it is not one more).
+func Count(diags hcl.Diagnostics) (errors, warnings int) {
+	for _, d := range diags {
+		switch o, ok := d.Extra.(Omitted); {
+		case ok:
+			errors, warnings = errors+o.Errors, warnings+o.Warnings
+		case d.Severity == hcl.DiagError:
+			errors++
+		default:
+			warnings++
+		}
+	}
+	return errors, warnings
 }
 
 // cut shortens s to maxMessage characters.

@@ -216,7 +216,38 @@ func decodeAttr[T any](d *decoder, attrs hcl.Attributes, name string, dst *attr[
 			Summary:  fmt.Sprintf("%s must be %s", name, typeName(dst.Val)),
 			Subject:  dst.Range.Ptr(),
 		})
+		return
 	}
+	if quoted(a.Expr) {
+		d.quotedScalar(name, dst.Val, dst.Range)
+	}
+}
+
+// quoted reports whether e is written as a string: in quotes, or a
+// heredoc.
+func quoted(e hcl.Expression) bool {
+	switch e.(type) {
+	case *hclsyntax.TemplateExpr, *hclsyntax.TemplateWrapExpr:
+		return true
+	}
+	return false
+}
+
+// quotedScalar warns about a number or a bool written as a string
+// (vrid = "51"), which HCL converts without a word: the file works, but
+// does not say what it means (a typo in the quotes, "5l", is an error
+// only by luck).
+func (d *decoder) quotedScalar(name string, v any, r hcl.Range) {
+	var msg string
+	switch v := v.(type) {
+	case int:
+		msg = fmt.Sprintf("%s is written as a string; write the number without quotes: %s = %d", name, name, v)
+	case bool:
+		msg = fmt.Sprintf("%s is written as a string; write true or false without quotes: %s = %t", name, name, v)
+	default:
+		return
+	}
+	d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: msg, Subject: r.Ptr()})
 }
 
 // typeName says in words what a value of T looks like in the file.

@@ -15,9 +15,10 @@ import (
 
 // validator turns the syntax structs into a Config, collecting diagnostics.
 type validator struct {
-	file  string // the config file, as named by the caller
-	dir   string // its directory, for relative paths
-	diags hcl.Diagnostics
+	file    string // the config file, as named by the caller
+	dir     string // its directory, for relative paths
+	offline bool   // read nothing of this machine (the key file)
+	diags   hcl.Diagnostics
 }
 
 func (v *validator) errorf(r hcl.Range, format string, args ...any) {
@@ -214,8 +215,13 @@ func (v *validator) control(s *controlSyntax) Control {
 	if s.Metrics.ok() {
 		c.Metrics = s.Metrics.Val
 		if c.Metrics != "" {
-			if _, port, err := net.SplitHostPort(c.Metrics); err != nil || !validPort(port) {
+			host, port, err := net.SplitHostPort(c.Metrics)
+			switch {
+			case err != nil || !validPort(port):
 				v.errorf(s.Metrics.Range, "metrics must be host:port (e.g. \"127.0.0.1:9477\") or \"\" to disable, got %q", c.Metrics)
+			case allInterfaces(host):
+				v.warnf(s.Metrics.Range, "metrics %q listens on every interface: anyone who reaches this firewall on port %s reads its state; give an address of a management network or \"127.0.0.1:%s\"",
+					c.Metrics, port, port)
 			}
 		}
 	}
@@ -231,6 +237,16 @@ func (v *validator) absPath(a attr[string], name, def string) string {
 		v.errorf(a.Range, "%s must be an absolute path, got %q", name, a.Val)
 	}
 	return a.Val
+}
+
+// allInterfaces reports whether a listening host means every interface:
+// empty, or an unspecified address (0.0.0.0, ::).
+func allInterfaces(host string) bool {
+	if host == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsUnspecified()
 }
 
 func validPort(s string) bool {
@@ -326,10 +342,14 @@ func (v *validator) required(set bool, b block, kind, name string) bool {
 
 // ifaceName checks a Linux interface name.
 func (v *validator) ifaceName(r hcl.Range, name string) {
-	if name == "" || len(name) > 15 || name == "." || name == ".." ||
-		strings.ContainsAny(name, "/: \t\n") {
+	if !validIfaceName(name) {
 		v.errorf(r, "%q is not a valid interface name (1-15 characters, no '/', ':' or spaces)", name)
 	}
+}
+
+func validIfaceName(name string) bool {
+	return name != "" && len(name) <= 15 && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/: \t\n")
 }
 
 // parsePrefix accepts "addr/len" or a bare address (a host prefix).

@@ -3,6 +3,7 @@ package cfg
 import (
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -164,7 +165,7 @@ func (v *validator) trackScript(s *trackScriptSyntax) TrackScript {
 		Fall:     v.intIn(s.Fall, "fall", DefaultScriptFall, 1, 100),
 		Weight:   v.intIn(s.Weight, "weight", 0, -254, 254),
 	}
-	t.Timeout = v.duration(s.Timeout, "timeout", min(DefaultScriptTimeout, t.Interval), positive)
+	t.Timeout = v.hookTimeout(s.Timeout, min(DefaultScriptTimeout, t.Interval))
 	if s.Timeout.ok() && t.Timeout > t.Interval {
 		v.errorf(s.Timeout.Range, "timeout (%s) must not exceed interval (%s)", t.Timeout, t.Interval)
 	}
@@ -196,9 +197,32 @@ func (v *validator) syncGroup(s *syncGroupSyntax) SyncGroup {
 		g.Notify.Master = v.commands(n.Master)
 		g.Notify.Backup = v.commands(n.Backup)
 		g.Notify.Fault = v.commands(n.Fault)
-		g.Notify.Timeout = v.duration(n.Timeout, "timeout", DefaultNotifyTimeout, positive)
+		g.Notify.Timeout = v.hookTimeout(n.Timeout, DefaultNotifyTimeout)
 	}
 	return g
+}
+
+// hookTimeout parses the timeout of a command ctha runs: positive and at
+// most MaxHookTimeout.
+func (v *validator) hookTimeout(a attr[string], def time.Duration) time.Duration {
+	d := v.duration(a, "timeout", def, positive)
+	if a.ok() && d > MaxHookTimeout {
+		v.errorf(a.Range, "timeout must be at most %s, got %q (a hung command is killed at its timeout)", shortDuration(MaxHookTimeout), a.Val)
+		return def
+	}
+	return d
+}
+
+// shortDuration writes d as a user would: "1h", not "1h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // commands checks a list of notify commands: absolute paths of executables.

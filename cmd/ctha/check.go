@@ -8,24 +8,47 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
+const checkDetail = `An error is what ctha run would fail on; a warning, what it would run with
+but wrongly. Exit 0: no error (warnings allowed); 1: errors; 2: a wrong
+command line.
+
+Besides the file itself, check holds it against this machine: the
+interfaces and their addresses, the track scripts and notify commands, the
+key file. --offline skips these, for a file checked away from its firewall
+(config management, CI).
+`
+
 func (c *cli) check(args []string) int {
 	fs := c.flags("check")
 	path := fs.String("c", cfg.DefaultConfigPath, "configuration `FILE`")
+	offline := fs.Bool("offline", false, "check the file alone, not against this machine: no interfaces, addresses,\ncommands or key file (for config management and CI)")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(c.stderr, "ctha check: unexpected argument %q (the file is given with -c)\n", fs.Arg(0))
+		fmt.Fprintf(c.stderr, "ctha: check: unexpected argument %q (the file is given with -c)\n", fs.Arg(0))
 		return exitUsage
 	}
-	conf, diags := cfg.Load(*path)
+	opts := cfg.Options{Offline: *offline, Host: c.host}
+	if opts.Host == nil {
+		opts.Host = systemHost{}
+	}
+	conf, diags := cfg.LoadWith(*path, opts)
 	c.printDiagnostics(diags)
-	if diags.HasErrors() {
-		errs, warns := countDiagnostics(diags)
+	errs, warns := cfg.Count(diags)
+	if errs > 0 {
 		fmt.Fprintf(c.stderr, "%s: %s, %s\n", *path, plural(errs, "error"), plural(warns, "warning"))
 		return exitFail
 	}
-	fmt.Fprintf(c.stdout, "%s: ok: %s\n", *path, summary(conf))
+	verdict := "ok"
+	if warns > 0 {
+		verdict += ", " + plural(warns, "warning")
+	}
+	sum := summary(conf, *offline)
+	if *offline {
+		sum += "; not checked against this machine (--offline)"
+	}
+	fmt.Fprintf(c.stdout, "%s: %s: %s\n", *path, verdict, sum)
 	return exitOK
 }
 
@@ -35,19 +58,9 @@ func (c *cli) printDiagnostics(diags hcl.Diagnostics) {
 	}
 }
 
-func countDiagnostics(diags hcl.Diagnostics) (errs, warns int) {
-	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			errs++
-		} else {
-			warns++
-		}
-	}
-	return errs, warns
-}
-
-// summary describes a valid configuration in one line.
-func summary(c cfg.Config) string {
+// summary describes a valid configuration in one line; offline, the key
+// was not read.
+func summary(c cfg.Config, offline bool) string {
 	parts := []string{"node " + c.NodeName}
 	var names []string
 	for _, in := range c.Instances {
@@ -77,7 +90,11 @@ func summary(c cfg.Config) string {
 			links = append(links, fmt.Sprintf("%s %s->%s", l.Name, l.Local, to))
 		}
 		key := "no authentication"
-		if !s.InsecureNoAuth {
+		switch {
+		case s.InsecureNoAuth:
+		case offline:
+			key = "key not read"
+		default:
 			key = "key " + s.Key.Fingerprint()
 		}
 		parts = append(parts, fmt.Sprintf("sync %s/%s over %s (%s), %s",

@@ -12,6 +12,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/ctha/ctha/cfg"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -32,7 +34,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"run", "[-c FILE] [-s SOCKET]", "run the daemon in the foreground (systemd Type=notify)", (*cli).run},
-		{"check", "[-c FILE]", "validate a configuration; print every problem as file:line,col: message", (*cli).check},
+		{"check", "[--offline] [-c FILE]", "validate a configuration; print every problem as file:line,col: message", (*cli).check},
 		{"status", "[--json] [-s SOCKET]", "show the role of every sync group and instance, and sync health", (*cli).status},
 		{"stats", "[--json] [-s SOCKET]", "show counters: VRRP adverts sent and received, drops by reason", (*cli).stats},
 		{"dump", "internal|external [--json] [-s SOCKET]", "list the flows of a cache: this node's (internal) or the peer's (external)", (*cli).dump},
@@ -43,6 +45,9 @@ func init() {
 		{"help", "[COMMAND]", "show this help, or a command's", (*cli).help},
 	}
 }
+
+// commandDetail is more of a command's help, after its summary.
+var commandDetail = map[string]string{"check": checkDetail}
 
 // Exit codes.
 const (
@@ -55,6 +60,8 @@ const (
 // process.
 type cli struct {
 	stdout, stderr io.Writer
+	// host is the machine `ctha check` checks against; nil: this one.
+	host cfg.Host
 }
 
 func main() {
@@ -109,6 +116,9 @@ func (c *cli) commandHelp(w io.Writer, fs *flag.FlagSet) {
 			continue
 		}
 		fmt.Fprintf(w, "Usage: ctha %s %s\n\n%s.\n", cmd.name, cmd.usage, upperFirst(cmd.summary))
+		if d := commandDetail[cmd.name]; d != "" {
+			fmt.Fprintf(w, "\n%s", d)
+		}
 		if hasFlags(fs) {
 			fmt.Fprintln(w, "\nOptions:")
 			fs.SetOutput(w)
