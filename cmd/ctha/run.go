@@ -32,7 +32,7 @@ func (c *cli) run(args []string) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(c.stderr, "ctha run: unexpected argument %q (the file is given with -c)\n", fs.Arg(0))
+		fmt.Fprintf(c.stderr, "ctha: run: unexpected argument %q (the file is given with -c)\n", fs.Arg(0))
 		return exitUsage
 	}
 	conf, diags := cfg.Load(*path)
