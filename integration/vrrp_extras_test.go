@@ -206,3 +206,67 @@ func TestVIPReconcile(t *testing.T) {
 		t.Errorf("metrics lack ctha_vrrp_vips_restored_total 1 for lan")
 	}
 }
+
+// TestInterfaceRecreated: the master's VRRP interface is deleted and
+// created again a second later under the same name, with a new index and
+// its addresses added back (as ifupdown or networkd rebuild a VLAN or a
+// bond). While it is gone, the backup holds the VIP; then the master
+// reopens its socket and addresses on the new interface and preempts.
+// Never do both hold the VIP for longer than a preemption takes.
+func TestInterfaceRecreated(t *testing.T) {
+	lab.RequireNetns(t)
+	const advert = 100 * time.Millisecond
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	fw1 := startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true}.config())
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true}.config())
+	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	vip := lab.LANVIP.Addr()
+
+	recreated := make(chan error, 1)
+	go func() { recreated <- l.RecreateLink(lab.RoleFW1, "lan", time.Second) }()
+	var both, longestBoth time.Duration
+	fw2Alone := false
+	last := time.Now()
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); {
+		has1, err1 := l.HasAddr(lab.RoleFW1, "lan", vip)
+		has2, err2 := l.HasAddr(lab.RoleFW2, "lan", vip)
+		now := time.Now()
+		if err2 != nil {
+			t.Fatalf("fw2's addresses: %v", err2)
+		}
+		// While fw1's lan is gone, fw1 holds nothing (err1: no such
+		// interface).
+		has1 = has1 && err1 == nil
+		if has1 && has2 {
+			both += now.Sub(last)
+			longestBoth = max(longestBoth, both)
+		} else {
+			both = 0
+		}
+		fw2Alone = fw2Alone || has2 && !has1
+		last = now
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := <-recreated; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("figure: both nodes held the VIP for at most %v in a row", longestBoth.Round(time.Millisecond))
+	if longestBoth > 3*advert {
+		t.Errorf("both nodes held the VIP for %v in a row\nfw1:\n%s\nfw2:\n%s", longestBoth, fw1.proc.Tail(15), fw2.proc.Tail(10))
+	}
+	if !fw2Alone {
+		t.Errorf("fw2 never held the VIP alone while fw1's lan was gone\n%s", fw2.proc.Tail(10))
+	}
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	if has, err := l.HasAddr(lab.RoleFW1, "lan", vip); err != nil || !has {
+		t.Errorf("fw1 master without the VIP on its new lan (%v)\n%s", err, fw1.proc.Tail(15))
+	}
+	if has, _ := l.HasAddr(lab.RoleFW2, "lan", vip); has {
+		t.Errorf("fw2 still holds the VIP")
+	}
+	if !strings.Contains(fw1.proc.Log(), "instance reopened on its new interface") {
+		t.Errorf("fw1 did not log the reopening:\n%s", fw1.proc.Tail(15))
+	}
+}

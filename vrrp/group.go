@@ -59,6 +59,11 @@ type member struct {
 	stats    *counters
 	trackers []*tracked
 	log      *slog.Logger
+	// bound is the index of the interface conn and vips were opened on;
+	// ifindex the interface's index now (the link watch's latest word).
+	// They differ once the interface was deleted and created again: the
+	// member is then FAULT until rebind has reopened both on the new one.
+	bound, ifindex int
 	// lastGARP is how long the last takeover took from the group's
 	// Master_Down (or preemption) to this member's first GARP / NA.
 	lastGARP time.Duration
@@ -82,11 +87,18 @@ func (mb *member) effective(extra int) (uint8, bool) {
 			adj += t.weight
 		}
 	}
+	if mb.stale() {
+		fault = true
+	}
 	if adj == 0 {
 		return mb.cfg.Priority, fault
 	}
 	return uint8(min(max(int(mb.cfg.Priority)+adj, 1), 254)), fault
 }
+
+// stale reports whether the member's socket and addresses are on an
+// interface that no longer exists.
+func (mb *member) stale() bool { return mb.ifindex != 0 && mb.ifindex != mb.bound }
 
 type inbound struct {
 	member int
@@ -96,8 +108,9 @@ type inbound struct {
 }
 
 type trackUpdate struct {
-	name string
-	up   bool
+	name  string
+	up    bool
+	index int // a link's interface index; 0: a script, or unknown
 }
 
 type hookResult struct {
@@ -145,6 +158,11 @@ type Group struct {
 	demote     int            // their sum
 	demoted    string         // their reasons, for status
 	publish    func(GroupStatus, []InstanceStatus)
+	// reopen opens an instance's connection and addresses again, on its
+	// interface as it is now; startReader reads a member's connection
+	// (the Runner's).
+	reopen      func(Instance, *slog.Logger) (Conn, VIPs, error)
+	startReader func(i int, c Conn)
 }
 
 // dispatch queues an event for a member; drain applies it.
@@ -311,7 +329,16 @@ func (g *Group) abortTakeover(i int) {
 // applyTracker records a tracker's new state and moves the members.
 func (g *Group) applyTracker(u trackUpdate) {
 	changed := false
-	for _, mb := range g.members {
+	for i, mb := range g.members {
+		if u.index != 0 && u.name == linkTracker(mb.cfg.Interface) && u.index != mb.ifindex {
+			mb.ifindex = u.index
+			if mb.stale() {
+				mb.log.Warn("VRRP interface created again: reopening the instance on it",
+					"ifindex", u.index, "was", mb.bound)
+				changed = true
+				g.rebind(i)
+			}
+		}
 		for _, t := range mb.trackers {
 			if t.name == u.name && t.up != u.up {
 				t.up, changed = u.up, true

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -274,4 +275,64 @@ func TestGroupHookAbortedByBetterMaster(t *testing.T) {
 	tg.at(9 * time.Second)
 	tg.timer()
 	<-h.started
+}
+
+// TestGroupRebind: the lan interface is created again with a new index
+// while master. The group is FAULT until lan is reopened on it; a reopen
+// that fails (no address on the new interface yet) is tried again, and
+// the group leaves FAULT only once it succeeded.
+func TestGroupRebind(t *testing.T) {
+	tg := newTestGroup(t, 100, nil)
+	for i, mb := range tg.members {
+		mb.cfg.Interface, mb.bound, mb.ifindex = mb.name, 2+i, 2+i
+	}
+	tg.at(4 * time.Second)
+	tg.timer()
+	if tg.state != Master {
+		t.Fatalf("setup: group %v", tg.state)
+	}
+	notYet := errors.New("no IPv4 address on lan")
+	var reopened *fakeConn
+	tg.reopen = func(in Instance, _ *slog.Logger) (Conn, VIPs, error) {
+		if notYet != nil {
+			return nil, nil, notYet
+		}
+		reopened = &fakeConn{src: netip.MustParseAddr("10.10.1.9")}
+		return reopened, &fakeVIPs{}, nil
+	}
+	var readers []Conn
+	tg.startReader = func(_ int, c Conn) { readers = append(readers, c) }
+
+	// The link watch reports lan with its new index (up at once).
+	tg.applyTracker(trackUpdate{name: linkTracker("lan"), up: true, index: 7})
+	tg.drain()
+	if got := tg.states(); got != [2]State{Fault, Fault} || !tg.members[0].stale() {
+		t.Fatalf("lan not reopened: states %v, want both FAULT", got)
+	}
+	if tg.vips[0].up || tg.vips[1].up {
+		t.Error("VIPs still up while FAULT")
+	}
+	tg.retryStale()
+	tg.drain()
+	if got := tg.states(); got != [2]State{Fault, Fault} {
+		t.Fatalf("a failed reopen let the group leave FAULT: %v", got)
+	}
+
+	notYet = nil
+	tg.retryStale()
+	tg.drain()
+	if got := tg.states(); got != [2]State{Backup, Backup} {
+		t.Fatalf("after the reopen states %v, want both BACKUP", got)
+	}
+	lan := tg.members[0]
+	if lan.conn != reopened || lan.bound != 7 || lan.recv.Load().ifindex != 7 || lan.m.Primary != reopened.src {
+		t.Errorf("lan not moved to its new interface: bound %d, receiver ifindex %d, primary %v",
+			lan.bound, lan.recv.Load().ifindex, lan.m.Primary)
+	}
+	if len(readers) != 1 || readers[0] != reopened {
+		t.Errorf("readers started %v, want one on the new connection", readers)
+	}
+	if tg.members[1].bound != 3 {
+		t.Error("wan was reopened though its interface did not change")
+	}
 }

@@ -68,8 +68,10 @@ func (g *Group) run(ctx context.Context) {
 		case u := <-g.track:
 			g.applyTracker(u)
 		case <-g.addrs:
+			g.retryStale()
 			g.reconcileVIPs()
 		case <-vipCheck.C:
+			g.retryStale()
 			g.reconcileVIPs()
 		case r := <-g.hookDone:
 			g.hookFinished(r)
@@ -92,3 +94,11 @@ func (g *Group) deadline() time.Time {
 
 // done is closed when the group's goroutine has ended.
 func (g *Group) done() <-chan struct{} { return g.doneCh }
+
+// retryStale reopens the members whose interface was created again, and
+// lets them leave FAULT once they are.
+func (g *Group) retryStale() {
+	if g.rebindStale() {
+		g.reevaluate()
+	}
+}

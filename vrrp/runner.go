@@ -136,6 +136,23 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 	if opts.Hooks != nil && !implicit {
 		g.hooks = opts.Hooks(name)
 	}
+	g.reopen = func(in Instance, log *slog.Logger) (Conn, VIPs, error) {
+		cn, err := opts.Dial(in)
+		if err != nil {
+			return nil, nil, err
+		}
+		vips, err := opts.NewVIPs(in, log)
+		if err != nil {
+			cn.Close()
+			return nil, nil, err
+		}
+		return cn, vips, nil
+	}
+	// Readers started by a rebind are waited for too: Run waits for
+	// r.wg only after every group's goroutine has ended.
+	g.startReader = func(i int, cn Conn) {
+		r.wg.Go(func() { r.read(g, i, cn) })
+	}
 	g.publish = func(gs GroupStatus, is []InstanceStatus) {
 		if r.box.set(gs, g.implicit, is) && opts.OnChange != nil {
 			opts.OnChange()
@@ -157,9 +174,10 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 			Version: in.Version, Priority: in.Priority, AdvertInterval: in.AdvertInterval,
 			Preempt: in.Preempt, PreemptDelay: in.PreemptDelay, Primary: cn.Source(),
 		}}
+		mb.bound = r.ifindexOf(in.Interface)
 		mb.recv.Store(&receiver{
 			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
-			ifindex: r.ifindexOf(in.Interface), own: cn.Source(), unicastPeers: in.UnicastPeers,
+			ifindex: mb.bound, own: cn.Source(), unicastPeers: in.UnicastPeers,
 			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.VIPs),
 		})
 		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
@@ -218,12 +236,8 @@ func (r *Runner) Run(ctx context.Context) {
 
 	var groups sync.WaitGroup
 	for _, g := range r.groups {
-		for i := range g.members {
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				r.read(g, i)
-			}()
+		for i, mb := range g.members {
+			g.startReader(i, mb.conn)
 		}
 		groups.Add(1)
 		go func() {
@@ -256,12 +270,12 @@ func (r *Runner) Close() error {
 
 // read runs the receive checks on one member's socket and hands valid
 // adverts to the group.
-func (r *Runner) read(g *Group, i int) {
+func (r *Runner) read(g *Group, i int, conn Conn) {
 	mb := g.members[i]
 	buf := make([]byte, 2048)
 	var mismatch string
 	for {
-		p, err := mb.conn.ReadPacket(buf)
+		p, err := conn.ReadPacket(buf)
 		at := time.Now()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {

@@ -61,16 +61,16 @@ func (r *Runner) startTrackers(ctx context.Context) {
 // watchLinks follows carrier changes of the tracked links (the existing
 // links first: a change between initLinks and the watch is not missed).
 func (r *Runner) watchLinks(ctx context.Context) {
-	last := map[string]bool{}
+	last := map[string]linkwatch.Update{}
 	err := r.opts.Host.Watch(ctx, func(u linkwatch.Update) {
 		if !slices.Contains(r.links, u.Name) {
 			return
 		}
-		if prev, seen := last[u.Name]; seen && prev == u.Up {
+		if prev, seen := last[u.Name]; seen && prev.Up == u.Up && prev.Index == u.Index {
 			return
 		}
-		last[u.Name] = u.Up
-		r.broadcast(ctx, trackUpdate{name: linkTracker(u.Name), up: u.Up})
+		last[u.Name] = u
+		r.broadcast(ctx, trackUpdate{name: linkTracker(u.Name), up: u.Up, index: u.Index})
 	}, func(err error) { r.log.Error("link watch failed", "err", err) })
 	if err != nil {
 		r.log.Error("cannot watch links; tracked interfaces keep their start state", "err", err)

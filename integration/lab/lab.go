@@ -373,3 +373,40 @@ func (l *Lab) close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// RecreateLink deletes role's interface ifname (a veth: its other end
+// goes with it), waits gone, and creates it again as the lab built it,
+// addresses included, as ifupdown or networkd do when they rebuild a VLAN
+// or a bond: the interface comes back under its name with a new index.
+func (l *Lab) RecreateLink(role, ifname string, gone time.Duration) error {
+	vs := veths
+	if l.opts.SecondSyncLink {
+		vs = append(slices.Clip(vs), sync2Veth)
+	}
+	i := slices.IndexFunc(vs, func(v veth) bool {
+		return v.roleA == role && v.ifA == ifname || v.roleB == role && v.ifB == ifname
+	})
+	if i < 0 {
+		return fmt.Errorf("lab: no interface %s in %s", ifname, role)
+	}
+	v := vs[i]
+	if err := ip(l.NS(role), "link", "del", ifname); err != nil {
+		return fmt.Errorf("delete %s/%s: %w", role, ifname, err)
+	}
+	time.Sleep(gone)
+	if err := l.addVeth(v); err != nil {
+		return err
+	}
+	as := ifaddrs
+	if l.opts.SecondSyncLink {
+		as = append(slices.Clip(as), sync2Addrs...)
+	}
+	for _, a := range as {
+		if a.role == v.roleA && a.ifname == v.ifA || a.role == v.roleB && a.ifname == v.ifB {
+			if err := l.addAddrs(a); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -124,6 +124,7 @@ func newSimPair(t *testing.T, o simOptions) *simPair {
 			stateDir: t.TempDir(), table: sim.NewTable(), opts: o}
 		n.host = sim.NewHost("lan", "sync")
 		n.host.Addresses = []netip.Addr{n.lan, n.syncAddr}
+		n.host.OnDelete = func(string) { p.addrs.Drop(n.name) }
 		p.nodes[i] = n
 	}
 	return p
@@ -195,7 +196,7 @@ func (n *simNode) start() {
 	}
 	r, err := vrrp.New(n.vrrpConfig(), vrrp.Options{
 		Log: log, Hooks: func(string) vrrp.Hooks { return g }, DeferPreemption: []string{simGroup},
-		NewVIPs: n.p.addrs.Manager(n.name), Dial: n.p.seg.Dialer(map[string]netip.Addr{"lan": n.lan}),
+		NewVIPs: n.p.addrs.Manager(n.name), Dial: n.p.seg.Dialer(n.host, map[string]netip.Addr{"lan": n.lan}),
 		Host: n.host, RuntimeTimers: true,
 	})
 	if err != nil {

@@ -340,3 +340,42 @@ func TestPairReloadDuringTransition(t *testing.T) {
 		}
 	})
 }
+
+// TestPairInterfaceRecreated: the master's VRRP interface is deleted,
+// and created again a second later (a new index, its addresses gone). The node is FAULT
+// while it is gone (the backup takes over with every flow), reopens its
+// socket and addresses on the new interface, and takes the VIPs back.
+// Never do two nodes hold the VIPs for longer than a preemption takes.
+func TestPairInterfaceRecreated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := startPair(t, simOptions{}, 200)
+		defer p.stopAll()
+		fw1 := p.nodes[0]
+		fw1.host.Delete("lan")
+		run, longest := 0, 0 // samples in a row with two holders
+		sawFW2 := false
+		for i := range 500 { // 5 s
+			if i == 100 {
+				fw1.host.Create("lan")
+			}
+			time.Sleep(10 * time.Millisecond)
+			h := p.holders()
+			if len(h) > 1 {
+				run++
+				longest = max(longest, run)
+			} else {
+				run = 0
+			}
+			sawFW2 = sawFW2 || slices.Equal(h, []string{"fw2"})
+		}
+		if longest > 1 {
+			t.Errorf("both nodes held the VIPs for %d ms", longest*10)
+		}
+		if !sawFW2 {
+			t.Error("fw2 never held the VIPs alone while fw1's interface was gone")
+		}
+		p.checkOneHolder("fw1")
+		p.checkTakeovers("fw1", "fw2", "fw1")
+		p.checkRoles()
+	})
+}

@@ -36,6 +36,15 @@ func (a *Addresses) Manager(node string) func(vrrp.Instance, *slog.Logger) (vrrp
 	}
 }
 
+// Drop removes every address a node holds (its interface was deleted).
+func (a *Addresses) Drop(node string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for p := range a.held {
+		a.set(node, p, false)
+	}
+}
+
 func (a *Addresses) set(node string, p netip.Prefix, on bool) {
 	h := slices.DeleteFunc(a.held[p], func(n string) bool { return n == node })
 	if on {

@@ -15,19 +15,24 @@ import (
 type Host struct {
 	// Addresses are the node's own (not its VIPs).
 	Addresses []netip.Addr
+	// OnDelete, if set, runs when a link is deleted (Recreate), after the
+	// watchers are told: the addresses on it go with it.
+	OnDelete func(name string)
 
 	mu    sync.Mutex
 	links map[string]linkwatch.Update
 	subs  []chan linkwatch.Update
+	next  int // the next interface index
 }
 
 var _ linkwatch.Host = (*Host)(nil)
 
 // NewHost returns a host with the named links, up.
 func NewHost(links ...string) *Host {
-	h := &Host{links: map[string]linkwatch.Update{}}
-	for i, name := range links {
-		h.links[name] = linkwatch.Update{Name: name, Index: i + 2, Up: true}
+	h := &Host{links: map[string]linkwatch.Update{}, next: 2}
+	for _, name := range links {
+		h.links[name] = linkwatch.Update{Name: name, Index: h.next, Up: true}
+		h.next++
 	}
 	return h
 }
@@ -44,6 +49,28 @@ func (h *Host) SetLink(name string, up bool) {
 	h.links[name] = u
 	for _, c := range h.subs {
 		c <- u // buffered beyond any test's changes
+	}
+}
+
+// Delete deletes a link (as ifupdown or networkd rebuilding a VLAN or a
+// bond): the watchers see it go, and the addresses on it go with it.
+func (h *Host) Delete(name string) {
+	h.SetLink(name, false)
+	if h.OnDelete != nil {
+		h.OnDelete(name)
+	}
+}
+
+// Create creates a deleted link again under its name, up, with a new
+// index.
+func (h *Host) Create(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	u := linkwatch.Update{Name: name, Index: h.next, Up: true}
+	h.next++
+	h.links[name] = u
+	for _, c := range h.subs {
+		c <- u
 	}
 }
 

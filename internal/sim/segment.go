@@ -26,14 +26,22 @@ func NewSegment() *Segment {
 }
 
 // Dialer returns a node's vrrp.Options.Dial: its instance on interface
-// i sends from addrs[i].
-func (s *Segment) Dialer(addrs map[string]netip.Addr) func(vrrp.Instance) (vrrp.Conn, error) {
+// i sends from addrs[i]. A connection is bound to the interface of the
+// host as it is when dialled: once the interface is created again
+// (Host.Create), it neither sends nor receives, as a raw socket bound
+// to a deleted interface.
+func (s *Segment) Dialer(h *Host, addrs map[string]netip.Addr) func(vrrp.Instance) (vrrp.Conn, error) {
 	return func(in vrrp.Instance) (vrrp.Conn, error) {
 		src, ok := addrs[in.Interface]
 		if !ok {
 			return nil, fmt.Errorf("sim: no address on %s", in.Interface)
 		}
-		c := &vrrpConn{s: s, iface: in.Interface, src: src, inbox: make(chan vrrp.PacketIn, 256), closed: make(chan struct{})}
+		l, err := h.Link(in.Interface)
+		if err != nil {
+			return nil, err
+		}
+		c := &vrrpConn{s: s, iface: in.Interface, src: src, host: h, index: l.Index,
+			inbox: make(chan vrrp.PacketIn, 256), closed: make(chan struct{})}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.conns[in.Interface] = append(s.conns[in.Interface], c)
@@ -54,12 +62,12 @@ func (s *Segment) Cut(cut bool, addrs ...netip.Addr) {
 func (s *Segment) send(from *vrrpConn, b []byte, dst netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cut[from.src] {
+	if s.cut[from.src] || !from.live() {
 		return
 	}
 	multicast := dst == packet.Group4 || dst == packet.Group6
 	for _, c := range s.conns[from.iface] {
-		if c == from || s.cut[c.src] || !multicast && c.src != dst {
+		if c == from || s.cut[c.src] || !multicast && c.src != dst || !c.live() {
 			continue
 		}
 		p := vrrp.PacketIn{Payload: append([]byte(nil), b...), Src: from.src, Dst: dst, TTL: packet.TTL}
@@ -76,9 +84,17 @@ type vrrpConn struct {
 	s      *Segment
 	iface  string
 	src    netip.Addr
+	host   *Host
+	index  int // of the interface it was opened on
 	inbox  chan vrrp.PacketIn
 	closed chan struct{}
 	once   sync.Once
+}
+
+// live reports whether the interface it was opened on still exists.
+func (c *vrrpConn) live() bool {
+	l, err := c.host.Link(c.iface)
+	return err == nil && l.Index == c.index
 }
 
 func (c *vrrpConn) ReadPacket(buf []byte) (vrrp.PacketIn, error) {
