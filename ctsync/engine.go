@@ -237,7 +237,7 @@ func (e *Engine) Run(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		now := time.Now()
-		nextProbe := e.tickLinks(now)
+		nextProbe := e.tickLinks(ctx, now)
 		e.flush(now)
 		e.publish(now) // before maintain's dumps, which may take a while
 		e.maintain(ctx, now)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -24,7 +25,15 @@ type link struct {
 	cfg  Link
 	conn PacketConn
 	dst  netip.AddrPort // the peer, or the group
+	// index is the interface's index when conn was opened; retryAt,
+	// when reopening it on a new interface may be tried again.
+	index   int
+	retryAt time.Time
 }
+
+// reopenRetry: a link whose interface was created again, and whose
+// socket could not be opened on it, is tried again after this long.
+const reopenRetry = time.Second
 
 // multicast reports whether the link sends to a group.
 func (l *link) multicast() bool { return l.cfg.MulticastGroup.IsValid() }

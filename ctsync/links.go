@@ -39,9 +39,9 @@ func openLinks(cs []Link, opts Options) (*linkSet, error) {
 		// up is taken as up: silence still tells.
 		up := true
 		if u, err := opts.Host.Link(c.Interface); err == nil {
-			up = u.Up
+			up, l.index = u.Up, u.Index
 		}
-		ls.views = append(ls.views, linkView{carrier: up})
+		ls.views = append(ls.views, linkView{carrier: up, ifindex: l.index})
 	}
 	return ls, nil
 }
@@ -69,22 +69,23 @@ func (ls *linkSet) groups() []netip.Addr {
 // startLinks starts a receiver per link and the carrier watch; they stop
 // when ctx is done and the links are closed.
 func (e *Engine) startLinks(ctx context.Context) {
-	for i := range e.ls.links {
-		e.wg.Add(1)
-		go func() { defer e.wg.Done(); e.receive(ctx, i) }()
+	for i, l := range e.ls.links {
+		e.wg.Go(func() { e.receive(ctx, i, l.conn) })
 	}
 	e.wg.Add(1)
 	go func() { defer e.wg.Done(); e.watchCarrier(ctx) }()
 }
 
-// receive authenticates the datagrams of link i and forwards them to the
-// loop.
-func (e *Engine) receive(ctx context.Context, i int) {
+// receive authenticates the datagrams that conn, link i's socket, reads
+// and forwards them to the loop, until conn is closed. Only the link's
+// configuration is read of it: the loop may replace its socket
+// (reopenLinks).
+func (e *Engine) receive(ctx context.Context, i int, conn PacketConn) {
 	l := e.ls.links[i]
 	buf := make([]byte, 65536)
 	var backoff time.Duration // after a read error: 1 ms, doubling up to 1 s
 	for {
-		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -135,6 +136,9 @@ func (e *Engine) watchCarrier(ctx context.Context) {
 			}
 			_ = e.do(ctx, func() {
 				v := &e.ls.views[i]
+				if u.Index != 0 {
+					v.ifindex = u.Index
+				}
 				if v.carrier != u.Up {
 					e.log.Info("sync link carrier", "link", l.cfg.Name, "iface", u.Name, "up", u.Up)
 					// What was heard before the change proves nothing
@@ -165,8 +169,9 @@ func (e *Engine) linkHeard(i int, payload []byte, now time.Time) {
 
 // tickLinks sends the probes that are due, chooses the active link, and
 // returns when it must run again.
-func (e *Engine) tickLinks(now time.Time) time.Time {
+func (e *Engine) tickLinks(ctx context.Context, now time.Time) time.Time {
 	ls := e.ls
+	e.reopenLinks(ctx, now)
 	if !now.Before(ls.nextProbe) {
 		ls.nextProbe = now.Add(probeEvery)
 		var buf []byte
@@ -220,4 +225,33 @@ func (e *Engine) linkStatus(now time.Time) []LinkStatus {
 			Carrier: v.carrier, Up: v.up(now, linkSilence), Active: i == e.ls.active}
 	}
 	return out
+}
+
+// reopenLinks opens again the socket of each link whose interface was
+// deleted and created again: a socket bound to the old one (as
+// SO_BINDTODEVICE binds) would neither send nor receive any more. A link
+// whose new interface cannot take the socket yet (its address is not
+// there) is tried again every reopenRetry.
+func (e *Engine) reopenLinks(ctx context.Context, now time.Time) {
+	for i, l := range e.ls.links {
+		v := &e.ls.views[i]
+		if v.ifindex == 0 || v.ifindex == l.index || now.Before(l.retryAt) {
+			continue
+		}
+		conn, err := e.opts.Listen(l.cfg)
+		if err != nil {
+			if l.retryAt.IsZero() {
+				e.log.Warn("sync link's interface created again; its socket cannot be opened on it yet",
+					"link", l.cfg.Name, "iface", l.cfg.Interface, "err", err)
+			}
+			l.retryAt = now.Add(reopenRetry)
+			continue
+		}
+		old := l.conn
+		l.conn, l.index, l.retryAt = conn, v.ifindex, time.Time{}
+		old.Close() // its receiver ends
+		e.wg.Go(func() { e.receive(ctx, i, conn) })
+		e.log.Info("sync link reopened on its interface, created again", "link", l.cfg.Name,
+			"iface", l.cfg.Interface, "ifindex", l.index)
+	}
 }

@@ -33,6 +33,7 @@ type linkView struct {
 	carrier   bool      // the interface is up with carrier (rtnetlink)
 	heard     time.Time // the last datagram from the peer on it; zero: never
 	peerHears bool      // the peer's last probe on it said it hears this node
+	ifindex   int       // the interface's index now (rtnetlink); 0: unknown
 }
 
 // hears reports whether the peer was heard on the link within silence.

@@ -124,7 +124,11 @@ func newSimPair(t *testing.T, o simOptions) *simPair {
 			stateDir: t.TempDir(), table: sim.NewTable(), opts: o}
 		n.host = sim.NewHost("lan", "sync")
 		n.host.Addresses = []netip.Addr{n.lan, n.syncAddr}
-		n.host.OnDelete = func(string) { p.addrs.Drop(n.name) }
+		n.host.OnDelete = func(iface string) {
+			if iface == "lan" { // the VIPs' interface
+				p.addrs.Drop(n.name)
+			}
+		}
 		p.nodes[i] = n
 	}
 	return p
@@ -180,7 +184,7 @@ func (n *simNode) start() {
 	t.Helper()
 	log := n.p.log.With("node", n.name)
 	eng, err := ctsync.New(n.syncConfig(), ctsync.Options{Log: log, StateDir: n.stateDir,
-		VIPs: []netip.Addr{simVIP.Addr()}, Kernel: n.table, Listen: n.p.net.Listen, Host: n.host})
+		VIPs: []netip.Addr{simVIP.Addr()}, Kernel: n.table, Listen: n.p.net.Listener(n.host), Host: n.host})
 	if err != nil {
 		t.Fatalf("%s: %v", n.name, err)
 	}

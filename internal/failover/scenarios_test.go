@@ -379,3 +379,29 @@ func TestPairInterfaceRecreated(t *testing.T) {
 		p.checkRoles()
 	})
 }
+
+// TestPairSyncInterfaceRecreated: the backup's sync interface is deleted
+// and created again. Its sync socket is reopened on the new interface,
+// so the flows started afterwards reach it too: it takes over with every
+// one of them when the master dies.
+func TestPairSyncInterfaceRecreated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := startPair(t, simOptions{}, 200)
+		defer p.stopAll()
+		fw1, fw2 := p.nodes[0], p.nodes[1]
+		fw2.host.Delete("sync")
+		p.settle(time.Second)
+		fw2.host.Create("sync")
+		p.settle(simSettle)
+		p.traffic(fw1, 300)
+		p.settle(simSettle)
+		if n := fw2.table.Len(); n != 500 {
+			t.Errorf("fw2 holds %d of the 500 flows after its sync interface came back", n)
+		}
+		fw1.crash()
+		p.waitFor("fw2 master", 5*time.Second, func() bool { return fw2.state() == vrrp.Master })
+		p.settle(simSettle)
+		p.checkOneHolder("fw2")
+		p.checkTakeovers("fw1", "fw2")
+	})
+}

@@ -76,21 +76,32 @@ func (n *Net) Counts() (sent, lost int) {
 	return n.sent, n.lost
 }
 
-// Listen opens a socket bound to the link's local address and port (the
-// sync engine's ctsync.Options.Listen).
-func (n *Net) Listen(l ctsync.Link) (ctsync.PacketConn, error) {
-	if l.MulticastGroup.IsValid() {
-		return nil, fmt.Errorf("sim: multicast sync links are not simulated")
+// Listener returns a node's ctsync.Options.Listen: a socket bound to the
+// link's local address and port, and to its interface on h as it is
+// when the socket is opened. Once the interface is created again
+// (Host.Create) the socket neither sends nor receives, as a socket bound
+// (SO_BINDTODEVICE) to a deleted interface, and another may take its
+// address.
+func (n *Net) Listener(h *Host) func(ctsync.Link) (ctsync.PacketConn, error) {
+	return func(l ctsync.Link) (ctsync.PacketConn, error) {
+		if l.MulticastGroup.IsValid() {
+			return nil, fmt.Errorf("sim: multicast sync links are not simulated")
+		}
+		dev, err := h.Link(l.Interface)
+		if err != nil {
+			return nil, err
+		}
+		at := netip.AddrPortFrom(l.Local, l.Port)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if old, ok := n.socks[at]; ok && old.live() {
+			return nil, fmt.Errorf("listen udp %v: address already in use", at)
+		}
+		s := &socket{n: n, at: at, host: h, iface: l.Interface, index: dev.Index,
+			inbox: make(chan datagram, socketQueue), closed: make(chan struct{})}
+		n.socks[at] = s
+		return s, nil
 	}
-	at := netip.AddrPortFrom(l.Local, l.Port)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.socks[at]; ok {
-		return nil, fmt.Errorf("listen udp %v: address already in use", at)
-	}
-	s := &socket{n: n, at: at, inbox: make(chan datagram, socketQueue), closed: make(chan struct{})}
-	n.socks[at] = s
-	return s, nil
 }
 
 type datagram struct {
@@ -105,7 +116,7 @@ func (n *Net) send(s *socket, b []byte, dst netip.AddrPort) {
 	n.sent++
 	pair := [2]netip.Addr{s.at.Addr(), dst.Addr()}
 	c := n.conds[pair]
-	if c.Cut || n.down[pair[0]] || n.down[pair[1]] || c.Loss > 0 && n.rng.Float64() < c.Loss {
+	if c.Cut || n.down[pair[0]] || n.down[pair[1]] || !s.live() || c.Loss > 0 && n.rng.Float64() < c.Loss {
 		n.lost++
 		return
 	}
@@ -129,12 +140,12 @@ func (n *Net) send(s *socket, b []byte, dst netip.AddrPort) {
 		n.mu.Lock()
 		to := n.socks[dst]
 		n.mu.Unlock()
-		if to != nil {
+		if to != nil && to.live() {
 			to.deliver(d)
 		}
 	}
 	if wait <= 0 {
-		if to := n.socks[dst]; to != nil {
+		if to := n.socks[dst]; to != nil && to.live() {
 			to.deliver(d)
 		}
 		return
@@ -146,9 +157,18 @@ func (n *Net) send(s *socket, b []byte, dst netip.AddrPort) {
 type socket struct {
 	n      *Net
 	at     netip.AddrPort
+	host   *Host
+	iface  string
+	index  int // of the interface it was bound to
 	inbox  chan datagram
 	closed chan struct{}
 	once   sync.Once
+}
+
+// live reports whether the interface it was bound to still exists.
+func (s *socket) live() bool {
+	l, err := s.host.Link(s.iface)
+	return err == nil && l.Index == s.index
 }
 
 func (s *socket) deliver(d datagram) {
@@ -181,7 +201,9 @@ func (s *socket) Close() error {
 	s.once.Do(func() {
 		close(s.closed)
 		s.n.mu.Lock()
-		delete(s.n.socks, s.at)
+		if s.n.socks[s.at] == s {
+			delete(s.n.socks, s.at)
+		}
 		s.n.mu.Unlock()
 	})
 	return nil
