@@ -86,7 +86,8 @@ func TestChoreographySmoke(t *testing.T) {
 	// The metrics endpoint (control.metrics default 127.0.0.1:9477) tells the same.
 	m := l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics")
 	for _, want := range []string{`ctha_group_state{group="fw"} 2`, `ctha_vrrp_state{instance="lan"} 2`, "ctha_sync_peer_up 1",
-		`ctha_sync_drops_total{reason="auth"} 0`, `ctha_sync_cache_entries{cache="internal"}`} {
+		`ctha_sync_drops_total{reason="auth"} 0`, `ctha_sync_cache_entries{cache="internal"}`,
+		"go_goroutines ", "process_resident_memory_bytes "} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -122,7 +123,10 @@ func b2f(b bool) float64 {
 // serveMetrics serves /metrics on addr until ctx is done.
 func (d *daemonState) serveMetrics(ctx context.Context, addr string) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{d})
+	// The runtime's and the process's own figures too (go_goroutines,
+	// process_resident_memory_bytes, ...), as any Go exporter has them.
+	reg.MustRegister(collector{d}, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)
