@@ -107,6 +107,37 @@ func (e *Engine) SetRole(ctx context.Context, r Role) error {
 		e.wr.mayPause.Store(r != RoleMaster)
 		if r == RoleMaster {
 			e.bulkAsked = time.Time{} // a master awaits no copy of the peer's
+		} else {
+			e.yieldToPeer()
 		}
 	})
+}
+
+// yieldToPeer: the peer is master now, so its state of a flow both nodes
+// hold replaces this node's own. The own entry stopped seeing the flow's
+// packets when the VIPs moved: its TCP window is stale, and the packets
+// it would see on a takeover back could fall outside it and be dropped
+// as INVALID; the peer's state is written as every peer state is (with
+// the liberal window, unless tcp_window_tracking). The peer's records
+// that arrive from now on replace the own entries anyway (apply); this
+// covers those that came before the role changed (the new master's
+// copy starts at once, often before this node has stepped down).
+func (e *Engine) yieldToPeer() {
+	var yield []ct.Key
+	for k := range e.internal.keys() {
+		if e.external.has(k) {
+			yield = append(yield, k)
+		}
+	}
+	var ops []flowOp
+	for _, k := range yield {
+		e.internal.del(k)
+		if f, ok := e.external.get(k); ok && e.mirror(k) {
+			ops = append(ops, flowOp{kernel.Create, f})
+		}
+	}
+	if len(yield) > 0 {
+		e.log.Info("the peer's states replace this node's own", "flows", len(yield))
+	}
+	e.queueWrite(writeJob{flows: ops})
 }

@@ -50,7 +50,10 @@ type simPair struct {
 
 	mu     sync.Mutex
 	flows  map[ct.Key]bool // every flow the pair forwards now
-	nextID uint16
+	keys   []ct.Key        // flows' keys, in creation order
+	// lastFwd is where and when each flow's packets last passed.
+	lastFwd map[ct.Key]simForward
+	nextID  uint16
 	// takeovers records each node's VIPs going up, with what its table
 	// lacked then of the pair's flows.
 	takeovers []simTakeover
@@ -59,6 +62,15 @@ type simPair struct {
 type simTakeover struct {
 	node    string
 	missing int
+	// stale counts the flows whose entry would drop their next packet as
+	// INVALID: one the node's own kernel made (a strict TCP window) that
+	// has not seen the flow's packets since they went through the peer.
+	stale int
+}
+
+type simForward struct {
+	node string
+	at   time.Time
 }
 
 // simOptions change a pair's configuration.
@@ -114,7 +126,7 @@ func newSimPair(t *testing.T, o simOptions) *simPair {
 	p := &simPair{
 		t: t, log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		seg: sim.NewSegment(), net: sim.NewNet(1), addrs: sim.NewAddresses(), key: key,
-		flows: map[ct.Key]bool{},
+		flows: map[ct.Key]bool{}, lastFwd: map[ct.Key]simForward{},
 	}
 	p.addrs.OnUp = p.onUp
 	for i := range p.nodes {
@@ -135,19 +147,40 @@ func newSimPair(t *testing.T, o simOptions) *simPair {
 }
 
 // onUp runs when a node adds the VIPs: what does its table lack of the
-// pair's flows?
+// pair's flows, or hold too stale to forward them?
 func (p *simPair) onUp(node, _ string) {
 	n := p.node(node)
 	p.mu.Lock()
-	keys := make([]ct.Key, 0, len(p.flows))
-	for k := range p.flows {
-		keys = append(keys, k)
+	defer p.mu.Unlock()
+	tk := simTakeover{node: node}
+	for _, k := range p.keys {
+		e, ok := n.table.Get(k)
+		last := p.lastFwd[k]
+		switch {
+		case !ok:
+			tk.missing++
+		case !e.Liberal && last.node != node && e.Seen.Before(last.at):
+			tk.stale++
+		}
 	}
-	p.mu.Unlock()
-	missing := n.table.Missing(keys)
+	p.takeovers = append(p.takeovers, tk)
+}
+
+// forward passes a packet of every flow through the node that holds the
+// VIP, if exactly one does.
+func (p *simPair) forward() {
+	h := p.addrs.Holders(simVIP)
+	if len(h) != 1 {
+		return
+	}
+	n := p.node(h[0])
 	p.mu.Lock()
-	p.takeovers = append(p.takeovers, simTakeover{node: node, missing: len(missing)})
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	n.table.Forward(p.keys)
+	now := time.Now()
+	for _, k := range p.keys {
+		p.lastFwd[k] = simForward{node: n.name, at: now}
+	}
 }
 
 func (p *simPair) node(name string) *simNode {
@@ -262,11 +295,18 @@ func (p *simPair) traffic(master *simNode, count int) {
 			Timeout: 432000, TCP: ct.TCPInfo{State: ct.TCPEstablished}}
 		master.table.Add(f)
 		p.flows[f.Key()] = true
+		p.keys = append(p.keys, f.Key())
+		p.lastFwd[f.Key()] = simForward{node: master.name, at: time.Now()}
 	}
 }
 
-// settle lets the pair run for d on the fake clock.
-func (p *simPair) settle(d time.Duration) { time.Sleep(d) }
+// settle lets the pair run for d on the fake clock, with traffic.
+func (p *simPair) settle(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		p.forward()
+		time.Sleep(min(50*time.Millisecond, time.Until(end)))
+	}
+}
 
 // waitFor runs the clock until cond holds, at most limit.
 func (p *simPair) waitFor(what string, limit time.Duration, cond func() bool) {
@@ -275,6 +315,7 @@ func (p *simPair) waitFor(what string, limit time.Duration, cond func() bool) {
 		if time.Now().After(end) {
 			p.t.Fatalf("after %v: %s", limit, what)
 		}
+		p.forward()
 		time.Sleep(10 * time.Millisecond)
 	}
 }
@@ -305,6 +346,9 @@ func (p *simPair) checkTakeovers(want ...string) {
 		got = append(got, tk.node)
 		if tk.missing > 0 {
 			p.t.Errorf("%s took the VIPs lacking %d of the pair's %d flows", tk.node, tk.missing, len(p.flows))
+		}
+		if tk.stale > 0 {
+			p.t.Errorf("%s took the VIPs with %d of the pair's %d flows in a stale entry of its own (their packets INVALID)", tk.node, tk.stale, len(p.flows))
 		}
 	}
 	if !slices.Equal(got, want) {

@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"slices"
@@ -31,13 +30,31 @@ type Table struct {
 	Max int
 
 	mu    sync.Mutex
-	flows map[ct.Key]ct.Flow
+	flows map[ct.Key]*entry
 	subs  []*events
 	ports uint32
 }
 
+// entry is a flow in the table, with what decides whether its next packet
+// passes the kernel's TCP window check.
+type entry struct {
+	flow ct.Flow
+	// liberal: written by ctha with the liberal window
+	// (WriteOptions.Liberal); the window of the others is only as recent
+	// as the last packet the table saw (seen).
+	liberal bool
+	seen    time.Time
+}
+
+// Entry is what the table holds of a flow.
+type Entry struct {
+	Flow    ct.Flow
+	Liberal bool      // written with the liberal TCP window
+	Seen    time.Time // when traffic last passed (Add, Forward); zero: never
+}
+
 // NewTable returns an empty table.
-func NewTable() *Table { return &Table{flows: map[ct.Key]ct.Flow{}} }
+func NewTable() *Table { return &Table{flows: map[ct.Key]*entry{}} }
 
 var _ ctsync.Kernel = (*Table)(nil)
 
@@ -45,7 +62,20 @@ var _ ctsync.Kernel = (*Table)(nil)
 func (t *Table) Add(f ct.Flow) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.put(0, f)
+	t.put(0, f, false).seen = time.Now()
+}
+
+// Forward is traffic through the table: the flows it holds of keys see a
+// packet (which moves their window on, without an event).
+func (t *Table) Forward(keys []ct.Key) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	for _, k := range keys {
+		if e, ok := t.flows[k]; ok {
+			e.seen = now
+		}
+	}
 }
 
 // Remove is traffic: a flow ends. It reports whether it was there.
@@ -63,12 +93,15 @@ func (t *Table) Has(k ct.Key) bool {
 	return ok
 }
 
-// Get returns the table's flow k.
-func (t *Table) Get(k ct.Key) (ct.Flow, bool) {
+// Get returns what the table holds of flow k.
+func (t *Table) Get(k ct.Key) (Entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	f, ok := t.flows[k]
-	return f, ok
+	e, ok := t.flows[k]
+	if !ok {
+		return Entry{}, false
+	}
+	return Entry{Flow: e.flow, Liberal: e.liberal, Seen: e.seen}, true
 }
 
 // Len is how many flows the table holds.
@@ -99,20 +132,25 @@ func (t *Table) Clear() {
 }
 
 // put and del change the table and tell the subscriptions; t.mu is held.
-func (t *Table) put(port uint32, f ct.Flow) {
+func (t *Table) put(port uint32, f ct.Flow, liberal bool) *entry {
 	typ := kernel.EventNew
-	if _, ok := t.flows[f.Key()]; ok {
+	e, ok := t.flows[f.Key()]
+	if ok {
 		typ = kernel.EventUpdate
+	} else {
+		e = &entry{}
+		t.flows[f.Key()] = e
 	}
-	t.flows[f.Key()] = f
+	e.flow, e.liberal = f, liberal
 	t.publish(port, kernel.Event{Type: typ, Flow: f})
+	return e
 }
 
 func (t *Table) del(port uint32, k ct.Key) bool {
-	f, ok := t.flows[k]
+	e, ok := t.flows[k]
 	if ok {
 		delete(t.flows, k)
-		t.publish(port, kernel.Event{Type: kernel.EventDestroy, Flow: f})
+		t.publish(port, kernel.Event{Type: kernel.EventDestroy, Flow: e.flow})
 	}
 	return ok
 }
@@ -171,7 +209,10 @@ func (c *tableConn) Close() error   { return nil }
 
 func (c *tableConn) Dump(ctx context.Context, fn func(ct.Flow) bool) error {
 	c.t.mu.Lock()
-	flows := slices.Collect(maps.Values(c.t.flows))
+	flows := make([]ct.Flow, 0, len(c.t.flows))
+	for _, e := range c.t.flows {
+		flows = append(flows, e.flow)
+	}
 	c.t.mu.Unlock()
 	for _, f := range flows {
 		if err := ctx.Err(); err != nil {
@@ -190,7 +231,7 @@ func (c *tableConn) WriteExpect(_ context.Context, _ kernel.Op, exps []ct.Expect
 	return make([]error, len(exps)), nil
 }
 
-func (c *tableConn) Write(ctx context.Context, op kernel.Op, flows []ct.Flow, _ kernel.WriteOptions) (kernel.WriteResult, error) {
+func (c *tableConn) Write(ctx context.Context, op kernel.Op, flows []ct.Flow, opts kernel.WriteOptions) (kernel.WriteResult, error) {
 	var res kernel.WriteResult
 	// A slow table writes a chunk at a time, so that its progress shows.
 	const chunk = 100
@@ -207,14 +248,14 @@ func (c *tableConn) Write(ctx context.Context, op kernel.Op, flows []ct.Flow, _ 
 				return res, err
 			}
 		}
-		if err := c.write(op, batch, &res); err != nil {
+		if err := c.write(op, batch, opts.Liberal, &res); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
 }
 
-func (c *tableConn) write(op kernel.Op, flows []ct.Flow, res *kernel.WriteResult) error {
+func (c *tableConn) write(op kernel.Op, flows []ct.Flow, liberal bool, res *kernel.WriteResult) error {
 	c.t.mu.Lock()
 	defer c.t.mu.Unlock()
 	for _, f := range flows {
@@ -225,14 +266,14 @@ func (c *tableConn) write(op kernel.Op, flows []ct.Flow, res *kernel.WriteResult
 				c.t.del(c.port, f.Key())
 				res.Replaced++
 			}
-			c.t.put(c.port, f)
+			c.t.put(c.port, f, liberal)
 			res.OK++
 		case kernel.Update:
 			if !exists {
 				res.Failed = append(res.Failed, kernel.WriteError{Key: f.Key(), Err: fmt.Errorf("update: %w", unix.ENOENT)})
 				continue
 			}
-			c.t.put(c.port, f)
+			c.t.put(c.port, f, liberal)
 			res.OK++
 		case kernel.Delete:
 			if !c.t.del(c.port, f.Key()) {
