@@ -48,9 +48,9 @@ type simPair struct {
 	key   auth.Key
 	nodes [2]*simNode
 
-	mu     sync.Mutex
-	flows  map[ct.Key]bool // every flow the pair forwards now
-	keys   []ct.Key        // flows' keys, in creation order
+	mu    sync.Mutex
+	flows map[ct.Key]bool // every flow the pair forwards now
+	keys  []ct.Key        // flows' keys, in creation order
 	// lastFwd is where and when each flow's packets last passed.
 	lastFwd map[ct.Key]simForward
 	nextID  uint16
