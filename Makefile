@@ -9,7 +9,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test test-race lint fuzz bench-vrrp bench-perf bench demo help clean
+.PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-perf bench demo help clean
 
 all: lint test build
 
@@ -40,6 +40,13 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## chaos: seeded random faults against the pair with live flows: 10 min at each of two random seeds (root; CHAOS_SEEDS=1,2 CHAOS_DURATION=2m replay)
+CHAOS_SEEDS    ?= random,random
+CHAOS_DURATION ?= 10m
+chaos:
+	CTHA_CHAOS_SEEDS='$(CHAOS_SEEDS)' CTHA_CHAOS_DURATION='$(CHAOS_DURATION)' \
+	  $(GO) test -count=1 -run '^TestChaos$$' -timeout 90m -v ./integration/
 
 ## demo: see it work: a ctha pair in namespaces, live TCP flows, the master killed (root; DEMO_KEEP=1, DEMO_ADVERT=300ms)
 demo: build

@@ -32,7 +32,7 @@ import (
 //   - the daemons' RSS and goroutines stay flat (over each daemon run).
 //
 // `make chaos` runs it for 10 minutes per seed at two random seeds
-// (CTHA_CHAOS_SEEDS, CTHA_CHAOS_DURATION replay or change that); `make
+// (CHAOS_SEEDS=1,2 CHAOS_DURATION=2m replay or change that); `make
 // test` runs it for 50 s at each of two fixed seeds. A failure names
 // the seed and the command that replays it.
 
@@ -204,7 +204,7 @@ func TestChaos(t *testing.T) {
 			defer func() {
 				c.report()
 				if t.Failed() {
-					t.Logf("replay: CTHA_CHAOS_SEEDS=%d CTHA_CHAOS_DURATION=%v make chaos", seed, per)
+					t.Logf("replay: make chaos CHAOS_SEEDS=%d CHAOS_DURATION=%v", seed, per)
 				}
 			}()
 			c.r = newFailRig(t, "direct", true, chaosBackground)
@@ -269,7 +269,9 @@ func (c *chaosRun) step(n int, f chaosFault, target string) {
 		c.t.Errorf("seed %d step %d (%s on %s): %d of %d flows survived", c.seed, n, f.name, target, rep.Survived, rep.Flows)
 	}
 	if row.invalid != 0 {
-		c.t.Errorf("seed %d step %d (%s on %s): %d packets of live flows dropped as INVALID", c.seed, n, f.name, target, row.invalid)
+		c.t.Errorf("seed %d step %d (%s on %s): %d packets of live flows dropped as INVALID (fw1 %d, fw2 %d)\nfw1:\n%s\nfw2:\n%s",
+			c.seed, n, f.name, target, row.invalid, after1-inv1, after2-inv2,
+			c.r.nodes[lab.RoleFW1].proc.Tail(40), c.r.nodes[lab.RoleFW2].proc.Tail(40))
 	}
 }
 
