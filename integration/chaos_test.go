@@ -43,6 +43,16 @@ const (
 	chaosBackground = 5000
 )
 
+// chaosTraceRuleset marks the forwarded packets conntrack finds INVALID
+// for `nft monitor trace`, before the lab's ruleset drops them.
+const chaosTraceRuleset = `table inet chaostrace {
+	chain marks {
+		type filter hook forward priority -10;
+		ct state invalid meta nftrace set 1
+	}
+}
+`
+
 // chaosFault is one kind of fault: apply does it and heals it.
 type chaosFault struct {
 	name  string
@@ -166,6 +176,7 @@ type memSample struct {
 }
 
 type chaosRun struct {
+	traces  map[string]*lab.Proc // nft monitor trace, by role
 	t       *testing.T
 	r       *failRig
 	seed    uint64
@@ -200,7 +211,8 @@ func TestChaos(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			c := &chaosRun{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed)), samples: map[string][]memSample{}}
+			c := &chaosRun{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed)), samples: map[string][]memSample{},
+				traces: map[string]*lab.Proc{}}
 			defer func() {
 				c.report()
 				if t.Failed() {
@@ -209,10 +221,23 @@ func TestChaos(t *testing.T) {
 			}()
 			c.r = newFailRig(t, "direct", true, chaosBackground)
 			c.r.l.Start(t, lab.RoleServer, "flowgen-server", flowgenBin, "server", "-listen", lab.ServerAddr.Addr().String()+":5001")
+			// The packets dropped as INVALID are traced, so that a
+			// failure shows them.
+			for _, fw := range []string{lab.RoleFW1, lab.RoleFW2} {
+				c.must(c.r.l.Nft(fw, chaosTraceRuleset))
+				c.traces[fw] = c.r.l.Start(t, fw, "nft-trace-"+fw, "nft", "monitor", "trace")
+			}
 			c.waitSettled(30 * time.Second)
 			c.sample()
+			faults := chaosFaults
+			if only := os.Getenv("CTHA_CHAOS_FAULTS"); only != "" {
+				faults = slices.DeleteFunc(slices.Clone(faults), func(f chaosFault) bool { return !strings.Contains(f.name, only) })
+				if len(faults) == 0 {
+					t.Fatalf("CTHA_CHAOS_FAULTS=%q matches no fault", only)
+				}
+			}
 			for end, step := time.Now().Add(per), 1; time.Now().Before(end) && !t.Failed(); step++ {
-				f := chaosFaults[c.rng.IntN(len(chaosFaults))]
+				f := faults[c.rng.IntN(len(faults))]
 				target := []string{lab.RoleFW1, lab.RoleFW2}[c.rng.IntN(2)]
 				c.step(step, f, target)
 				c.sample()
@@ -269,9 +294,10 @@ func (c *chaosRun) step(n int, f chaosFault, target string) {
 		c.t.Errorf("seed %d step %d (%s on %s): %d of %d flows survived", c.seed, n, f.name, target, rep.Survived, rep.Flows)
 	}
 	if row.invalid != 0 {
-		c.t.Errorf("seed %d step %d (%s on %s): %d packets of live flows dropped as INVALID (fw1 %d, fw2 %d)\nfw1:\n%s\nfw2:\n%s",
+		c.t.Errorf("seed %d step %d (%s on %s): %d packets of live flows dropped as INVALID (fw1 %d, fw2 %d)\nfw1:\n%s\nfw2:\n%s\ntraced on fw1:\n%s\ntraced on fw2:\n%s",
 			c.seed, n, f.name, target, row.invalid, after1-inv1, after2-inv2,
-			c.r.nodes[lab.RoleFW1].proc.Tail(40), c.r.nodes[lab.RoleFW2].proc.Tail(40))
+			c.r.nodes[lab.RoleFW1].proc.Tail(40), c.r.nodes[lab.RoleFW2].proc.Tail(40),
+			c.traces[lab.RoleFW1].Tail(60), c.traces[lab.RoleFW2].Tail(60))
 	}
 }
 

@@ -314,9 +314,11 @@ func flowDiff(want, got *ct.Flow, liberal bool) string {
 		if liberal && (g.FlagsOrig&ct.TCPFlagBeLiberal == 0 || g.FlagsRepl&ct.TCPFlagBeLiberal == 0) {
 			d = append(d, fmt.Sprintf("tcp flags %#x/%#x without BE_LIBERAL", g.FlagsOrig, g.FlagsRepl))
 		}
-		const lib = ct.TCPFlagBeLiberal
-		if w.FlagsOrig&^lib != g.FlagsOrig&^lib || w.FlagsRepl&^lib != g.FlagsRepl&^lib {
-			d = append(d, fmt.Sprintf("tcp flags %#x/%#x, want %#x/%#x (BE_LIBERAL aside)", g.FlagsOrig, g.FlagsRepl, w.FlagsOrig, w.FlagsRepl))
+		// BE_LIBERAL is ours to set; MAXACK_SET is never written (the
+		// td_maxack it vouches for cannot be).
+		const aside = ct.TCPFlagBeLiberal | ct.TCPFlagMaxackSet
+		if w.FlagsOrig&^aside != g.FlagsOrig&^aside || w.FlagsRepl&^aside != g.FlagsRepl&^aside {
+			d = append(d, fmt.Sprintf("tcp flags %#x/%#x, want %#x/%#x (BE_LIBERAL and MAXACK_SET aside)", g.FlagsOrig, g.FlagsRepl, w.FlagsOrig, w.FlagsRepl))
 		}
 	}
 	if diff := int64(want.Timeout) - int64(got.Timeout); diff > timeoutTolerance || diff < -timeoutTolerance {

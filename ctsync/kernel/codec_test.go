@@ -205,8 +205,8 @@ func TestWScaleFixup(t *testing.T) {
 	_, as := attrs(t, msgs[1])
 	tcp := as[ctaProtoInfo].Children[0]
 	for _, c := range tcp.Children {
-		if c.Type == ctaTCPFlagsRepl && (c.Data[0] != 0 || c.Data[1] != ct.TCPFlagWindowScale) {
-			t.Errorf("fixup reply flags %v, want {0, WINDOW_SCALE}", c.Data)
+		if c.Type == ctaTCPFlagsRepl && (c.Data[0] != 0 || c.Data[1] != ct.TCPFlagWindowScale|ct.TCPFlagMaxackSet) {
+			t.Errorf("fixup reply flags %v, want {0, WINDOW_SCALE|MAXACK_SET}", c.Data)
 		}
 	}
 	g := plain(ct.ProtoTCP, "10.1.0.1", "10.2.0.1", 1, 2) // both directions scale
@@ -290,4 +290,37 @@ func FuzzEncodeDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMaxackSetCleared: a written TCP entry never says its td_maxack is
+// valid (ctnetlink cannot write it): with MAXACK_SET and a td_maxack of
+// 0, the kernel drops about half of the flow's RSTs as INVALID.
+func TestMaxackSetCleared(t *testing.T) {
+	f := plain(ct.ProtoTCP, "10.1.0.1", "10.2.0.1", 1, 2)
+	f.TCP.FlagsOrig |= ct.TCPFlagMaxackSet | ct.TCPFlagSACKPerm
+	f.TCP.FlagsRepl |= ct.TCPFlagMaxackSet
+	for _, op := range []Op{Create, Update} {
+		msgs, err := appendFlowMessages(nil, op, &f, WriteOptions{Liberal: true})
+		if err != nil || len(msgs) == 0 {
+			t.Fatalf("%v: %d messages, %v", op, len(msgs), err)
+		}
+		_, as := attrs(t, msgs[0])
+		seen := 0
+		for _, c := range as[ctaProtoInfo].Children[0].Children {
+			if c.Type != ctaTCPFlagsOrig && c.Type != ctaTCPFlagsRepl {
+				continue
+			}
+			seen++
+			flags, mask := c.Data[0], c.Data[1]
+			if flags&ct.TCPFlagMaxackSet != 0 || mask&ct.TCPFlagMaxackSet == 0 {
+				t.Errorf("%v: flags %#x mask %#x: MAXACK_SET must be cleared (in the mask, not in the flags)", op, flags, mask)
+			}
+			if flags&ct.TCPFlagBeLiberal == 0 || mask&flags != flags {
+				t.Errorf("%v: flags %#x mask %#x: the other flags must be set", op, flags, mask)
+			}
+		}
+		if seen != 2 {
+			t.Errorf("%v: %d TCP flag attributes, want 2", op, seen)
+		}
+	}
 }

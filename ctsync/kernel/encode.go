@@ -223,8 +223,8 @@ func encodeProtoInfo(ae *netlink.AttributeEncoder, f *ct.Flow, liberal bool) {
 				tae.Uint8(ctaTCPState, f.TCP.State)
 				// The kernel applies the flags first, then the window scales
 				// if both directions have TCPFlagWindowScale.
-				tae.Bytes(ctaTCPFlagsOrig, []byte{fo, fo}) // struct nf_ct_tcp_flags {flags, mask}
-				tae.Bytes(ctaTCPFlagsRepl, []byte{fr, fr})
+				tae.Bytes(ctaTCPFlagsOrig, []byte{fo, tcpMask(fo)}) // struct nf_ct_tcp_flags {flags, mask}
+				tae.Bytes(ctaTCPFlagsRepl, []byte{fr, tcpMask(fr)})
 				tae.Uint8(ctaTCPWScaleOrig, f.TCP.WScaleOrig)
 				tae.Uint8(ctaTCPWScaleRepl, f.TCP.WScaleRepl)
 				return nil
@@ -263,14 +263,24 @@ func encodeSeqAdj(ae *netlink.AttributeEncoder, typ uint16, s ct.SeqAdj) {
 	})
 }
 
+// tcpFlags returns the TCP flags written for f. TCPFlagMaxackSet is
+// cleared: it says the entry's td_maxack is valid, and ctnetlink cannot
+// write td_maxack, so a written entry with the flag would have the kernel
+// check an RST's sequence against a td_maxack of 0 and drop about half of
+// the flows' RSTs as INVALID ("invalid rst"). The mask (tcpMask) includes
+// it, so that a replaced entry loses it too.
 func tcpFlags(f *ct.Flow, liberal bool) (orig, repl uint8) {
-	orig, repl = f.TCP.FlagsOrig, f.TCP.FlagsRepl
+	orig, repl = f.TCP.FlagsOrig&^ct.TCPFlagMaxackSet, f.TCP.FlagsRepl&^ct.TCPFlagMaxackSet
 	if liberal {
 		orig |= ct.TCPFlagBeLiberal
 		repl |= ct.TCPFlagBeLiberal
 	}
 	return orig, repl
 }
+
+// tcpMask is the mask of the written flags fl: the flags themselves, and
+// TCPFlagMaxackSet, which is always cleared.
+func tcpMask(fl uint8) uint8 { return fl | ct.TCPFlagMaxackSet }
 
 // needsWScaleFixup reports whether a TCP flow has a window scale the kernel
 // would skip: it takes CTA_PROTOINFO_TCP_WSCALE_* only when both
@@ -300,8 +310,8 @@ func wscaleFixup(f *ct.Flow, opts WriteOptions) (netlink.Message, error) {
 	}
 	ae.Nested(ctaProtoInfo, func(pae *netlink.AttributeEncoder) error {
 		pae.Nested(ctaProtoInfoTCP, func(tae *netlink.AttributeEncoder) error {
-			tae.Bytes(ctaTCPFlagsOrig, []byte{fo, fo | ws})
-			tae.Bytes(ctaTCPFlagsRepl, []byte{fr, fr | ws})
+			tae.Bytes(ctaTCPFlagsOrig, []byte{fo, tcpMask(fo) | ws})
+			tae.Bytes(ctaTCPFlagsRepl, []byte{fr, tcpMask(fr) | ws})
 			return nil
 		})
 		return nil
