@@ -107,9 +107,14 @@ func ParseWith(src []byte, filename string, o Options) (Config, hcl.Diagnostics)
 // checkBounds refuses, before any parsing, a file over MaxFileSize, one
 // with characters HCL cannot lex (the lexer's own diagnostics: a binary
 // file would give the parser one error per byte), and one nested deeper
-// than MaxNesting (the parser recurses per level). The depth is measured
-// on the lexer's tokens: brackets inside strings and heredocs are not
-// tokens and do not count.
+// than MaxNesting (the parser recurses per level: a few hundred thousand
+// levels overflow the stack, which kills the process). The depth is
+// measured on the lexer's tokens: brackets inside strings and heredocs are
+// not tokens and do not count. Besides brackets and interpolations, the
+// parser recurses on template if and for directives, and on the unary
+// (!, -) and conditional (?) operators of an expression: those count too,
+// from where the expression starts (after a comma, or a newline that ends
+// it).
 func checkBounds(src []byte, filename string) hcl.Diagnostics {
 	if len(src) > MaxFileSize {
 		return hcl.Diagnostics{{
@@ -121,24 +126,68 @@ func checkBounds(src []byte, filename string) hcl.Diagnostics {
 	if diags.HasErrors() {
 		return diags
 	}
-	depth := 0
+	var (
+		open       []hclsyntax.TokenType // the brackets open, innermost last
+		directives int                   // template if and for open
+		ops        int                   // operators of the expression under way
+		prev       hclsyntax.TokenType
+	)
 	for _, t := range tokens {
+		deeper := false
 		switch t.Type {
 		case hclsyntax.TokenOBrace, hclsyntax.TokenOBrack, hclsyntax.TokenOParen,
 			hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl:
-			if depth++; depth > MaxNesting {
-				r := t.Range
-				return hcl.Diagnostics{{
-					Severity: hcl.DiagError,
-					Summary:  fmt.Sprintf("nested deeper than %d levels of braces, brackets and interpolations; refusing to parse further", MaxNesting),
-					Subject:  &r,
-				}}
-			}
+			open, deeper = append(open, t.Type), true
 		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen, hclsyntax.TokenTemplateSeqEnd:
-			depth--
+			// A stray closer (a syntax error) must not make room for
+			// more openers.
+			open = open[:max(len(open)-1, 0)]
+		case hclsyntax.TokenBang, hclsyntax.TokenQuestion:
+			ops, deeper = ops+1, true
+		case hclsyntax.TokenMinus:
+			if !endsOperand(prev) { // a negation, not a subtraction
+				ops, deeper = ops+1, true
+			}
+		case hclsyntax.TokenComma:
+			ops = 0
+		case hclsyntax.TokenNewline:
+			// A newline ends an expression in a body or an object, not
+			// inside parentheses, brackets or a template.
+			if len(open) == 0 || open[len(open)-1] == hclsyntax.TokenOBrace {
+				ops = 0
+			}
+		case hclsyntax.TokenIdent:
+			if prev == hclsyntax.TokenTemplateControl {
+				switch string(t.Bytes) {
+				case "if", "for":
+					directives, deeper = directives+1, true
+				case "endif", "endfor":
+					directives = max(directives-1, 0)
+				}
+			}
+		}
+		prev = t.Type
+		if deeper && len(open)+directives+ops > MaxNesting {
+			r := t.Range
+			return hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("nested deeper than %d levels of braces, brackets, interpolations, directives and operators; refusing to parse further", MaxNesting),
+				Subject:  &r,
+			}}
 		}
 	}
 	return nil
+}
+
+// endsOperand reports whether a token of type t can end an operand: a
+// minus after it is a subtraction.
+func endsOperand(t hclsyntax.TokenType) bool {
+	switch t {
+	case hclsyntax.TokenIdent, hclsyntax.TokenNumberLit, hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc,
+		hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen:
+		return true
+	}
+	return false
 }
 
 // Omitted is the Extra of the diagnostic that stands for those not shown
