@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
-	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync/auth"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
@@ -114,19 +113,19 @@ const (
 // fuzzEngine returns an engine without sockets: only what the loop uses
 // to take the peer's datagrams, with k as its kernel.
 func fuzzEngine(mode uint8, k kernelWriter, stateDir string) *Engine {
-	c := cfg.Sync{Mode: cfg.ModeReliable, Cache: cfg.CacheExternal, Key: fuzzKey, Expectations: true}
+	c := Config{Mode: Reliable, Cache: External, Key: fuzzKey, Expectations: true}
 	if mode&fuzzDirect != 0 {
-		c.Cache = cfg.CacheDirect
+		c.Cache = Direct
 	}
 	if mode&fuzzAlarm != 0 {
-		c.Mode = cfg.ModeAlarm
+		c.Mode = Alarm
 	}
 	e := &Engine{
 		cfg: c, log: slog.New(slog.DiscardHandler),
 		sender: fuzzSelf, epoch: fuzzLocalEpoch,
 		guard: auth.NewReplayGuard(fuzzPeerEpoch),
 		ls: &linkSet{
-			links: []*link{{cfg: cfg.Link{Name: "fuzz"}, dst: netip.MustParseAddrPort("192.0.2.2:3780")}},
+			links: []*link{{cfg: Link{Name: "fuzz"}, dst: netip.MustParseAddrPort("192.0.2.2:3780")}},
 			views: []linkView{{carrier: true}},
 		},
 		wr: writer{queue: make(chan writeJob, writeQueue), kern: k},
@@ -136,7 +135,7 @@ func fuzzEngine(mode uint8, k kernelWriter, stateDir string) *Engine {
 	}
 	e.guard.SetSelf(e.sender)
 	e.exp.init()
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Epoch: e.epoch, Unreliable: c.Mode == cfg.ModeAlarm}, recordSource{e})
+	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Epoch: e.epoch, Unreliable: c.Mode == Alarm}, recordSource{e})
 	e.role = proto.RoleBackup
 	e.wr.mayPause.Store(true)
 	if mode&fuzzMaster != 0 {
@@ -398,7 +397,7 @@ func writeQueued(ctx context.Context, e *Engine) {
 func checkKernel(t *testing.T, e *Engine, k *tableKernel) {
 	t.Helper()
 	want := map[ct.Key]ct.Flow{}
-	if e.cfg.Cache == cfg.CacheDirect {
+	if e.cfg.Cache == Direct {
 		for f := range e.external.flows() {
 			if !e.internal.has(f.Key()) {
 				want[f.Key()] = f
@@ -417,7 +416,7 @@ func checkKernel(t *testing.T, e *Engine, k *tableKernel) {
 	// (the peer's destroy of the expectation follows), or, as the
 	// engine allows, a newer state of one it holds was refused (EEXIST).
 	for key, x := range k.exps {
-		if _, ok := e.exp.external[key]; !ok || e.cfg.Cache != cfg.CacheDirect {
+		if _, ok := e.exp.external[key]; !ok || e.cfg.Cache != Direct {
 			t.Fatalf("the kernel holds expectation %v the engine does not have of the peer (%v)", &x, slices.Collect(maps.Keys(e.exp.external)))
 		}
 	}
