@@ -337,6 +337,10 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 	out, err := e.ep.Input(d.h.Epoch, d.payload, time.Now(), nil)
 	if err != nil {
 		e.stats.drop("malformed")
+		// What was decoded before the malformed part stands: the
+		// protocol has taken it, and acknowledges it, so the peer never
+		// sends it again. It is applied.
+		e.apply(ctx, out)
 		return
 	}
 	e.peerEpoch = d.h.Epoch

@@ -3,6 +3,7 @@ package ctsync
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -112,7 +113,20 @@ func (e *Engine) resyncExpects(ctx context.Context) error {
 }
 
 // expectBatch is what a delivery asks of the kernel's expectations.
-type expectBatch struct{ creates, deletes []ct.Expect }
+// Within a batch each expectation ends in the state of the peer's last
+// record of it: a create after a destroy of the same one replaces it
+// (replaces: deleted, then created), a destroy after a create cancels
+// the create. writeExpects writes the replaces' deletes, then the
+// creates and replaces, then the deletes.
+type expectBatch struct{ creates, replaces, deletes []ct.Expect }
+
+// without returns xs without the expectation of key k, and whether it
+// was there.
+func without(xs []ct.Expect, k ct.Key) ([]ct.Expect, bool) {
+	n := len(xs)
+	xs = slices.DeleteFunc(xs, func(x ct.Expect) bool { return x.Key() == k })
+	return xs, len(xs) != n
+}
 
 // applyExpect takes an expectation record from the peer.
 func (e *Engine) applyExpect(r *wire.Record, b *expectBatch) {
@@ -123,12 +137,19 @@ func (e *Engine) applyExpect(r *wire.Record, b *expectBatch) {
 	case wire.KindExpect:
 		e.exp.external[k] = *r.Expect
 		if direct && !e.internal.has(r.Expect.MasterKey()) {
-			b.creates = append(b.creates, *r.Expect)
+			var destroyed bool
+			if b.deletes, destroyed = without(b.deletes, k); destroyed {
+				b.replaces = append(b.replaces, *r.Expect)
+			} else {
+				b.creates = append(b.creates, *r.Expect)
+			}
 		}
 	case wire.KindExpectDestroy:
 		if x, ok := e.exp.external[k]; ok {
 			delete(e.exp.external, k)
 			if direct {
+				b.creates, _ = without(b.creates, k)
+				b.replaces, _ = without(b.replaces, k)
 				b.deletes = append(b.deletes, x)
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
 	"github.com/ctha/ctha/ctsync/proto"
+	"github.com/ctha/ctha/ctsync/wire"
 )
 
 // An authenticated peer is trusted with the table, not with the engine's
@@ -364,7 +365,9 @@ func peerDatagrams(t *testing.T, in []byte, mode uint8, stateDir string) {
 			t.Fatalf("a forged datagram was not refused as such: drops %v", e.stats.drops)
 		case e.stats.drops["malformed"]-drops["malformed"] != e.ep.Stats().Malformed-malformed:
 			t.Fatalf("protocol refused %d payloads, engine counted %d", e.ep.Stats().Malformed-malformed, e.stats.drops["malformed"]-drops["malformed"])
-		case accepted == 0 && e.external.len() != ext:
+		case accepted == 0 && e.external.len() != ext && e.ep.Stats().Malformed == malformed:
+			// A payload the protocol found malformed keeps what came
+			// before the malformed part (TestMalformedTailApplied).
 			t.Fatalf("a refused datagram changed the peer's flows: %d, then %d", ext, e.external.len())
 		}
 		checkKernel(t, e, k)
@@ -419,5 +422,72 @@ func checkKernel(t *testing.T, e *Engine, k *tableKernel) {
 		if _, ok := e.exp.external[key]; !ok || e.cfg.Cache != Direct {
 			t.Fatalf("the kernel holds expectation %v the engine does not have of the peer (%v)", &x, slices.Collect(maps.Keys(e.exp.external)))
 		}
+	}
+}
+
+// TestMalformedTailApplied: a datagram whose records are followed by a
+// malformed message is counted as malformed, and its records are applied
+// all the same: the protocol took them and acknowledges them, so the peer
+// never sends them again.
+func TestMalformedTailApplied(t *testing.T) {
+	in := peerSession(false)
+	n := int(binary.BigEndian.Uint16(in[1:3]))
+	payload := append(slices.Clone(in[3:3+n]), 0x01, 0x09) // a truncated message
+	k := newTableKernel()
+	e := fuzzEngine(fuzzDirect, k, t.TempDir())
+	buf := auth.Seal(nil, &fuzzKey, auth.Header{Sender: fuzzPeer, Epoch: fuzzPeerEpoch, Seq: 1}, payload)
+	hdr, p, err := auth.Open(&fuzzKey, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.onDatagram(context.Background(), datagram{h: hdr, payload: p})
+	writeQueued(context.Background(), e)
+	if got := e.stats.drops["malformed"]; got != 1 {
+		t.Errorf("malformed drops %d, want 1", got)
+	}
+	if e.external.len() == 0 || len(k.flows) == 0 {
+		t.Fatalf("the records before the malformed message were lost: %d peer flows, %d in the kernel", e.external.len(), len(k.flows))
+	}
+	checkKernel(t, e, k)
+}
+
+// TestExpectRecreatedInOneBatch: the peer destroys an expectation and
+// creates it again (a new timeout), and both records come in one
+// delivery: the kernel ends with the new one; the other way round, with
+// none.
+func TestExpectRecreatedInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	master := fuzzPeerFlows()[1]
+	old := fuzzPeerExpect(master, 50001)
+	renewed := old
+	renewed.Timeout = 600
+	gone := wire.Record{Kind: wire.KindExpectDestroy, Expect: &ct.Expect{Tuple: old.Tuple, Zone: old.Zone}}
+	for _, tc := range []struct {
+		name    string
+		records []wire.Record
+		want    *ct.Expect
+	}{
+		{"destroyed, then created", []wire.Record{gone, {Kind: wire.KindExpect, Expect: &renewed}}, &renewed},
+		{"created, then destroyed", []wire.Record{{Kind: wire.KindExpect, Expect: &renewed}, gone}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newTableKernel()
+			e := fuzzEngine(fuzzDirect, k, t.TempDir())
+			k.flows[master.Key()] = master
+			k.exps[old.Key()] = old
+			e.exp.external[old.Key()] = old
+			var b expectBatch
+			for i := range tc.records {
+				e.applyExpect(&tc.records[i], &b)
+			}
+			e.writeExpects(ctx, b)
+			got, ok := k.exps[old.Key()]
+			switch {
+			case tc.want == nil && ok:
+				t.Errorf("the kernel still holds %v", &got)
+			case tc.want != nil && (!ok || got.Timeout != tc.want.Timeout):
+				t.Errorf("the kernel holds %v (present %v), want %v", &got, ok, tc.want)
+			}
+		})
 	}
 }

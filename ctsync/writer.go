@@ -136,7 +136,7 @@ type kernelWriter interface {
 // queueWrite hands a job to the writer; it waits when the writer is
 // writeQueue jobs behind. Nothing is queued in external mode.
 func (e *Engine) queueWrite(j writeJob) {
-	if len(j.flows) == 0 && len(j.exps.creates) == 0 && len(j.exps.deletes) == 0 && j.barrier == nil {
+	if len(j.flows) == 0 && !j.exps.any() && j.barrier == nil {
 		return
 	}
 	e.wr.backlog.Add(int64(len(j.flows)))
@@ -321,7 +321,11 @@ func (e *Engine) writeExpects(ctx context.Context, b expectBatch) {
 		op   kernel.Op
 		exps []ct.Expect
 		ok   error // not a failure
-	}{{kernel.Create, b.creates, unix.EEXIST}, {kernel.Delete, b.deletes, unix.ENOENT}} {
+	}{
+		{kernel.Delete, b.replaces, unix.ENOENT},
+		{kernel.Create, slices.Concat(b.creates, b.replaces), unix.EEXIST},
+		{kernel.Delete, b.deletes, unix.ENOENT},
+	} {
 		if len(w.exps) == 0 {
 			continue
 		}
@@ -397,7 +401,7 @@ func (e *Engine) refreshTick(now time.Time) time.Time {
 	return now.Add(refreshStep)
 }
 
-func (b expectBatch) any() bool { return len(b.creates) > 0 || len(b.deletes) > 0 }
+func (b expectBatch) any() bool { return len(b.creates)+len(b.replaces)+len(b.deletes) > 0 }
 
 // masters returns the keys of the flows a job creates.
 func masters(ops []flowOp) []ct.Key {
