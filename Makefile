@@ -67,7 +67,7 @@ bench:
 	  $(GO) test -run '^$$' -bench '^BenchmarkStacks$$' -benchtime 1x -timeout 40m -v ./integration/ | grep -v '^=== '
 
 ## soak: a ctha pair under conntrack churn (5k creates + 5k deletes/s over 100k entries) and 200 live flows for
-## 30 minutes; fails unless RSS and goroutines stay flat and the tables end equal (root; SOAK=5m shorter,
+## 30 minutes; fails unless RSS and goroutines stay flat and the tables end equal (root; SOAK=5m shorter, RSS judged from 16m,
 ## SOAK_WARMUP=1m its warm-up, default 5 minutes or a third of the run; SOAK_TIMEOUT for runs over 50 minutes)
 SOAK         ?= 30m
 SOAK_WARMUP  ?=

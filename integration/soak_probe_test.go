@@ -20,6 +20,7 @@ import (
 type soakSample struct {
 	at         time.Duration // since the churn began
 	rss        [2]int        // KiB (VmRSS) of fw1's and fw2's daemon
+	floor      [2]int        // their least RSS since the sample before (watchRSS)
 	threads    [2]int        // their OS threads
 	goroutines [2]int        // their goroutines (-1: no trace read yet)
 	table      [2]int        // nf_conntrack_count of fw1 and fw2
@@ -34,14 +35,24 @@ type soakProbe struct {
 	t     *testing.T
 	nodes [2]*node
 	sched [2]*schedTrace
+	floor [2]int // least RSS read since the last sample; -1: none
 }
 
 func newSoakProbe(t *testing.T, r *failRig) *soakProbe {
-	p := &soakProbe{t: t, nodes: [2]*node{r.nodes[lab.RoleFW1], r.nodes[lab.RoleFW2]}}
+	p := &soakProbe{t: t, nodes: [2]*node{r.nodes[lab.RoleFW1], r.nodes[lab.RoleFW2]}, floor: [2]int{-1, -1}}
 	for i, n := range p.nodes {
 		p.sched[i] = &schedTrace{path: n.proc.LogPath, last: -1}
 	}
 	return p
+}
+
+// watchRSS reads both daemons' RSS for its floor between samples.
+func (p *soakProbe) watchRSS() {
+	for i, n := range p.nodes {
+		if rss, _, err := procStatus(n.proc.Pid()); err == nil && (p.floor[i] < 0 || rss < p.floor[i]) {
+			p.floor[i] = rss
+		}
+	}
 }
 
 // sample measures the pair. It reads /proc and the daemons' sockets
@@ -60,6 +71,11 @@ func (p *soakProbe) sample(at time.Duration, c *churn) soakSample {
 		if s.rss[i], s.threads[i], err = procStatus(n.proc.Pid()); err != nil {
 			t.Logf("%s: %v", n.role, err)
 		}
+		s.floor[i] = p.floor[i]
+		if s.rss[i] >= 0 && (s.floor[i] < 0 || s.rss[i] < s.floor[i]) {
+			s.floor[i] = s.rss[i]
+		}
+		p.floor[i] = -1
 		if err := p.sched[i].read(); err != nil {
 			t.Logf("%s: %v", n.role, err)
 		}
@@ -188,7 +204,7 @@ func (s *schedTrace) read() error {
 	return nil
 }
 
-const soakHeader = "   time  rss fw1  rss fw2  gor fw1  gor fw2  thr fw1  thr fw2  table fw1  table fw2  int fw1  ext fw2  churn/s  states"
+const soakHeader = "   time  rss fw1  rss fw2  floor 1  floor 2  gor fw1  gor fw2  thr fw1  thr fw2  table fw1  table fw2  int fw1  ext fw2  churn/s  states"
 
 // row formats a sample; prev, if not nil, is the one before, for the
 // churn's rate.
@@ -199,8 +215,8 @@ func (s soakSample) row(prev *soakSample) string {
 	}
 	m := int(s.at / time.Minute)
 	sec := int(s.at % time.Minute / time.Second)
-	return fmt.Sprintf("%4d:%02d %8d %8d %8d %8d %8d %8d %10d %10d %8d %8d %8s  %s / %s",
-		m, sec, s.rss[0], s.rss[1], s.goroutines[0], s.goroutines[1], s.threads[0], s.threads[1],
+	return fmt.Sprintf("%4d:%02d %8d %8d %8d %8d %8d %8d %8d %8d %10d %10d %8d %8d %8s  %s / %s",
+		m, sec, s.rss[0], s.rss[1], s.floor[0], s.floor[1], s.goroutines[0], s.goroutines[1], s.threads[0], s.threads[1],
 		s.table[0], s.table[1], s.internal, s.external, rate, s.state[0], s.state[1])
 }
 
