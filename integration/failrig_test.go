@@ -31,6 +31,8 @@ type failRig struct {
 	nodes      map[string]*node
 	// syncExtra is added to the conntrack_sync block of both nodes.
 	syncExtra string
+	// env is added to the daemons' environment (startNodeEnv).
+	env []string
 
 	client *lab.Proc
 	report string
@@ -96,7 +98,7 @@ func newRigLabWith(t *testing.T, cache string, opts lab.Options) *failRig {
 
 func (r *failRig) start(role string) *node {
 	r.t.Helper()
-	n := startNode(r.t, r.l, role, r.conf[role])
+	n := startNodeEnv(r.t, r.l, role, r.conf[role], r.env...)
 	r.nodes[role] = n
 	return n
 }

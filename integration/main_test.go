@@ -58,6 +58,14 @@ const testKey = "# test key\n00112233445566778899aabbccddeeff0011223344556677889
 // `ctha run` in role's namespace; it returns once the daemon answers.
 func startNode(t testing.TB, l *lab.Lab, role, config string) *node {
 	t.Helper()
+	return startNodeEnv(t, l, role, config)
+}
+
+// startNodeEnv is startNode with variables (NAME=VALUE) added to the
+// daemon's environment through env(1), which execs ctha: its pid stays
+// the one the lab knows.
+func startNodeEnv(t testing.TB, l *lab.Lab, role, config string, env ...string) *node {
+	t.Helper()
 	n := &node{lab: l, role: role, dir: t.TempDir()}
 	n.config = filepath.Join(n.dir, "ctha.hcl")
 	n.socket = filepath.Join(n.dir, "ctha.sock")
@@ -72,7 +80,11 @@ func startNode(t testing.TB, l *lab.Lab, role, config string) *node {
 	if err := os.WriteFile(n.config, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n.proc = l.Start(t, role, "ctha-"+role, cthaBin, "run", "-c", n.config, "-s", n.socket)
+	argv := []string{cthaBin, "run", "-c", n.config, "-s", n.socket}
+	if len(env) > 0 {
+		argv = append(append([]string{"env"}, env...), argv...)
+	}
+	n.proc = l.Start(t, role, "ctha-"+role, argv...)
 	err := lab.WaitFor(10*time.Second, 20*time.Millisecond, func() (bool, error) {
 		if n.proc.Exited() {
 			return false, fmt.Errorf("ctha exited: %v\n%s", n.proc.Wait(), n.proc.Log())
