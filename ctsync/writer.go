@@ -36,12 +36,12 @@ const (
 	// by more than one chunk.
 	refreshChunk = 256
 	refreshStep  = 20 * time.Millisecond
-	// pauseAbove: on a node that is not master, a write of at least this
-	// many flows (a bulk copy arriving, as at a rejoin) is made with the
-	// flow events paused (pauseEvents): the kernel writes two to four
-	// times faster when it builds no events, and the node's own flows,
-	// whose events are lost meanwhile, are few on a backup and made good
-	// by the resync that follows.
+	// pauseAbove: on a node that is not master, a write of a bulk copy
+	// (as at a rejoin) of at least this many flows is made with the flow
+	// events paused (pauseEvents): the kernel writes two to four times
+	// faster when it builds no events, and the node's own flows, whose
+	// events are lost meanwhile, are few on a backup and made good by the
+	// resync that follows.
 	pauseAbove = 1024
 )
 
@@ -114,12 +114,23 @@ func (e *Engine) resumeEvents() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.n--; p.n == 0 {
-		if err := p.join(); err != nil {
+		if err := p.join(); err != nil && !e.stopping() {
 			// Without events nothing is replicated: the engine must not
-			// go on as if it were.
+			// go on as if it were. (When the engine stops, the listener
+			// may be closed before the writer ends its pause.)
 			e.log.Error("cannot listen to the conntrack events again after a pause", "err", err)
 		}
 		p.owed.Store(true)
+	}
+}
+
+// stopping reports whether the engine is stopping (Run's ctx is done).
+func (e *Engine) stopping() bool {
+	select {
+	case <-e.wr.stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -212,13 +223,18 @@ func (e *Engine) runWriter(ctx context.Context) {
 			group = append(group, j.flows...)
 			bulk = bulk || j.bulk
 		}
-		paused := len(group) >= pauseAbove && e.wr.mayPause.Load()
+		// Only a bulk copy (a rejoin, which the node waits for) is
+		// written with the events paused, and over two sockets, which
+		// take both CPUs. The stream of changes never is: each pause
+		// owes a resync, a dump of the whole table, and a backup under
+		// steady churn (5k creates and 5k deletes a second, make soak)
+		// then dumped its 100k entries every second, which held its
+		// loop long enough for both nodes to think the other gone.
+		paused := bulk && len(group) >= pauseAbove && e.wr.mayPause.Load()
 		if paused {
 			e.pauseEvents()
 		}
-		// Two sockets take both CPUs: only for a bulk copy, which the
-		// node waits for (a rejoin), never for the stream of changes.
-		e.writeFlows(ctx, group, paused && bulk)
+		e.writeFlows(ctx, group, paused)
 		if paused {
 			e.resumeEvents()
 		}

@@ -124,8 +124,8 @@ func (k *closingKernel) Close() error { k.closed = true; return nil }
 // TestWriterParallelBulk: on a node that is not master, a large run of
 // creates (a bulk copy arriving) is written with the events paused, by
 // two sockets, each flow on one of them; the deletes after it wait for
-// both; a resync is owed after; a master writes serially with the events
-// on.
+// both; a resync is owed after. A stream of changes, however large, and
+// a master are written serially with the events on.
 func TestWriterParallelBulk(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
@@ -190,6 +190,12 @@ func TestWriterParallelBulk(t *testing.T) {
 			}
 			if !tc.bulk && n2 != 0 {
 				t.Errorf("%d creates of a stream of changes on the second socket: both CPUs taken outside a bulk copy", n2)
+			}
+			if !tc.bulk {
+				if owed := e.resyncOwed(); pauses != 0 || owed {
+					t.Errorf("a stream of changes paused the events %d times, resync owed %v: want none (each pause costs a dump of the table)", pauses, owed)
+				}
+				return
 			}
 			if pauses != 1 || resumes != 1 || !e.resyncOwed() {
 				t.Errorf("events paused %d times, resumed %d, resync owed: want one pause, one resume and a resync", pauses, resumes)
