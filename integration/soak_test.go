@@ -48,9 +48,9 @@ const (
 )
 
 // soakGODEBUG makes the Go runtime of each daemon print its scheduler
-// state every 5 s to its log, every goroutine listed (schedTrace): the
-// daemon exposes no goroutine count of its own (its Prometheus registry
-// holds only ctha's collector, without go_goroutines).
+// state every 5 s to its log, every goroutine listed (schedTrace): a
+// count that does not depend on the daemon's own metrics
+// (go_goroutines, which the chaos run reads).
 const soakGODEBUG = "GODEBUG=schedtrace=5000,scheddetail=1"
 
 // TestSoak (make soak) runs a ctha pair (the example configuration,
