@@ -260,6 +260,8 @@ func TestPairHangingNotify(t *testing.T) {
 		if fw1.group.NotifySkipped() == 0 {
 			t.Error("fw1 skipped no notify state across 12 cycles")
 		}
+		t.Logf("figure: 12 failover/cancel cycles with hanging notify commands: %d takeovers, each with every flow; notify ran fw1 %v, fw2 %v; skipped fw1 %d, fw2 %d",
+			len(want), hang[0].ran(), hang[1].ran(), fw1.group.NotifySkipped(), fw2.group.NotifySkipped())
 	})
 }
 
