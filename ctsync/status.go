@@ -85,15 +85,7 @@ const (
 	RoleMaster
 )
 
-func (r Role) String() string {
-	switch r {
-	case RoleBackup:
-		return "BACKUP"
-	case RoleMaster:
-		return "MASTER"
-	}
-	return "UNKNOWN"
-}
+func (r Role) String() string { return r.protoRole().String() }
 
 // protoRole is r in the protocol's terms.
 func (r Role) protoRole() proto.Role {
