@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/ctha/ctha/cfg"
@@ -69,7 +70,22 @@ func main() {
 	os.Exit(c.main(os.Args[1:]))
 }
 
-func (c *cli) main(args []string) int {
+// main runs a command. A panic of the command (on this goroutine) is a
+// failure, exit 1 with one line and the stack, not the runtime's exit 2,
+// which the contract keeps for a wrong command line. (A panic on another
+// goroutine of the daemon still ends the process with the runtime's 2:
+// Go offers no way to catch it.)
+func (c *cli) main(args []string) (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(c.stderr, "ctha: internal error: %v\n%s", p, debug.Stack())
+			code = exitFail
+		}
+	}()
+	return c.dispatch(args)
+}
+
+func (c *cli) dispatch(args []string) int {
 	if len(args) == 0 {
 		c.usage(c.stderr)
 		return exitUsage

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,22 @@ func TestPrintStatusSplitBrain(t *testing.T) {
 	printStatus(&b, st, time.Now())
 	if strings.Contains(b.String(), "SPLIT BRAIN") || !strings.Contains(b.String(), "held (120 of 50200 entries)") {
 		t.Errorf("status without a split brain:\n%s", b.String())
+	}
+}
+
+// TestPanicExitsOne: a command that panics fails with exit 1 and one
+// "ctha: internal error" line (then the stack), not the runtime's 2, the
+// usage code.
+func TestPanicExitsOne(t *testing.T) {
+	saved := commands
+	t.Cleanup(func() { commands = saved })
+	commands = append(slices.Clone(saved), command{name: "boom", run: func(*cli, []string) int { panic("kaboom") }})
+	var stdout, stderr strings.Builder
+	c := &cli{stdout: &stdout, stderr: &stderr}
+	if code := c.main([]string{"boom"}); code != exitFail {
+		t.Errorf("exit %d, want %d", code, exitFail)
+	}
+	if !strings.HasPrefix(stderr.String(), "ctha: internal error: kaboom\n") {
+		t.Errorf("stderr %q", stderr.String())
 	}
 }
