@@ -16,15 +16,18 @@ func (g *Group) rebind(i int) {
 	if !mb.stale() {
 		return
 	}
+	// What was opened on the old interface went with it: its sockets
+	// are closed (again, on a retry: Close is idempotent), and its
+	// addresses are not removed (they are gone). First, because the old
+	// address manager's Close restores the interface's ARP settings by
+	// name, which are the new interface's (virtual MAC).
+	mb.conn.Close()
+	mb.vips.Close()
 	cn, vips, err := g.reopen(mb.cfg, mb.log)
 	if err != nil {
 		mb.log.Warn("instance not reopened on its new interface yet; FAULT until it is", "err", err)
 		return
 	}
-	// What was opened on the old interface went with it: its sockets
-	// are closed, and its addresses are not removed (they are gone).
-	mb.conn.Close()
-	mb.vips.Close()
 	mb.conn, mb.vips, mb.bound = cn, vips, mb.ifindex
 	rc := *mb.recv.Load()
 	rc.ifindex, rc.own = mb.ifindex, cn.Source()
