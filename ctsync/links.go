@@ -235,6 +235,9 @@ func (e *Engine) linkStatus(now time.Time) []LinkStatus {
 func (e *Engine) reopenLinks(ctx context.Context, now time.Time) {
 	for i, l := range e.ls.links {
 		v := &e.ls.views[i]
+		if l.index == 0 { // not known when the socket was opened: this one
+			l.index = v.ifindex
+		}
 		if v.ifindex == 0 || v.ifindex == l.index || now.Before(l.retryAt) {
 			continue
 		}
