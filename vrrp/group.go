@@ -332,6 +332,9 @@ func (g *Group) applyTracker(u trackUpdate) {
 	for i, mb := range g.members {
 		if u.index != 0 && u.name == linkTracker(mb.cfg.Interface) && u.index != mb.ifindex {
 			mb.ifindex = u.index
+			if mb.bound == 0 { // not known when it was opened: this one
+				mb.bound = u.index
+			}
 			if mb.stale() {
 				mb.log.Warn("VRRP interface created again: reopening the instance on it",
 					"ifindex", u.index, "was", mb.bound)
