@@ -37,8 +37,6 @@ type Net struct {
 	busy  map[[2]netip.Addr]time.Time // rate limits: the link is busy until
 	down  map[netip.Addr]bool         // isolated addresses
 	rng   *rand.Rand
-
-	sent, lost int
 }
 
 // NewNet returns a network whose losses follow seed.
@@ -67,13 +65,6 @@ func (n *Net) Isolate(a netip.Addr, isolated bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.down[a] = isolated
-}
-
-// Counts returns how many datagrams were sent, and how many of them lost.
-func (n *Net) Counts() (sent, lost int) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.sent, n.lost
 }
 
 // Listener returns a node's ctsync.Options.Listen: a socket bound to the
@@ -113,11 +104,9 @@ type datagram struct {
 func (n *Net) send(s *socket, b []byte, dst netip.AddrPort) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.sent++
 	pair := [2]netip.Addr{s.at.Addr(), dst.Addr()}
 	c := n.conds[pair]
 	if c.Cut || n.down[pair[0]] || n.down[pair[1]] || !s.live() || c.Loss > 0 && n.rng.Float64() < c.Loss {
-		n.lost++
 		return
 	}
 	wait := c.Delay
@@ -128,7 +117,6 @@ func (n *Net) send(s *socket, b []byte, dst netip.AddrPort) {
 			start = busy
 		}
 		if c.Queue > 0 && start.Sub(now) > c.Queue {
-			n.lost++
 			return
 		}
 		done := start.Add(time.Duration(len(b)) * time.Second / time.Duration(c.Rate))

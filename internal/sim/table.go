@@ -85,14 +85,6 @@ func (t *Table) Remove(k ct.Key) bool {
 	return t.del(0, k)
 }
 
-// Has reports whether the table holds k.
-func (t *Table) Has(k ct.Key) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, ok := t.flows[k]
-	return ok
-}
-
 // Get returns what the table holds of flow k.
 func (t *Table) Get(k ct.Key) (Entry, bool) {
 	t.mu.Lock()
@@ -109,19 +101,6 @@ func (t *Table) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.flows)
-}
-
-// Missing returns which of keys the table lacks.
-func (t *Table) Missing(keys []ct.Key) []ct.Key {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []ct.Key
-	for _, k := range keys {
-		if _, ok := t.flows[k]; !ok {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // Clear empties the table without events (a node rebooted).
