@@ -167,11 +167,7 @@ func TestVRRPStaleVIPs(t *testing.T) {
 func TestVIPReconcile(t *testing.T) {
 	lab.RequireNetns(t)
 	const advert = 100 * time.Millisecond
-	l := lab.New(t, lab.Options{NoIPv6: true})
-	fw1 := startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true}.config())
-	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
-	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true}.config())
-	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	l, fw1, fw2 := startLANPair(t, advert)
 	vip := lab.LANVIP
 	before1, before2 := malfMustStats(t, fw1), malfMustStats(t, fw2)
 
@@ -216,11 +212,7 @@ func TestVIPReconcile(t *testing.T) {
 func TestInterfaceRecreated(t *testing.T) {
 	lab.RequireNetns(t)
 	const advert = 100 * time.Millisecond
-	l := lab.New(t, lab.Options{NoIPv6: true})
-	fw1 := startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true}.config())
-	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
-	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true}.config())
-	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	l, fw1, fw2 := startLANPair(t, advert)
 	vip := lab.LANVIP.Addr()
 
 	recreated := make(chan error, 1)
@@ -269,4 +261,16 @@ func TestInterfaceRecreated(t *testing.T) {
 	if !strings.Contains(fw1.proc.Log(), "instance reopened on its new interface") {
 		t.Errorf("fw1 did not log the reopening:\n%s", fw1.proc.Tail(15))
 	}
+}
+
+// startLANPair starts a pair of lan-only instances in a new IPv4 lab, fw1
+// (priority 150) master and fw2 (100) backup.
+func startLANPair(t *testing.T, advert time.Duration) (*lab.Lab, *node, *node) {
+	t.Helper()
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	fw1 := startNode(t, l, lab.RoleFW1, pairOpts{node: "fw1", priority: 150, advert: advert, lanOnly: true}.config())
+	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	fw2 := startNode(t, l, lab.RoleFW2, pairOpts{node: "fw2", priority: 100, advert: advert, lanOnly: true}.config())
+	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	return l, fw1, fw2
 }
