@@ -195,8 +195,8 @@ func logCase(b *testing.B, c *bench.Case) {
 		if m.Unit != "s" {
 			p = 1
 		}
-		b.Logf("  %-26s %-28s %-28s %s", m.Name+" ("+m.Unit+")", bench.Summarize(m.Ctha).Format(p),
-			bench.Summarize(m.Baseline).Format(p), bench.FormatRatio(m.Ratio()))
+		b.Logf("  %-26s %-28s %-28s %s", m.Name+" ("+m.Unit+")", bench.Summarize(m.Samples[bench.Ctha]).Format(p),
+			bench.Summarize(m.Samples[bench.Baseline]).Format(p), bench.FormatRatio(m.Ratio(bench.Ctha, bench.Baseline)))
 	}
 }
 

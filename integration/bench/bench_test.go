@@ -37,12 +37,12 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestRatioAndFormat(t *testing.T) {
-	m := &Metric{Ctha: []float64{1, 3, 2}, Baseline: []float64{4, 4, 8}}
-	if got := m.Ratio(); got != 0.5 {
+	m := &Metric{Samples: map[string][]float64{Ctha: {1, 3, 2}, Baseline: {4, 4, 8}}}
+	if got := m.Ratio(Ctha, Baseline); got != 0.5 {
 		t.Errorf("ratio %v, want 0.5", got)
 	}
-	for _, m := range []*Metric{{Ctha: []float64{1}}, {Ctha: []float64{1}, Baseline: []float64{0}}} {
-		if got := m.Ratio(); !math.IsNaN(got) {
+	for _, m := range []*Metric{{Samples: map[string][]float64{Ctha: {1}}}, {Samples: map[string][]float64{Ctha: {1}, Baseline: {0}}}} {
+		if got := m.Ratio(Ctha, Baseline); !math.IsNaN(got) {
 			t.Errorf("ratio of %+v = %v, want NaN", m, got)
 		}
 	}
@@ -87,7 +87,7 @@ func TestCaseAdd(t *testing.T) {
 		t.Fatalf("cases %d, metrics of the first %d; want 2 and 2", len(r.Cases), len(r.Cases[0].Metrics))
 	}
 	got := r.Case("failover", "phase 0.75 s, 100k entries").Metric("longest gap", "s")
-	if diff := cmp.Diff([]float64{6.7, 6.8, 6.75}, got.Baseline); diff != "" {
+	if diff := cmp.Diff([]float64{6.7, 6.8, 6.75}, got.Samples[Baseline]); diff != "" {
 		t.Errorf("baseline samples (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"failover", "replication"}, r.Scenarios()); diff != "" {

@@ -40,7 +40,7 @@ func (r *Run) gapRows() []gapRow {
 	for _, c := range r.Cases {
 		for _, m := range c.Metrics {
 			if m.Gap {
-				rows = append(rows, gapRow{name: c.Scenario + " " + c.Name, ctha: m.Ctha, baseline: m.Baseline})
+				rows = append(rows, gapRow{name: c.Scenario + " " + c.Name, ctha: m.Samples[Ctha], baseline: m.Samples[Baseline]})
 			}
 		}
 	}

@@ -33,7 +33,7 @@ func (r *Run) Table(scenario string) string {
 				name += " (" + m.Unit + ")"
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", c.Name, name,
-				Summarize(m.Ctha).Format(p), Summarize(m.Baseline).Format(p), FormatRatio(m.Ratio()))
+				Summarize(m.Samples[Ctha]).Format(p), Summarize(m.Samples[Baseline]).Format(p), FormatRatio(m.Ratio(Ctha, Baseline)))
 		}
 	}
 	return b.String()

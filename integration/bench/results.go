@@ -10,11 +10,41 @@ import (
 	"time"
 )
 
-// Stack names: ctha, and keepalived + conntrackd.
+// Stacks: the configurations compared. Every sample is recorded under
+// one of these names; Stacks says what each one runs.
 const (
-	Ctha     = "ctha"
+	// Ctha is ctha in the case's cache mode, default scheduling.
+	Ctha = "ctha"
+	// CthaRT is ctha with its VRRP timing thread at a realtime priority.
+	CthaRT = "ctha-rt"
+	// Baseline is keepalived + conntrackd as documented: external cache,
+	// primary-backup.sh, default scheduling.
 	Baseline = "baseline"
+	// Direct is keepalived + conntrackd with DisableExternalCache On,
+	// default scheduling.
+	Direct = "direct"
+	// Best is the best-configured baseline: conntrackd with
+	// DisableExternalCache On and Scheduler FIFO, keepalived with
+	// vrrp_rt_priority and vrrp_no_swap.
+	Best = "best"
 )
+
+// Stacks names every stack with what it runs, in the order tables show
+// them. IsBaseline tells the ones ctha's figures are compared against.
+var Stacks = []Stack{
+	{Ctha, "ctha, default scheduling", false},
+	{CthaRT, "ctha, timing thread realtime", false},
+	{Baseline, "keepalived + conntrackd, external cache (documented), default scheduling", true},
+	{Direct, "keepalived + conntrackd, DisableExternalCache On, default scheduling", true},
+	{Best, "keepalived realtime + conntrackd DisableExternalCache On, Scheduler FIFO (best-configured)", true},
+}
+
+// Stack is one configuration under test.
+type Stack struct {
+	ID         string
+	Label      string
+	IsBaseline bool
+}
 
 // Run is one `make bench`: the machine, the versions, the settings and
 // every figure of every case, per stack, one sample per round.
@@ -60,9 +90,33 @@ type Metric struct {
 	Name string `json:"name"`
 	Unit string `json:"unit"`
 	// Gap marks the longest application gap, which the chart shows.
-	Gap      bool      `json:"gap,omitempty"`
-	Ctha     []float64 `json:"ctha"`
-	Baseline []float64 `json:"baseline"`
+	Gap bool `json:"gap,omitempty"`
+	// Samples holds each stack's samples, by stack ID.
+	Samples map[string][]float64 `json:"samples"`
+}
+
+// UnmarshalJSON also reads the files written before Samples, which had
+// one list for ctha and one for the baseline.
+func (m *Metric) UnmarshalJSON(b []byte) error {
+	type plain Metric
+	var v struct {
+		plain
+		Ctha     []float64 `json:"ctha"`
+		Baseline []float64 `json:"baseline"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*m = Metric(v.plain)
+	for id, s := range map[string][]float64{Ctha: v.Ctha, Baseline: v.Baseline} {
+		if len(s) > 0 && len(m.Samples[id]) == 0 {
+			if m.Samples == nil {
+				m.Samples = map[string][]float64{}
+			}
+			m.Samples[id] = s
+		}
+	}
+	return nil
 }
 
 // Case returns the case of that scenario and name, adding it if new.
@@ -77,17 +131,16 @@ func (r *Run) Case(scenario, name string) *Case {
 	return c
 }
 
-// Add records one sample of a figure for stack (Ctha or Baseline).
+// Add records one sample of a figure for stack (one of Stacks' IDs).
 func (c *Case) Add(metric, unit, stack string, v float64) {
-	m := c.Metric(metric, unit)
-	switch stack {
-	case Ctha:
-		m.Ctha = append(m.Ctha, v)
-	case Baseline:
-		m.Baseline = append(m.Baseline, v)
-	default:
+	if !slices.ContainsFunc(Stacks, func(s Stack) bool { return s.ID == stack }) {
 		panic(fmt.Sprintf("bench: unknown stack %q", stack)) // a bug in the caller
 	}
+	m := c.Metric(metric, unit)
+	if m.Samples == nil {
+		m.Samples = map[string][]float64{}
+	}
+	m.Samples[stack] = append(m.Samples[stack], v)
 }
 
 // Metric returns the case's metric of that name, adding it if new.
@@ -124,10 +177,10 @@ func Summarize(v []float64) Summary {
 	return Summary{N: n, Median: med, Min: s[0], Max: s[n-1]}
 }
 
-// Ratio is ctha's median over the baseline's; NaN when either has no
-// samples or the baseline's median is 0.
-func (m *Metric) Ratio() float64 {
-	c, b := Summarize(m.Ctha), Summarize(m.Baseline)
+// Ratio is stack's median over base's; NaN when either has no samples or
+// base's median is 0.
+func (m *Metric) Ratio(stack, base string) float64 {
+	c, b := Summarize(m.Samples[stack]), Summarize(m.Samples[base])
 	if c.N == 0 || b.N == 0 || b.Median == 0 {
 		return math.NaN()
 	}

@@ -40,6 +40,10 @@ type ConntrackdConfig struct {
 
 	NetlinkBufferSize          int // bytes; 0 means 8 MiB
 	NetlinkBufferSizeMaxGrowth int // bytes; 0 means 64 MiB
+
+	// SchedulerFIFO, if above 0, is General { Scheduler { Type FIFO;
+	// Priority N } }: conntrackd runs at that realtime priority.
+	SchedulerFIFO int
 }
 
 // withDefaults fills the zero fields for a firewall role.
@@ -168,6 +172,12 @@ func (c ConntrackdConfig) Render(role, dir string) (string, error) {
 	fmt.Fprintf(&b, "\tUNIX {\n\t\tPath %s\n\t}\n", filepath.Join(dir, "conntrackd.ctl"))
 	fmt.Fprintf(&b, "\tNetlinkBufferSize %d\n", c.NetlinkBufferSize)
 	fmt.Fprintf(&b, "\tNetlinkBufferSizeMaxGrowth %d\n", c.NetlinkBufferSizeMaxGrowth)
+	switch {
+	case c.SchedulerFIFO > 99:
+		fail("scheduler priority %d: want 1..99", c.SchedulerFIFO)
+	case c.SchedulerFIFO > 0:
+		fmt.Fprintf(&b, "\tScheduler {\n\t\tType FIFO\n\t\tPriority %d\n\t}\n", c.SchedulerFIFO)
+	}
 	b.WriteString("\tFilter From Userspace {\n")
 	b.WriteString("\t\tProtocol Accept {\n")
 	known := []string{"TCP", "UDP", "SCTP", "DCCP", "ICMP", "IPv6-ICMP"}

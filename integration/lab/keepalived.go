@@ -40,6 +40,11 @@ type KeepalivedConfig struct {
 	// with the group notify scripts below.
 	SyncGroup                               string
 	NotifyMaster, NotifyBackup, NotifyFault string
+	// RealtimePriority, if above 0, is global_defs vrrp_rt_priority: the
+	// VRRP process runs SCHED_RR at that priority. NoSwap is vrrp_no_swap
+	// (its memory locked).
+	RealtimePriority int
+	NoSwap           bool
 	// Extra is appended verbatim to the configuration.
 	Extra string
 }
@@ -62,6 +67,15 @@ func (c KeepalivedConfig) Render() (string, error) {
 	// warns and its config test fails.
 	b.WriteString("\tscript_user root\n")
 	b.WriteString("\tenable_script_security\n")
+	switch {
+	case c.RealtimePriority > 99:
+		errs = append(errs, fmt.Errorf("realtime priority %d: want 1..99", c.RealtimePriority))
+	case c.RealtimePriority > 0:
+		fmt.Fprintf(&b, "\tvrrp_rt_priority %d\n", c.RealtimePriority)
+	}
+	if c.NoSwap {
+		b.WriteString("\tvrrp_no_swap\n")
+	}
 	b.WriteString("}\n")
 
 	if len(c.Instances) == 0 {
