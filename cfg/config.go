@@ -16,12 +16,15 @@ type Config struct {
 	NodeName string
 	// StateDir holds what must survive a restart (the sync protocol's
 	// epochs).
-	StateDir     string
-	Control      Control
-	Log          Log
-	Instances    []Instance
-	TrackScripts []TrackScript
-	SyncGroups   []SyncGroup
+	StateDir string
+	// RealtimePriority is the SCHED_FIFO priority of the VRRP timing
+	// threads; 0: normal priority.
+	RealtimePriority int
+	Control          Control
+	Log              Log
+	Instances        []Instance
+	TrackScripts     []TrackScript
+	SyncGroups       []SyncGroup
 	// Sync is nil when the file has no conntrack_sync block.
 	Sync *Sync
 }

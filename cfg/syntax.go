@@ -33,6 +33,7 @@ type (
 	fileSyntax struct {
 		NodeName     attr[string]
 		StateDir     attr[string]
+		Realtime     attr[int]
 		Control      *controlSyntax
 		Log          *logSyntax
 		Instances    []*instanceSyntax
@@ -129,7 +130,7 @@ func newBlock(b *hcl.Block) block {
 // Schemas: every key and block the file may hold. Anything else is an error.
 var (
 	fileSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "node_name"}, {Name: "state_dir"}},
+		Attributes: []hcl.AttributeSchema{{Name: "node_name"}, {Name: "state_dir"}, {Name: "realtime_priority"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "control"}, {Type: "log"},
 			{Type: "vrrp_instance", LabelNames: []string{"name"}},
@@ -320,6 +321,7 @@ func (d *decoder) file(body hcl.Body) *fileSyntax {
 	f := &fileSyntax{}
 	decodeAttr(d, c.Attributes, "node_name", &f.NodeName)
 	decodeAttr(d, c.Attributes, "state_dir", &f.StateDir)
+	decodeAttr(d, c.Attributes, "realtime_priority", &f.Realtime)
 	if b := d.single(c, "control"); b != nil {
 		f.Control = d.control(b)
 	}

@@ -39,6 +39,9 @@ func (v *validator) config(f *fileSyntax) Config {
 		StateDir: v.absPath(f.StateDir, "state_dir", DefaultStateDir),
 		Control:  v.control(f.Control),
 		Log:      v.log(f.Log),
+		// Priority 99 would starve the kernel's own realtime threads
+		// (the migration and watchdog threads run at 99).
+		RealtimePriority: v.intIn(f.Realtime, "realtime_priority", 0, 0, 98),
 	}
 	for _, s := range f.Instances {
 		c.Instances = append(c.Instances, v.instance(s))

@@ -12,6 +12,9 @@ type Config struct {
 	Instances    []Instance
 	TrackScripts []TrackScript
 	SyncGroups   []SyncGroup
+	// RealtimePriority is the SCHED_FIFO priority (1..99) of the groups'
+	// timing threads; 0 leaves them at normal priority.
+	RealtimePriority int
 }
 
 // Family is an instance's address family.

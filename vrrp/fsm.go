@@ -216,7 +216,11 @@ func (m *Machine) mayPreempt(now time.Time) bool {
 
 // Step applies ev at time now and returns the next machine and what to do.
 func (m Machine) Step(ev Event, now time.Time) (Machine, []Action) {
-	var acts []Action
+	return m.step(ev, now, nil)
+}
+
+// step is Step appending the actions to acts.
+func (m Machine) step(ev Event, now time.Time, acts []Action) (Machine, []Action) {
 	transition := func(to State, r Reason) {
 		acts = append(acts, Action{Kind: ActTransition, From: m.State, To: to, Reason: r})
 		m.State = to

@@ -64,6 +64,14 @@ type member struct {
 	// They differ once the interface was deleted and created again: the
 	// member is then FAULT until rebind has reopened both on the new one.
 	bound, ifindex int
+	// mismatch is the VIP list of the last advert that differed from
+	// ours, so each difference is logged once.
+	mismatch atomic.Value // string
+	// prepared holds the adverts send built, one per destination.
+	prepared []preparedAdvert
+	// masterAddr and masterStr: the current master, as status shows it.
+	masterAddr netip.Addr
+	masterStr  string
 	// lastGARP is how long the last takeover took from the group's
 	// Master_Down (or preemption) to this member's first GARP / NA.
 	lastGARP time.Duration
@@ -125,8 +133,13 @@ type queued struct {
 }
 
 // Group is a sync group (or a lone instance): members that fail over
-// together. Its goroutine (run) owns every field below but ctl/in/track.
+// together. Its goroutine (run) and its timing thread (clock) share the
+// fields below but ctl/in/track, each holding mu while it uses them; only
+// the goroutine replaces a member's conn, vips or cfg.
 type Group struct {
+	mu            sync.Mutex
+	clock         *clock      // nil with runtime timers
+	fallback      *time.Timer // the runtime timer, when clock is nil
 	name          string
 	implicit      bool // a lone instance, not a configured sync_group
 	members       []*member
@@ -145,6 +158,8 @@ type Group struct {
 
 	ctx        context.Context // run's
 	queue      []queued
+	acts       []Action         // drain's, reused
+	status     []InstanceStatus // publishStatus's, reused
 	state      State
 	since      time.Time
 	reason     Reason // of the member transition that moved the group last
@@ -180,20 +195,20 @@ func (g *Group) dispatchAll(ev Event) {
 	}
 }
 
-// drain applies queued events, and those they cause, in order.
+// drain applies queued events, and those they cause, in order. The queue
+// and the actions reuse their arrays: the timing path allocates nothing.
 func (g *Group) drain() {
-	for len(g.queue) > 0 {
-		q := g.queue[0]
-		g.queue = g.queue[1:]
+	for j := 0; j < len(g.queue); j++ {
+		q := g.queue[j]
 		mb := g.members[q.member]
 		now := g.now()
 		if !q.at.IsZero() && q.at.Before(now) {
 			now = q.at
 		}
-		var acts []Action
-		mb.m, acts = mb.m.Step(q.ev, now)
-		g.apply(q.member, acts)
+		mb.m, g.acts = mb.m.step(q.ev, now, g.acts[:0])
+		g.apply(q.member, g.acts)
 	}
+	g.queue = g.queue[:0]
 	g.aggregate()
 }
 
@@ -244,29 +259,38 @@ func (g *Group) dispatchOthers(i int, ev Event) {
 	}
 }
 
-// send builds and sends one advert per destination (the v3 IPv4 checksum
-// covers the destination).
+// send sends one advert per destination (the v3 IPv4 checksum covers the
+// destination). Each destination's packet is built once and sent as it is
+// until what it says changes (priority, source, the VIP list or interval
+// after a reload): a master's periodic adverts allocate nothing.
 func (g *Group) send(mb *member, prio uint8) {
-	ad := packet.Advert{
-		Version:  mb.cfg.Version,
-		VRID:     mb.cfg.VRID,
-		Priority: prio,
-		Interval: mb.cfg.AdvertInterval,
-		Addrs:    mb.recv.Load().vips,
-	}
-	dsts := mb.cfg.UnicastPeers
-	if len(dsts) == 0 {
-		dsts = []netip.Addr{packet.Group4}
-		if mb.cfg.Family == IPv6 {
-			dsts = []netip.Addr{packet.Group6}
-		}
-	}
+	recv := mb.recv.Load()
 	src := mb.conn.Source()
-	var buf [packet.MaxAddrs*16 + 16]byte
-	for _, dst := range dsts {
-		b, err := ad.Append(buf[:0], src, dst)
+	n := max(len(mb.cfg.UnicastPeers), 1)
+	if len(mb.prepared) != n {
+		mb.prepared = make([]preparedAdvert, n)
+	}
+	for j := range n {
+		dst := packet.Group4
+		switch {
+		case len(mb.cfg.UnicastPeers) > 0:
+			dst = mb.cfg.UnicastPeers[j]
+		case mb.cfg.Family == IPv6:
+			dst = packet.Group6
+		}
+		p := &mb.prepared[j]
+		key := advertKey{prio: prio, src: src, dst: dst, recv: recv, version: mb.cfg.Version, vrid: mb.cfg.VRID, interval: mb.cfg.AdvertInterval}
+		var err error
+		if p.key != key || p.b == nil {
+			ad := packet.Advert{Version: key.version, VRID: key.vrid, Priority: prio, Interval: key.interval, Addrs: recv.vips}
+			if p.b, err = ad.Append(p.b[:0], src, dst); err != nil {
+				p.b = nil
+			} else {
+				p.key = key
+			}
+		}
 		if err == nil {
-			err = mb.conn.WritePacket(b, dst)
+			err = mb.conn.WritePacket(p.b, dst)
 		}
 		if err != nil {
 			mb.stats.sendErrors.Add(1)
@@ -275,6 +299,21 @@ func (g *Group) send(mb *member, prio uint8) {
 		}
 		mb.stats.advertsSent.Add(1)
 	}
+}
+
+// preparedAdvert is an advert built for one destination, and what it was
+// built from.
+type preparedAdvert struct {
+	key advertKey
+	b   []byte
+}
+
+type advertKey struct {
+	prio, vrid uint8
+	version    int
+	src, dst   netip.Addr
+	recv       *receiver // the VIP list; replaced on reload
+	interval   time.Duration
 }
 
 // wantMaster starts the takeover: the hook first, then every member.

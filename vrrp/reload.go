@@ -176,6 +176,15 @@ func (r *Runner) Reload(ctx context.Context, c Config) ([]string, error) {
 		vips[i] = v
 	}
 	var done []string
+	if c.RealtimePriority != r.conf.RealtimePriority {
+		r.rt.set(c.RealtimePriority) // the threads apply it when they wake
+		for _, g := range r.groups {
+			if g.clock != nil {
+				g.clock.poke()
+			}
+		}
+		done = append(done, fmt.Sprintf("realtime priority %d (was %d)", c.RealtimePriority, r.conf.RealtimePriority))
+	}
 	for i, ch := range changes {
 		g, idx := r.memberOf(ch.in.Name)
 		if g == nil {

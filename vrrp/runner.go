@@ -52,6 +52,7 @@ type Runner struct {
 	wg      sync.WaitGroup
 	conf    Config // as running; Reload replaces it
 	opts    Options
+	rt      *realtime
 }
 
 // New opens the sockets and virtual-address managers of every instance of
@@ -75,6 +76,7 @@ func New(c Config, opts Options) (*Runner, error) {
 		conf:    c,
 		opts:    opts,
 		box:     statusBox{groups: map[string]GroupStatus{}, instances: map[string]InstanceStatus{}},
+		rt:      newRealtime(c.RealtimePriority, opts.Log),
 	}
 	grouped := map[string]bool{}
 	for _, sg := range c.SyncGroups {
@@ -148,9 +150,20 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 		}
 		return cn, vips, nil
 	}
+	if !opts.RuntimeTimers {
+		var err error
+		if g.clock, err = newClock(g, r.rt); err != nil {
+			return err
+		}
+	}
 	// Readers started by a rebind are waited for too: Run waits for
-	// r.wg only after every group's goroutine has ended.
+	// r.wg only after every group's goroutine has ended. A socket the
+	// timing thread polls needs none: it is told to look again.
 	g.startReader = func(i int, cn Conn) {
+		if _, ok := cn.(pollConn); ok && g.clock != nil {
+			g.clock.poke()
+			return
+		}
 		r.wg.Go(func() { r.read(g, i, cn) })
 	}
 	g.publish = func(gs GroupStatus, is []InstanceStatus) {
@@ -256,6 +269,9 @@ func (r *Runner) Run(ctx context.Context) {
 func (r *Runner) Close() error {
 	var errs []error
 	for _, g := range r.groups {
+		if g.clock != nil { // closed already if Run started it
+			g.clock.close()
+		}
 		for _, mb := range g.members {
 			if mb.conn != nil {
 				errs = append(errs, mb.conn.Close())
@@ -268,12 +284,14 @@ func (r *Runner) Close() error {
 	return errors.Join(errs...)
 }
 
-// read runs the receive checks on one member's socket and hands valid
-// adverts to the group.
+// maxPacket is the receive buffer's size: a VRRP packet is at most
+// 16 + 255*16 bytes, far less with the IPv4 header.
+const maxPacket = 4096
+
+// read reads a member's socket that the timing thread does not (a fake's,
+// or all of them with runtime timers) and hands valid adverts to the group.
 func (r *Runner) read(g *Group, i int, conn Conn) {
-	mb := g.members[i]
-	buf := make([]byte, 2048)
-	var mismatch string
+	buf := make([]byte, maxPacket)
 	for {
 		p, err := conn.ReadPacket(buf)
 		at := time.Now()
@@ -281,32 +299,47 @@ func (r *Runner) read(g *Group, i int, conn Conn) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			mb.log.Debug("vrrp read failed", "err", err)
+			g.members[i].log.Debug("vrrp read failed", "err", err)
 			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
 			continue
 		}
-		recv := mb.recv.Load()
-		ad, drop, differs := recv.check(p)
-		if drop != DropNone {
-			mb.stats.drops[drop].Add(1)
+		in, ok := g.accept(i, p, at)
+		if !ok {
 			continue
 		}
-		mb.stats.advertsReceived.Add(1)
-		if differs {
-			mb.stats.addrMismatch.Add(1)
-			if s := fmt.Sprint(ad.Addrs); s != mismatch {
-				mismatch = s
-				mb.log.Warn("advert lists other virtual IPs than ours; check both configurations",
-					"from", p.Src, "theirs", ad.Addrs, "ours", recv.vips)
-			}
-		}
 		select {
-		case g.in <- inbound{member: i, ad: ad, src: p.Src, at: at}:
+		case g.in <- in:
 		case <-g.done():
 			return
 		}
 	}
 }
+
+// accept runs the receive checks on a packet of member i, counts it and
+// returns it as an advert for the group. It reads only what is safe
+// without the group's lock (the receiver, the counters).
+func (g *Group) accept(i int, p PacketIn, at time.Time) (inbound, bool) {
+	mb := g.members[i]
+	recv := mb.recv.Load()
+	ad, drop, differs := recv.check(p)
+	if drop != DropNone {
+		mb.stats.drops[drop].Add(1)
+		return inbound{}, false
+	}
+	mb.stats.advertsReceived.Add(1)
+	if differs {
+		mb.stats.addrMismatch.Add(1)
+		if s := fmt.Sprint(ad.Addrs); s != mb.mismatch.Load() {
+			mb.mismatch.Store(s)
+			mb.log.Warn("advert lists other virtual IPs than ours; check both configurations",
+				"from", p.Src, "theirs", ad.Addrs, "ours", recv.vips)
+		}
+	}
+	return inbound{member: i, ad: ad, src: p.Src, at: at}, true
+}
+
+// Realtime says what scheduling the timing threads run with.
+func (r *Runner) Realtime() RealtimeStatus { return r.rt.Status() }
 
 // Status returns the groups and instances in configuration order.
 func (r *Runner) Status() ([]GroupStatus, []InstanceStatus) {

@@ -22,12 +22,13 @@ type PacketIn struct {
 	Ifindex  int
 }
 
-// conn is an instance's VRRP endpoint on its interface. A fake stands in
+// Conn is an instance's VRRP endpoint on its interface. A fake stands in
 // for it in tests.
 type Conn interface {
 	// ReadPacket blocks until a packet arrives or the conn is closed.
 	ReadPacket(buf []byte) (PacketIn, error)
 	// WritePacket sends a VRRP message to dst with TTL 255 from Source().
+	// Its group calls it with the group's lock held, never concurrently.
 	WritePacket(b []byte, dst netip.Addr) error
 	// Source is the address adverts are sent from (and checksummed with).
 	Source() netip.Addr
@@ -107,7 +108,12 @@ func sourceAddr(ifi *net.Interface, family6 bool) (netip.Addr, error) {
 
 // rawConn is a raw VRRP socket of either family. What differs between
 // them, golang.org/x/net's ipv4 and ipv6 packet conns and their control
-// message types, stands behind read, write and close; the rest is shared.
+// message types, stands behind read, oob and close; the rest is shared.
+//
+// The timing thread reads it without waiting (readNow) after ppoll said
+// it is readable, and WritePacket sends with one sendmsg on the socket's
+// descriptor: neither goes through Go's netpoller, and a send to a
+// destination sent to before allocates nothing.
 type rawConn struct {
 	ifi     *net.Interface
 	src     netip.Addr
@@ -115,9 +121,36 @@ type rawConn struct {
 	// read receives one packet: its length, sender and the fields of its
 	// control message (zero values when the kernel sent none).
 	read func(b []byte) (n int, from net.Addr, cm controlIn, err error)
-	// write sends b to dst from src out of interface ifindex.
-	write func(b []byte, src net.IP, ifindex int, dst *net.IPAddr) error
+	// oob is the control message that sends from src out of ifindex.
+	oob   func(src net.IP, ifindex int) []byte
 	close func() error
+
+	sc syscall.RawConn
+	fd int // for ppoll; valid until close
+
+	// The send in progress, and its destinations: socket address and
+	// control message prepared once each.
+	dests   []dest
+	out     []byte
+	outDest *dest
+	sendErr error
+	sendFn  func(fd uintptr)
+
+	// The read in progress (readNow).
+	in     []byte
+	inOOB  [128]byte
+	inN    int
+	inOOBN int
+	inFrom unix.Sockaddr
+	inErr  error
+	readFn func(fd uintptr)
+}
+
+// dest is a prepared destination.
+type dest struct {
+	addr netip.Addr
+	sa   unix.Sockaddr
+	oob  []byte
 }
 
 // controlIn is what ReadPacket uses of a received control message.
@@ -143,7 +176,7 @@ func newConn4(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 	if err := errors.Join(steps...); err != nil {
 		return nil, err
 	}
-	return &rawConn{
+	return (&rawConn{
 		ifi: ifi,
 		src: src,
 		read: func(b []byte) (int, net.Addr, controlIn, error) {
@@ -153,12 +186,11 @@ func newConn4(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 			}
 			return n, from, controlIn{ttl: cm.TTL, dst: cm.Dst, ifindex: cm.IfIndex}, err
 		},
-		write: func(b []byte, src net.IP, ifindex int, dst *net.IPAddr) error {
-			_, err := p.WriteTo(b, &ipv4.ControlMessage{Src: src, IfIndex: ifindex}, dst)
-			return err
+		oob: func(src net.IP, ifindex int) []byte {
+			return (&ipv4.ControlMessage{Src: src, IfIndex: ifindex}).Marshal()
 		},
 		close: p.Close,
-	}, nil
+	}).init(pc)
 }
 
 func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast bool) (*rawConn, error) {
@@ -179,7 +211,7 @@ func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 	if err := errors.Join(steps...); err != nil {
 		return nil, err
 	}
-	return &rawConn{
+	return (&rawConn{
 		ifi:     ifi,
 		src:     src,
 		family6: true,
@@ -190,13 +222,11 @@ func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 			}
 			return n, from, controlIn{ttl: cm.HopLimit, dst: cm.Dst, ifindex: cm.IfIndex}, err
 		},
-		write: func(b []byte, src net.IP, ifindex int, dst *net.IPAddr) error {
-			cm := &ipv6.ControlMessage{Src: src, IfIndex: ifindex, HopLimit: packet.TTL}
-			_, err := p.WriteTo(b, cm, dst)
-			return err
+		oob: func(src net.IP, ifindex int) []byte {
+			return (&ipv6.ControlMessage{Src: src, IfIndex: ifindex, HopLimit: packet.TTL}).Marshal()
 		},
 		close: p.Close,
-	}, nil
+	}).init(pc)
 }
 
 // ReadPacket returns the packet with the TTL or hop limit, destination and
@@ -223,12 +253,93 @@ func (c *rawConn) addr(ip net.IP) netip.Addr {
 	return a
 }
 
-func (c *rawConn) WritePacket(b []byte, dst netip.Addr) error {
-	to := &net.IPAddr{IP: dst.AsSlice()}
-	if c.family6 {
-		to.Zone = c.ifi.Name
+// init takes the socket's descriptor and prepares the send and read
+// functions, allocated once.
+func (c *rawConn) init(pc net.PacketConn) (*rawConn, error) {
+	sc, err := pc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil, err
 	}
-	return c.write(b, c.src.AsSlice(), c.ifi.Index, to)
+	c.sc, c.fd = sc, -1
+	if err := sc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		return nil, err
+	}
+	c.sendFn = func(fd uintptr) {
+		c.sendErr = unix.Sendmsg(int(fd), c.out, c.outDest.oob, c.outDest.sa, 0)
+	}
+	c.readFn = func(fd uintptr) {
+		c.inN, c.inOOBN, _, c.inFrom, c.inErr = unix.Recvmsg(int(fd), c.in, c.inOOB[:], unix.MSG_DONTWAIT)
+	}
+	return c, nil
+}
+
+// WritePacket sends b to dst with one sendmsg(2), not through the
+// netpoller: a full socket buffer is an error (EAGAIN), counted by the
+// caller, never a wait.
+func (c *rawConn) WritePacket(b []byte, dst netip.Addr) error {
+	c.out, c.outDest = b, c.dest(dst)
+	err := c.sc.Control(c.sendFn)
+	if err == nil {
+		err = c.sendErr
+	}
+	c.out, c.outDest = nil, nil
+	return err
+}
+
+// dest returns dst prepared, preparing it the first time.
+func (c *rawConn) dest(dst netip.Addr) *dest {
+	for i := range c.dests {
+		if c.dests[i].addr == dst {
+			return &c.dests[i]
+		}
+	}
+	d := dest{addr: dst, oob: c.oob(c.src.AsSlice(), c.ifi.Index)}
+	if c.family6 {
+		d.sa = &unix.SockaddrInet6{Addr: dst.As16(), ZoneId: uint32(c.ifi.Index)}
+	} else {
+		d.sa = &unix.SockaddrInet4{Addr: dst.As4()}
+	}
+	c.dests = append(c.dests, d)
+	return &c.dests[len(c.dests)-1]
+}
+
+func (c *rawConn) pollFD() int { return c.fd }
+
+// readNow returns the next queued packet, or an error wrapping
+// unix.EAGAIN if none is. An IPv4 raw socket delivers the IP header: the
+// TTL, source and destination come from it.
+func (c *rawConn) readNow(buf []byte) (PacketIn, error) {
+	c.in = buf
+	err := c.sc.Control(c.readFn)
+	c.in = nil
+	if err == nil {
+		err = c.inErr
+	}
+	if err != nil {
+		return PacketIn{}, err
+	}
+	b, oob := buf[:c.inN], c.inOOB[:c.inOOBN]
+	if c.family6 {
+		var cm ipv6.ControlMessage
+		if err := cm.Parse(oob); err != nil {
+			return PacketIn{}, fmt.Errorf("control message: %w", err)
+		}
+		p := PacketIn{Payload: b, TTL: cm.HopLimit, Ifindex: cm.IfIndex, Dst: c.addr(cm.Dst)}
+		if sa, ok := c.inFrom.(*unix.SockaddrInet6); ok {
+			p.Src = netip.AddrFrom16(sa.Addr)
+		}
+		return p, nil
+	}
+	var cm ipv4.ControlMessage
+	if err := cm.Parse(oob); err != nil {
+		return PacketIn{}, fmt.Errorf("control message: %w", err)
+	}
+	h, err := ipv4.ParseHeader(b)
+	if err != nil || h.Len > len(b) {
+		return PacketIn{}, fmt.Errorf("IPv4 header: %v", err)
+	}
+	return PacketIn{Payload: b[h.Len:], TTL: h.TTL, Ifindex: cm.IfIndex,
+		Src: c.addr(h.Src), Dst: c.addr(h.Dst)}, nil
 }
 
 func (c *rawConn) Source() netip.Addr { return c.src }

@@ -56,7 +56,7 @@ func (g *Group) publishStatus() {
 	if g.publish == nil {
 		return
 	}
-	ins := make([]InstanceStatus, 0, len(g.members))
+	ins := g.status[:0] // the box copies what it keeps
 	deferred := false
 	for _, mb := range g.members {
 		s := InstanceStatus{
@@ -72,12 +72,17 @@ func (g *Group) publishStatus() {
 		if !g.implicit {
 			s.Group = g.name
 		}
-		if mb.m.Master.IsValid() {
-			s.Master = mb.m.Master.String()
+		if mb.m.Master != mb.masterAddr {
+			mb.masterAddr, mb.masterStr = mb.m.Master, ""
+			if mb.m.Master.IsValid() {
+				mb.masterStr = mb.m.Master.String()
+			}
 		}
+		s.Master = mb.masterStr
 		deferred = deferred || mb.m.Deferred
 		ins = append(ins, s)
 	}
+	g.status = ins
 	g.publish(GroupStatus{
 		Name: g.name, State: g.state, Since: g.since, Reason: g.reason,
 		PreemptDeferred: deferred, Demoted: g.demoted,

@@ -11,7 +11,7 @@ import (
 
 // vrrpConfig is the VRRP part of c.
 func vrrpConfig(c *cfg.Config) vrrp.Config {
-	var v vrrp.Config
+	v := vrrp.Config{RealtimePriority: c.RealtimePriority}
 	for _, in := range c.Instances {
 		vi := vrrp.Instance{
 			Name: in.Name, Interface: in.Interface, VRID: in.VRID, Priority: in.Priority,

@@ -31,8 +31,11 @@ func (d *daemonState) status() control.Status {
 	}
 	var groups []vrrp.GroupStatus
 	var instances []vrrp.InstanceStatus
+	st.Realtime = control.RealtimeStatus{Priority: conf.RealtimePriority, State: "off"}
 	if d.vrrp != nil {
 		groups, instances = d.vrrp.Status()
+		rt := d.vrrp.Realtime()
+		st.Realtime = control.RealtimeStatus{Priority: rt.Priority, State: rt.State, Error: rt.Err}
 	}
 	for _, g := range conf.SyncGroups {
 		gs := control.GroupStatus{
@@ -136,6 +139,12 @@ func (c *cli) status(args []string) int {
 func printStatus(w io.Writer, st control.Status, now time.Time) {
 	fmt.Fprintf(w, "node %s, ctha %s, up %s, config %s\n", st.Node, st.Version,
 		now.Sub(st.Started).Round(time.Second), st.Config)
+	switch st.Realtime.State {
+	case "on":
+		fmt.Fprintf(w, "vrrp timing: realtime (SCHED_FIFO %d)\n", st.Realtime.Priority)
+	case "refused":
+		fmt.Fprintf(w, "vrrp timing: normal priority: realtime priority %d refused (%s)\n", st.Realtime.Priority, st.Realtime.Error)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(st.Groups) > 0 {
 		fmt.Fprintln(tw, "\nGROUP\tSTATE\tSINCE\tINSTANCES\tNOTE")

@@ -18,8 +18,22 @@ type Status struct {
 	Config    string           `json:"config"`
 	Groups    []GroupStatus    `json:"groups"`
 	Instances []InstanceStatus `json:"instances"`
+	// Realtime is the VRRP timing threads' scheduling.
+	Realtime RealtimeStatus `json:"realtime"`
 	// Sync is null when the configuration has no conntrack_sync block.
 	Sync *SyncStatus `json:"sync"`
+}
+
+// RealtimeStatus is the scheduling of the VRRP timing threads.
+type RealtimeStatus struct {
+	// Priority is realtime_priority: the SCHED_FIFO priority asked for,
+	// 0 for none.
+	Priority int `json:"priority"`
+	// State: "off" (none asked), "on", or "refused" (the kernel said no;
+	// the threads run at normal priority).
+	State string `json:"state"`
+	// Error is the kernel's refusal, "" otherwise.
+	Error string `json:"error"`
 }
 
 // GroupStatus is one sync group.
