@@ -81,7 +81,9 @@ func (c benchConfig) estimate() time.Duration {
 //
 // With CTHA_BENCH_OUT=DIR it writes the results as JSON in DIR
 // (results-DATE.json and latest.json); with CTHA_BENCH_DOCS=DIR also
-// DIR/benchmarks.md and DIR/bench-gap.png.
+// DIR/benchmarks.md and DIR/bench-gap.png; with CTHA_BENCH_README=FILE
+// (and CTHA_BENCH_OUT) the headline table of FILE, naming the results
+// file.
 func BenchmarkStacks(b *testing.B) {
 	lab.RequireNetns(b)
 	lab.RequireCommands(b, "keepalived", "conntrackd", "tcpdump")
@@ -100,12 +102,24 @@ func BenchmarkStacks(b *testing.B) {
 
 	run.Finish()
 	b.Logf("finished in %v; load average at the end %s", run.Finished.Sub(run.Started).Round(time.Second), run.Machine.LoadEnd)
+	var resultsPath string
 	if dir := os.Getenv("CTHA_BENCH_OUT"); dir != "" {
 		path, err := run.WriteJSON(dir)
 		if err != nil {
 			b.Fatal(err)
 		}
+		resultsPath = path
 		b.Logf("results: %s", path)
+	}
+	if readme := os.Getenv("CTHA_BENCH_README"); readme != "" && resultsPath != "" {
+		rel, err := filepath.Rel(filepath.Dir(readme), resultsPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := run.WriteReadme(readme, rel); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("headline: %s", readme)
 	}
 	if dir := os.Getenv("CTHA_BENCH_DOCS"); dir != "" {
 		if err := run.WriteDocs(dir, nil); err != nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -341,5 +342,58 @@ func TestWriteDocs(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "bench-gap.png")); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
 		t.Errorf("bench-gap.png: %v, not a PNG", err)
+	}
+}
+
+// TestReadmeHeadline: the README's headline is the one the results file
+// it names renders, so every figure in it has that source.
+func TestReadmeHeadline(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, HeadlineBegin)
+	j := strings.Index(readme, HeadlineEnd)
+	if i < 0 || j < i {
+		t.Fatal("README.md has no bench headline markers")
+	}
+	block := readme[i+len(HeadlineBegin) : j]
+	m := regexp.MustCompile("From `([^`]+)`").FindStringSubmatch(block)
+	if m == nil {
+		t.Fatalf("the headline names no results file:\n%s", block)
+	}
+	r, err := ReadJSON(filepath.Join("../..", m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff("\n"+r.Headline(m[1])+"\n", block); diff != "" {
+		t.Errorf("README.md's headline is not %s's (-want +got):\n%s\n(make bench rewrites it; or write it with Run.WriteReadme)", m[1], diff)
+	}
+}
+
+func TestHeadline(t *testing.T) {
+	r := multiRun()
+	r.Case("failover", "phase 0.75 s, 10k entries").Add("longest gap", "s", Ctha, 9)
+	got := r.Headline("integration/bench/results/x.json")
+	for _, want := range []string{
+		"From `integration/bench/results/x.json`: ctha commit ",
+		"| figure (case) | ctha | baseline | best | ctha / baseline | ctha / best |\n",
+		"| crash 0.75 s after an advert, with background entries: longest gap (s) [phase 0.75 s, 100k entries] | 3.25 [3.20-3.30] | 6.75 [6.70-6.80] | 3.60 | 0.48 | 0.90 |\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("headline lacks %q:\n%s", want, got)
+		}
+	}
+	doc := "intro\n" + HeadlineBegin + "old\n" + HeadlineEnd + "after\n"
+	out, err := ReplaceHeadline(doc, "new\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "intro\n" + HeadlineBegin + "\nnew\n\n" + HeadlineEnd + "after\n"; out != want {
+		t.Errorf("ReplaceHeadline = %q, want %q", out, want)
+	}
+	if _, err := ReplaceHeadline("no markers", "x"); err == nil {
+		t.Error("no error without markers")
 	}
 }

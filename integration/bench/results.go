@@ -27,6 +27,9 @@ const (
 	// DisableExternalCache On and Scheduler FIFO, keepalived with
 	// vrrp_rt_priority and vrrp_no_swap.
 	Best = "best"
+	// Keepalived is keepalived alone (no conntrackd), default
+	// scheduling: the VRRP-only benchmarks' baseline.
+	Keepalived = "keepalived"
 )
 
 // Stacks names every stack with what it runs, in the order tables show
@@ -37,6 +40,7 @@ var Stacks = []Stack{
 	{Baseline, "keepalived + conntrackd, external cache (documented), default scheduling", true},
 	{Direct, "keepalived + conntrackd, DisableExternalCache On, default scheduling", true},
 	{Best, "keepalived realtime + conntrackd DisableExternalCache On, Scheduler FIFO (best-configured)", true},
+	{Keepalived, "keepalived alone (VRRP only, no conntrackd), default scheduling", true},
 }
 
 // Stack is one configuration under test.
