@@ -397,3 +397,17 @@ func TestHeadline(t *testing.T) {
 		t.Error("no error without markers")
 	}
 }
+
+func TestEveryStackHasAColour(t *testing.T) {
+	seen := map[color.RGBA]string{}
+	for _, s := range Stacks {
+		c, ok := stackColors[s.ID]
+		if !ok {
+			t.Errorf("stack %q has no chart colour", s.ID)
+		}
+		if other, dup := seen[c]; dup {
+			t.Errorf("stacks %q and %q share a colour", s.ID, other)
+		}
+		seen[c] = s.ID
+	}
+}

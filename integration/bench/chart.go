@@ -17,11 +17,12 @@ var (
 	colorGrid = color.RGBA{225, 225, 225, 255}
 	// stackColors has one colour per stack of Stacks.
 	stackColors = map[string]color.RGBA{
-		Ctha:     {31, 119, 180, 255},  // blue
-		CthaRT:   {44, 160, 44, 255},   // green
-		Baseline: {255, 127, 14, 255},  // orange
-		Direct:   {148, 103, 189, 255}, // purple
-		Best:     {214, 39, 40, 255},   // red
+		Ctha:       {31, 119, 180, 255},  // blue
+		CthaRT:     {44, 160, 44, 255},   // green
+		Baseline:   {255, 127, 14, 255},  // orange
+		Direct:     {148, 103, 189, 255}, // purple
+		Best:       {214, 39, 40, 255},   // red
+		Keepalived: {140, 86, 75, 255},   // brown
 	}
 )
 
