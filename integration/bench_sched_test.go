@@ -152,7 +152,7 @@ func conntrackdExcerpt(conf string) string {
 		parts = append(parts, "NetlinkEventsReliable not set (off, the default)")
 	}
 	if !strings.Contains(conf, "Scheduler") {
-		parts = append(parts, "no Scheduler block (default scheduling)")
+		parts = append(parts, "no Scheduler block")
 	}
 	if len(filter) > 0 {
 		parts = append(parts, "Filter From Userspace: "+strings.Join(filter, " "))

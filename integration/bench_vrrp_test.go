@@ -44,7 +44,7 @@ func BenchmarkVRRPTakeover(b *testing.B) {
 	}
 	run.Notes = []string{"the machine has 2 vCPUs shared with other engineers' lab tests: compare stacks within this run only"}
 	c := run.Case("vrrp", fmt.Sprintf("takeover, advert %v, kill %v after an advert", advert, phase))
-	c.Modes = "VRRP only, default scheduling"
+	c.Modes = "VRRP only, no scheduling options set"
 	b.Logf("machine: %+v", run.Machine)
 	for range b.N {
 		for r := range rounds {

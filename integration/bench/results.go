@@ -18,17 +18,18 @@ const (
 	// CthaRT is ctha with its VRRP timing thread at a realtime priority.
 	CthaRT = "ctha-rt"
 	// Baseline is keepalived + conntrackd as documented: external cache,
-	// primary-backup.sh, default scheduling.
+	// primary-backup.sh, no scheduling options (conntrackd 1.4.7 then
+	// still raises itself to a realtime class: record what chrt shows).
 	Baseline = "baseline"
-	// Direct is keepalived + conntrackd with DisableExternalCache On,
-	// default scheduling.
+	// Direct is keepalived + conntrackd with DisableExternalCache On, no
+	// scheduling options.
 	Direct = "direct"
 	// Best is the best-configured baseline: conntrackd with
 	// DisableExternalCache On and Scheduler FIFO, keepalived with
 	// vrrp_rt_priority and vrrp_no_swap.
 	Best = "best"
-	// Keepalived is keepalived alone (no conntrackd), default
-	// scheduling: the VRRP-only benchmarks' baseline.
+	// Keepalived is keepalived alone (no conntrackd), no scheduling
+	// options: the VRRP-only benchmarks' baseline.
 	Keepalived = "keepalived"
 )
 
@@ -37,10 +38,10 @@ const (
 var Stacks = []Stack{
 	{Ctha, "ctha, default scheduling", false},
 	{CthaRT, "ctha, timing thread realtime", false},
-	{Baseline, "keepalived + conntrackd, external cache (documented), default scheduling", true},
-	{Direct, "keepalived + conntrackd, DisableExternalCache On, default scheduling", true},
+	{Baseline, "keepalived + conntrackd, external cache (documented), no scheduling options set", true},
+	{Direct, "keepalived + conntrackd, DisableExternalCache On, no scheduling options set", true},
 	{Best, "keepalived realtime + conntrackd DisableExternalCache On, Scheduler FIFO (best-configured)", true},
-	{Keepalived, "keepalived alone (VRRP only, no conntrackd), default scheduling", true},
+	{Keepalived, "keepalived alone (VRRP only, no conntrackd), no scheduling options set", true},
 }
 
 // Stack is one configuration under test.
