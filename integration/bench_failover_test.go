@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ type haRound struct {
 	invalid    uint64
 	killToVIPs time.Duration
 	vipsToDone time.Duration // baseline: VIPs -> primary-backup.sh done (commit included)
+	settings   []string      // the stack's settings as observed (haNode.settings)
 }
 
 // liveFlows are the 200 flowgen flows from the client to the server
@@ -103,6 +105,8 @@ func runFailover(b *testing.B, stack string, c failoverCase) haRound {
 	fw1.waitSettled(b, l, true, 15*time.Second)
 	fw2 := startHA(b, l, stack, lab.RoleFW2, o)
 	fw2.waitSettled(b, l, false, 15*time.Second)
+	var r haRound
+	r.settings = fw2.settings()
 
 	flows := startFlows(b, l)
 	if c.background > 0 {
@@ -115,7 +119,6 @@ func runFailover(b *testing.B, stack string, c failoverCase) haRound {
 	kill := killAtPhase(b, capture, c.advert, c.phase, fw1.kill)
 	l.SetLink(lab.RoleFW1, "lan", false)
 	l.SetLink(lab.RoleFW1, "wan", false)
-	var r haRound
 	var err error
 	if r.killToVIPs, err = waitVIPs(l, lab.RoleFW2, kill, 15*time.Second); err != nil {
 		b.Fatalf("%s takeover: %v\n%s", stack, err, fw2.tail())
@@ -179,6 +182,7 @@ func runRejoin(b *testing.B, stack string, background int) (r haRound, startToVI
 	if startToVIPs, err = waitVIPs(l, lab.RoleFW1, start, 60*time.Second); err != nil {
 		b.Fatalf("%s: fw1 never took over: %v\n%s", stack, err, fw1.tail())
 	}
+	r.settings = fw1.settings()
 	time.Sleep(time.Until(start.Add(startToVIPs + afterKill)))
 	if r.invalid, err = l.InvalidDrops(lab.RoleFW1); err != nil {
 		b.Fatal(err)
@@ -187,16 +191,42 @@ func runRejoin(b *testing.B, stack string, background int) (r haRound, startToVI
 	return r, startToVIPs
 }
 
-// logCase prints every figure of a case with its ratio.
+// logCase prints every figure of a case for every stack it ran, with
+// the ratios of ctha over each baseline.
 func logCase(b *testing.B, c *bench.Case) {
-	b.Logf("%-28s %-28s %-28s %s", c.Scenario+" "+c.Name, "ctha", "keepalived+conntrackd", "ratio")
+	var stacks, bases []string
+	for _, s := range bench.Stacks {
+		for _, m := range c.Metrics {
+			if len(m.Samples[s.ID]) > 0 {
+				stacks = append(stacks, s.ID)
+				if s.IsBaseline {
+					bases = append(bases, s.ID)
+				}
+				break
+			}
+		}
+	}
+	line := fmt.Sprintf("%-40s", c.Scenario+" "+c.Name)
+	for _, s := range stacks {
+		line += fmt.Sprintf(" %-22s", s)
+	}
+	for _, base := range bases {
+		line += " ctha/" + base
+	}
+	b.Log(line)
 	for _, m := range c.Metrics {
 		p := 2
 		if m.Unit != "s" {
 			p = 1
 		}
-		b.Logf("  %-26s %-28s %-28s %s", m.Name+" ("+m.Unit+")", bench.Summarize(m.Samples[bench.Ctha]).Format(p),
-			bench.Summarize(m.Samples[bench.Baseline]).Format(p), bench.FormatRatio(m.Ratio(bench.Ctha, bench.Baseline)))
+		line := fmt.Sprintf("  %-38s", m.Name+" ("+m.Unit+")")
+		for _, s := range stacks {
+			line += fmt.Sprintf(" %-22s", bench.Summarize(m.Samples[s]).Format(p))
+		}
+		for _, base := range bases {
+			line += " " + bench.FormatRatio(m.Ratio(bench.Ctha, base))
+		}
+		b.Log(line)
 	}
 }
 
@@ -218,7 +248,31 @@ func stackOrder(round int) []string {
 	return []string{bench.Baseline, bench.Ctha}
 }
 
-func benchFailover(b *testing.B, run *bench.Run, cfg benchConfig) {
+// roundStacks is stackOrder(round) with the extra stacks (the
+// best-configured baseline) in the first extraRuns rounds: last in even
+// rounds, first in odd ones.
+func roundStacks(round int, extra []string, extraRuns int) []string {
+	order := stackOrder(round)
+	if round >= extraRuns {
+		return order
+	}
+	if round%2 == 0 {
+		return append(order, extra...)
+	}
+	return append(slices.Clone(extra), order...)
+}
+
+// failoverModes names each stack's mode in the failover and rejoin cases.
+func failoverModes(best bool) string {
+	m := "ctha cache direct; baseline external cache, committed by its notify script"
+	if best {
+		m += "; best DisableExternalCache On"
+	}
+	return m
+}
+
+// failoverCases is the failover grid of c.
+func failoverCases(cfg benchConfig) []failoverCase {
 	k := fmt.Sprintf("%dk", cfg.entries/1000)
 	cases := []failoverCase{
 		{"advert 1 s, phase 0.05 s, 0 entries", time.Second, 50 * time.Millisecond, 0},
@@ -230,12 +284,22 @@ func benchFailover(b *testing.B, run *bench.Run, cfg benchConfig) {
 	if cfg.entries > 10_000 {
 		cases = append(cases, failoverCase{"advert 1 s, phase 0.75 s, 10k entries", time.Second, 750 * time.Millisecond, 10_000})
 	}
-	for _, fc := range cases {
+	return cases
+}
+
+func benchFailover(b *testing.B, run *bench.Run, cfg benchConfig) {
+	for _, fc := range failoverCases(cfg) {
+		var extra []string
+		if cfg.bestIn(fc) {
+			extra = []string{bench.Best}
+		}
 		ok := b.Run(fc.name, func(b *testing.B) {
 			c := run.Case("failover", fc.name)
+			c.Modes = failoverModes(len(extra) > 0)
 			for round := range cfg.runs {
-				for _, stack := range stackOrder(round) {
+				for _, stack := range roundStacks(round, extra, cfg.bestRuns) {
 					r := runFailover(b, stack, fc)
+					run.SetStack(stack, r.settings...)
 					c.Add("kill -> VIPs", "s", stack, r.killToVIPs.Seconds())
 					if stack == bench.Baseline {
 						c.Add("VIPs -> notify script (commit) done", "s", stack, r.vipsToDone.Seconds())
@@ -255,9 +319,11 @@ func benchRejoin(b *testing.B, run *bench.Run, cfg benchConfig) {
 	name := fmt.Sprintf("fw1 restarts empty, fw2 master with %dk entries", cfg.entries/1000)
 	ok := b.Run("fw1 rejoins", func(b *testing.B) {
 		c := run.Case("rejoin", name)
+		c.Modes = failoverModes(true)
 		for round := range cfg.runs {
-			for _, stack := range stackOrder(round) {
+			for _, stack := range roundStacks(round, []string{bench.Best}, cfg.bestRuns) {
 				r, took := runRejoin(b, stack, cfg.entries)
+				run.SetStack(stack, r.settings...)
 				r.killToVIPs = took
 				c.Add("fw1 start -> VIPs", "s", stack, took.Seconds())
 				recordFlows(b, c, stack, round, r)

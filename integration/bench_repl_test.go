@@ -18,14 +18,16 @@ import (
 )
 
 // startSync starts stack's replication daemon alone (no VRRP) in role:
-// ctha with conntrack_sync only, or conntrackd (FTFW over UDP); direct
-// means the peer's states go into the kernel as they arrive (ctha cache
-// "direct", conntrackd DisableExternalCache), else they wait in the
-// external cache for a commit.
+// ctha with conntrack_sync only, or conntrackd (FTFW over UDP, with the
+// stack's scheduling); direct means the peer's states go into the kernel
+// as they arrive (ctha cache "direct", conntrackd DisableExternalCache),
+// else they wait in the external cache for a commit.
 func startSync(b *testing.B, l *lab.Lab, stack, role string, direct bool) *haNode {
-	n := &haNode{stack: stack, role: role}
-	if stack == bench.Baseline {
-		n.ctd = l.StartConntrackd(b, role, lab.ConntrackdConfig{DisableExternalCache: direct})
+	n := &haNode{stack: stack, role: role, lab: l}
+	if !isCtha(stack) {
+		c := baselineOf(b, stack).ctd
+		c.DisableExternalCache = direct
+		n.ctd = l.StartConntrackd(b, role, c)
 		return n
 	}
 	cache := map[bool]string{true: "direct", false: "external"}[direct]
@@ -72,6 +74,10 @@ type replRound struct {
 	lagP50, lagP99, lagMax  time.Duration
 	lagRate                 float64 // new flows/s achieved
 	lagMissing, lagInserted int
+	// Direct mode, over the lag phase plus 1 s: CPU and RSS growth
+	// (bytes per entry) of both ends.
+	lagCPUSender, lagCPUReceiver time.Duration
+	lagRSSSender, lagRSSReceiver float64
 }
 
 // runReplication: n new ESTABLISHED flows created in fw1's kernel reach
@@ -105,7 +111,7 @@ func runReplication(b *testing.B, stack string, n int) replRound {
 	start = time.Now()
 	var out string
 	var err error
-	if stack == bench.Ctha {
+	if isCtha(stack) {
 		out, err = fw2.ctha.ctl("sync", "commit")
 	} else {
 		out, err = fw2.ctd.Ctl("-c")
@@ -171,6 +177,7 @@ func runLag(b *testing.B, stack string, n, rate int, r *replRound) {
 	defer func() { ln.Close(); <-done }()
 
 	flows := estFlows(40, n)
+	rss1, rss2 := procRSS(b, fw1.pid()), procRSS(b, fw2.pid())
 	cpu1, cpu2 := procCPU(b, fw1.pid()), procCPU(b, fw2.pid())
 	interval := time.Duration(float64(time.Second) * lagBatch / float64(rate))
 	written := make([]time.Time, 0, n/lagBatch+1)
@@ -186,7 +193,12 @@ func runLag(b *testing.B, stack string, n, rate int, r *replRound) {
 		defer mu.Unlock()
 		return count == n, nil
 	})
-	b.Logf("%s lag phase: CPU sender %.2f s, receiver %.2f s", stack, (procCPU(b, fw1.pid()) - cpu1).Seconds(), (procCPU(b, fw2.pid()) - cpu2).Seconds())
+	time.Sleep(time.Second) // acknowledgements, the sender's last work
+	r.lagCPUSender, r.lagCPUReceiver = procCPU(b, fw1.pid())-cpu1, procCPU(b, fw2.pid())-cpu2
+	r.lagRSSSender = float64(procRSS(b, fw1.pid())-rss1) / float64(n)
+	r.lagRSSReceiver = float64(procRSS(b, fw2.pid())-rss2) / float64(n)
+	b.Logf("%s lag phase: CPU sender %.2f s, receiver %.2f s; RSS growth %.0f / %.0f B/entry", stack,
+		r.lagCPUSender.Seconds(), r.lagCPUReceiver.Seconds(), r.lagRSSSender, r.lagRSSReceiver)
 	mu.Lock()
 	defer mu.Unlock()
 	if lerr != nil {
@@ -209,44 +221,62 @@ func runLag(b *testing.B, stack string, n, rate int, r *replRound) {
 
 // benchReplication runs the replication cases. For development,
 // CTHA_BENCH_REPL=lag (or commit) runs only that part and only ctha;
-// lag-both (commit-both) runs that part for both stacks.
+// lag-both (commit-both) runs that part for every stack.
+//
+// The replication case compares external caches (ctha and the documented
+// baseline); the lag case direct modes: ctha against conntrackd with
+// DisableExternalCache On, recorded as the direct stack (the documented
+// baseline's round runs it), and the best-configured one.
 func benchReplication(b *testing.B, run *bench.Run, cfg benchConfig) {
 	name := fmt.Sprintf("%dk new flows", cfg.entries/1000)
 	ok := b.Run("replication", func(b *testing.B) {
 		c := run.Case("replication", name)
+		c.Modes = "ctha cache external; baseline external cache"
 		lc := run.Case("replication", fmt.Sprintf("%dk new flows at %dk/s, direct mode", cfg.lagFlows/1000, cfg.lagRate/1000))
+		lc.Modes = "ctha cache direct; direct and best DisableExternalCache On"
 		n := float64(cfg.entries)
 		only, both := strings.CutSuffix(os.Getenv("CTHA_BENCH_REPL"), "-both")
 		for round := range cfg.runs {
-			for _, stack := range stackOrder(round) {
+			for _, stack := range roundStacks(round, []string{bench.Best}, cfg.bestRuns) {
 				if only != "" && !both && stack != bench.Ctha {
 					continue
 				}
 				var r replRound
-				if only != "lag" {
+				if only != "lag" && stack != bench.Best {
 					r = runReplication(b, stack, cfg.entries)
+					c.Add("insert into fw1's kernel", "s", stack, r.insert.Seconds())
+					c.Add("insert start -> all in the peer's cache", "s", stack, r.toPeer.Seconds())
+					c.Add("CPU sender", "µs/flow", stack, float64(r.cpuSender.Microseconds())/n)
+					c.Add("CPU receiver", "µs/flow", stack, float64(r.cpuReceiver.Microseconds())/n)
+					c.Add("CPU sender, total", "s", stack, r.cpuSender.Seconds())
+					c.Add("CPU receiver, total", "s", stack, r.cpuReceiver.Seconds())
+					c.Add("sync link bytes, both ways", "B/flow", stack, float64(r.bytes)/n)
+					c.Add("commit into the peer's kernel", "s", stack, r.commit.Seconds())
+					c.Add("RSS growth sender (internal cache)", "B/entry", stack, r.rssSender)
+					c.Add("RSS growth receiver (external cache)", "B/entry", stack, r.rssReceiver)
+				}
+				// The documented baseline has no direct mode: its round
+				// runs conntrackd with DisableExternalCache On.
+				lagStack := stack
+				if stack == bench.Baseline {
+					lagStack = bench.Direct
 				}
 				if only != "commit" {
-					runLag(b, stack, cfg.lagFlows, cfg.lagRate, &r)
+					runLag(b, lagStack, cfg.lagFlows, cfg.lagRate, &r)
+					ln := float64(cfg.lagFlows)
+					lc.Add("rate achieved", "k/s", lagStack, r.lagRate/1000)
+					lc.Add("sync lag p50", "ms", lagStack, float64(r.lagP50.Microseconds())/1000)
+					lc.Add("sync lag p99", "ms", lagStack, float64(r.lagP99.Microseconds())/1000)
+					lc.Add("sync lag max", "ms", lagStack, float64(r.lagMax.Microseconds())/1000)
+					lc.Add("flows missing in the peer's kernel after 15 s", "flows", lagStack, float64(r.lagMissing))
+					lc.Add("CPU sender", "µs/flow", lagStack, float64(r.lagCPUSender.Microseconds())/ln)
+					lc.Add("CPU receiver", "µs/flow", lagStack, float64(r.lagCPUReceiver.Microseconds())/ln)
+					lc.Add("RSS growth sender (internal cache)", "B/entry", lagStack, r.lagRSSSender)
+					lc.Add("RSS growth receiver (no external cache)", "B/entry", lagStack, r.lagRSSReceiver)
 				}
-				c.Add("insert into fw1's kernel", "s", stack, r.insert.Seconds())
-				c.Add("insert start -> all in the peer's cache", "s", stack, r.toPeer.Seconds())
-				c.Add("CPU sender", "µs/flow", stack, float64(r.cpuSender.Microseconds())/n)
-				c.Add("CPU receiver", "µs/flow", stack, float64(r.cpuReceiver.Microseconds())/n)
-				c.Add("CPU sender, total", "s", stack, r.cpuSender.Seconds())
-				c.Add("CPU receiver, total", "s", stack, r.cpuReceiver.Seconds())
-				c.Add("sync link bytes, both ways", "B/flow", stack, float64(r.bytes)/n)
-				c.Add("commit into the peer's kernel", "s", stack, r.commit.Seconds())
-				c.Add("RSS growth sender (internal cache)", "B/entry", stack, r.rssSender)
-				c.Add("RSS growth receiver (external cache)", "B/entry", stack, r.rssReceiver)
-				lc.Add("rate achieved", "k/s", stack, r.lagRate/1000)
-				lc.Add("sync lag p50", "ms", stack, float64(r.lagP50.Microseconds())/1000)
-				lc.Add("sync lag p99", "ms", stack, float64(r.lagP99.Microseconds())/1000)
-				lc.Add("sync lag max", "ms", stack, float64(r.lagMax.Microseconds())/1000)
-				lc.Add("flows missing in the peer's kernel after 15 s", "flows", stack, float64(r.lagMissing))
-				b.Logf("round %d %-8s to peer %.2f s (insert %.2f s), CPU %.2f / %.2f s, %.1f B/flow, commit %.2f s, RSS %.0f / %.0f B/entry; lag p50 %.1f ms p99 %.1f ms max %.1f ms at %.1fk/s, %d missing",
+				b.Logf("round %d %-8s to peer %.2f s (insert %.2f s), CPU %.2f / %.2f s, %.1f B/flow, commit %.2f s, RSS %.0f / %.0f B/entry; lag (%s) p50 %.1f ms p99 %.1f ms max %.1f ms at %.1fk/s, %d missing",
 					round, stack, r.toPeer.Seconds(), r.insert.Seconds(), r.cpuSender.Seconds(), r.cpuReceiver.Seconds(), float64(r.bytes)/n,
-					r.commit.Seconds(), r.rssSender, r.rssReceiver, float64(r.lagP50.Microseconds())/1000, float64(r.lagP99.Microseconds())/1000,
+					r.commit.Seconds(), r.rssSender, r.rssReceiver, lagStack, float64(r.lagP50.Microseconds())/1000, float64(r.lagP99.Microseconds())/1000,
 					float64(r.lagMax.Microseconds())/1000, r.lagRate/1000, r.lagMissing)
 			}
 		}

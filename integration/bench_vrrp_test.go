@@ -4,18 +4,20 @@ import (
 	"bufio"
 	"fmt"
 	"net/netip"
-	"slices"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ctha/ctha/integration/bench"
 	"github.com/ctha/ctha/integration/lab"
 )
 
 // BenchmarkVRRPTakeover measures, for ctha and keepalived 2.2.7 in the same
-// run, alternating, how fast a backup takes over from a killed master with
-// nothing to commit:
+// run, alternating which goes first, how fast a backup takes over from a
+// killed master with nothing to commit:
 //
 //   - timer -> GARP: from the moment the backup's Master_Down timer fires
 //     (the last advert it heard + Master_Down_Interval, both from a capture
@@ -23,7 +25,9 @@ import (
 //   - kill -> GARP and kill -> VIP (the VIP seen on the interface).
 //
 // The master is killed 50 ms after one of its adverts, the same phase for
-// both. Run it with `make bench-vrrp`.
+// both. Run it with `make bench-vrrp`; with CTHA_BENCH_OUT=DIR it writes
+// the results (bench.Run JSON, with the machine and versions) as
+// DIR/vrrp-DATE.json.
 func BenchmarkVRRPTakeover(b *testing.B) {
 	lab.RequireNetns(b)
 	lab.RequireCommands(b, "keepalived", "tcpdump")
@@ -32,52 +36,54 @@ func BenchmarkVRRPTakeover(b *testing.B) {
 		phase  = 50 * time.Millisecond
 		rounds = 5
 	)
-	results := map[string][]takeoverSample{}
+	run := bench.NewRun("BenchmarkVRRPTakeover", rounds, false)
+	run.Settings = []string{
+		fmt.Sprintf("one VRRPv3 instance on the LAN (vrid 51, priorities 150/100), advert %v, nothing to replicate; fw1 master is killed %v after one of its adverts (captured on fw2's LAN port), its LAN link set down", advert, phase),
+		"ctha: the lan-only pair config of the VRRP tests; keepalived 2.2.7 with the same instance, default global_defs",
+		"timer -> first GARP: from the last advert fw2 heard + Master_Down_Interval to fw2's first gratuitous ARP, both on the capture; kill -> VIP: until the VIP is on fw2's interface",
+	}
+	run.Notes = []string{"the machine has 2 vCPUs shared with other engineers' lab tests: compare stacks within this run only"}
+	c := run.Case("vrrp", fmt.Sprintf("takeover, advert %v, kill %v after an advert", advert, phase))
+	c.Modes = "VRRP only, no scheduling options set"
+	b.Logf("machine: %+v", run.Machine)
 	for range b.N {
 		for r := range rounds {
-			for _, stack := range []string{"ctha", "keepalived"} {
+			order := []string{bench.Ctha, bench.Keepalived}
+			if r%2 == 1 {
+				order = []string{bench.Keepalived, bench.Ctha}
+			}
+			for _, stack := range order {
 				s := takeoverRound(b, stack, advert, phase)
+				run.SetStack(stack, s.settings...)
 				b.Logf("round %d %-10s timer->GARP %7.3f ms  kill->GARP %7.1f ms  kill->VIP %7.1f ms", r, stack,
 					ms(s.timerToGARP), ms(s.killToGARP), ms(s.killToVIP))
-				results[stack] = append(results[stack], s)
+				c.Add("timer -> first GARP", "ms", stack, ms(s.timerToGARP))
+				c.Add("kill -> first GARP", "ms", stack, ms(s.killToGARP))
+				c.Add("kill -> VIP present", "ms", stack, ms(s.killToVIP))
 			}
 		}
 	}
+	run.Finish()
 	b.Logf("%-26s %-26s %-26s %s", "figure (ms, median [range])", "ctha", "keepalived 2.2.7", "ratio ctha/keepalived")
-	for _, f := range []struct {
-		name string
-		get  func(takeoverSample) time.Duration
-	}{
-		{"timer -> first GARP", func(s takeoverSample) time.Duration { return s.timerToGARP }},
-		{"kill -> first GARP", func(s takeoverSample) time.Duration { return s.killToGARP }},
-		{"kill -> VIP present", func(s takeoverSample) time.Duration { return s.killToVIP }},
-	} {
-		c, k := summarize(results["ctha"], f.get), summarize(results["keepalived"], f.get)
-		b.Logf("%-26s %-26s %-26s %.3f", f.name, c, k, c.median/k.median)
-		metric := strings.NewReplacer(" -> ", "_to_", " ", "_").Replace(f.name)
-		b.ReportMetric(c.median, "ctha_"+metric+"_ms")
-		b.ReportMetric(k.median, "keepalived_"+metric+"_ms")
+	for _, m := range c.Metrics {
+		cs, ks := bench.Summarize(m.Samples[bench.Ctha]), bench.Summarize(m.Samples[bench.Keepalived])
+		b.Logf("%-26s %-26s %-26s %s", m.Name, cs.Format(3), ks.Format(3), bench.FormatRatio(m.Ratio(bench.Ctha, bench.Keepalived)))
+		metric := strings.NewReplacer(" -> ", "_to_", " ", "_").Replace(m.Name)
+		b.ReportMetric(cs.Median, "ctha_"+metric+"_ms")
+		b.ReportMetric(ks.Median, "keepalived_"+metric+"_ms")
+	}
+	if dir := os.Getenv("CTHA_BENCH_OUT"); dir != "" {
+		path, err := run.WriteJSONAs(dir, "vrrp")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("results: %s", path)
 	}
 }
 
 type takeoverSample struct {
 	timerToGARP, killToGARP, killToVIP time.Duration
-}
-
-type summary struct{ median, min, max float64 }
-
-func (s summary) String() string { return fmt.Sprintf("%.3f [%.3f-%.3f]", s.median, s.min, s.max) }
-
-func summarize(samples []takeoverSample, get func(takeoverSample) time.Duration) summary {
-	var v []float64
-	for _, s := range samples {
-		v = append(v, ms(get(s)))
-	}
-	slices.Sort(v)
-	if len(v) == 0 {
-		return summary{}
-	}
-	return summary{median: v[len(v)/2], min: v[0], max: v[len(v)-1]}
+	settings                           []string // the stack's, as observed
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -93,7 +99,7 @@ func takeoverRound(b *testing.B, stack string, advert, phase time.Duration) take
 		prio int
 		proc **lab.Proc
 	}{{lab.RoleFW1, 150, &master}, {lab.RoleFW2, 100, &backup}} {
-		if stack == "ctha" {
+		if stack == bench.Ctha {
 			*n.proc = startNode(b, l, n.role, pairOpts{node: n.role, priority: n.prio, advert: advert, lanOnly: true}.config()).proc
 		} else {
 			*n.proc = l.StartKeepalived(b, n.role, lab.KeepalivedConfig{Instances: []lab.KeepalivedInstance{{
@@ -108,6 +114,17 @@ func takeoverRound(b *testing.B, stack string, advert, phase time.Duration) take
 		}
 	}
 	time.Sleep(4 * advert) // the backup is settled
+	var settings []string
+	if stack == bench.Ctha {
+		settings = []string{"ctha: main thread " + chrt(backup.Pid()), "ctha: threads by scheduling class (/proc/PID/task/*/stat) " + threadClasses(backup.Pid())}
+	} else if b, err := os.ReadFile(filepath.Join(backup.Dir, "vrrp.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			settings = []string{"keepalived VRRP process: " + chrt(pid)}
+		}
+		if conf, err := os.ReadFile(filepath.Join(backup.Dir, "keepalived.conf")); err == nil {
+			settings = append(settings, "keepalived: "+globalDefs(string(conf)))
+		}
+	}
 	capture := l.Start(b, lab.RoleFW2, "tcpdump", "tcpdump", "-i", "lan", "-n", "-tt", "-l", "-U", "ip proto 112 or arp")
 
 	// Kill at a fixed phase after one of the master's adverts.
@@ -148,7 +165,7 @@ func takeoverRound(b *testing.B, stack string, advert, phase time.Duration) take
 		b.Fatalf("%s: capture lacks the last advert (%v) or the first GARP (%v):\n%s", stack, heard, garp, log)
 	}
 	timerFires := heard.Add(masterDownInterval(100, advert))
-	return takeoverSample{timerToGARP: garp.Sub(timerFires), killToGARP: garp.Sub(kill), killToVIP: killToVIP}
+	return takeoverSample{timerToGARP: garp.Sub(timerFires), killToGARP: garp.Sub(kill), killToVIP: killToVIP, settings: settings}
 }
 
 // capturedLines yields tcpdump -tt lines as (time, text).

@@ -12,53 +12,77 @@ import (
 
 // Chart colours.
 var (
-	colorBG       = color.RGBA{255, 255, 255, 255}
-	colorAxis     = color.RGBA{60, 60, 60, 255}
-	colorGrid     = color.RGBA{225, 225, 225, 255}
-	colorCtha     = color.RGBA{31, 119, 180, 255} // blue
-	colorBaseline = color.RGBA{255, 127, 14, 255} // orange
+	colorBG   = color.RGBA{255, 255, 255, 255}
+	colorAxis = color.RGBA{60, 60, 60, 255}
+	colorGrid = color.RGBA{225, 225, 225, 255}
+	// stackColors has one colour per stack of Stacks.
+	stackColors = map[string]color.RGBA{
+		Ctha:       {31, 119, 180, 255},  // blue
+		CthaRT:     {44, 160, 44, 255},   // green
+		Baseline:   {255, 127, 14, 255},  // orange
+		Direct:     {148, 103, 189, 255}, // purple
+		Best:       {214, 39, 40, 255},   // red
+		Keepalived: {140, 86, 75, 255},   // brown
+	}
 )
 
 const (
 	plotWidth = 640
-	rowHeight = 44
+	laneGap   = 18 // between the stacks' lanes of a row
 	topMargin = 64
 	botMargin = 50
 	dotRadius = 4
 	fontScale = 2
 )
 
-// gapRow is one case's longest-gap samples.
+// gapRow is one case's longest-gap samples, by stack.
 type gapRow struct {
-	name           string
-	ctha, baseline []float64
+	name    string
+	samples map[string][]float64
 }
 
-// gapRows returns, for every case with a Gap metric, its samples.
-func (r *Run) gapRows() []gapRow {
+// gapRows returns, for every case with a Gap metric, its samples, and
+// the stacks with samples in any of them, in Stacks' order.
+func (r *Run) gapRows() ([]gapRow, []string) {
 	var rows []gapRow
+	seen := map[string]bool{}
 	for _, c := range r.Cases {
 		for _, m := range c.Metrics {
 			if m.Gap {
-				rows = append(rows, gapRow{name: c.Scenario + " " + c.Name, ctha: m.Samples[Ctha], baseline: m.Samples[Baseline]})
+				rows = append(rows, gapRow{name: c.Scenario + " " + c.Name, samples: m.Samples})
+				for id, v := range m.Samples {
+					seen[id] = seen[id] || len(v) > 0
+				}
 			}
 		}
 	}
-	return rows
+	var stacks []string
+	for _, s := range Stacks {
+		if seen[s.ID] {
+			stacks = append(stacks, s.ID)
+		}
+	}
+	return rows, stacks
 }
 
-// GapChart draws the longest-gap distribution of both stacks, one row per
-// case (a dot per round, a bar at the median), as a PNG. It returns an
+// rowHeight is the height of a row with n stacks' lanes.
+func rowHeight(n int) int { return max(44, n*laneGap+8) }
+
+// GapChart draws the longest-gap distribution of every stack, one row per
+// case and a lane per stack in it (a dot per round, a bar at the
+// median), one colour per stack with a legend, as a PNG. It returns an
 // error if no case has a gap metric.
 func (r *Run) GapChart() ([]byte, error) {
-	rows := r.gapRows()
+	rows, stacks := r.gapRows()
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("gap chart: no case has a longest-gap figure")
 	}
 	maxV := 1.0
 	for _, row := range rows {
-		for _, v := range append(append([]float64{}, row.ctha...), row.baseline...) {
-			maxV = math.Max(maxV, v)
+		for _, v := range row.samples {
+			for _, x := range v {
+				maxV = math.Max(maxV, x)
+			}
 		}
 	}
 	axisMax := math.Ceil(maxV) // whole seconds
@@ -66,20 +90,27 @@ func (r *Run) GapChart() ([]byte, error) {
 	for _, row := range rows {
 		labelWidth = max(labelWidth, textWidth(row.name)+30)
 	}
-	width := labelWidth + plotWidth + 30
-	h := topMargin + len(rows)*rowHeight + botMargin
+	legendWidth := 10
+	for _, s := range stacks {
+		legendWidth += 18 + textWidth(s) + 24
+	}
+	rh := rowHeight(len(stacks))
+	width := max(labelWidth+plotWidth+30, legendWidth)
+	h := topMargin + len(rows)*rh + botMargin
 	img := image.NewRGBA(image.Rect(0, 0, width, h))
 	fill(img, img.Bounds(), colorBG)
 	plotL, plotR := labelWidth, labelWidth+plotWidth
 	x := func(v float64) int { return plotL + int(math.Round(v/axisMax*float64(plotR-plotL))) }
 
 	drawText(img, 10, 12, "LONGEST APPLICATION GAP (S), 200 LIVE TCP FLOWS", colorAxis)
-	fill(img, image.Rect(10, 32, 22, 44), colorCtha)
-	drawText(img, 28, 34, "CTHA", colorAxis)
-	fill(img, image.Rect(90, 32, 102, 44), colorBaseline)
-	drawText(img, 108, 34, "KEEPALIVED + CONNTRACKD", colorAxis)
+	lx := 10
+	for _, s := range stacks {
+		fill(img, image.Rect(lx, 32, lx+12, 44), stackColors[s])
+		drawText(img, lx+18, 34, s, colorAxis)
+		lx += 18 + textWidth(s) + 24
+	}
 
-	bottom := topMargin + len(rows)*rowHeight
+	bottom := topMargin + len(rows)*rh
 	for s := 0.0; s <= axisMax; s++ {
 		xx := x(s)
 		fill(img, image.Rect(xx, topMargin, xx+1, bottom), colorGrid)
@@ -90,21 +121,20 @@ func (r *Run) GapChart() ([]byte, error) {
 	fill(img, image.Rect(plotL, bottom, plotR+1, bottom+1), colorAxis)
 
 	for i, row := range rows {
-		y0 := topMargin + i*rowHeight
-		mid := y0 + rowHeight/2
+		y0 := topMargin + i*rh
+		mid := y0 + rh/2
 		fill(img, image.Rect(plotL, mid, plotR+1, mid+1), colorGrid)
 		drawText(img, 10, mid-5, strings.ToUpper(row.name), colorAxis)
-		for _, s := range []struct {
-			v []float64
-			c color.RGBA
-			y int
-		}{{row.ctha, colorCtha, mid - 9}, {row.baseline, colorBaseline, mid + 9}} {
-			for _, v := range s.v {
-				dot(img, x(v), s.y, dotRadius, s.c)
+		for j, s := range stacks {
+			// Lanes laneGap apart, centred on the row's line.
+			y := mid + (2*j-(len(stacks)-1))*laneGap/2
+			c := stackColors[s]
+			for _, v := range row.samples[s] {
+				dot(img, x(v), y, dotRadius, c)
 			}
-			if sum := Summarize(s.v); sum.N > 0 {
+			if sum := Summarize(row.samples[s]); sum.N > 0 {
 				xm := x(sum.Median)
-				fill(img, image.Rect(xm-1, s.y-8, xm+2, s.y+9), s.c)
+				fill(img, image.Rect(xm-1, y-8, xm+2, y+9), c)
 			}
 		}
 	}

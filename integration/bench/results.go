@@ -18,15 +18,19 @@ const (
 	// CthaRT is ctha with its VRRP timing thread at a realtime priority.
 	CthaRT = "ctha-rt"
 	// Baseline is keepalived + conntrackd as documented: external cache,
-	// primary-backup.sh, default scheduling.
+	// primary-backup.sh, no scheduling options (conntrackd 1.4.7 then
+	// still raises itself to a realtime class: record what chrt shows).
 	Baseline = "baseline"
-	// Direct is keepalived + conntrackd with DisableExternalCache On,
-	// default scheduling.
+	// Direct is keepalived + conntrackd with DisableExternalCache On, no
+	// scheduling options.
 	Direct = "direct"
 	// Best is the best-configured baseline: conntrackd with
 	// DisableExternalCache On and Scheduler FIFO, keepalived with
 	// vrrp_rt_priority and vrrp_no_swap.
 	Best = "best"
+	// Keepalived is keepalived alone (no conntrackd), no scheduling
+	// options: the VRRP-only benchmarks' baseline.
+	Keepalived = "keepalived"
 )
 
 // Stacks names every stack with what it runs, in the order tables show
@@ -34,9 +38,10 @@ const (
 var Stacks = []Stack{
 	{Ctha, "ctha, default scheduling", false},
 	{CthaRT, "ctha, timing thread realtime", false},
-	{Baseline, "keepalived + conntrackd, external cache (documented), default scheduling", true},
-	{Direct, "keepalived + conntrackd, DisableExternalCache On, default scheduling", true},
+	{Baseline, "keepalived + conntrackd, external cache (documented), no scheduling options set", true},
+	{Direct, "keepalived + conntrackd, DisableExternalCache On, no scheduling options set", true},
 	{Best, "keepalived realtime + conntrackd DisableExternalCache On, Scheduler FIFO (best-configured)", true},
+	{Keepalived, "keepalived alone (VRRP only, no conntrackd), no scheduling options set", true},
 }
 
 // Stack is one configuration under test.
@@ -46,18 +51,45 @@ type Stack struct {
 	IsBaseline bool
 }
 
+// stackIndex is the position of id in Stacks, -1 if unknown.
+func stackIndex(id string) int {
+	return slices.IndexFunc(Stacks, func(s Stack) bool { return s.ID == id })
+}
+
 // Run is one `make bench`: the machine, the versions, the settings and
 // every figure of every case, per stack, one sample per round.
 type Run struct {
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
-	Machine  Machine   `json:"machine"`
-	Versions Versions  `json:"versions"`
-	Runs     int       `json:"runs"`     // rounds per stack and case
-	Quick    bool      `json:"quick"`    // a reduced development grid
-	Settings []string  `json:"settings"` // how each scenario is set up
-	Notes    []string  `json:"notes"`    // what was cut, anything unusual
-	Cases    []*Case   `json:"cases"`
+	// Benchmark names what wrote the file, e.g. "BenchmarkStacks"; empty
+	// in files written before it was recorded.
+	Benchmark string    `json:"benchmark,omitempty"`
+	Started   time.Time `json:"started"`
+	Finished  time.Time `json:"finished"`
+	Machine   Machine   `json:"machine"`
+	Versions  Versions  `json:"versions"`
+	Runs      int       `json:"runs"`     // rounds per stack and case
+	Quick     bool      `json:"quick"`    // a reduced development grid
+	Settings  []string  `json:"settings"` // how each scenario is set up
+	Notes     []string  `json:"notes"`    // what was cut, anything unusual
+	// StackSettings is what each stack ran with, by stack ID: excerpts
+	// of its configuration and the scheduling classes observed on its
+	// running daemons (chrt -p).
+	StackSettings map[string][]string `json:"stack_settings,omitempty"`
+	Cases         []*Case             `json:"cases"`
+}
+
+// SetStack records what stack ran with, the first time only: every
+// round runs the same configuration.
+func (r *Run) SetStack(stack string, settings ...string) {
+	if stackIndex(stack) < 0 {
+		panic(fmt.Sprintf("bench: unknown stack %q", stack)) // a bug in the caller
+	}
+	if len(r.StackSettings[stack]) > 0 {
+		return
+	}
+	if r.StackSettings == nil {
+		r.StackSettings = map[string][]string{}
+	}
+	r.StackSettings[stack] = settings
 }
 
 // Machine is where the figures were taken.
@@ -72,7 +104,7 @@ type Machine struct {
 
 // Versions of the two stacks.
 type Versions struct {
-	Ctha       string `json:"ctha"` // git commit
+	Ctha       string `json:"ctha"` // git commit, "-dirty" if the tree had changes
 	Keepalived string `json:"keepalived"`
 	Conntrackd string `json:"conntrackd"`
 }
@@ -80,9 +112,12 @@ type Versions struct {
 // Case is one scenario with its settings, e.g. "failover phase 0.75 s,
 // 100k entries".
 type Case struct {
-	Scenario string    `json:"scenario"` // failover, rejoin, replication
-	Name     string    `json:"name"`
-	Metrics  []*Metric `json:"metrics"`
+	Scenario string `json:"scenario"` // failover, rejoin, replication
+	Name     string `json:"name"`
+	// Modes says what each stack runs in this case where its ID does
+	// not, e.g. "ctha cache external, baseline external cache".
+	Modes   string    `json:"modes,omitempty"`
+	Metrics []*Metric `json:"metrics"`
 }
 
 // Metric is one figure of a case, with every sample of each stack.
@@ -119,6 +154,31 @@ func (m *Metric) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// StacksIn returns the IDs of the stacks with samples in scenario's
+// cases (every scenario if empty), in Stacks' order.
+func (r *Run) StacksIn(scenario string) []string {
+	seen := map[string]bool{}
+	for _, c := range r.Cases {
+		if scenario != "" && c.Scenario != scenario {
+			continue
+		}
+		for _, m := range c.Metrics {
+			for id, v := range m.Samples {
+				if len(v) > 0 {
+					seen[id] = true
+				}
+			}
+		}
+	}
+	var out []string
+	for _, s := range Stacks {
+		if seen[s.ID] {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
 // Case returns the case of that scenario and name, adding it if new.
 func (r *Run) Case(scenario, name string) *Case {
 	for _, c := range r.Cases {
@@ -133,7 +193,7 @@ func (r *Run) Case(scenario, name string) *Case {
 
 // Add records one sample of a figure for stack (one of Stacks' IDs).
 func (c *Case) Add(metric, unit, stack string, v float64) {
-	if !slices.ContainsFunc(Stacks, func(s Stack) bool { return s.ID == stack }) {
+	if stackIndex(stack) < 0 {
 		panic(fmt.Sprintf("bench: unknown stack %q", stack)) // a bug in the caller
 	}
 	m := c.Metric(metric, unit)
@@ -210,6 +270,17 @@ func FormatRatio(r float64) string {
 // WriteJSON writes the run as results-<started, UTC>.json in dir and
 // copies it to latest.json; it returns the first file's path.
 func (r *Run) WriteJSON(dir string) (string, error) {
+	return r.writeJSON(dir, "results", true)
+}
+
+// WriteJSONAs writes the run as <prefix>-<started, UTC>.json in dir, for
+// the benchmarks other than `make bench` (latest.json stays make
+// bench's); it returns the file's path.
+func (r *Run) WriteJSONAs(dir, prefix string) (string, error) {
+	return r.writeJSON(dir, prefix, false)
+}
+
+func (r *Run) writeJSON(dir, prefix string, latest bool) (string, error) {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("encode results: %w", err)
@@ -218,8 +289,12 @@ func (r *Run) WriteJSON(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("results dir: %w", err)
 	}
-	path := filepath.Join(dir, "results-"+r.Started.UTC().Format("20060102T150405Z")+".json")
-	for _, p := range []string{path, filepath.Join(dir, "latest.json")} {
+	path := filepath.Join(dir, prefix+"-"+r.Started.UTC().Format("20060102T150405Z")+".json")
+	paths := []string{path}
+	if latest {
+		paths = append(paths, filepath.Join(dir, "latest.json"))
+	}
+	for _, p := range paths {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			return "", fmt.Errorf("write results: %w", err)
 		}
