@@ -40,6 +40,11 @@ type haOpts struct {
 // (vrrp_rt_priority) and conntrackd (Scheduler FIFO).
 const rtPriority = 50
 
+// ctdPriority is the best-configured conntrackd's Scheduler FIFO
+// priority: 99, because conntrackd without a Scheduler block already runs
+// SCHED_RR 99 (chrt -p shows it), and a lower one would handicap it.
+const ctdPriority = 99
+
 // notifyScript runs the steps of conntrackd's primary-backup.sh (Debian's
 // /usr/share/doc/conntrackd/examples/sync/primary-backup.sh) against the
 // daemon's own config, then records when it finished.
@@ -101,7 +106,7 @@ func baselineOf(tb testing.TB, stack string) baselineSetup {
 	case bench.Direct:
 		return baselineSetup{ctd: lab.ConntrackdConfig{DisableExternalCache: true}, script: notifyScriptDirect}
 	case bench.Best:
-		return baselineSetup{ctd: lab.ConntrackdConfig{DisableExternalCache: true, SchedulerFIFO: rtPriority},
+		return baselineSetup{ctd: lab.ConntrackdConfig{DisableExternalCache: true, SchedulerFIFO: ctdPriority},
 			script: notifyScriptDirect, rtPrio: rtPriority, noSwap: true}
 	}
 	tb.Fatalf("stack %q is not a keepalived + conntrackd stack", stack)
