@@ -69,16 +69,18 @@ var shortCells = []shortCell{
 // run, from the environment: CTHA_BENCH_CELL=D (a duration, for
 // development) or CTHA_BENCH_LONG=1 (10 minutes) instead of 2 minutes;
 // CTHA_BENCH_SHORT_STACKS=id,id,... keeps only those stacks;
-// CTHA_BENCH_SHORT_IDLE_CRASH=1 stops the busy loops before the crash.
+// CTHA_BENCH_SHORT_LOADED_CRASH=1 keeps the busy loops running through
+// the crash (by default they stop with the churn: under them the flows'
+// own scheduling delays, some 300 ms, would hide the takeover's gap).
 type shortSettings struct {
-	cell      time.Duration
-	only      []string
-	idleCrash bool
+	cell        time.Duration
+	only        []string
+	loadedCrash bool
 }
 
 func shortSettingsFromEnv(tb testing.TB) shortSettings {
 	tb.Helper()
-	s := shortSettings{cell: shortCellDefault, idleCrash: os.Getenv("CTHA_BENCH_SHORT_IDLE_CRASH") == "1"}
+	s := shortSettings{cell: shortCellDefault, loadedCrash: os.Getenv("CTHA_BENCH_SHORT_LOADED_CRASH") == "1"}
 	if os.Getenv("CTHA_BENCH_LONG") == "1" {
 		s.cell = shortCellLong
 	}
@@ -144,10 +146,10 @@ func BenchmarkShortAdverts(b *testing.B) {
 // replicated; then both CPUs saturated and 100k entries of churn every
 // 5 s for the cell's duration, during which it counts the VIPs added on
 // the backup (false takeovers) and times the master's adverts as the
-// backup's LAN port receives them (jitter); then, churn stopped, the
-// master crashes 1/4 interval after one of its adverts, with fresh flows
-// and the background entries replicated: kill -> VIPs, the longest gap,
-// INVALID drops, flows survived.
+// backup's LAN port receives them (jitter); then, load stopped (see
+// shortSettings), the master crashes 1/4 interval after one of its
+// adverts, with fresh flows and the background entries replicated: kill
+// -> VIPs, the longest gap, INVALID drops, flows survived.
 func benchShortAdverts(b *testing.B, run *bench.Run, cfg benchConfig) {
 	s := shortSettingsFromEnv(b)
 	run.Settings = append(run.Settings, shortSettingsLine(cfg, s))
@@ -178,14 +180,14 @@ func benchShortAdverts(b *testing.B, run *bench.Run, cfg benchConfig) {
 }
 
 func shortSettingsLine(cfg benchConfig, s shortSettings) string {
-	crash := "the busy loops still running"
-	if s.idleCrash {
-		crash = "the busy loops stopped first"
+	crash := "the busy loops stopped too"
+	if s.loadedCrash {
+		crash = "the busy loops still running"
 	}
 	return fmt.Sprintf("short adverts under load: VRRPv3 adverts at 20 and 50 ms; fw1 (priority 150) master, fw2 backup, 200 live flows and %dk background entries replicated; "+
 		"load for %v per cell: %d busy loops per CPU (sh while-loops, default scheduling) and %dk ESTABLISHED entries created in fw1's kernel every %v (the previous %dk deleted first; a burst still running when the next is due delays it); "+
 		"false takeovers = VIP addresses added on fw2 during the load (netlink address events, both VIPs counted); advert jitter = |inter-arrival - interval| of fw1's adverts for vrid 51 on fw2's LAN port (AF_PACKET, kernel timestamps); "+
-		"then the churn stops and its entries are deleted, 200 fresh flows start, and fw1 crashes (SIGKILL, LAN and WAN down) a quarter interval after one of its adverts, with %s; kill -> VIPs from fw2's address events; flows read %v after the kill; "+
+		"then the churn stops (%s) and its entries are deleted, 200 fresh flows start, and fw1 crashes (SIGKILL, LAN and WAN down) a quarter interval after one of its adverts; kill -> VIPs from fw2's address events; flows read %v after the kill; "+
 		"ctha cache direct, keepalived + conntrackd with DisableExternalCache On (ctha-rt: realtime_priority = %d; best: vrrp_rt_priority %d, vrrp_no_swap, conntrackd Scheduler FIFO %d)",
 		cfg.entries/1000, s.cell, shortBusyPerCPU, shortChurn/1000, shortChurnEvery, shortChurn/1000, crash, shortAfterKill, rtPriority, rtPriority, rtPriority)
 }
@@ -214,6 +216,7 @@ type shortResult struct {
 	falseTakeovers int
 	adverts        int // fw1's adverts captured during the load
 	jitter         lab.Jitter
+	sentJitter     lab.Jitter // as the adverts left fw1
 	captureDrops   uint32
 	churnBursts    int64
 	churnLate      int64
@@ -230,9 +233,11 @@ type shortResult struct {
 
 func (r shortResult) String() string {
 	return fmt.Sprintf("false takeovers %d; adverts %d, jitter p50 %.2f ms p99 %.2f ms max %.2f ms, %d late (capture drops %d); "+
+		"as sent: jitter p50 %.2f ms p99 %.2f ms max %.2f ms, %d late; "+
 		"churn bursts %d (%d late, %d entries failed); flows under load %d/200, longest gap %.0f ms; "+
 		"crash %.1f ms after an advert: kill -> VIPs %.1f ms, longest gap %.1f ms, INVALID %d, survived %d/200",
 		r.falseTakeovers, r.adverts, ms(r.jitter.P50), ms(r.jitter.P99), ms(r.jitter.Max), r.jitter.Late, r.captureDrops,
+		ms(r.sentJitter.P50), ms(r.sentJitter.P99), ms(r.sentJitter.Max), r.sentJitter.Late,
 		r.churnBursts, r.churnLate, r.churnFailed, r.loadFlows, ms(r.loadGap),
 		ms(r.phase), ms(r.killToVIPs), ms(r.gap), r.invalid, r.survived)
 }
@@ -289,6 +294,7 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	fw2 := startHA(b, l, stack, lab.RoleFW2, o)
 	fw2.waitSettled(b, l, false, 15*time.Second)
 
+	startFlowServer(b, l)
 	loadFlows := startFlowsFor(b, l, s.cell+5*time.Minute)
 	ct1 := benchCT(b, l.NS(lab.RoleFW1))
 	if entries > 0 {
@@ -297,6 +303,10 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	fw2.waitCache(b, true, 200+entries, 90*time.Second)
 	watch := watchAddrs(b, l, lab.RoleFW2)
 	capture := captureAdverts(b, l, lab.RoleFW2, "lan")
+	// The same adverts as they leave fw1: its own punctuality, apart from
+	// the delays of the path to fw2 (softirq processing of the veths and
+	// the bridge, which a loaded machine may defer to ksoftirqd).
+	sent := captureAdverts(b, l, lab.RoleFW1, "lan")
 	if _, err := capture.next(fw1Addr, 51, time.Now().Add(-time.Second), 5*time.Second); err != nil {
 		b.Fatalf("%s: %v", stack, err)
 	}
@@ -332,7 +342,7 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	}
 	loadEnd := time.Now()
 	ch.stop()
-	if s.idleCrash {
+	if !s.loadedCrash {
 		load.Stop()
 	}
 	ev, err := watch.snapshot()
@@ -346,6 +356,9 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	}
 	times := lab.AdvertTimes(ads, fw1Addr, 51, loadStart, loadEnd)
 	r.adverts, r.jitter = len(times), lab.AdvertJitter(times, advert)
+	sentAds, _ := sent.adverts()
+	r.sentJitter = lab.AdvertJitter(lab.AdvertTimes(sentAds, fw1Addr, 51, loadStart, loadEnd), advert)
+	sent.close()
 	r.churnBursts, r.churnLate, r.churnFailed = ch.bursts.Load(), ch.late.Load(), ch.failed.Load()
 	lr := loadFlows.finish(b)
 	r.loadFlows, r.loadGap = lr.Survived, time.Duration(lr.LongestGapMs*float64(time.Millisecond))
@@ -394,19 +407,27 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	return r
 }
 
-// startFlowsFor starts the 200 live flows (as startFlows) for at most d.
+// startFlowServer starts the flowgen server on the lab's server: one for
+// every set of live flows of a cell.
+func startFlowServer(tb testing.TB, l *lab.Lab) {
+	tb.Helper()
+	listening := filepath.Join(tb.TempDir(), "listening")
+	srv := l.Start(tb, lab.RoleServer, "flowgen-server", flowgenBin, "server", "-listen", lab.ServerAddr.Addr().String()+":5001", "-ready", listening)
+	if err := lab.WaitFor(5*time.Second, 10*time.Millisecond, func() (bool, error) {
+		_, err := os.Stat(listening)
+		return err == nil, nil
+	}); err != nil {
+		tb.Fatalf("flowgen server: %v\n%s", err, srv.Log())
+	}
+}
+
+// startFlowsFor starts 200 live flows (as startFlows does) to the server
+// of startFlowServer, for at most d.
 func startFlowsFor(tb testing.TB, l *lab.Lab, d time.Duration) *liveFlows {
 	tb.Helper()
 	dir := tb.TempDir()
 	f := &liveFlows{stop: filepath.Join(dir, "stop"), report: filepath.Join(dir, "report.json")}
 	ready := filepath.Join(dir, "ready")
-	srv := l.Start(tb, lab.RoleServer, "flowgen-server", flowgenBin, "server", "-listen", lab.ServerAddr.Addr().String()+":5001", "-ready", filepath.Join(dir, "listening"))
-	if err := lab.WaitFor(5*time.Second, 10*time.Millisecond, func() (bool, error) {
-		_, err := os.Stat(filepath.Join(dir, "listening"))
-		return err == nil, nil
-	}); err != nil {
-		tb.Fatalf("flowgen server: %v\n%s", err, srv.Log())
-	}
 	f.client = l.Start(tb, lab.RoleClient, "flowgen-client", flowgenBin, "client",
 		"-connect", lab.ServerAddr.Addr().String()+":5001", "-flows", "200", "-interval", "50ms",
 		"-duration", d.String(), "-ready", ready, "-stop-file", f.stop, "-json", f.report)

@@ -57,16 +57,19 @@ func captureAdverts(tb testing.TB, l *lab.Lab, role, ifname string) *advertCaptu
 	return c
 }
 
-// openAdvertSocket opens a non-blocking AF_PACKET datagram socket for
-// IPv4 on ifindex, with nanosecond timestamps, a 4 MiB receive buffer and
-// a filter that keeps IP protocol 112.
+// openAdvertSocket opens a non-blocking AF_PACKET datagram socket on
+// ifindex, with nanosecond timestamps, a 4 MiB receive buffer and a
+// filter that keeps IPv4 protocol 112. It listens to every protocol
+// (ETH_P_ALL), the only way to see the packets the node sends as well.
 func openAdvertSocket(ifindex int) (int, error) {
-	proto := int(htons(unix.ETH_P_IP))
+	proto := int(htons(unix.ETH_P_ALL))
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return -1, fmt.Errorf("packet socket: %w", err)
 	}
 	prog, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtProto}, // the frame's ethertype
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipFalse: 3},
 		bpf.LoadAbsolute{Off: 9, Size: 1}, // IPv4 protocol (SOCK_DGRAM: no link header)
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 112, SkipFalse: 1},
 		bpf.RetConstant{Val: 0xffff},
