@@ -18,14 +18,16 @@ import (
 )
 
 // startSync starts stack's replication daemon alone (no VRRP) in role:
-// ctha with conntrack_sync only, or conntrackd (FTFW over UDP); direct
-// means the peer's states go into the kernel as they arrive (ctha cache
-// "direct", conntrackd DisableExternalCache), else they wait in the
-// external cache for a commit.
+// ctha with conntrack_sync only, or conntrackd (FTFW over UDP, with the
+// stack's scheduling); direct means the peer's states go into the kernel
+// as they arrive (ctha cache "direct", conntrackd DisableExternalCache),
+// else they wait in the external cache for a commit.
 func startSync(b *testing.B, l *lab.Lab, stack, role string, direct bool) *haNode {
-	n := &haNode{stack: stack, role: role}
-	if stack == bench.Baseline {
-		n.ctd = l.StartConntrackd(b, role, lab.ConntrackdConfig{DisableExternalCache: direct})
+	n := &haNode{stack: stack, role: role, lab: l}
+	if !isCtha(stack) {
+		c := baselineOf(b, stack).ctd
+		c.DisableExternalCache = direct
+		n.ctd = l.StartConntrackd(b, role, c)
 		return n
 	}
 	cache := map[bool]string{true: "direct", false: "external"}[direct]
@@ -105,7 +107,7 @@ func runReplication(b *testing.B, stack string, n int) replRound {
 	start = time.Now()
 	var out string
 	var err error
-	if stack == bench.Ctha {
+	if isCtha(stack) {
 		out, err = fw2.ctha.ctl("sync", "commit")
 	} else {
 		out, err = fw2.ctd.Ctl("-c")

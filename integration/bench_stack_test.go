@@ -21,18 +21,24 @@ import (
 // haNode is one firewall of a stack under benchmark: a ctha daemon, or
 // keepalived with conntrackd and primary-backup.sh's notify steps.
 type haNode struct {
-	stack string // bench.Ctha or bench.Baseline
+	stack string // one of bench.Stacks' IDs
 	role  string
 	ctha  *node
 	ctd   *lab.Conntrackd
 	ka    *lab.Proc
 	dir   string // the baseline's notify markers
+	lab   *lab.Lab
 }
 
 // haOpts set up a failover pair.
 type haOpts struct {
 	advert time.Duration
 }
+
+// rtPriority is the realtime priority of the stacks that run one:
+// ctha-rt's timing thread, the best-configured baseline's keepalived
+// (vrrp_rt_priority) and conntrackd (Scheduler FIFO).
+const rtPriority = 50
 
 // notifyScript runs the steps of conntrackd's primary-backup.sh (Debian's
 // /usr/share/doc/conntrackd/examples/sync/primary-backup.sh) against the
@@ -50,27 +56,90 @@ esac
 date +%%s.%%N > %s/"$1".done
 `
 
+// notifyScriptDirect is primary-backup.sh for conntrackd with
+// DisableExternalCache On, where the peer's states go straight into the
+// kernel table. It leaves out the steps that act on an external cache:
+// -c (commit; conntrackd 1.4.7 accepts it and does nothing) and -t, which
+// schedules a flush of the kernel table PurgeTimeout later unless a
+// commit cancels it: without an external cache that table holds the
+// replicated states, so the flush would delete them on a backup. What
+// remains: the new master flushes its caches, resyncs its internal cache
+// with the kernel (which now owns the peer's states) and sends a bulk
+// update; a new backup asks the master for a resync.
+const notifyScriptDirect = `#!/bin/sh
+C="conntrackd -C %s"
+case "$1" in
+primary)
+	$C -f; $C -R; $C -B ;;
+backup)
+	$C -n ;;
+esac
+date +%%s.%%N > %s/"$1".done
+`
+
+// isCtha reports whether stack runs ctha rather than keepalived and
+// conntrackd.
+func isCtha(stack string) bool { return stack == bench.Ctha || stack == bench.CthaRT }
+
+// baselineSetup is how a keepalived + conntrackd stack configures its
+// daemons.
+type baselineSetup struct {
+	ctd    lab.ConntrackdConfig
+	script string // notify script template: conntrackd's config, marker dir
+	rtPrio int    // keepalived vrrp_rt_priority, 0 for none
+	noSwap bool   // keepalived vrrp_no_swap
+}
+
+// baselineOf returns the setup of a baseline stack: bench.Baseline as
+// documented (external cache, primary-backup.sh), bench.Direct with
+// DisableExternalCache On, bench.Best as Direct plus conntrackd's
+// Scheduler FIFO and keepalived's vrrp_rt_priority and vrrp_no_swap.
+func baselineOf(tb testing.TB, stack string) baselineSetup {
+	switch stack {
+	case bench.Baseline:
+		return baselineSetup{script: notifyScript}
+	case bench.Direct:
+		return baselineSetup{ctd: lab.ConntrackdConfig{DisableExternalCache: true}, script: notifyScriptDirect}
+	case bench.Best:
+		return baselineSetup{ctd: lab.ConntrackdConfig{DisableExternalCache: true, SchedulerFIFO: rtPriority},
+			script: notifyScriptDirect, rtPrio: rtPriority, noSwap: true}
+	}
+	tb.Fatalf("stack %q is not a keepalived + conntrackd stack", stack)
+	return baselineSetup{}
+}
+
+// cthaConfig is examples/ROLE.hcl with the advert interval set and, for
+// bench.CthaRT, the timing thread at realtime priority.
+func cthaConfig(tb testing.TB, stack, role string, advert time.Duration) string {
+	tb.Helper()
+	conf := exampleConfig(tb, role+".hcl")
+	if !strings.Contains(conf, `advert_interval = "1s"`) {
+		tb.Fatalf("examples/%s.hcl: no advert_interval = \"1s\" to replace", role)
+	}
+	conf = strings.ReplaceAll(conf, `advert_interval = "1s"`, fmt.Sprintf("advert_interval = %q", advert.String()))
+	if stack == bench.CthaRT {
+		conf = fmt.Sprintf("realtime_priority = %d\n", rtPriority) + conf
+	}
+	return conf
+}
+
 // startHA starts one node of stack in role: ctha with the example
-// configuration (direct cache), or conntrackd (FTFW over UDP on the sync
-// link, external cache) and keepalived with a vrrp_sync_group whose
-// notify scripts run primary-backup.sh's steps. Priorities: fw1 150, fw2
-// 100.
+// configuration (direct cache; bench.CthaRT with its timing thread
+// realtime), or conntrackd (FTFW over UDP on the sync link, configured
+// by baselineOf) and keepalived with a vrrp_sync_group whose notify
+// scripts run primary-backup.sh's steps. Priorities: fw1 150, fw2 100.
 func startHA(tb testing.TB, l *lab.Lab, stack, role string, o haOpts) *haNode {
 	tb.Helper()
-	n := &haNode{stack: stack, role: role, dir: tb.TempDir()}
+	n := &haNode{stack: stack, role: role, dir: tb.TempDir(), lab: l}
 	prio := map[string]int{lab.RoleFW1: 150, lab.RoleFW2: 100}[role]
-	if stack == bench.Ctha {
-		conf := exampleConfig(tb, role+".hcl")
-		if !strings.Contains(conf, `advert_interval = "1s"`) {
-			tb.Fatalf("examples/%s.hcl: no advert_interval = \"1s\" to replace", role)
-		}
-		conf = strings.ReplaceAll(conf, `advert_interval = "1s"`, fmt.Sprintf("advert_interval = %q", o.advert.String()))
-		n.ctha = startNode(tb, l, role, conf)
+	if isCtha(stack) {
+		n.ctha = startNode(tb, l, role, cthaConfig(tb, stack, role, o.advert))
 		return n
 	}
-	n.ctd = l.StartConntrackd(tb, role, lab.ConntrackdConfig{})
+	setup := baselineOf(tb, stack)
+	n.ctd = l.StartConntrackd(tb, role, setup.ctd)
 	script := filepath.Join(n.dir, "primary-backup.sh")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(notifyScript, n.ctd.ConfigPath, n.dir)), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(setup.script, n.ctd.ConfigPath, n.dir)), 0o755); err != nil {
 		tb.Fatal(err)
 	}
 	var ins []lab.KeepalivedInstance
@@ -82,7 +151,8 @@ func startHA(tb testing.TB, l *lab.Lab, stack, role string, o haOpts) *haNode {
 			Version: 3, AdvertInterval: o.advert, VIPs: []netip.Prefix{in.vip}})
 	}
 	n.ka = l.StartKeepalived(tb, role, lab.KeepalivedConfig{Instances: ins, SyncGroup: "fw",
-		NotifyMaster: script + " primary", NotifyBackup: script + " backup", NotifyFault: script + " fault"})
+		NotifyMaster: script + " primary", NotifyBackup: script + " backup", NotifyFault: script + " fault",
+		RealtimePriority: setup.rtPrio, NoSwap: setup.noSwap})
 	return n
 }
 
@@ -141,7 +211,10 @@ func (n *haNode) tail() string {
 }
 
 // entries returns the node's internal (its own) and external (the
-// peer's) cache sizes.
+// peer's) cache sizes. conntrackd with DisableExternalCache has no
+// external cache and its inject counters miss the states it created
+// through an update: external is then the size of the node's kernel
+// table, which holds the peer's states (and any of its own).
 func (n *haNode) entries() (internal, external int, err error) {
 	if n.ctha != nil {
 		s, err := syncStatus(n.ctha)
@@ -151,12 +224,26 @@ func (n *haNode) entries() (internal, external int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return conntrackdCacheSizes(out)
+	internal, external, err = conntrackdCacheSizes(out)
+	if err != nil || !strings.Contains(out, "external inject:") {
+		return internal, external, err
+	}
+	c, err := n.lab.Exec(n.role, "cat", "/proc/sys/net/netfilter/nf_conntrack_count")
+	if err != nil {
+		return 0, 0, err
+	}
+	external, err = strconv.Atoi(strings.TrimSpace(c))
+	return internal, external, err
 }
 
-var ctdCache = regexp.MustCompile(`(?s)cache (internal|external):\s*current active connections:\s*(\d+)`)
+var (
+	ctdCache  = regexp.MustCompile(`(?s)cache (internal|external):\s*current active connections:\s*(\d+)`)
+	ctdInject = regexp.MustCompile(`(?s)external inject:\s*connections created:\s*(\d+).*?connections destroyed:\s*(\d+)`)
+)
 
-// conntrackdCacheSizes parses `conntrackd -s`.
+// conntrackdCacheSizes parses `conntrackd -s`. With DisableExternalCache
+// there is no external cache: external is then the states injected into
+// the kernel table (created minus destroyed).
 func conntrackdCacheSizes(out string) (internal, external int, err error) {
 	found := 0
 	for _, m := range ctdCache.FindAllStringSubmatch(out, -1) {
@@ -167,6 +254,12 @@ func conntrackdCacheSizes(out string) (internal, external int, err error) {
 		} else {
 			external = v
 		}
+	}
+	if m := ctdInject.FindStringSubmatch(out); m != nil && found == 1 {
+		created, _ := strconv.Atoi(m[1])
+		destroyed, _ := strconv.Atoi(m[2])
+		external = created - destroyed
+		found++
 	}
 	if found < 2 {
 		return 0, 0, fmt.Errorf("conntrackd -s: no cache sizes in %q", out)
@@ -188,7 +281,7 @@ func (n *haNode) waitCache(tb testing.TB, external bool, want int, timeout time.
 		return err == nil && in >= want, err
 	})
 	if err != nil {
-		tb.Fatalf("%s %s: cache (external %v) not at %d: internal %d, external %d: %v\n%s", n.stack, n.role, external, want, in, ex, err, n.tail())
+		tb.Fatalf("%s %s: cache (external %v) not at %d: internal %d, external %d: %v\n%s\n%s", n.stack, n.role, external, want, in, ex, err, n.stats(), n.tail())
 	}
 }
 
@@ -339,4 +432,45 @@ func ctCount(tb testing.TB, l *lab.Lab, role string) int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+func TestConntrackdCacheSizes(t *testing.T) {
+	const stats = "cache internal:\ncurrent active connections:\t%d\nconnections created:\t\t0\tfailed:\t0\n\n"
+	tests := []struct {
+		name               string
+		out                string
+		internal, external int
+		wantErr            bool
+	}{
+		{name: "external cache",
+			out:      fmt.Sprintf(stats, 3) + "cache external:\ncurrent active connections:\t       120\nconnections created:\t\t0\tfailed:\t0\n",
+			internal: 3, external: 120},
+		{name: "DisableExternalCache",
+			out: fmt.Sprintf(stats, 0) + "external inject:\nconnections created:\t\t        1000\tfailed:\t           0\n" +
+				"connections updated:\t\t           5\tfailed:\t           0\nconnections destroyed:\t\t          10\tfailed:\t           0\n",
+			internal: 0, external: 990},
+		{name: "internal only", out: fmt.Sprintf(stats, 3), wantErr: true},
+		{name: "garbage", out: "can't connect", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, ex, err := conntrackdCacheSizes(tt.out)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if in != tt.internal || ex != tt.external {
+				t.Errorf("got internal %d, external %d; want %d, %d", in, ex, tt.internal, tt.external)
+			}
+		})
+	}
+}
+
+// stats is conntrackd's `-s` or ctha's sync status, for messages.
+func (n *haNode) stats() string {
+	if n.ctha != nil {
+		s, err := syncStatus(n.ctha)
+		return fmt.Sprintf("%+v %v", s, err)
+	}
+	out, err := n.ctd.Ctl("-s")
+	return fmt.Sprintf("%s %v", out, err)
 }
