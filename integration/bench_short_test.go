@@ -324,6 +324,7 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	loadStart := time.Now()
 	ch.start()
 	b.Cleanup(ch.stop)
+	b.Logf("%s advert %v: scheduling: fw1 %s; fw2 %s", stack, advert, haSched(fw1), haSched(fw2))
 	var r shortResult
 	for next := loadStart.Add(shortProgress); time.Since(loadStart) < s.cell; next = next.Add(shortProgress) {
 		time.Sleep(min(time.Until(next), time.Until(loadStart.Add(s.cell))))
@@ -377,7 +378,7 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 		}
 	}
 	flows := startFlowsFor(b, l, 2*time.Minute)
-	waitBackupHolds(b, l, stack, 60*time.Second)
+	waitBackupHolds(b, l, stack, 20*time.Second)
 
 	a, err := capture.next(fw1Addr, 51, time.Now(), 5*time.Second)
 	if err != nil {
@@ -405,6 +406,26 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	r.captureDrops = capture.dropped()
 	b.Logf("%s advert %v: cell done in %v", stack, advert, time.Since(began).Round(time.Second))
 	return r
+}
+
+// haSched summarises the scheduling of every thread of a node's daemons.
+func haSched(n *haNode) string {
+	var procs []*lab.Proc
+	if n.ctha != nil {
+		procs = append(procs, n.ctha.proc)
+	} else {
+		procs = append(procs, n.ka, n.ctd.Proc)
+	}
+	var parts []string
+	for _, p := range procs {
+		ts, err := lab.GroupSched(p.Pid())
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", p.Name, err))
+			continue
+		}
+		parts = append(parts, lab.SchedSummary(ts))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // startFlowServer starts the flowgen server on the lab's server: one for

@@ -3,6 +3,7 @@ package lab
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -200,5 +201,48 @@ func TestAllPresentAt(t *testing.T) {
 				t.Errorf("AllPresentAt = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+func TestParseTaskStat(t *testing.T) {
+	// A real line of a thread, policy SCHED_RR (2) at priority 50, comm
+	// with a space and a parenthesis.
+	line := "4242 (ctha (vrrp) x) S 1 4200 4200 0 -1 4194624 300 0 0 0 10 5 0 0 -51 0 9 0 12345 1234567 890 18446744073709551615 1 1 0 0 0 0 0 0 2 0 0 0 17 1 50 2 0 0 0 0 0 0 0 0 0 0 0"
+	got, err := ParseTaskStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ThreadSched{TID: 4242, PGID: 4200, Comm: "ctha (vrrp) x", Policy: 2, RTPrio: 50}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"", "12 (x", "12 (x) S 1 2"} {
+		if _, err := ParseTaskStat(bad); err == nil {
+			t.Errorf("ParseTaskStat(%q): no error", bad)
+		}
+	}
+	if _, err := ParseTaskStat(string(must(os.ReadFile("/proc/self/stat")))); err != nil {
+		t.Errorf("own stat: %v", err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestSchedSummary(t *testing.T) {
+	got := SchedSummary([]ThreadSched{
+		{Comm: "ctha", Policy: 0}, {Comm: "ctha", Policy: 1, RTPrio: 50}, {Comm: "ctha", Policy: 0},
+		{Comm: "keepalived", Policy: 2, RTPrio: 50},
+	})
+	want := "ctha SCHED_FIFO 50 x1, ctha SCHED_OTHER x2, keepalived SCHED_RR 50 x1"
+	if got != want {
+		t.Errorf("SchedSummary = %q, want %q", got, want)
+	}
+	if got := SchedSummary(nil); got != "(no threads)" {
+		t.Errorf("SchedSummary(nil) = %q", got)
 	}
 }
