@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -49,38 +50,44 @@ const (
 	mLongestGap     = "longest gap"
 	mInvalid        = "INVALID drops"
 	mSurvived       = "flows survived"
+	mLoadFlows      = "flows alive after the load"
 )
 
 // shortCell is one row of the case: an advert interval and the stacks
-// measured at it, in the order they run.
+// measured at it, in the order they run; the extra ones only with
+// CTHA_BENCH_SHORT_ALL=1 (the budget of `make bench` leaves them out).
 type shortCell struct {
 	advert time.Duration
 	stacks []string
+	extra  []string
 }
 
 // shortCells alternates the order of ctha and the baselines from one
 // advert interval to the next.
 var shortCells = []shortCell{
-	{20 * time.Millisecond, []string{bench.Ctha, bench.Direct, bench.CthaRT, bench.Best}},
-	{50 * time.Millisecond, []string{bench.Direct, bench.Ctha}},
+	{20 * time.Millisecond, []string{bench.Ctha, bench.Direct, bench.CthaRT, bench.Best}, nil},
+	{50 * time.Millisecond, []string{bench.Direct, bench.Ctha}, []string{bench.Best, bench.CthaRT}},
 }
 
 // shortSettings is how long each cell runs under load and which stacks
 // run, from the environment: CTHA_BENCH_CELL=D (a duration, for
 // development) or CTHA_BENCH_LONG=1 (10 minutes) instead of 2 minutes;
 // CTHA_BENCH_SHORT_STACKS=id,id,... keeps only those stacks;
+// CTHA_BENCH_SHORT_ALL=1 adds the extra stacks of shortCells;
 // CTHA_BENCH_SHORT_LOADED_CRASH=1 keeps the busy loops running through
 // the crash (by default they stop with the churn: under them the flows'
 // own scheduling delays, some 300 ms, would hide the takeover's gap).
 type shortSettings struct {
 	cell        time.Duration
 	only        []string
+	all         bool
 	loadedCrash bool
 }
 
 func shortSettingsFromEnv(tb testing.TB) shortSettings {
 	tb.Helper()
-	s := shortSettings{cell: shortCellDefault, loadedCrash: os.Getenv("CTHA_BENCH_SHORT_LOADED_CRASH") == "1"}
+	s := shortSettings{cell: shortCellDefault, all: os.Getenv("CTHA_BENCH_SHORT_ALL") == "1",
+		loadedCrash: os.Getenv("CTHA_BENCH_SHORT_LOADED_CRASH") == "1"}
 	if os.Getenv("CTHA_BENCH_LONG") == "1" {
 		s.cell = shortCellLong
 	}
@@ -157,7 +164,11 @@ func benchShortAdverts(b *testing.B, run *bench.Run, cfg benchConfig) {
 	for _, c := range shortCells {
 		name := fmt.Sprintf("advert %d ms under load", c.advert.Milliseconds())
 		bc := run.Case("short adverts", name)
-		for _, stack := range c.stacks {
+		stacks := c.stacks
+		if s.all {
+			stacks = append(slices.Clip(stacks), c.extra...)
+		}
+		for _, stack := range stacks {
 			if !s.wants(stack) {
 				continue
 			}
@@ -224,22 +235,23 @@ type shortResult struct {
 	loadFlows      int // of 200, alive at the end of the load
 	loadGap        time.Duration
 
-	phase      time.Duration // the kill after fw1's last advert
-	killToVIPs time.Duration
-	gap        time.Duration
-	invalid    uint64
-	survived   int
+	phase       time.Duration // the kill after fw1's last advert
+	killToVIPs  time.Duration
+	gap         time.Duration
+	gapFromKill time.Duration // when the longest gap began, from the kill
+	invalid     uint64
+	survived    int
 }
 
 func (r shortResult) String() string {
 	return fmt.Sprintf("false takeovers %d; adverts %d, jitter p50 %.2f ms p99 %.2f ms max %.2f ms, %d late (capture drops %d); "+
 		"as sent: jitter p50 %.2f ms p99 %.2f ms max %.2f ms, %d late; "+
 		"churn bursts %d (%d late, %d entries failed); flows under load %d/200, longest gap %.0f ms; "+
-		"crash %.1f ms after an advert: kill -> VIPs %.1f ms, longest gap %.1f ms, INVALID %d, survived %d/200",
+		"crash %.1f ms after an advert: kill -> VIPs %.1f ms, longest gap %.1f ms (from %.0f ms after the kill), INVALID %d, survived %d/200",
 		r.falseTakeovers, r.adverts, ms(r.jitter.P50), ms(r.jitter.P99), ms(r.jitter.Max), r.jitter.Late, r.captureDrops,
 		ms(r.sentJitter.P50), ms(r.sentJitter.P99), ms(r.sentJitter.Max), r.sentJitter.Late,
 		r.churnBursts, r.churnLate, r.churnFailed, r.loadFlows, ms(r.loadGap),
-		ms(r.phase), ms(r.killToVIPs), ms(r.gap), r.invalid, r.survived)
+		ms(r.phase), ms(r.killToVIPs), ms(r.gap), ms(r.gapFromKill), r.invalid, r.survived)
 }
 
 func (r shortResult) record(c *bench.Case, stack string) {
@@ -251,6 +263,7 @@ func (r shortResult) record(c *bench.Case, stack string) {
 	c.Metric(mLongestGap, "ms").Gap = true
 	c.Add(mInvalid, "packets", stack, float64(r.invalid))
 	c.Add(mSurvived, "of 200", stack, float64(r.survived))
+	c.Add(mLoadFlows, "of 200", stack, float64(r.loadFlows))
 }
 
 // logShortCase prints a case's figures, one column per stack.
@@ -363,9 +376,14 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	r.churnBursts, r.churnLate, r.churnFailed = ch.bursts.Load(), ch.late.Load(), ch.failed.Load()
 	lr := loadFlows.finish(b)
 	r.loadFlows, r.loadGap = lr.Survived, time.Duration(lr.LongestGapMs*float64(time.Millisecond))
+	if r.falseTakeovers > 0 || r.loadFlows < lr.Flows {
+		b.Logf("%s advert %v: %d VIP events on fw2 and %d/%d flows alive after the load; the daemons' logs:\nfw1:\n%s\nfw2:\n%s",
+			stack, advert, r.falseTakeovers, r.loadFlows, lr.Flows, fw1.tail(), fw2.tail())
+	}
 
 	// The crash: the churn's entries gone, fresh flows, fw1 master again.
 	ch.clear(b)
+	b.Logf("%s advert %v: churn cleared: fw1 holds %d entries, fw2 %d", stack, advert, ctCount(b, l, lab.RoleFW1), ctCount(b, l, lab.RoleFW2))
 	if _, err := waitVIPs(l, lab.RoleFW1, time.Now(), 30*time.Second); err != nil {
 		b.Fatalf("%s: fw1 not master after the load: %v\n%s", stack, err, fw1.tail())
 	}
@@ -401,6 +419,9 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 	}
 	fr := flows.finish(b)
 	r.gap, r.survived = time.Duration(fr.LongestGapMs*float64(time.Millisecond)), fr.Survived
+	if gs := soakLongestGapStart(fr.PerFlow); !gs.IsZero() {
+		r.gapFromKill = gs.Sub(kill)
+	}
 	load.Stop()
 	capture.close()
 	r.captureDrops = capture.dropped()
