@@ -65,6 +65,18 @@ func PolicyName(p int) string {
 // GroupSched returns the scheduling of every thread of every process in
 // process group pgid (a process the lab started, with what it forked).
 func GroupSched(pgid int) ([]ThreadSched, error) {
+	return threads(func(t ThreadSched) bool { return t.PGID == pgid })
+}
+
+// RealtimeThreads returns every user-space thread of the machine running
+// SCHED_FIFO or SCHED_RR, whoever started it (kernel threads, in process
+// group 0, left out): on a shared machine, others' realtime daemons take
+// the CPU from everything at default scheduling.
+func RealtimeThreads() ([]ThreadSched, error) {
+	return threads(func(t ThreadSched) bool { return t.PGID != 0 && (t.Policy == 1 || t.Policy == 2) })
+}
+
+func threads(keep func(ThreadSched) bool) ([]ThreadSched, error) {
 	procs, err := filepath.Glob("/proc/[0-9]*/task/[0-9]*/stat")
 	if err != nil {
 		return nil, err
@@ -76,7 +88,7 @@ func GroupSched(pgid int) ([]ThreadSched, error) {
 			continue // gone meanwhile
 		}
 		t, err := ParseTaskStat(strings.TrimSpace(string(b)))
-		if err != nil || t.PGID != pgid {
+		if err != nil || !keep(t) {
 			continue
 		}
 		t.PID, _ = strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ctha/ctha/integration/flowgen"
 )
 
 // cmsg builds one control message as the kernel lays it out.
@@ -43,5 +45,26 @@ func TestKernelTimestamp(t *testing.T) {
 				t.Errorf("kernelTimestamp = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+func TestGapAcross(t *testing.T) {
+	kill := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return kill.Add(time.Duration(ms) * time.Millisecond) }
+	gap := func(from, to int) flowgen.Gap {
+		return flowgen.Gap{Start: at(from), End: at(to), Ms: float64(to - from)}
+	}
+	r := flowgen.Report{PerFlow: []flowgen.FlowReport{
+		{Gaps: []flowgen.Gap{gap(-5000, -3000), gap(-20, 90)}}, // before the kill: not counted
+		{Gaps: []flowgen.Gap{gap(-10, 110), gap(2000, 2070)}},  // the longest across it
+		{Gaps: []flowgen.Gap{gap(-40, 60)}, GapsDropped: 3},    // too many gaps listed
+		{},
+	}}
+	longest, began, dropped := gapAcross(r, kill)
+	if longest != 120*time.Millisecond || began != -10*time.Millisecond || dropped != 1 {
+		t.Errorf("gapAcross = %v, %v, %d; want 120ms, -10ms, 1", longest, began, dropped)
+	}
+	if l, b, d := gapAcross(flowgen.Report{}, kill); l != 0 || b != 0 || d != 0 {
+		t.Errorf("gapAcross(no flows) = %v, %v, %d", l, b, d)
 	}
 }
