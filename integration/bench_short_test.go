@@ -409,7 +409,7 @@ func runShortAdverts(b *testing.B, stack string, advert time.Duration, entries i
 			b.Fatalf("%s: fw2 still holds %v after the load: %v\n%s", stack, v.vip, err, fw2.tail())
 		}
 	}
-	if !waitBackupHolds(b, l, stack, 20*time.Second) {
+	if !waitBackupHolds(b, l, stack, 60*time.Second) {
 		r.warn("fw2's table did not match fw1's after the load")
 	}
 	flows := startFlowsFor(b, l, 2*time.Minute, "-gap-threshold", shortGapThreshold.String())
