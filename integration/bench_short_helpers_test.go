@@ -122,6 +122,17 @@ func startFlowServer(tb testing.TB, l *lab.Lab) {
 // of startFlowServer, for at most d, with more flowgen client flags.
 func startFlowsFor(tb testing.TB, l *lab.Lab, d time.Duration, flags ...string) *liveFlows {
 	tb.Helper()
+	f, err := tryFlows(tb, l, d, flags...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// tryFlows is startFlowsFor that returns an error if the flows do not
+// come up (within 15 s).
+func tryFlows(tb testing.TB, l *lab.Lab, d time.Duration, flags ...string) (*liveFlows, error) {
+	tb.Helper()
 	dir := tb.TempDir()
 	f := &liveFlows{stop: filepath.Join(dir, "stop"), report: filepath.Join(dir, "report.json")}
 	ready := filepath.Join(dir, "ready")
@@ -132,9 +143,9 @@ func startFlowsFor(tb testing.TB, l *lab.Lab, d time.Duration, flags ...string) 
 		_, err := os.Stat(ready)
 		return err == nil, nil
 	}); err != nil {
-		tb.Fatalf("flows not up: %v\n%s", err, f.client.Log())
+		return nil, fmt.Errorf("flows not up: %w\n%s", err, f.client.Tail(5))
 	}
-	return f
+	return f, nil
 }
 
 // waitBackupHolds waits until fw2's kernel table holds as many entries
