@@ -99,6 +99,7 @@ func BenchmarkStacks(b *testing.B) {
 	b.Run("failover", func(b *testing.B) { benchFailover(b, run, cfg) })
 	b.Run("rejoin", func(b *testing.B) { benchRejoin(b, run, cfg) })
 	b.Run("replication", func(b *testing.B) { benchReplication(b, run, cfg) })
+	b.Run("short adverts", func(b *testing.B) { benchShortAdverts(b, run, cfg) })
 
 	run.Finish()
 	b.Logf("finished in %v; load average at the end %s", run.Finished.Sub(run.Started).Round(time.Second), run.Machine.LoadEnd)
