@@ -115,6 +115,7 @@ type Engine struct {
 	resyncDue              time.Time  // a resync owed after the events were paused; zero: none
 	evPause                eventPause // writer.go
 	wr                     writer     // the peer's states to the kernel (writer.go)
+	timer                  *fineTimer // the loop's wake-up (finetimer.go)
 
 	events  chan eventBatch
 	inbox   chan datagram
@@ -203,6 +204,11 @@ func New(c Config, opts Options) (*Engine, error) {
 		e.kern.Close()
 		return nil, err
 	}
+	if e.timer, err = newFineTimer(); err != nil {
+		e.lis.Close()
+		e.kern.Close()
+		return nil, fmt.Errorf("conntrack sync: %w", err)
+	}
 	e.exp.init()
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
 	e.wr.mayPause.Store(true) // no role yet: not master
@@ -216,13 +222,15 @@ func New(c Config, opts Options) (*Engine, error) {
 func (e *Engine) Run(ctx context.Context) {
 	defer close(e.done)
 	e.wr.stop = ctx.Done()
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go func() { defer e.wg.Done(); e.listen(ctx) }()
 	go func() { defer e.wg.Done(); e.runWriter(ctx) }()
+	go func() { defer e.wg.Done(); e.timer.run() }()
 	e.startLinks(ctx)
 	defer func() {
 		e.lis.Close()
 		e.ls.Close()
+		e.timer.Close()
 		e.wg.Wait()
 		e.kern.Close()
 	}()
@@ -233,8 +241,6 @@ func (e *Engine) Run(ctx context.Context) {
 	// No dump yet (see firstDumpAlone), and no bulk request here: the
 	// protocol asks the peer for a copy when it first hears from it.
 	e.started = time.Now()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	for {
 		now := time.Now()
 		nextProbe := e.tickLinks(ctx, now)
@@ -249,7 +255,11 @@ func (e *Engine) Run(ctx context.Context) {
 		if !e.resyncDue.IsZero() {
 			next = earliest(next, e.resyncDue)
 		}
-		timer.Reset(time.Until(next))
+		var fallback <-chan time.Time // if the timer cannot be armed
+		if err := e.timer.Reset(time.Until(next)); err != nil {
+			e.log.Error("cannot arm the sync timer", "err", err)
+			fallback = time.After(max(time.Until(next), time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -270,7 +280,8 @@ func (e *Engine) Run(ctx context.Context) {
 			e.onDatagram(ctx, d)
 		case f := <-e.ctl:
 			f()
-		case <-timer.C:
+		case <-e.timer.C():
+		case <-fallback:
 		}
 	}
 }

@@ -78,6 +78,7 @@ type writer struct {
 	// opens (extra) and closes it when it stops.
 	dial  func() (kernelConn, error)
 	extra kernelConn
+	flows []ct.Flow // writeFlows' runs, kept between writes
 }
 
 // kernelConn is a kernelWriter that can be closed.
@@ -139,6 +140,7 @@ func (e *Engine) stopping() bool {
 func (e *Engine) resyncOwed() bool { return e.evPause.owed.Swap(false) }
 
 // kernelWriter is what the writer needs of the kernel (a *kernel.Conn).
+// Write must not keep flows: the writer reuses the slice.
 type kernelWriter interface {
 	Write(ctx context.Context, op kernel.Op, flows []ct.Flow, opts kernel.WriteOptions) (kernel.WriteResult, error)
 	WriteExpect(ctx context.Context, op kernel.Op, exps []ct.Expect) ([]error, error)
@@ -258,7 +260,12 @@ func (e *Engine) runWriter(ctx context.Context) {
 // the socket its key hashes to, so the writes of one flow stay in order;
 // runs of different operations never overlap.
 func (e *Engine) writeFlows(ctx context.Context, ops []flowOp, parallel bool) {
-	var flows []ct.Flow
+	flows := e.wr.flows[:0]
+	defer func() {
+		if cap(flows) <= 4*writeGroup {
+			e.wr.flows = flows[:0] // reused, unless a bulk's
+		}
+	}()
 	for i := 0; i < len(ops); {
 		op, n := ops[i].op, 0
 		flows = flows[:0]

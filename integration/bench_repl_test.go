@@ -47,7 +47,8 @@ func (n *haNode) pid() int {
 }
 
 // waitSyncUp waits until both nodes hear each other (ctha: peer up and
-// bulk copy complete; conntrackd has no such state: a second's pause).
+// bulk copy complete; conntrackd has no such state), then a second for
+// their startup work to end.
 func waitSyncUp(b *testing.B, nodes ...*haNode) {
 	for _, n := range nodes {
 		if n.ctha == nil {
@@ -62,6 +63,9 @@ func waitSyncUp(b *testing.B, nodes ...*haNode) {
 			b.Fatalf("%s: sync peer not up: %v", n.role, err)
 		}
 	}
+	// The same second for ctha: its first dump of the kernel table starts
+	// when the peer's copy is complete, and holds its loop while it runs.
+	time.Sleep(time.Second)
 }
 
 // replRound is what one replication round gave.

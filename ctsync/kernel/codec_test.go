@@ -37,7 +37,7 @@ func TestEncodeCreateDecodes(t *testing.T) {
 	for _, tc := range roundTripCases() {
 		for _, opts := range []WriteOptions{{}, {Liberal: true}} {
 			t.Run(tc.name, func(t *testing.T) {
-				m, err := encodeFlow(Create, &tc.flow, opts)
+				m, err := encodeFlowMsg(Create, &tc.flow, opts)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -115,7 +115,7 @@ func TestEncodeNAT(t *testing.T) {
 			continue
 		}
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := encodeFlow(Create, &tc.flow, WriteOptions{})
+			m, err := encodeFlowMsg(Create, &tc.flow, WriteOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func TestEncodeUpdateDelete(t *testing.T) {
 	f.Zone = 7
 	f.Timeout = 0
 
-	m, err := encodeFlow(Update, &f, WriteOptions{})
+	m, err := encodeFlowMsg(Update, &f, WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestEncodeUpdateDelete(t *testing.T) {
 		t.Errorf("update zone %d, want 7", a.Uint16())
 	}
 
-	m, err = encodeFlow(Delete, &f, WriteOptions{})
+	m, err = encodeFlowMsg(Delete, &f, WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,11 +171,11 @@ func TestEncodeUpdateDelete(t *testing.T) {
 func TestEncodeInvalid(t *testing.T) {
 	f := plain(ct.ProtoTCP, "10.1.0.1", "10.2.0.1", 1, 2)
 	f.Reply = plain(ct.ProtoTCP, "fd00::1", "fd00::2", 2, 1).Orig
-	if _, err := encodeFlow(Create, &f, WriteOptions{}); !errors.Is(err, ErrInvalidFlow) {
+	if _, err := encodeFlowMsg(Create, &f, WriteOptions{}); !errors.Is(err, ErrInvalidFlow) {
 		t.Errorf("mixed families: %v", err)
 	}
 	g := plain(ct.ProtoTCP, "10.1.0.1", "10.2.0.1", 1, 2)
-	if _, err := encodeFlow(Op(9), &g, WriteOptions{}); !errors.Is(err, ErrInvalidFlow) {
+	if _, err := encodeFlowMsg(Op(9), &g, WriteOptions{}); !errors.Is(err, ErrInvalidFlow) {
 		t.Errorf("bad op: %v", err)
 	}
 }
@@ -198,7 +198,7 @@ func TestWriteStatus(t *testing.T) {
 func TestWScaleFixup(t *testing.T) {
 	f := plain(ct.ProtoTCP, "10.1.0.1", "10.2.0.1", 1, 2)
 	f.TCP = ct.TCPInfo{State: ct.TCPSynSent, WScaleOrig: 7, FlagsOrig: tcpWS}
-	msgs, err := appendFlowMessages(nil, Create, &f, WriteOptions{})
+	msgs, err := flowMessages(nil, Create, &f, WriteOptions{})
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("appendFlowMessages = %d messages, %v; want create + fixup", len(msgs), err)
 	}
@@ -210,7 +210,7 @@ func TestWScaleFixup(t *testing.T) {
 		}
 	}
 	g := plain(ct.ProtoTCP, "10.1.0.1", "10.2.0.1", 1, 2) // both directions scale
-	if msgs, _ := appendFlowMessages(nil, Create, &g, WriteOptions{}); len(msgs) != 1 {
+	if msgs, _ := flowMessages(nil, Create, &g, WriteOptions{}); len(msgs) != 1 {
 		t.Errorf("established flow: %d messages, want 1", len(msgs))
 	}
 }
@@ -277,7 +277,7 @@ func FuzzEncodeDecode(f *testing.F) {
 				DCCPState: x[11], DCCPRole: x[10], DCCPHandshakeSeq: uint64(x[9])}
 		}
 		for _, op := range []Op{Create, Update, Delete} {
-			m, err := encodeFlow(op, &fl, WriteOptions{Liberal: x[6]&1 != 0})
+			m, err := encodeFlowMsg(op, &fl, WriteOptions{Liberal: x[6]&1 != 0})
 			if err != nil {
 				t.Fatalf("%v: %v", op, err)
 			}
@@ -300,7 +300,7 @@ func TestMaxackSetCleared(t *testing.T) {
 	f.TCP.FlagsOrig |= ct.TCPFlagMaxackSet | ct.TCPFlagSACKPerm
 	f.TCP.FlagsRepl |= ct.TCPFlagMaxackSet
 	for _, op := range []Op{Create, Update} {
-		msgs, err := appendFlowMessages(nil, op, &f, WriteOptions{Liberal: true})
+		msgs, err := flowMessages(nil, op, &f, WriteOptions{Liberal: true})
 		if err != nil || len(msgs) == 0 {
 			t.Fatalf("%v: %d messages, %v", op, len(msgs), err)
 		}

@@ -35,9 +35,12 @@ const (
 // holds two sockets: writes and dumps each have their own, so that a dump
 // can run during a write.
 type Conn struct {
-	wmu sync.Mutex // serialises writes; guards seq
+	wmu sync.Mutex // serialises writes; guards seq, wb and spans
 	w   *netlink.Conn
+	wrc syscall.RawConn // w's, to send a batch as built
 	seq uint32
+	wb  nlBuf  // the batch being written
+	sp  []span // its flows
 
 	dmu sync.Mutex // serialises dumps
 	d   *netlink.Conn
@@ -61,12 +64,17 @@ func Dial() (*Conn, error) {
 	// message (shown in WriteError).
 	_ = w.SetOption(netlink.CapAcknowledge, true)
 	_ = w.SetOption(netlink.ExtendedAcknowledge, true)
+	wrc, err := w.SyscallConn()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("dial ctnetlink: %w", err)
+	}
 	d, err := dialNetfilter()
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("dial ctnetlink: %w", err)
 	}
-	return &Conn{w: w, d: d}, nil
+	return &Conn{w: w, wrc: wrc, d: d}, nil
 }
 
 // setReadBuffer sets a socket's receive buffer to n bytes: with
@@ -255,18 +263,19 @@ func (s span) outcome(errs []error) error {
 // writeBatch writes one batch and accounts for every flow of it in res. On
 // a fatal error the batch's flows of unknown outcome are in res.Failed.
 func (c *Conn) writeBatch(op Op, batch []ct.Flow, opts WriteOptions, res *WriteResult) error {
-	msgs := make([]netlink.Message, 0, len(batch))
-	spans := make([]span, 0, len(batch))
+	w := &c.wb
+	w.reset()
+	spans := c.sp[:0]
+	defer func() { c.sp = spans[:0] }()
 	for i := range batch {
-		from := len(msgs)
-		var err error
-		if msgs, err = appendFlowMessages(msgs, op, &batch[i], opts); err != nil {
+		from := w.len()
+		if err := appendFlow(w, op, &batch[i], opts); err != nil {
 			res.Failed = append(res.Failed, WriteError{Key: batch[i].Key(), Err: err})
 			continue
 		}
-		spans = append(spans, span{flow: i, from: from, to: len(msgs)})
+		spans = append(spans, span{flow: i, from: from, to: w.len()})
 	}
-	errs, fatal := c.exchange(msgs)
+	errs, fatal := c.exchange(w)
 	var exist []int
 	for _, s := range spans {
 		switch err := s.outcome(errs); {
@@ -284,20 +293,19 @@ func (c *Conn) writeBatch(op Op, batch []ct.Flow, opts WriteOptions, res *WriteR
 
 	// Replace: delete then create, back to back in one sendmsg. The
 	// delete's error does not matter (ENOENT: gone meanwhile).
-	msgs, spans = msgs[:0], spans[:0]
+	w.reset()
+	spans = spans[:0]
 	for _, i := range exist {
-		del, err := encodeFlow(Delete, &batch[i], opts)
-		if err != nil {
+		if err := encodeFlow(w, Delete, &batch[i], opts); err != nil {
 			return err // cannot happen: the create encoded
 		}
-		msgs = append(msgs, del)
-		from := len(msgs)
-		if msgs, err = appendFlowMessages(msgs, Create, &batch[i], opts); err != nil {
+		from := w.len()
+		if err := appendFlow(w, Create, &batch[i], opts); err != nil {
 			return err
 		}
-		spans = append(spans, span{flow: i, from: from, to: len(msgs)})
+		spans = append(spans, span{flow: i, from: from, to: w.len()})
 	}
-	errs, fatal = c.exchange(msgs)
+	errs, fatal = c.exchange(w)
 	for _, s := range spans {
 		if err := s.outcome(errs); err != nil {
 			res.Failed = append(res.Failed, WriteError{Key: batch[s.flow].Key(), Err: fmt.Errorf("replace: %w", err)})
@@ -309,10 +317,10 @@ func (c *Conn) writeBatch(op Op, batch []ct.Flow, opts WriteOptions, res *WriteR
 	return fatal
 }
 
-// exchange sends msgs in one sendmsg and learns each one's outcome. It
-// returns each message's error (nil when it succeeded) and, if the
-// exchange could not complete, the error that stopped it; the messages
-// whose outcome was not known then carry that error.
+// exchange sends the messages of w in one sendmsg and learns each one's
+// outcome. It returns each message's error (nil when it succeeded) and,
+// if the exchange could not complete, the error that stopped it; the
+// messages whose outcome was not known then carry that error.
 //
 // Only the last message asks for an ACK: the kernel answers a failed
 // request with an error message whether or not it asked for an ACK, and
@@ -321,8 +329,8 @@ func (c *Conn) writeBatch(op Op, batch []ct.Flow, opts WriteOptions, res *WriteR
 // the kernel a message to build and us one to read for every flow.
 // Answers to earlier, abandoned exchanges are recognised by their
 // sequence numbers and skipped.
-func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
-	n := uint32(len(msgs))
+func (c *Conn) exchange(w *nlBuf) ([]error, error) {
+	n := uint32(w.len())
 	errs := make([]error, n)
 	if n == 0 {
 		return errs, nil
@@ -332,11 +340,10 @@ func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
 	}
 	base := c.seq + 1
 	c.seq += n
-	for i := range msgs {
-		msgs[i].Header.Sequence = base + uint32(i)
-		msgs[i].Header.Flags &^= netlink.Acknowledge
+	pid := c.w.PID()
+	for i := range n {
+		w.setHeader(int(i), base+i, pid, i == n-1)
 	}
-	msgs[n-1].Header.Flags |= netlink.Acknowledge
 	// unknown gives the messages without an error the error that stopped
 	// the exchange: their outcome is not known.
 	unknown := func(err error) ([]error, error) {
@@ -347,7 +354,7 @@ func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
 		}
 		return errs, err
 	}
-	if _, err := c.w.SendMessages(msgs); err != nil {
+	if err := c.send(w.b); err != nil {
 		return unknown(err)
 	}
 	for {
@@ -373,6 +380,27 @@ func (c *Conn) exchange(msgs []netlink.Message) ([]error, error) {
 			}
 		}
 	}
+}
+
+// send writes b, requests built in an nlBuf, to the kernel in one
+// sendmsg.
+func (c *Conn) send(b []byte) error {
+	var serr error
+	err := c.wrc.Write(func(fd uintptr) bool {
+		for {
+			_, serr = unix.Write(int(fd), b)
+			if serr != unix.EINTR {
+				return serr != unix.EAGAIN
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("send %d bytes to ctnetlink: %w", len(b), err)
+	}
+	return nil
 }
 
 // errnoError is a kernel error for one message, with the kernel's extended

@@ -96,7 +96,7 @@ func sameAsTiMo(t *testing.T, m netlink.Message) {
 // never writes but the kernel sends.
 func dccpFlow(t testing.TB) netlink.Message {
 	f := plain(ct.ProtoDCCP, "10.1.0.1", "10.2.0.1", 4000, 5000)
-	m, err := encodeFlow(Create, &f, WriteOptions{})
+	m, err := encodeFlowMsg(Create, &f, WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestDecodeFlowMatchesTiMo(t *testing.T) {
 	for _, tc := range roundTripCases() {
 		for _, op := range []Op{Create, Update, Delete} {
 			t.Run(tc.name+" "+op.String(), func(t *testing.T) {
-				m, err := encodeFlow(op, &tc.flow, WriteOptions{})
+				m, err := encodeFlowMsg(op, &tc.flow, WriteOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -149,7 +149,7 @@ func TestDecodeFlowMatchesTiMo(t *testing.T) {
 // a panic.
 func TestDecodeFlowMalformed(t *testing.T) {
 	tc := roundTripCases()[0]
-	m, err := encodeFlow(Create, &tc.flow, WriteOptions{})
+	m, err := encodeFlowMsg(Create, &tc.flow, WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestDecodeFlowMalformed(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	for _, tc := range roundTripCases() {
 		for _, op := range []Op{Create, Delete} {
-			m, err := encodeFlow(op, &tc.flow, WriteOptions{})
+			m, err := encodeFlowMsg(op, &tc.flow, WriteOptions{})
 			if err != nil {
 				f.Fatal(err)
 			}
@@ -219,7 +219,7 @@ func wideTypes(b []byte) bool {
 // ti-mo's.
 func BenchmarkDecodeEvent(b *testing.B) {
 	f := plain(ct.ProtoTCP, "10.1.0.1", "10.2.0.1", 40001, 80)
-	m, err := encodeFlow(Create, &f, WriteOptions{})
+	m, err := encodeFlowMsg(Create, &f, WriteOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

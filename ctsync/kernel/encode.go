@@ -69,8 +69,9 @@ func writeStatus(status uint32) uint32 {
 	return status&statusKnown&^statusStrip | ct.StatusConfirmed
 }
 
-// encodeFlow builds the ctnetlink request that applies op to f. The netlink
-// header's length, sequence number and port id are left to the caller.
+// encodeFlow appends to w the ctnetlink request that applies op to f (on
+// an error, nothing). The sequence number, port id and ACK flag are left
+// to exchange.
 //
 // What is sent, by op:
 //   - Create: both tuples (for a NAT flow the reply tuple without NAT, plus
@@ -88,21 +89,28 @@ func writeStatus(status uint32) uint32 {
 // namespace whose ruleset has no `ct label`, flows carry no label storage
 // and the kernel refuses any CTA_LABELS with ENOSPC; so an Update cannot
 // clear labels.
-func encodeFlow(op Op, f *ct.Flow, opts WriteOptions) (netlink.Message, error) {
+func encodeFlow(w *nlBuf, op Op, f *ct.Flow, opts WriteOptions) error {
 	if f.Orig.V6 != f.Reply.V6 || f.Orig.Proto != f.Reply.Proto {
-		return netlink.Message{}, fmt.Errorf("%w: tuples %v and %v differ in family or protocol", ErrInvalidFlow, f.Orig, f.Reply)
+		return fmt.Errorf("%w: tuples %v and %v differ in family or protocol", ErrInvalidFlow, f.Orig, f.Reply)
 	}
-	family := netfilter.ProtoIPv4
-	if f.Orig.V6 {
-		family = netfilter.ProtoIPv6
-	}
-	h := netfilter.Header{SubsystemID: netfilter.NFSubsysCTNetlink, Family: family}
-	ae := netfilter.NewAttributeEncoder()
-
+	h := netfilter.Header{SubsystemID: netfilter.NFSubsysCTNetlink, Family: flowFamily(f)}
 	switch op {
 	case Create:
 		h.MessageType = msgCTNew
 		h.Flags = netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl
+	case Update:
+		h.MessageType = msgCTNew
+		h.Flags = netlink.Request | netlink.Acknowledge
+	case Delete:
+		h.MessageType = msgCTDelete
+		h.Flags = netlink.Request | netlink.Acknowledge
+	default:
+		return fmt.Errorf("%w: %v", ErrInvalidFlow, op)
+	}
+	ae := w
+	ae.begin(h)
+	switch op {
+	case Create:
 		encodeTuple(ae, ctaTupleOrig, f.Orig)
 		encodeTuple(ae, ctaTupleReply, natFreeReply(f))
 		ae.Uint32(ctaStatus, writeStatus(f.Status))
@@ -110,8 +118,6 @@ func encodeFlow(op Op, f *ct.Flow, opts WriteOptions) (netlink.Message, error) {
 		encodeCommon(ae, f, opts)
 		encodeNAT(ae, f)
 	case Update:
-		h.MessageType = msgCTNew
-		h.Flags = netlink.Request | netlink.Acknowledge
 		encodeTuple(ae, ctaTupleOrig, f.Orig)
 		ae.Uint32(ctaStatus, writeStatus(f.Status))
 		if f.Timeout != 0 {
@@ -119,25 +125,27 @@ func encodeFlow(op Op, f *ct.Flow, opts WriteOptions) (netlink.Message, error) {
 		}
 		encodeCommon(ae, f, opts)
 	case Delete:
-		h.MessageType = msgCTDelete
-		h.Flags = netlink.Request | netlink.Acknowledge
 		// The tuple is always present: a delete without one flushes the table.
 		encodeTuple(ae, ctaTupleOrig, f.Orig)
 		if f.Zone != 0 {
 			ae.Uint16(ctaZone, f.Zone)
 		}
-	default:
-		return netlink.Message{}, fmt.Errorf("%w: %v", ErrInvalidFlow, op)
 	}
-	m, err := netfilter.EncodeNetlink(h, ae)
-	if err != nil {
-		return netlink.Message{}, fmt.Errorf("encode %v %v: %w", op, f.Orig, err)
+	if err := w.end(); err != nil {
+		return fmt.Errorf("encode %v %v: %w", op, f.Orig, err)
 	}
-	return m, nil
+	return nil
+}
+
+func flowFamily(f *ct.Flow) netfilter.ProtoFamily {
+	if f.Orig.V6 {
+		return netfilter.ProtoIPv6
+	}
+	return netfilter.ProtoIPv4
 }
 
 // encodeCommon adds what Create and Update share.
-func encodeCommon(ae *netlink.AttributeEncoder, f *ct.Flow, opts WriteOptions) {
+func encodeCommon(ae *nlBuf, f *ct.Flow, opts WriteOptions) {
 	ae.Uint32(ctaMark, f.Mark)
 	if f.Zone != 0 {
 		ae.Uint16(ctaZone, f.Zone)
@@ -148,9 +156,8 @@ func encodeCommon(ae *netlink.AttributeEncoder, f *ct.Flow, opts WriteOptions) {
 		return
 	}
 	if x.Helper != "" {
-		ae.Nested(ctaHelp, func(nae *netlink.AttributeEncoder) error {
+		ae.Nested(ctaHelp, func(nae *nlBuf) {
 			nae.String(ctaHelpName, x.Helper)
-			return nil
 		})
 	}
 	// The kernel reports both directions whenever SEQ_ADJUST is set, one of
@@ -169,9 +176,9 @@ func encodeCommon(ae *netlink.AttributeEncoder, f *ct.Flow, opts WriteOptions) {
 	}
 }
 
-func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t ct.Tuple) {
-	ae.Nested(typ, func(nae *netlink.AttributeEncoder) error {
-		nae.Nested(ctaTupleIP, func(ipae *netlink.AttributeEncoder) error {
+func encodeTuple(ae *nlBuf, typ uint16, t ct.Tuple) {
+	ae.Nested(typ, func(nae *nlBuf) {
+		nae.Nested(ctaTupleIP, func(ipae *nlBuf) {
 			if t.V6 {
 				ipae.Bytes(ctaIPv6Src, t.Src[:])
 				ipae.Bytes(ctaIPv6Dst, t.Dst[:])
@@ -179,9 +186,8 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t ct.Tuple) {
 				ipae.Bytes(ctaIPv4Src, t.Src[12:])
 				ipae.Bytes(ctaIPv4Dst, t.Dst[12:])
 			}
-			return nil
 		})
-		nae.Nested(ctaTupleProto, func(pae *netlink.AttributeEncoder) error {
+		nae.Nested(ctaTupleProto, func(pae *nlBuf) {
 			pae.Uint8(ctaProtoNum, t.Proto)
 			switch t.Proto {
 			case ct.ProtoICMP:
@@ -198,13 +204,11 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t ct.Tuple) {
 				pae.Uint16(ctaProtoSrcPort, t.SrcPort)
 				pae.Uint16(ctaProtoDstPort, t.DstPort)
 			}
-			return nil
 		})
-		return nil
 	})
 }
 
-func encodeProtoInfo(ae *netlink.AttributeEncoder, f *ct.Flow, liberal bool) {
+func encodeProtoInfo(ae *nlBuf, f *ct.Flow, liberal bool) {
 	x := f.Extra
 	if x == nil {
 		x = &ct.Extra{}
@@ -218,8 +222,8 @@ func encodeProtoInfo(ae *netlink.AttributeEncoder, f *ct.Flow, liberal bool) {
 			fo |= ct.TCPFlagWindowScale
 			fr |= ct.TCPFlagWindowScale
 		}
-		ae.Nested(ctaProtoInfo, func(pae *netlink.AttributeEncoder) error {
-			pae.Nested(ctaProtoInfoTCP, func(tae *netlink.AttributeEncoder) error {
+		ae.Nested(ctaProtoInfo, func(pae *nlBuf) {
+			pae.Nested(ctaProtoInfoTCP, func(tae *nlBuf) {
 				tae.Uint8(ctaTCPState, f.TCP.State)
 				// The kernel applies the flags first, then the window scales
 				// if both directions have TCPFlagWindowScale.
@@ -227,39 +231,32 @@ func encodeProtoInfo(ae *netlink.AttributeEncoder, f *ct.Flow, liberal bool) {
 				tae.Bytes(ctaTCPFlagsRepl, []byte{fr, tcpMask(fr)})
 				tae.Uint8(ctaTCPWScaleOrig, f.TCP.WScaleOrig)
 				tae.Uint8(ctaTCPWScaleRepl, f.TCP.WScaleRepl)
-				return nil
 			})
-			return nil
 		})
 	case ct.ProtoSCTP:
-		ae.Nested(ctaProtoInfo, func(pae *netlink.AttributeEncoder) error {
-			pae.Nested(ctaProtoInfoSCTP, func(sae *netlink.AttributeEncoder) error {
+		ae.Nested(ctaProtoInfo, func(pae *nlBuf) {
+			pae.Nested(ctaProtoInfoSCTP, func(sae *nlBuf) {
 				sae.Uint8(ctaSCTPState, x.SCTPState)
 				sae.Uint32(ctaSCTPVTagOrig, x.SCTPVTagOrig)
 				sae.Uint32(ctaSCTPVTagRepl, x.SCTPVTagR)
-				return nil
 			})
-			return nil
 		})
 	case ct.ProtoDCCP:
-		ae.Nested(ctaProtoInfo, func(pae *netlink.AttributeEncoder) error {
-			pae.Nested(ctaProtoInfoDCCP, func(dae *netlink.AttributeEncoder) error {
+		ae.Nested(ctaProtoInfo, func(pae *nlBuf) {
+			pae.Nested(ctaProtoInfoDCCP, func(dae *nlBuf) {
 				dae.Uint8(ctaDCCPState, x.DCCPState)
 				dae.Uint8(ctaDCCPRole, x.DCCPRole)
 				dae.Uint64(ctaDCCPHandshakeSeq, x.DCCPHandshakeSeq)
-				return nil
 			})
-			return nil
 		})
 	}
 }
 
-func encodeSeqAdj(ae *netlink.AttributeEncoder, typ uint16, s ct.SeqAdj) {
-	ae.Nested(typ, func(sae *netlink.AttributeEncoder) error {
+func encodeSeqAdj(ae *nlBuf, typ uint16, s ct.SeqAdj) {
+	ae.Nested(typ, func(sae *nlBuf) {
 		sae.Uint32(ctaSeqAdjCorrectionPos, s.Position)
 		sae.Uint32(ctaSeqAdjOffsetBefore, s.OffsetBefore)
 		sae.Uint32(ctaSeqAdjOffsetAfter, s.OffsetAfter)
-		return nil
 	})
 }
 
@@ -295,47 +292,40 @@ func needsWScaleFixup(f *ct.Flow) bool {
 // wscaleFixup returns, for a flow that needsWScaleFixup, the update that
 // follows its create or update: it clears the TCPFlagWindowScale the first
 // message set to have the window scales taken, leaving them in place.
-func wscaleFixup(f *ct.Flow, opts WriteOptions) (netlink.Message, error) {
+func wscaleFixup(w *nlBuf, f *ct.Flow, opts WriteOptions) error {
 	fo, fr := tcpFlags(f, opts.Liberal)
 	const ws = ct.TCPFlagWindowScale
-	h := netfilter.Header{SubsystemID: netfilter.NFSubsysCTNetlink, MessageType: msgCTNew,
-		Family: netfilter.ProtoIPv4, Flags: netlink.Request | netlink.Acknowledge}
-	if f.Orig.V6 {
-		h.Family = netfilter.ProtoIPv6
-	}
-	ae := netfilter.NewAttributeEncoder()
+	ae := w
+	ae.begin(netfilter.Header{SubsystemID: netfilter.NFSubsysCTNetlink, MessageType: msgCTNew,
+		Family: flowFamily(f), Flags: netlink.Request | netlink.Acknowledge})
 	encodeTuple(ae, ctaTupleOrig, f.Orig)
 	if f.Zone != 0 {
 		ae.Uint16(ctaZone, f.Zone)
 	}
-	ae.Nested(ctaProtoInfo, func(pae *netlink.AttributeEncoder) error {
-		pae.Nested(ctaProtoInfoTCP, func(tae *netlink.AttributeEncoder) error {
+	ae.Nested(ctaProtoInfo, func(pae *nlBuf) {
+		pae.Nested(ctaProtoInfoTCP, func(tae *nlBuf) {
 			tae.Bytes(ctaTCPFlagsOrig, []byte{fo, tcpMask(fo) | ws})
 			tae.Bytes(ctaTCPFlagsRepl, []byte{fr, tcpMask(fr) | ws})
-			return nil
 		})
-		return nil
 	})
-	m, err := netfilter.EncodeNetlink(h, ae)
-	if err != nil {
-		return netlink.Message{}, fmt.Errorf("encode window scale fixup %v: %w", f.Orig, err)
+	if err := w.end(); err != nil {
+		return fmt.Errorf("encode window scale fixup %v: %w", f.Orig, err)
 	}
-	return m, nil
+	return nil
 }
 
-// appendFlowMessages appends the messages that apply op to f: the one of
-// encodeFlow, followed by its wscaleFixup if it needs one.
-func appendFlowMessages(msgs []netlink.Message, op Op, f *ct.Flow, opts WriteOptions) ([]netlink.Message, error) {
-	m, err := encodeFlow(op, f, opts)
-	if err != nil {
-		return msgs, err
+// appendFlow appends to w the messages that apply op to f: the one of
+// encodeFlow, followed by its wscaleFixup if it needs one. On an error
+// it appends nothing.
+func appendFlow(w *nlBuf, op Op, f *ct.Flow, opts WriteOptions) error {
+	if err := encodeFlow(w, op, f, opts); err != nil {
+		return err
 	}
-	msgs = append(msgs, m)
 	if (op == Create || op == Update) && needsWScaleFixup(f) {
-		if m, err = wscaleFixup(f, opts); err != nil {
-			return msgs[:len(msgs)-1], err
+		if err := wscaleFixup(w, f, opts); err != nil {
+			w.drop()
+			return err
 		}
-		msgs = append(msgs, m)
 	}
-	return msgs, nil
+	return nil
 }

@@ -30,7 +30,9 @@ func eventBytes(t *testing.T, typ EventType, f ct.Flow, noProtoInfo bool) []byte
 	case EventDestroy:
 		h.MessageType = msgCTDelete
 	}
-	ae := netfilter.NewAttributeEncoder()
+	var w nlBuf
+	ae := &w
+	ae.begin(h)
 	encodeTuple(ae, ctaTupleOrig, f.Orig)
 	encodeTuple(ae, ctaTupleReply, f.Reply)
 	if f.Zone != 0 {
@@ -43,29 +45,21 @@ func eventBytes(t *testing.T, typ EventType, f ct.Flow, noProtoInfo bool) []byte
 	}
 	if !noProtoInfo {
 		if typ == EventDestroy && f.Orig.Proto == ct.ProtoTCP {
-			ae.Nested(ctaProtoInfo, func(pae *netlink.AttributeEncoder) error {
-				pae.Nested(ctaProtoInfoTCP, func(tae *netlink.AttributeEncoder) error {
+			ae.Nested(ctaProtoInfo, func(pae *nlBuf) {
+				pae.Nested(ctaProtoInfoTCP, func(tae *nlBuf) {
 					tae.Uint8(ctaTCPState, f.TCP.State)
-					return nil
 				})
-				return nil
 			})
 		} else {
 			encodeProtoInfo(ae, &f, false)
 		}
 	}
 	ae.Uint32(ctaMark, f.Mark)
-	m, err := netfilter.EncodeNetlink(h, ae)
-	if err != nil {
+	if err := w.end(); err != nil {
 		t.Fatal(err)
 	}
-	m.Header.PID = 4242
-	m.Header.Length = uint32(nlaHdrLen*4 + len(m.Data))
-	b, err := m.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	w.setHeader(0, 0, 4242, false)
+	return w.message(0)
 }
 
 func tcpIn(state uint8, src, dst string) ct.Flow {

@@ -26,25 +26,34 @@ const (
 	ctaExpectFn       = 11 // CTA_EXPECT_FN
 )
 
-// encodeExpect builds the request that creates (Create) or deletes
+// encodeExpect appends to w the request that creates (Create) or deletes
 // (Delete) an expectation. A Create needs the master flow in the table
 // (ENOENT otherwise), with a helper or a timeout; the kernel finds the
 // helper by name. A Delete always names the tuple: one without would
 // flush every expectation.
-func encodeExpect(op Op, e *ct.Expect) (netlink.Message, error) {
+func encodeExpect(w *nlBuf, op Op, e *ct.Expect) error {
 	family := netfilter.ProtoIPv4
 	if e.Tuple.V6 {
 		family = netfilter.ProtoIPv6
 	}
 	h := netfilter.Header{SubsystemID: netfilter.NFSubsysCTNetlinkExp, Family: family}
-	ae := netfilter.NewAttributeEncoder()
 	switch op {
 	case Create:
 		if e.Master.V6 != e.Tuple.V6 || e.Mask.V6 != e.Tuple.V6 {
-			return netlink.Message{}, fmt.Errorf("%w: expectation %v of another family than its master", ErrInvalidFlow, e)
+			return fmt.Errorf("%w: expectation %v of another family than its master", ErrInvalidFlow, e)
 		}
 		h.MessageType = msgExpNew
 		h.Flags = netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl
+	case Delete:
+		h.MessageType = msgExpDelete
+		h.Flags = netlink.Request | netlink.Acknowledge
+	default:
+		return fmt.Errorf("%w: %v of an expectation", ErrInvalidFlow, op)
+	}
+	ae := w
+	ae.begin(h)
+	switch op {
+	case Create:
 		encodeTuple(ae, ctaExpectMaster, e.Master)
 		encodeTuple(ae, ctaExpectTuple, e.Tuple)
 		encodeTuple(ae, ctaExpectMask, e.Mask)
@@ -65,20 +74,15 @@ func encodeExpect(op Op, e *ct.Expect) (netlink.Message, error) {
 			ae.String(ctaExpectFn, e.Fn)
 		}
 	case Delete:
-		h.MessageType = msgExpDelete
-		h.Flags = netlink.Request | netlink.Acknowledge
 		encodeTuple(ae, ctaExpectTuple, e.Tuple)
 		if e.Zone != 0 {
 			ae.Uint16(ctaExpectZone, e.Zone)
 		}
-	default:
-		return netlink.Message{}, fmt.Errorf("%w: %v of an expectation", ErrInvalidFlow, op)
 	}
-	m, err := netfilter.EncodeNetlink(h, ae)
-	if err != nil {
-		return netlink.Message{}, fmt.Errorf("encode %v %v: %w", op, e, err)
+	if err := w.end(); err != nil {
+		return fmt.Errorf("encode %v %v: %w", op, e, err)
 	}
-	return m, nil
+	return nil
 }
 
 // WriteExpect creates or deletes expectations, in one batch, and returns
@@ -88,21 +92,21 @@ func encodeExpect(op Op, e *ct.Expect) (netlink.Message, error) {
 // when the exchange could not complete (the socket failed, ctx is done).
 func (c *Conn) WriteExpect(ctx context.Context, op Op, exps []ct.Expect) ([]error, error) {
 	errs := make([]error, len(exps))
-	msgs := make([]netlink.Message, 0, len(exps))
-	idx := make([]int, 0, len(exps))
-	for i := range exps {
-		m, err := encodeExpect(op, &exps[i])
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		msgs, idx = append(msgs, m), append(idx, i)
-	}
 	if err := ctx.Err(); err != nil {
 		return errs, err
 	}
 	defer c.lockWrite(ctx)()
-	res, fatal := c.exchange(msgs)
+	w := &c.wb
+	w.reset()
+	idx := make([]int, 0, len(exps))
+	for i := range exps {
+		if err := encodeExpect(w, op, &exps[i]); err != nil {
+			errs[i] = err
+			continue
+		}
+		idx = append(idx, i)
+	}
+	res, fatal := c.exchange(w)
 	for j, i := range idx {
 		errs[i] = res[j]
 	}

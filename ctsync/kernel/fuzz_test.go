@@ -56,7 +56,7 @@ func testExpects() []ct.Expect {
 
 func mustEncodeFlow(t testing.TB, op Op, f *ct.Flow) netlink.Message {
 	t.Helper()
-	m, err := encodeFlow(op, f, WriteOptions{})
+	m, err := encodeFlowMsg(op, f, WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func mustEncodeFlow(t testing.TB, op Op, f *ct.Flow) netlink.Message {
 
 func mustEncodeExpect(t testing.TB, op Op, e *ct.Expect) netlink.Message {
 	t.Helper()
-	m, err := encodeExpect(op, e)
+	m, err := encodeExpectMsg(op, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func FuzzDecodeExpect(f *testing.F) {
 func roundTripExpect(t *testing.T, e *ct.Expect, create bool) {
 	t.Helper()
 	if create {
-		m, err := encodeExpect(Create, e)
+		m, err := encodeExpectMsg(Create, e)
 		sameFamily := e.Master.V6 == e.Tuple.V6 && e.Mask.V6 == e.Tuple.V6
 		switch {
 		case err != nil && (!errors.Is(err, ErrInvalidFlow) || sameFamily):
@@ -245,7 +245,7 @@ func roundTripExpect(t *testing.T, e *ct.Expect, create bool) {
 			}
 		}
 	}
-	m, err := encodeExpect(Delete, e)
+	m, err := encodeExpectMsg(Delete, e)
 	if err != nil {
 		t.Fatalf("encode delete of %v: %v", e, err)
 	}
@@ -302,7 +302,7 @@ func FuzzEncodeRecords(f *testing.F) {
 // sent.
 func checkFlowRequests(t *testing.T, op Op, f *ct.Flow, opts WriteOptions) {
 	t.Helper()
-	msgs, err := appendFlowMessages(nil, op, f, opts)
+	msgs, err := flowMessages(nil, op, f, opts)
 	differ := f.Orig.V6 != f.Reply.V6 || f.Orig.Proto != f.Reply.Proto
 	switch {
 	case err != nil && (!errors.Is(err, ErrInvalidFlow) || !differ):

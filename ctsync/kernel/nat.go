@@ -1,8 +1,6 @@
 package kernel
 
 import (
-	"github.com/mdlayher/netlink"
-
 	"github.com/ctha/ctha/ctsync/ct"
 )
 
@@ -89,19 +87,19 @@ func natFreeReply(f *ct.Flow) ct.Tuple {
 }
 
 // encodeNAT adds CTA_NAT_DST and CTA_NAT_SRC as f needs them.
-func encodeNAT(ae *netlink.AttributeEncoder, f *ct.Flow) {
+func encodeNAT(ae *nlBuf, f *ct.Flow) {
 	src, dst := natBindings(f)
 	encodeNATBinding(ae, ctaNATDst, dst, f.Orig.V6)
 	encodeNATBinding(ae, ctaNATSrc, src, f.Orig.V6)
 }
 
-func encodeNATBinding(ae *netlink.AttributeEncoder, typ uint16, b natBinding, v6 bool) {
+func encodeNATBinding(ae *nlBuf, typ uint16, b natBinding, v6 bool) {
 	if !b.send {
 		return
 	}
-	ae.Nested(typ, func(nae *netlink.AttributeEncoder) error {
+	ae.Nested(typ, func(nae *nlBuf) {
 		if !b.translate {
-			return nil
+			return
 		}
 		if v6 {
 			nae.Bytes(ctaNATV6MinIP, b.addr[:])
@@ -111,12 +109,10 @@ func encodeNATBinding(ae *netlink.AttributeEncoder, typ uint16, b natBinding, v6
 			nae.Bytes(ctaNATV4MaxIP, b.addr[12:])
 		}
 		if b.withPort {
-			nae.Nested(ctaNATProto, func(pae *netlink.AttributeEncoder) error {
+			nae.Nested(ctaNATProto, func(pae *nlBuf) {
 				pae.Uint16(ctaProtoNATPortMin, b.port)
 				pae.Uint16(ctaProtoNATPortMax, b.port)
-				return nil
 			})
 		}
-		return nil
 	})
 }
