@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,7 @@ func (d *daemonState) run() error {
 			return err
 		}
 		d.vrrp = r
+		spareP()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -331,4 +333,17 @@ func (d *daemonState) handle(ctx context.Context, req control.Request) (any, err
 		return d.handleSync(ctx, op)
 	}
 	return nil, fmt.Errorf("%w %q (is the daemon older than this ctha?)", control.ErrUnknown, req.Op)
+}
+
+// spareP gives the Go runtime one P more than it has CPUs, unless
+// GOMAXPROCS is set. A VRRP timing thread woken by the kernel needs a P
+// to run: while the sync engine keeps every CPU's P busy (a burst of
+// conntrack events), it would wait for one until the runtime preempts a
+// goroutine, up to 10 ms; with a spare P it runs at once. The timing
+// threads need a few microseconds per wake-up, so the spare costs nothing
+// when idle.
+func spareP() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
 }
