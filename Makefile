@@ -70,13 +70,14 @@ bench-perf:
 
 ## bench: ctha against keepalived + conntrackd (documented, direct and best-configured), same lab, alternating;
 ## writes integration/bench/results, docs/benchmarks.md and README.md's headline (root; under 30 min)
-## (CTHA_BENCH_RUNS=N rounds per case, CTHA_BENCH_QUICK=1 a small grid, CTHA_BENCH_BEST=all best in every failover case)
+## (CTHA_BENCH_RUNS=N rounds per case, CTHA_BENCH_QUICK=1 a small grid, CTHA_BENCH_BEST=all best in every failover case,
+## CTHA_BENCH_LONG=1 the no-realtime 20 ms short-advert cells for 10 minutes: about 50 min)
 bench:
 	@for c in keepalived conntrackd tcpdump; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	CTHA_REQUIRE_NETNS=1 CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results CTHA_BENCH_DOCS=$(CURDIR)/docs CTHA_BENCH_README=$(CURDIR)/README.md \
-	  $(GO) test -run '^$$' -bench '^BenchmarkStacks$$' -benchtime 1x -timeout 40m -v ./integration/ | grep -v '^=== '
+	  $(GO) test -run '^$$' -bench '^BenchmarkStacks$$' -benchtime 1x -timeout 90m -v ./integration/ | grep -v '^=== '
 
 ## soak: a ctha pair under conntrack churn (5k creates + 5k deletes/s over 100k entries) and 200 live flows for
 ## 30 minutes; fails unless RSS and goroutines stay flat and the tables end equal (root; SOAK=5m shorter, RSS judged from 16m,
