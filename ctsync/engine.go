@@ -69,6 +69,10 @@ type Options struct {
 	// Host is what the engine watches of the links' interfaces (rtnetlink
 	// by default).
 	Host linkwatch.Host
+	// RuntimeTimers: the loop waits with the Go runtime's timers rather
+	// than a timerfd (up to a millisecond later; a fake clock, such as
+	// testing/synctest's, needs them).
+	RuntimeTimers bool
 }
 
 // Engine replicates this node's conntrack table to its peer and keeps the
@@ -204,10 +208,12 @@ func New(c Config, opts Options) (*Engine, error) {
 		e.kern.Close()
 		return nil, err
 	}
-	if e.timer, err = newFineTimer(); err != nil {
-		e.lis.Close()
-		e.kern.Close()
-		return nil, fmt.Errorf("conntrack sync: %w", err)
+	if !opts.RuntimeTimers {
+		if e.timer, err = newFineTimer(); err != nil {
+			e.lis.Close()
+			e.kern.Close()
+			return nil, fmt.Errorf("conntrack sync: %w", err)
+		}
 	}
 	e.exp.init()
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
@@ -222,15 +228,25 @@ func New(c Config, opts Options) (*Engine, error) {
 func (e *Engine) Run(ctx context.Context) {
 	defer close(e.done)
 	e.wr.stop = ctx.Done()
-	e.wg.Add(3)
+	e.wg.Add(2)
 	go func() { defer e.wg.Done(); e.listen(ctx) }()
 	go func() { defer e.wg.Done(); e.runWriter(ctx) }()
-	go func() { defer e.wg.Done(); e.timer.run() }()
+	var tick <-chan struct{}
+	var rtimer *time.Timer // with runtime timers
+	if e.timer != nil {
+		e.wg.Go(e.timer.run)
+		tick = e.timer.C()
+	} else {
+		rtimer = time.NewTimer(time.Hour)
+		defer rtimer.Stop()
+	}
 	e.startLinks(ctx)
 	defer func() {
 		e.lis.Close()
 		e.ls.Close()
-		e.timer.Close()
+		if e.timer != nil {
+			e.timer.Close()
+		}
 		e.wg.Wait()
 		e.kern.Close()
 	}()
@@ -255,8 +271,11 @@ func (e *Engine) Run(ctx context.Context) {
 		if !e.resyncDue.IsZero() {
 			next = earliest(next, e.resyncDue)
 		}
-		var fallback <-chan time.Time // if the timer cannot be armed
-		if err := e.timer.Reset(time.Until(next)); err != nil {
+		var fallback <-chan time.Time // runtime timers, or the timerfd cannot be armed
+		if rtimer != nil {
+			rtimer.Reset(time.Until(next))
+			fallback = rtimer.C
+		} else if err := e.timer.Reset(time.Until(next)); err != nil {
 			e.log.Error("cannot arm the sync timer", "err", err)
 			fallback = time.After(max(time.Until(next), time.Millisecond))
 		}
@@ -280,7 +299,7 @@ func (e *Engine) Run(ctx context.Context) {
 			e.onDatagram(ctx, d)
 		case f := <-e.ctl:
 			f()
-		case <-e.timer.C():
+		case <-tick:
 		case <-fallback:
 		}
 	}

@@ -217,7 +217,8 @@ func (n *simNode) start() {
 	t.Helper()
 	log := n.p.log.With("node", n.name)
 	eng, err := ctsync.New(n.syncConfig(), ctsync.Options{Log: log, StateDir: n.stateDir,
-		VIPs: []netip.Addr{simVIP.Addr()}, Kernel: n.table, Listen: n.p.net.Listener(n.host), Host: n.host})
+		VIPs: []netip.Addr{simVIP.Addr()}, Kernel: n.table, Listen: n.p.net.Listener(n.host), Host: n.host,
+		RuntimeTimers: true})
 	if err != nil {
 		t.Fatalf("%s: %v", n.name, err)
 	}
