@@ -39,6 +39,7 @@ type EchoServer struct {
 	mu     sync.Mutex
 	conns  map[*net.TCPConn]struct{}
 	closed bool
+	killed bool // Kill: every connection ends with a reset
 
 	wg       sync.WaitGroup
 	accepted atomic.Int64
@@ -112,15 +113,21 @@ func (s *EchoServer) Close() { s.shutdown(false) }
 
 func (s *EchoServer) shutdown(reset bool) {
 	s.mu.Lock()
+	if reset {
+		// Before done: a connection's goroutine that sees done closes
+		// its connection, which must reset too, not end with a FIN; so
+		// must one accepted from now on (track).
+		s.killed = true
+		for c := range s.conns {
+			c.SetLinger(0)
+		}
+	}
 	if !s.closed {
 		s.closed = true
 		close(s.done)
 		s.ln.Close()
 	}
 	for c := range s.conns {
-		if reset {
-			c.SetLinger(0)
-		}
 		c.Close()
 		delete(s.conns, c)
 	}
@@ -177,6 +184,9 @@ func (s *EchoServer) track(c *net.TCPConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		if s.killed {
+			c.SetLinger(0)
+		}
 		return false
 	}
 	s.conns[c] = struct{}{}
