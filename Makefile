@@ -12,7 +12,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-perf bench soak demo help clean
+.PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-perf bench bench-docs soak demo help clean
 
 all: lint test build
 
@@ -78,6 +78,11 @@ bench:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	CTHA_REQUIRE_NETNS=1 CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results CTHA_BENCH_DOCS=$(CURDIR)/docs CTHA_BENCH_README=$(CURDIR)/README.md \
 	  $(GO) test -run '^$$' -bench '^BenchmarkStacks$$' -benchtime 1x -timeout 90m -v ./integration/ | grep -v '^=== '
+
+## bench-docs: docs/benchmarks.md, its chart and README.md's headline again from a results file (RESULTS=..., default the newest results-*.json)
+RESULTS ?= $(lastword $(sort $(wildcard integration/bench/results/results-*.json)))
+bench-docs:
+	$(GO) run ./integration/bench/cmd/benchdocs '$(RESULTS)'
 
 ## soak: a ctha pair under conntrack churn (5k creates + 5k deletes/s over 100k entries) and 200 live flows for
 ## 30 minutes; fails unless RSS and goroutines stay flat and the tables end equal (root; SOAK=5m shorter, RSS judged from 16m,

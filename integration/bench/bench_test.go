@@ -411,3 +411,20 @@ func TestEveryStackHasAColour(t *testing.T) {
 		seen[c] = s.ID
 	}
 }
+
+// TestChartSeconds: the chart's axis is in seconds, and a gap recorded in
+// milliseconds (the short adverts') is drawn in seconds too.
+func TestChartSeconds(t *testing.T) {
+	r := &Run{}
+	r.Case("failover", "a").Add("longest gap", "s", Ctha, 3.2)
+	r.Case("failover", "a").Metric("longest gap", "s").Gap = true
+	r.Case("short adverts", "b").Add("longest gap", "ms", Ctha, 87)
+	r.Case("short adverts", "b").Metric("longest gap", "ms").Gap = true
+	rows, _ := r.gapRows()
+	if len(rows) != 2 || rows[0].samples[Ctha][0] != 3.2 || rows[1].samples[Ctha][0] != 0.087 {
+		t.Errorf("chart rows %+v, want 3.2 s and 0.087 s", rows)
+	}
+	if r.Cases[1].Metrics[0].Samples[Ctha][0] != 87 {
+		t.Error("the chart changed the recorded samples")
+	}
+}

@@ -49,7 +49,7 @@ func (r *Run) gapRows() ([]gapRow, []string) {
 	for _, c := range r.Cases {
 		for _, m := range c.Metrics {
 			if m.Gap {
-				rows = append(rows, gapRow{name: c.Scenario + " " + c.Name, samples: m.Samples})
+				rows = append(rows, gapRow{name: c.Scenario + " " + c.Name, samples: inSeconds(m)})
 				for id, v := range m.Samples {
 					seen[id] = seen[id] || len(v) > 0
 				}
@@ -63,6 +63,21 @@ func (r *Run) gapRows() ([]gapRow, []string) {
 		}
 	}
 	return rows, stacks
+}
+
+// inSeconds returns m's samples in seconds, the chart's unit (the short
+// adverts' gaps are in milliseconds).
+func inSeconds(m *Metric) map[string][]float64 {
+	if m.Unit != "ms" {
+		return m.Samples
+	}
+	out := make(map[string][]float64, len(m.Samples))
+	for id, v := range m.Samples {
+		for _, x := range v {
+			out[id] = append(out[id], x/1000)
+		}
+	}
+	return out
 }
 
 // rowHeight is the height of a row with n stacks' lanes.
