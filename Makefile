@@ -37,12 +37,7 @@ lint:
 
 ## fuzz: a short run ($(FUZZTIME)) of every fuzz target
 fuzz:
-	@set -e; for pkg in $$(grep -l '^func Fuzz' $$(git ls-files '*_test.go' 2>/dev/null || find . -name '*_test.go') | xargs -n1 dirname | sort -u); do \
-	  for f in $$($(GO) test -list '^Fuzz' ./$$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) ./$$pkg; \
-	  done; \
-	done
+	GO='$(GO)' .ci/fuzz $(FUZZTIME) $(FUZZMINIMIZETIME)
 
 ## chaos: seeded random faults against the pair with live flows: 10 min at each of two random seeds (root; CHAOS_SEEDS=1,2 CHAOS_DURATION=2m replay)
 CHAOS_SEEDS    ?= random,random
