@@ -12,9 +12,12 @@ import (
 // of ctha's configuration, validated and with its defaults applied
 // (cmd/ctha translates it from package cfg).
 type Config struct {
-	Mode  Mode
-	Cache Cache
-	Links []Link // 1..4, in order of preference
+	Mode     Mode
+	Cache    Cache
+	Topology Topology
+	// NodeName is this node's name (node_name), which its peers show.
+	NodeName string
+	Links    []Link // 1..4, in order of preference
 
 	// Key authenticates the protocol; the zero key is the
 	// insecure_no_auth mode's.
@@ -77,6 +80,30 @@ func (c Cache) String() string {
 	return fmt.Sprintf("Cache(%d)", uint8(c))
 }
 
+// Topology is how the nodes share the traffic.
+type Topology uint8
+
+// Topologies.
+const (
+	// PrimaryBackup: one node forwards, the others stand by; the role of
+	// the sync group with conntrack = true drives the engine (SetRole).
+	PrimaryBackup Topology = iota
+	// Multiprimary: every node forwards its own flows and replicates them
+	// to every peer; any node's update of a flow counts, and no role
+	// drives the engine. Direct cache only.
+	Multiprimary
+)
+
+func (t Topology) String() string {
+	switch t {
+	case PrimaryBackup:
+		return "primary-backup"
+	case Multiprimary:
+		return "multiprimary"
+	}
+	return fmt.Sprintf("Topology(%d)", uint8(t))
+}
+
 // Link is one sync link.
 type Link struct {
 	Name      string
@@ -105,6 +132,12 @@ func (c *Config) check() error {
 	}
 	if c.Cache > External {
 		return fmt.Errorf("conntrack sync: unknown cache %v", c.Cache)
+	}
+	if c.Topology > Multiprimary {
+		return fmt.Errorf("conntrack sync: unknown topology %v", c.Topology)
+	}
+	if c.Topology == Multiprimary && c.Cache != Direct {
+		return fmt.Errorf("conntrack sync: multiprimary needs the direct cache")
 	}
 	for _, p := range c.Filter.Protocols {
 		if _, ok := protocolNumbers[p]; !ok {

@@ -113,13 +113,20 @@ type Engine struct {
 	dumped                 bool // the first dump of the kernel table is done
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
-	splitSince             time.Time  // when both nodes were first seen master; zero: not both
+	pbSplitSince           time.Time  // when both nodes were first seen master; zero: not both
 	alarm                  alarmState // mode = "alarm" (alarm.go)
 	refresh                refresh    // direct mode (writer.go)
 	resyncDue              time.Time  // a resync owed after the events were paused; zero: none
 	evPause                eventPause // writer.go
 	wr                     writer     // the peer's states to the kernel (writer.go)
 	timer                  *fineTimer // the loop's wake-up (finetimer.go)
+	// Multiprimary (node.go): the groups this node is master of, what
+	// the peer announces, and since when each group has two masters.
+	masterOf   map[string]bool
+	peer       nodeInfo
+	peerAddr   netip.Addr // the source of the peer's last accepted datagram
+	peerHeard  time.Time  // when that came
+	splitSince map[string]time.Time
 
 	events  chan eventBatch
 	inbox   chan datagram
@@ -143,7 +150,8 @@ type eventBatch struct {
 type datagram struct {
 	h       auth.Header
 	payload []byte
-	link    int // the index of the link it came on
+	link    int        // the index of the link it came on
+	src     netip.Addr // the address it came from
 }
 
 // New opens the kernel sockets and the sync links; Run starts replication.
@@ -169,7 +177,8 @@ func New(c Config, opts Options) (*Engine, error) {
 		internal: cache{}, external: extCache{},
 		events: make(chan eventBatch, 64), inbox: make(chan datagram, 1024),
 		ctl: make(chan func()), done: make(chan struct{}), changed: make(chan struct{}, 1),
-		wr:            writer{queue: make(chan writeJob, writeQueue)},
+		wr:       writer{queue: make(chan writeJob, writeQueue)},
+		masterOf: map[string]bool{}, splitSince: map[string]time.Time{},
 		peerEpochPath: filepath.Join(opts.StateDir, "sync-peer-epoch"),
 	}
 	// The links first: they fail at once where an address does not
@@ -375,7 +384,7 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 	}
 	e.peerEpoch = d.h.Epoch
 	e.guard.Accept(d.h)
-	e.linkHeard(d.link, d.payload, time.Now())
+	e.linkHeard(d.link, d.src, d.payload, time.Now())
 	e.stats.datagramsIn.Add(1)
 	if e.ep.PeerRestarted() {
 		e.log.Info("peer restarted; it will send a complete copy", "peer", e.ls.links[d.link].dst.Addr())

@@ -117,7 +117,7 @@ func (e *Engine) receive(ctx context.Context, i int, conn PacketConn) {
 			e.stats.dropErr(err)
 			continue
 		}
-		d := datagram{h: h, payload: append([]byte(nil), payload...), link: i}
+		d := datagram{h: h, payload: append([]byte(nil), payload...), link: i, src: from.Addr().Unmap()}
 		select {
 		case e.inbox <- d:
 		case <-ctx.Done():
@@ -156,14 +156,18 @@ func (e *Engine) watchCarrier(ctx context.Context) {
 }
 
 // linkHeard records an accepted datagram from the peer on link i.
-func (e *Engine) linkHeard(i int, payload []byte, now time.Time) {
+func (e *Engine) linkHeard(i int, src netip.Addr, payload []byte, now time.Time) {
 	if i < 0 || i >= len(e.ls.views) {
 		return
 	}
 	v := &e.ls.views[i]
 	v.heard = now
+	e.peerAddr, e.peerHeard = src, now
 	if flags, ok := parseProbe(payload); ok {
 		v.peerHears = flags&probeHears != 0
+	}
+	if ni, ok := parseNode(payload); ok {
+		e.peer = ni
 	}
 }
 
@@ -174,7 +178,8 @@ func (e *Engine) tickLinks(ctx context.Context, now time.Time) time.Time {
 	e.reopenLinks(ctx, now)
 	if !now.Before(ls.nextProbe) {
 		ls.nextProbe = now.Add(probeEvery)
-		var buf []byte
+		var buf, probe []byte
+		node := appendNode(nil, e.cfg.NodeName, e.masterGroups())
 		for i, l := range ls.links {
 			v := ls.views[i]
 			if !v.carrier {
@@ -182,7 +187,8 @@ func (e *Engine) tickLinks(ctx context.Context, now time.Time) time.Time {
 			}
 			e.seq++
 			h := auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}
-			buf = auth.Seal(buf[:0], &e.cfg.Key, h, appendProbe(nil, i, v.hears(now, linkSilence)))
+			probe = append(appendProbe(probe[:0], i, v.hears(now, linkSilence)), node...)
+			buf = auth.Seal(buf[:0], &e.cfg.Key, h, probe)
 			if err := l.send(buf); err != nil {
 				e.stats.sendErrors.Add(1)
 				continue

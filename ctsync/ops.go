@@ -113,6 +113,23 @@ func (e *Engine) SetRole(ctx context.Context, r Role) error {
 	})
 }
 
+// SetGroupRole tells the engine this node's role in a sync group
+// (multiprimary): the link probes announce the groups it is master of, so
+// that each node sees another master of the same group (Status.SplitGroups).
+// In primary-backup it is ignored; SetRole says it all.
+func (e *Engine) SetGroupRole(ctx context.Context, group string, r Role) error {
+	return e.do(ctx, func() {
+		if e.cfg.Topology != Multiprimary {
+			return
+		}
+		if r == RoleMaster {
+			e.masterOf[group] = true
+		} else {
+			delete(e.masterOf, group)
+		}
+	})
+}
+
 // yieldToPeer: the peer is master now, so its state of a flow both nodes
 // hold replaces this node's own. The own entry stopped seeing the flow's
 // packets when the VIPs moved: its TCP window is stale, and the packets

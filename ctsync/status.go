@@ -1,6 +1,7 @@
 package ctsync
 
 import (
+	"slices"
 	"time"
 
 	"github.com/ctha/ctha/ctsync/proto"
@@ -8,6 +9,9 @@ import (
 
 // Status is the engine's state for `ctha status`.
 type Status struct {
+	Topology Topology
+	// PeerUp: every peer is up. SplitBrain (primary-backup): both nodes
+	// are master; in multiprimary, see SplitGroups.
 	PeerUp, BulkComplete, SplitBrain bool
 	PeerRole                         Role
 	// BulkReceived: entries of the peer's copy under way, or else of its
@@ -19,11 +23,39 @@ type Status struct {
 	Link                           string // the active link
 	Interface                      string // the active link's
 	Links                          []LinkStatus
+	// Peers are the peers one by one (one in primary-backup).
+	Peers []PeerStatus
+	// SplitGroups (multiprimary) are the sync groups this node is master
+	// of while a peer claims them too, for longer than a preemption
+	// takes; sorted.
+	SplitGroups []string
+}
+
+// PeerStatus is one peer in Status.
+type PeerStatus struct {
+	// Node is the peer's node_name, as it announces it ("" until heard).
+	Node    string
+	Address string // the peer's address on the active link
+	Up      bool
+	// BulkComplete: this node holds a complete copy of the peer's table.
+	BulkComplete bool
+	// Entries: the peer's flows this node holds.
+	Entries int
+	// BulkReceived, BulkExpected: as Status's, for this peer.
+	BulkReceived, BulkExpected int
+	// LastSeen is when the peer was last heard from; zero: never.
+	LastSeen time.Time
+	// Role (primary-backup) is the peer's announced role.
+	Role Role
+	// MasterOf (multiprimary) are the sync groups the peer claims to be
+	// master of; sorted.
+	MasterOf []string
 }
 
 func (e *Engine) publish(now time.Time) {
 	s := Status{
-		PeerUp: e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: roleOf(e.ep.PeerRole()),
+		Topology: e.cfg.Topology,
+		PeerUp:   e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: roleOf(e.ep.PeerRole()),
 		BulkReceived: e.bulkReceived, BulkExpected: e.bulkExpected,
 		Internal: e.internal.len(), External: e.external.len(), LastCommit: e.lastCommit,
 		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
@@ -34,16 +66,35 @@ func (e *Engine) publish(now time.Time) {
 	}
 	active := e.ls.links[e.ls.active].cfg
 	s.Link, s.Interface = active.Name, active.Interface
+	peer := PeerStatus{Node: e.peer.name, Up: s.PeerUp,
+		BulkComplete: s.BulkComplete, Entries: s.External, BulkReceived: s.BulkReceived,
+		BulkExpected: s.BulkExpected, LastSeen: e.peerHeard, Role: s.PeerRole, MasterOf: e.peer.masterOf}
+	switch {
+	case active.Peer.IsValid():
+		peer.Address = active.Peer.String()
+	case e.peerAddr.IsValid(): // a multicast link: where the peer was heard from
+		peer.Address = e.peerAddr.String()
+	}
+	s.Peers = []PeerStatus{peer}
+	if e.cfg.Topology == Multiprimary {
+		s.SplitGroups = e.splitGroups(now, s.PeerUp)
+		for _, g := range s.SplitGroups {
+			if !slices.Contains(e.status.SplitGroups, g) {
+				e.stats.splitBrains.Add(1)
+				e.log.Error("split brain: a peer is master of this node's group too", "group", g, "peer", e.peer.name)
+			}
+		}
+	}
 	// Both masters for a moment is a normal preemption: the old master
 	// steps down when it hears the new one's advert, and its keep-alives
 	// say so a little later. Longer than splitGrace is a split brain.
 	if s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == RoleMaster {
-		if e.splitSince.IsZero() {
-			e.splitSince = now
+		if e.pbSplitSince.IsZero() {
+			e.pbSplitSince = now
 		}
-		s.SplitBrain = now.Sub(e.splitSince) >= splitGrace
+		s.SplitBrain = now.Sub(e.pbSplitSince) >= splitGrace
 	} else {
-		e.splitSince = time.Time{}
+		e.pbSplitSince = time.Time{}
 	}
 	if s.SplitBrain && !e.status.SplitBrain {
 		e.stats.splitBrains.Add(1)
@@ -53,7 +104,8 @@ func (e *Engine) publish(now time.Time) {
 	old := e.status
 	e.status = s
 	e.statusMu.Unlock()
-	if s.PeerUp != old.PeerUp || s.BulkComplete != old.BulkComplete || s.SplitBrain != old.SplitBrain || s.PeerRole != old.PeerRole {
+	if s.PeerUp != old.PeerUp || s.BulkComplete != old.BulkComplete || s.SplitBrain != old.SplitBrain || s.PeerRole != old.PeerRole ||
+		!slices.Equal(s.SplitGroups, old.SplitGroups) {
 		select {
 		case e.changed <- struct{}{}:
 		default:
