@@ -193,6 +193,22 @@ func (c *extCache) get(k ct.Key) (ct.Flow, bool) {
 	return c.r.unpack(&k, &p.entry), true
 }
 
+// getAt returns the flow of key k and when it was heard of.
+func (c *extCache) getAt(k ct.Key) (ct.Flow, int64, bool) {
+	p := c.t.find(&k)
+	if p == nil {
+		return ct.Flow{}, 0, false
+	}
+	return c.r.unpack(&k, &p.entry), p.at, true
+}
+
+// touch records that key k's flow was heard of (or written) at at.
+func (c *extCache) touch(k ct.Key, at int64) {
+	if p := c.t.find(&k); p != nil {
+		p.at = at
+	}
+}
+
 // has reports whether the cache holds key k.
 func (c *extCache) has(k ct.Key) bool { return c.t.find(&k) != nil }
 

@@ -226,7 +226,9 @@ func New(c Config, opts Options) (*Engine, error) {
 	}
 	e.exp.init()
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
-	e.wr.mayPause.Store(true) // no role yet: not master
+	// No role yet: not master. A multiprimary node forwards at all times:
+	// its events are never paused.
+	e.wr.mayPause.Store(c.Topology != Multiprimary)
 	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
 		Unreliable: c.Mode == Alarm}, recordSource{e})
 	ok = true
@@ -441,7 +443,7 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 			continue
 		}
 		k := ev.Flow.Key()
-		if e.external.has(k) && e.role != proto.RoleMaster {
+		if e.cfg.Topology == PrimaryBackup && e.external.has(k) && e.role != proto.RoleMaster {
 			continue // the peer's flow mirrored in this kernel, not ours
 		}
 		e.stats.events.Add(1)
@@ -457,6 +459,8 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 		}
 		if e.internal.del(k) {
 			e.ep.Queue(k)
+		} else if e.cfg.Topology == Multiprimary {
+			e.external.del(k) // a mirror gone here: nobody forwarded it (multiprimary.go)
 		}
 	}
 	if errors.Is(b.err, kernel.ErrOverrun) {
@@ -495,7 +499,7 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 				e.log.Error("first dump of the conntrack table failed", "err", err)
 			}
 		}
-	} else if !writing && (now.Sub(e.lastRecon) >= reconcileEvery || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
+	} else if !writing && (now.Sub(e.lastRecon) >= e.reconcileEvery() || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
 		e.refreshOwn()
 		if err := e.resync(ctx); err != nil {
 			e.log.Error("reconciling dump failed", "err", err)
@@ -509,6 +513,16 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 		e.bulkAsked = now
 		e.stats.bulkRetries.Add(1)
 	}
+}
+
+// reconcileEvery is how often the kernel table is dumped: in
+// multiprimary the dump also keeps the peer's flows alive and finds the
+// ones this node forwards (multiprimary.go).
+func (e *Engine) reconcileEvery() time.Duration {
+	if e.cfg.Topology == Multiprimary {
+		return mpReconcileEvery
+	}
+	return reconcileEvery
 }
 
 func (e *Engine) startupTimeout() time.Duration {
@@ -590,6 +604,12 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 				}
 				switch r.Kind {
 				case wire.KindUpdate:
+					if e.cfg.Topology == Multiprimary {
+						if op, ok := e.mpUpdate(&r.Flow, now); ok {
+							ops = append(ops, op)
+						}
+						break
+					}
 					if e.role != proto.RoleMaster {
 						// The master's state of a flow this node forwarded
 						// while it was master: the master owns it now, and
@@ -601,6 +621,12 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 						ops = append(ops, flowOp{kernel.Create, r.Flow})
 					}
 				case wire.KindDestroy:
+					if e.cfg.Topology == Multiprimary {
+						if op, ok := e.mpDestroy(k); ok {
+							ops = append(ops, op)
+						}
+						break
+					}
 					if x, ok := e.external.del(k); ok {
 						if e.mirror(k) {
 							ops = append(ops, flowOp{kernel.Delete, x})
@@ -636,12 +662,29 @@ func (e *Engine) resync(ctx context.Context) error {
 	e.lastRecon, e.dumped = time.Now(), true
 	e.stats.resyncs.Add(1)
 	seen := make(map[ct.Key]bool, e.internal.len())
+	mp, now, peerUp := e.cfg.Topology == Multiprimary, time.Now(), e.ep.PeerUp(time.Now())
+	var refresh []flowOp // multiprimary: mirrors written again
 	err := e.kern.Dump(ctx, func(f ct.Flow) bool {
 		k := f.Key()
-		if e.external.has(k) && e.role != proto.RoleMaster {
+		cached := e.internal.has(k)
+		switch {
+		case mp && !cached:
+			adopted, again, peer := e.mpDumped(&f, now, peerUp)
+			if again {
+				r := f
+				r.Timeout = peer.Timeout
+				refresh = append(refresh, flowOp{kernel.Update, r})
+				e.external.touch(k, now.UnixNano())
+			}
+			if e.external.has(k) && !adopted {
+				return true // a mirror: the peer's flow
+			}
+			if adopted {
+				e.stats.adopted.Add(1)
+			}
+		case !mp && e.external.has(k) && e.role != proto.RoleMaster:
 			return true
 		}
-		cached := e.internal.has(k)
 		switch e.flt.admit(&f, cached, false) {
 		case admitForget:
 			return true
@@ -658,6 +701,8 @@ func (e *Engine) resync(ctx context.Context) error {
 		}
 		return true
 	})
+	e.stats.refreshed.Add(uint64(len(refresh)))
+	e.queueWrite(writeJob{flows: refresh})
 	if err != nil {
 		return err
 	}

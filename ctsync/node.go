@@ -65,6 +65,9 @@ func parseNode(p []byte) (nodeInfo, bool) {
 			return nodeInfo{}, false
 		}
 		count := int(body[0])
+		if count > maxNodeGroups {
+			return nodeInfo{}, false
+		}
 		body = body[1:]
 		for range count {
 			var g string
@@ -81,7 +84,7 @@ func parseNode(p []byte) (nodeInfo, bool) {
 }
 
 func cutName(b []byte) (string, []byte, bool) {
-	if len(b) < 1 || int(b[0]) > len(b)-1 {
+	if len(b) < 1 || int(b[0]) > len(b)-1 || b[0] > maxNameLen {
 		return "", nil, false
 	}
 	n := int(b[0])

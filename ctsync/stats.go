@@ -17,6 +17,7 @@ type counters struct {
 	kernelWrites, kernelFailures, commits atomic.Uint64
 	bulksSent, bulksReceived, splitBrains atomic.Uint64
 	bulkRetries                           atomic.Uint64
+	staleUpdates, adopted, refreshed      atomic.Uint64 // multiprimary
 	expired                               atomic.Uint64 // alarm mode
 	mu                                    sync.Mutex
 	drops                                 map[string]uint64
@@ -50,24 +51,30 @@ func (c *counters) dropErr(err error) {
 
 // Stats are the engine's counters, for `ctha stats`.
 type Stats struct {
-	DatagramsIn    uint64            `json:"datagrams_in"`
-	DatagramsOut   uint64            `json:"datagrams_out"`
-	SendErrors     uint64            `json:"send_errors"`
-	Records        uint64            `json:"records_applied"`
-	Events         uint64            `json:"kernel_events"`
-	Overruns       uint64            `json:"netlink_overruns"`
-	Resyncs        uint64            `json:"resyncs"`
-	KernelWrites   uint64            `json:"kernel_writes"`
-	KernelFailures uint64            `json:"kernel_write_failures"`
-	Commits        uint64            `json:"commits"`
-	BulksSent      uint64            `json:"bulks_sent"`
-	BulksReceived  uint64            `json:"bulks_received"`
-	BulksStale     uint64            `json:"bulks_stale"`  // the peer's copies begun for an earlier run of this node, discarded
-	BulkRetries    uint64            `json:"bulk_retries"` // copies asked for or begun again after one was abandoned
-	SplitBrains    uint64            `json:"split_brains"`
-	LinkSwitches   uint64            `json:"link_switches"`
-	Expired        uint64            `json:"expired"` // alarm mode: peer states not refreshed in time
-	Drops          map[string]uint64 `json:"drops"`
+	DatagramsIn    uint64 `json:"datagrams_in"`
+	DatagramsOut   uint64 `json:"datagrams_out"`
+	SendErrors     uint64 `json:"send_errors"`
+	Records        uint64 `json:"records_applied"`
+	Events         uint64 `json:"kernel_events"`
+	Overruns       uint64 `json:"netlink_overruns"`
+	Resyncs        uint64 `json:"resyncs"`
+	KernelWrites   uint64 `json:"kernel_writes"`
+	KernelFailures uint64 `json:"kernel_write_failures"`
+	Commits        uint64 `json:"commits"`
+	BulksSent      uint64 `json:"bulks_sent"`
+	BulksReceived  uint64 `json:"bulks_received"`
+	BulksStale     uint64 `json:"bulks_stale"`  // the peer's copies begun for an earlier run of this node, discarded
+	BulkRetries    uint64 `json:"bulk_retries"` // copies asked for or begun again after one was abandoned
+	SplitBrains    uint64 `json:"split_brains"`
+	LinkSwitches   uint64 `json:"link_switches"`
+	Expired        uint64 `json:"expired"` // alarm mode: peer states not refreshed in time
+	// Multiprimary: the peer's updates behind this node's own state of a
+	// flow (not written), the peer's flows adopted (this node's traffic
+	// refreshed them), and mirrors written again to keep them alive.
+	StaleUpdates uint64            `json:"stale_updates"`
+	Adopted      uint64            `json:"adopted"`
+	Refreshed    uint64            `json:"refreshed"`
+	Drops        map[string]uint64 `json:"drops"`
 	// Filtered counts the flow events not replicated, by reason; the
 	// kernel drops most before they are read (see filter.kernelFilter).
 	Filtered map[string]uint64 `json:"filtered"`
@@ -105,6 +112,7 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 		BulksSent: c.bulksSent.Load(), BulksReceived: c.bulksReceived.Load(), SplitBrains: c.splitBrains.Load(),
 		BulkRetries:  c.bulkRetries.Load(),
 		LinkSwitches: e.ls.switches.Load(), Expired: c.expired.Load(),
+		StaleUpdates: c.staleUpdates.Load(), Adopted: c.adopted.Load(), Refreshed: c.refreshed.Load(),
 		Drops: map[string]uint64{}, Filtered: e.flt.counts(),
 	}
 	c.mu.Lock()

@@ -44,6 +44,10 @@ type entry struct {
 	// as the last packet the table saw (seen).
 	liberal bool
 	seen    time.Time
+	// expires is when the flow times out, as the kernel's timer: a write
+	// or traffic (Add, Forward) sets it to the flow's timeout from now;
+	// zero for a flow without a timeout, which never expires.
+	expires time.Time
 }
 
 // Entry is what the table holds of a flow.
@@ -66,7 +70,8 @@ func (t *Table) Add(f ct.Flow) {
 }
 
 // Forward is traffic through the table: the flows it holds of keys see a
-// packet (which moves their window on, without an event).
+// packet, which moves their window on and restarts their timeout,
+// without an event.
 func (t *Table) Forward(keys []ct.Key) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -74,8 +79,42 @@ func (t *Table) Forward(keys []ct.Key) {
 	for _, k := range keys {
 		if e, ok := t.flows[k]; ok {
 			e.seen = now
+			e.restart(now)
 		}
 	}
+}
+
+// restart starts the flow's timeout again from now.
+func (e *entry) restart(now time.Time) {
+	if e.flow.Timeout > 0 {
+		e.expires = now.Add(time.Duration(e.flow.Timeout) * time.Second)
+	}
+}
+
+// Expire removes the flows whose timeout has passed, each with its
+// destroy event, as the kernel's timers do. Dumps and Get expire first.
+func (t *Table) Expire() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expire(time.Now())
+}
+
+func (t *Table) expire(now time.Time) {
+	for k, e := range t.flows {
+		if !e.expires.IsZero() && !now.Before(e.expires) {
+			t.del(0, k)
+		}
+	}
+}
+
+// remaining is what the kernel reports as a flow's timeout: the whole
+// seconds left.
+func (e *entry) remaining(now time.Time) ct.Flow {
+	f := e.flow
+	if !e.expires.IsZero() {
+		f.Timeout = uint32(e.expires.Sub(now) / time.Second)
+	}
+	return f
 }
 
 // Remove is traffic: a flow ends. It reports whether it was there.
@@ -89,11 +128,13 @@ func (t *Table) Remove(k ct.Key) bool {
 func (t *Table) Get(k ct.Key) (Entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := time.Now()
+	t.expire(now)
 	e, ok := t.flows[k]
 	if !ok {
 		return Entry{}, false
 	}
-	return Entry{Flow: e.flow, Liberal: e.liberal, Seen: e.seen}, true
+	return Entry{Flow: e.remaining(now), Liberal: e.liberal, Seen: e.seen}, true
 }
 
 // Len is how many flows the table holds.
@@ -119,6 +160,12 @@ func (t *Table) put(port uint32, f ct.Flow, liberal bool) *entry {
 	} else {
 		e = &entry{}
 		t.flows[f.Key()] = e
+	}
+	if f.Timeout == 0 && ok {
+		f.Timeout = e.flow.Timeout // an update without a timeout keeps the flow's
+	} else {
+		e.flow.Timeout = f.Timeout
+		e.restart(time.Now())
 	}
 	e.flow, e.liberal = f, liberal
 	t.publish(port, kernel.Event{Type: typ, Flow: f})
@@ -188,9 +235,11 @@ func (c *tableConn) Close() error   { return nil }
 
 func (c *tableConn) Dump(ctx context.Context, fn func(ct.Flow) bool) error {
 	c.t.mu.Lock()
+	now := time.Now()
+	c.t.expire(now)
 	flows := make([]ct.Flow, 0, len(c.t.flows))
 	for _, e := range c.t.flows {
-		flows = append(flows, e.flow)
+		flows = append(flows, e.remaining(now))
 	}
 	c.t.mu.Unlock()
 	for _, f := range flows {

@@ -1,0 +1,180 @@
+package ctsync_test
+
+// Two multiprimary engines in one process, over package sim's tables and
+// network, on testing/synctest's fake clock: the rules of multiprimary.go
+// as the nodes live them (a dead node's flows adopted by the node its
+// traffic moves to, idle ones left to expire, a rejoining node given them
+// back).
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ctha/ctha/ctsync"
+	"github.com/ctha/ctha/ctsync/auth"
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/internal/sim"
+)
+
+type mpNode struct {
+	name  string
+	addr  netip.Addr
+	peer  netip.Addr
+	dir   string
+	table *sim.Table
+	host  *sim.Host
+	eng   *ctsync.Engine
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+}
+
+func (n *mpNode) start(t *testing.T, nw *sim.Net, key auth.Key) {
+	t.Helper()
+	c := ctsync.Config{Topology: ctsync.Multiprimary, NodeName: n.name, Key: key, StartupSyncTimeout: 30 * time.Second,
+		Links: []ctsync.Link{{Name: "sync0", Interface: "sync", Local: n.addr, Peer: n.peer, Port: 3780}}}
+	eng, err := ctsync.New(c, ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: n.dir,
+		Kernel: n.table, Listen: nw.Listener(n.host), Host: n.host, RuntimeTimers: true})
+	if err != nil {
+		t.Fatalf("%s: %v", n.name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.eng, n.stop = eng, cancel
+	n.wg.Go(func() { eng.Run(ctx) })
+}
+
+func (n *mpNode) halt() {
+	n.stop()
+	n.wg.Wait()
+	n.eng = nil
+}
+
+func mpFlow(proto uint8, port uint16, timeout uint32) ct.Flow {
+	o := ct.NewTuple(proto, netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("203.0.113.10"), port, 443)
+	f := ct.Flow{Orig: o, Reply: o.Reverse(), Status: ct.StatusConfirmed | ct.StatusSeenReply | ct.StatusAssured,
+		Timeout: timeout}
+	if proto == ct.ProtoTCP {
+		f.TCP.State = ct.TCPEstablished
+	}
+	return f
+}
+
+// TestMultiprimaryPair: each node's flows reach the other's kernel; a
+// flow's newer state from either node counts. When fw1 dies, fw2 adopts
+// the flows whose traffic moves to it, keeps them alive by that traffic,
+// and lets the dead node's idle ones expire; fw1, back with an empty
+// table, gets the adopted flows in fw2's copy.
+func TestMultiprimaryPair(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(1)
+		var key auth.Key
+		key[0] = 7
+		a := &mpNode{name: "fw1", addr: netip.MustParseAddr("10.255.0.1"), peer: netip.MustParseAddr("10.255.0.2"),
+			dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
+		b := &mpNode{name: "fw2", addr: a.peer, peer: a.addr, dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
+		a.start(t, nw, key)
+		b.start(t, nw, key)
+		defer func() {
+			for _, n := range []*mpNode{a, b} {
+				if n.eng != nil {
+					n.halt()
+				}
+			}
+		}()
+		waitUntil(t, "both peers up", time.Minute, func() bool { return a.eng.Status().PeerUp && b.eng.Status().PeerUp })
+
+		tcpA := mpFlow(ct.ProtoTCP, 1001, 432000) // fw1's, moves to fw2 when fw1 dies
+		udpA := mpFlow(ct.ProtoUDP, 1002, 120)    // fw1's, moves to fw2 when fw1 dies
+		idleA := mpFlow(ct.ProtoUDP, 1003, 120)   // fw1's, nobody forwards it once fw1 is dead
+		tcpB := mpFlow(ct.ProtoTCP, 2001, 432000) // fw2's own
+		for _, f := range []ct.Flow{tcpA, udpA, idleA} {
+			a.table.Add(f)
+		}
+		b.table.Add(tcpB)
+		has := func(tb *sim.Table, fs ...ct.Flow) bool {
+			for _, f := range fs {
+				if _, ok := tb.Get(f.Key()); !ok {
+					return false
+				}
+			}
+			return true
+		}
+		waitUntil(t, "each node's flows in the other's kernel", time.Minute, func() bool {
+			return has(b.table, tcpA, udpA, idleA) && has(a.table, tcpB)
+		})
+		waitUntil(t, "fw2 knows fw1 by name", time.Minute, func() bool {
+			st := b.eng.Status()
+			return len(st.Peers) == 1 && st.Peers[0].Node == "fw1"
+		})
+		st := b.eng.Status()
+		if st.Topology != ctsync.Multiprimary || len(st.Peers) != 1 || st.Peers[0].Node != "fw1" || !st.Peers[0].Up {
+			t.Fatalf("fw2's status: topology %v, peers %+v", st.Topology, st.Peers)
+		}
+
+		// Either node's newer state counts: fw2's FIN_WAIT of fw1's flow.
+		fin := tcpA
+		fin.TCP.State = ct.TCPFinWait
+		b.table.Add(fin)
+		waitUntil(t, "fw2's newer state in fw1's kernel", time.Minute, func() bool {
+			e, _ := a.table.Get(tcpA.Key())
+			return e.Flow.TCP.State == ct.TCPFinWait
+		})
+		a.table.Add(tcpA) // back to ESTABLISHED on fw1: behind fw2's, not written there
+		time.Sleep(2 * time.Second)
+		if e, _ := b.table.Get(tcpA.Key()); e.Flow.TCP.State != ct.TCPFinWait {
+			t.Errorf("fw1's older state replaced fw2's FIN_WAIT: %d", e.Flow.TCP.State)
+		}
+
+		// Five minutes with fw1 forwarding its UDP flows: fw2 keeps them
+		// alive (120 s timeouts) while fw1 holds them.
+		for range 300 {
+			a.table.Forward([]ct.Key{udpA.Key(), idleA.Key()})
+			time.Sleep(time.Second)
+		}
+		if !has(b.table, udpA, idleA) {
+			t.Fatal("fw2 let fw1's live UDP flows expire")
+		}
+
+		// fw1 dies; its traffic on udpA and tcpA moves to fw2.
+		a.halt()
+		nw.Isolate(a.addr, true)
+		for range 180 {
+			b.table.Forward([]ct.Key{udpA.Key(), tcpA.Key()})
+			time.Sleep(time.Second)
+		}
+		if !has(b.table, udpA, tcpA, tcpB) {
+			t.Fatal("fw2 lost flows it forwards after fw1's death")
+		}
+		if has(b.table, idleA) {
+			t.Error("the dead node's idle flow is still in fw2's kernel after its timeout")
+		}
+		if n := b.eng.Stats(context.Background()).Adopted; n == 0 {
+			t.Error("fw2 adopted none of the flows it forwards")
+		}
+
+		// fw1 comes back with an empty table: fw2's copy holds what fw2
+		// adopted.
+		a.table.Clear()
+		nw.Isolate(a.addr, false)
+		a.start(t, nw, key)
+		waitUntil(t, "fw1's copy from fw2 complete", time.Minute, func() bool { return a.eng.Status().BulkComplete })
+		waitUntil(t, "the adopted flows in fw1's kernel", time.Minute, func() bool { return has(a.table, udpA, tcpA, tcpB) })
+		if has(a.table, idleA) {
+			t.Error("the expired idle flow came back")
+		}
+	})
+}
+
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(limit); !cond(); {
+		if time.Now().After(end) {
+			t.Fatalf("after %v: %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,192 @@
+package ctsync
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+)
+
+func tcpState(port uint16, state uint8) ct.Flow {
+	f := testFlow(port)
+	f.TCP.State, f.Timeout, f.Status = state, 432000, ct.StatusSeenReply|ct.StatusAssured
+	return f
+}
+
+func udpFlow(port uint16, status uint32, timeout uint32) ct.Flow {
+	f := testFlow(port)
+	f.Orig.Proto, f.Reply.Proto = ct.ProtoUDP, ct.ProtoUDP
+	f.Status, f.Timeout = status, timeout
+	return f
+}
+
+// TestProgress: a TCP state orders by how far the connection went
+// (SYN_SENT2 with SYN_SENT, FIN_WAIT with CLOSE_WAIT); otherwise the
+// SEEN_REPLY and ASSURED bits, which are only ever set, decide.
+func TestProgress(t *testing.T) {
+	const seen, assured = ct.StatusSeenReply, ct.StatusAssured
+	for _, tc := range []struct {
+		name string
+		a, b ct.Flow
+		want int
+	}{
+		{"syn_sent to established", tcpState(1, ct.TCPSynSent), tcpState(1, ct.TCPEstablished), 1},
+		{"established to syn_recv", tcpState(1, ct.TCPEstablished), tcpState(1, ct.TCPSynRecv), -1},
+		{"established to fin_wait", tcpState(1, ct.TCPEstablished), tcpState(1, ct.TCPFinWait), 1},
+		{"time_wait to close", tcpState(1, ct.TCPTimeWait), tcpState(1, ct.TCPClose), 1},
+		{"close to established", tcpState(1, ct.TCPClose), tcpState(1, ct.TCPEstablished), -1},
+		{"fin_wait and close_wait", tcpState(1, ct.TCPFinWait), tcpState(1, ct.TCPCloseWait), 0},
+		{"syn_sent and syn_sent2", tcpState(1, ct.TCPSynSent), tcpState(1, ct.TCPSynSent2), 0},
+		{"same state", tcpState(1, ct.TCPEstablished), tcpState(1, ct.TCPEstablished), 0},
+		{"udp reply seen", udpFlow(1, 0, 30), udpFlow(1, seen, 30), 1},
+		{"udp assured to unreplied", udpFlow(1, seen|assured, 120), udpFlow(1, 0, 30), -1},
+		{"udp same bits", udpFlow(1, seen, 30), udpFlow(1, seen, 29), 0},
+		{"udp bits apart", udpFlow(1, seen, 30), udpFlow(1, assured, 30), 0},
+	} {
+		if got := progress(&tc.a, &tc.b); got != tc.want {
+			t.Errorf("%s: progress = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestMultiprimaryMerge: a peer's update of a flow this node does not
+// forward is mirrored; of one it forwards, written in place only when
+// ahead (never a replacement), counted when behind; a peer's destroy
+// deletes only a mirror.
+func TestMultiprimaryMerge(t *testing.T) {
+	e := &Engine{cfg: Config{Cache: Direct, Topology: Multiprimary}}
+	now := time.Now().UnixNano()
+
+	mirror := tcpState(1, ct.TCPEstablished)
+	if op, ok := e.mpUpdate(&mirror, now); !ok || op.op != kernel.Create {
+		t.Errorf("a peer's new flow: %v %v, want a create", op.op, ok)
+	}
+	own := tcpState(2, ct.TCPEstablished)
+	e.internal.put(&own)
+	for _, tc := range []struct {
+		name  string
+		state uint8
+		op    kernel.Op // 0: nothing written
+		stale uint64
+	}{
+		{"same state", ct.TCPEstablished, 0, 0},
+		{"behind", ct.TCPSynRecv, 0, 1},
+		{"ahead", ct.TCPFinWait, kernel.Update, 1},
+		{"behind the newer state", ct.TCPEstablished, 0, 2},
+	} {
+		f := tcpState(2, tc.state)
+		op, ok := e.mpUpdate(&f, now)
+		if ok != (tc.op != 0) || ok && op.op != tc.op {
+			t.Errorf("%s: write %v %v, want %v", tc.name, op.op, ok, tc.op)
+		}
+		if got := e.stats.staleUpdates.Load(); got != tc.stale {
+			t.Errorf("%s: stale updates %d, want %d", tc.name, got, tc.stale)
+		}
+	}
+	if f, _ := e.internal.get(own.Key()); f.TCP.State != ct.TCPFinWait {
+		t.Errorf("own state after the peer's newer one: %d, want FIN_WAIT", f.TCP.State)
+	}
+
+	if op, ok := e.mpDestroy(mirror.Key()); !ok || op.op != kernel.Delete {
+		t.Errorf("the peer's destroy of a mirror: %v %v, want a delete", op.op, ok)
+	}
+	if _, ok := e.mpDestroy(own.Key()); ok {
+		t.Error("the peer's destroy of a flow this node forwards deleted it")
+	}
+	if e.external.has(own.Key()) || e.external.has(mirror.Key()) {
+		t.Error("destroyed flows still in the external cache")
+	}
+	if _, ok := e.mpDestroy(mirror.Key()); ok {
+		t.Error("a second destroy wrote again")
+	}
+}
+
+// TestMultiprimaryDumped: a mirror whose timeout in the kernel is longer
+// than written (less the time since) was refreshed by this node's
+// traffic: adopted. One that is not is written again while the peer is up
+// and its timeout is short, never while the peer is down.
+func TestMultiprimaryDumped(t *testing.T) {
+	e := &Engine{cfg: Config{Cache: Direct, Topology: Multiprimary}}
+	start := time.Unix(1_000_000, 0)
+	peer := udpFlow(1, ct.StatusSeenReply|ct.StatusAssured, 120)
+	e.external.put(&peer, start.UnixNano())
+	long := tcpState(2, ct.TCPEstablished)
+	e.external.put(&long, start.UnixNano())
+
+	now := start.Add(10 * time.Second)
+	at := func(f ct.Flow, timeout uint32) *ct.Flow { f.Timeout = timeout; return &f }
+	for _, tc := range []struct {
+		name                 string
+		kernel               *ct.Flow
+		peerUp               bool
+		wantAdopt, wantWrite bool
+	}{
+		{"idle here, peer up", at(peer, 110), true, false, true},
+		{"idle here, peer down", at(peer, 110), false, false, false},
+		{"within the slack", at(peer, 110+adoptSlack), true, false, true},
+		{"refreshed here", at(peer, 118), true, true, false},
+		{"refreshed here, peer down", at(peer, 120), false, true, false},
+		{"long timeout idle", at(long, 432000-10), true, false, false},
+		{"long timeout refreshed", at(long, 432000), true, true, false},
+	} {
+		adopted, again, _ := e.mpDumped(tc.kernel, now, tc.peerUp)
+		if adopted != tc.wantAdopt || again != tc.wantWrite {
+			t.Errorf("%s: adopted %v, written again %v; want %v, %v", tc.name, adopted, again, tc.wantAdopt, tc.wantWrite)
+		}
+	}
+	other := udpFlow(3, 0, 30)
+	if adopted, again, _ := e.mpDumped(&other, now, true); adopted || again {
+		t.Error("a flow the peer does not hold was classified as a mirror")
+	}
+}
+
+// TestNodeMessage: a probe's NODE message carries the node's name and the
+// groups it is master of, behind the link probe; names are cut at
+// maxNameLen; a truncated message is not taken.
+func TestNodeMessage(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	p := appendNode(appendProbe(nil, 1, true), "fw1", []string{"b", "a", long})
+	ni, ok := parseNode(p)
+	if !ok || ni.name != "fw1" || !slices.Equal(ni.masterOf, []string{"a", "b", long[:maxNameLen]}) {
+		t.Fatalf("parsed %+v %v", ni, ok)
+	}
+	if flags, ok := parseProbe(p); !ok || flags != probeHears {
+		t.Errorf("the link probe before it: %x %v", flags, ok)
+	}
+	for n := len(p) - 1; n > len(appendProbe(nil, 1, true)); n-- {
+		if _, ok := parseNode(p[:n]); ok {
+			t.Fatalf("a NODE message cut at %d of %d bytes parsed", n, len(p))
+		}
+	}
+	if _, ok := parseNode(appendProbe(nil, 0, false)); ok {
+		t.Error("a probe without a NODE message gave one")
+	}
+}
+
+// TestSplitGroups: a group this node is master of and the peer claims too
+// is a split brain once both claims last splitGrace, and only while the
+// peer is up; it is counted once.
+func TestSplitGroups(t *testing.T) {
+	e := &Engine{masterOf: map[string]bool{"a": true, "b": true}, splitSince: map[string]time.Time{}}
+	e.peer.masterOf = []string{"b", "c"}
+	now := time.Unix(1000, 0)
+	if got := e.splitGroups(now, true); len(got) != 0 {
+		t.Errorf("at once: %v", got)
+	}
+	if got := e.splitGroups(now.Add(splitGrace), true); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("after splitGrace: %v, want [b]", got)
+	}
+	if got := e.splitGroups(now.Add(splitGrace+time.Second), false); len(got) != 0 {
+		t.Errorf("peer down: %v", got)
+	}
+	if got := e.splitGroups(now.Add(splitGrace+2*time.Second), true); len(got) != 0 {
+		t.Errorf("the claim begins again when the peer is back: %v", got)
+	}
+	delete(e.masterOf, "b")
+	if got := e.splitGroups(now.Add(time.Hour), true); len(got) != 0 || len(e.splitSince) != 0 {
+		t.Errorf("no longer master: %v, since %v", got, e.splitSince)
+	}
+}
