@@ -169,6 +169,80 @@ func TestMultiprimaryPair(t *testing.T) {
 	})
 }
 
+// TestMultiprimaryPartition: while the sync link is cut both nodes go on
+// forwarding their own flows, creating and ending some; when it heals the
+// nodes converge to equal tables. A flow both changed meanwhile ends in
+// the state furthest on.
+func TestMultiprimaryPartition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(2)
+		var key auth.Key
+		key[0] = 9
+		a := &mpNode{name: "fw1", addr: netip.MustParseAddr("10.255.0.1"), peer: netip.MustParseAddr("10.255.0.2"),
+			dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
+		b := &mpNode{name: "fw2", addr: a.peer, peer: a.addr, dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
+		a.start(t, nw, key)
+		b.start(t, nw, key)
+		defer a.halt()
+		defer b.halt()
+		waitUntil(t, "both peers up", time.Minute, func() bool { return a.eng.Status().PeerUp && b.eng.Status().PeerUp })
+
+		shared := mpFlow(ct.ProtoTCP, 1, 432000) // fw1's, then changed on both sides
+		ends := mpFlow(ct.ProtoTCP, 2, 432000)   // fw1's, ends during the cut
+		a.table.Add(shared)
+		a.table.Add(ends)
+		for i := range 50 {
+			a.table.Add(mpFlow(ct.ProtoTCP, uint16(100+i), 432000))
+			b.table.Add(mpFlow(ct.ProtoTCP, uint16(200+i), 432000))
+		}
+		waitUntil(t, "equal tables before the cut", time.Minute, func() bool { return sameTables(a.table, b.table) })
+
+		nw.SetBoth(a.addr, b.addr, sim.Cond{Cut: true})
+		waitUntil(t, "the peer down on both sides", time.Minute, func() bool { return !a.eng.Status().PeerUp && !b.eng.Status().PeerUp })
+		a.table.Remove(ends.Key())
+		for i := range 50 {
+			a.table.Add(mpFlow(ct.ProtoTCP, uint16(300+i), 432000))
+			b.table.Add(mpFlow(ct.ProtoUDP, uint16(400+i), 120))
+		}
+		fin := shared
+		fin.TCP.State = ct.TCPFinWait
+		b.table.Add(fin) // the flow's FIN through fw2
+		time.Sleep(30 * time.Second)
+
+		nw.SetBoth(a.addr, b.addr, sim.Cond{})
+		healed := time.Now()
+		waitUntil(t, "equal tables after the cut healed", 2*time.Minute, func() bool { return sameTables(a.table, b.table) })
+		t.Logf("multiprimary partition (sim): tables equal %v after the link healed, %d flows", time.Since(healed), a.table.Len())
+		for _, tb := range []*sim.Table{a.table, b.table} {
+			if e, _ := tb.Get(shared.Key()); e.Flow.TCP.State != ct.TCPFinWait {
+				t.Errorf("the flow both changed: state %d, want FIN_WAIT", e.Flow.TCP.State)
+			}
+			if _, ok := tb.Get(ends.Key()); ok {
+				t.Error("the flow that ended during the cut is back")
+			}
+		}
+		if n := a.table.Len(); n != 1+50+50+50+50 {
+			t.Errorf("%d flows, want %d", n, 201)
+		}
+	})
+}
+
+// sameTables reports whether two tables hold the same flows in the same
+// states (timeouts aside).
+func sameTables(a, b *sim.Table) bool {
+	fa, fb := a.Flows(), b.Flows()
+	if len(fa) != len(fb) {
+		return false
+	}
+	for k, f := range fa {
+		g, ok := fb[k]
+		if !ok || f.TCP.State != g.TCP.State || f.Status != g.Status {
+			return false
+		}
+	}
+	return true
+}
+
 func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(limit); !cond(); {

@@ -137,6 +137,19 @@ func (t *Table) Get(k ct.Key) (Entry, bool) {
 	return Entry{Flow: e.remaining(now), Liberal: e.liberal, Seen: e.seen}, true
 }
 
+// Flows returns every flow the table holds, by key.
+func (t *Table) Flows() map[ct.Key]ct.Flow {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	t.expire(now)
+	out := make(map[ct.Key]ct.Flow, len(t.flows))
+	for k, e := range t.flows {
+		out[k] = e.remaining(now)
+	}
+	return out
+}
+
 // Len is how many flows the table holds.
 func (t *Table) Len() int {
 	t.mu.Lock()
