@@ -394,6 +394,9 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 			e.stats.bulkRetries.Add(1)
 		}
 		e.bulkComplete, e.bulkSeen, e.bulkExpected = false, nil, 0
+		if e.cfg.Topology == Multiprimary {
+			e.adoptPeer()
+		}
 	}
 	e.apply(ctx, out)
 }

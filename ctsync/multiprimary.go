@@ -27,6 +27,12 @@ import (
 //     as updates first, and its entry expires by its own timeout).
 //   - A mirror that vanishes here (it expired, nobody forwarding it) is
 //     forgotten, never reported to the peer as destroyed.
+//   - When the peer restarts, this node adopts every flow it holds of the
+//     peer's previous run: the restarted node may have lost its table (a
+//     reboot), and this node's copy, which the peer asks for at once,
+//     gives them back. Otherwise the new run's copy, which lacks them,
+//     would delete them here too: an idle SSH session of the dead node,
+//     say, would be lost on both.
 //
 // Timeouts. An established TCP flow's packets refresh its timeout without
 // an event, so events alone cannot tell who forwards a flow. Every
@@ -128,6 +134,21 @@ func (e *Engine) mpDestroy(k ct.Key) (flowOp, bool) {
 		return flowOp{}, false
 	}
 	return flowOp{kernel.Delete, x}, true
+}
+
+// adoptPeer makes the peer's flows this node's own (the peer restarted).
+func (e *Engine) adoptPeer() {
+	n := 0
+	for f := range e.external.flows() {
+		if k := f.Key(); !e.internal.has(k) {
+			e.internal.put(&f)
+			n++
+		}
+	}
+	if n > 0 {
+		e.stats.adopted.Add(uint64(n))
+		e.log.Info("the peer restarted: its previous run's flows are this node's now, and in its copy", "flows", n)
+	}
 }
 
 // mpDumped classifies a flow of the kernel's dump that the peer also

@@ -66,8 +66,9 @@ func mpFlow(proto uint8, port uint16, timeout uint32) ct.Flow {
 // TestMultiprimaryPair: each node's flows reach the other's kernel; a
 // flow's newer state from either node counts. When fw1 dies, fw2 adopts
 // the flows whose traffic moves to it, keeps them alive by that traffic,
-// and lets the dead node's idle ones expire; fw1, back with an empty
-// table, gets the adopted flows in fw2's copy.
+// and lets the dead node's idle ones expire by their own timeouts; fw1,
+// back with an empty table, gets the adopted flows and the idle
+// long-lived ones in fw2's copy.
 func TestMultiprimaryPair(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nw := sim.NewNet(1)
@@ -91,7 +92,10 @@ func TestMultiprimaryPair(t *testing.T) {
 		udpA := mpFlow(ct.ProtoUDP, 1002, 120)    // fw1's, moves to fw2 when fw1 dies
 		idleA := mpFlow(ct.ProtoUDP, 1003, 120)   // fw1's, nobody forwards it once fw1 is dead
 		tcpB := mpFlow(ct.ProtoTCP, 2001, 432000) // fw2's own
-		for _, f := range []ct.Flow{tcpA, udpA, idleA} {
+		// fw1's, idle from fw1's death until it is back: an SSH session
+		// whose client is away.
+		sshA := mpFlow(ct.ProtoTCP, 1004, 432000)
+		for _, f := range []ct.Flow{tcpA, udpA, idleA, sshA} {
 			a.table.Add(f)
 		}
 		b.table.Add(tcpB)
@@ -162,7 +166,11 @@ func TestMultiprimaryPair(t *testing.T) {
 		nw.Isolate(a.addr, false)
 		a.start(t, nw, key)
 		waitUntil(t, "fw1's copy from fw2 complete", time.Minute, func() bool { return a.eng.Status().BulkComplete })
-		waitUntil(t, "the adopted flows in fw1's kernel", time.Minute, func() bool { return has(a.table, udpA, tcpA, tcpB) })
+		waitUntil(t, "the adopted flows in fw1's kernel", time.Minute, func() bool { return has(a.table, udpA, tcpA, tcpB, sshA) })
+		time.Sleep(time.Minute) // fw1's empty copy has come and gone
+		if !has(b.table, sshA) || !has(a.table, sshA) {
+			t.Error("the dead node's idle long-lived flow was lost when it came back")
+		}
 		if has(a.table, idleA) {
 			t.Error("the expired idle flow came back")
 		}
