@@ -237,7 +237,11 @@ func TestExamples(t *testing.T) {
 			if len(c.Instances) == 0 || c.Sync == nil {
 				t.Errorf("example has no instance or no conntrack_sync")
 			}
-			if _, ok := c.ConntrackGroup(); !ok {
+			_, ok := c.ConntrackGroup()
+			switch {
+			case c.Multiprimary() && (ok || len(c.SyncGroups) < 2):
+				t.Errorf("multiprimary example: %d sync groups (want 2 or more), one drives conntrack: %v", len(c.SyncGroups), ok)
+			case !c.Multiprimary() && !ok:
 				t.Errorf("example has no sync group driving conntrack")
 			}
 		})
