@@ -111,7 +111,7 @@ func TestManyMistakesAllReported(t *testing.T) {
 		`many-mistakes.hcl:22,30: sync_group "fw" names unknown vrrp_instance "dmz"`,
 		`many-mistakes.hcl:27,20: cache must be "direct" or "external", got "both"`,
 		`many-mistakes.hcl:28,20: commit_timeout: "soon" is not a duration`,
-		`many-mistakes.hcl:29,3: link "sync0" needs peer (unicast) or multicast_group`,
+		`many-mistakes.hcl:29,3: link "sync0" needs peer or peers (unicast), or multicast_group`,
 		`many-mistakes.hcl:33,19: key file open.key is accessible by group or others (mode 0644)`,
 	}
 	got := strings.Split(strings.TrimSpace(formatAll(diags)), "\n")
@@ -142,8 +142,9 @@ conntrack_sync {
 		t.Fatalf("unexpected diagnostics:\n%s", formatAll(diags))
 	}
 	want := &Sync{
-		Mode:  ModeReliable,
-		Cache: CacheExternal,
+		Mode:     ModeReliable,
+		Cache:    CacheExternal,
+		Topology: TopologyPrimaryBackup,
 		Links: []Link{{
 			Name: "sync0", Interface: "sync", Port: DefaultSyncPort,
 			Local: netip.MustParseAddr("10.10.3.1"), Peer: netip.MustParseAddr("10.10.3.2"),
@@ -236,7 +237,11 @@ func TestExamples(t *testing.T) {
 			if len(c.Instances) == 0 || c.Sync == nil {
 				t.Errorf("example has no instance or no conntrack_sync")
 			}
-			if _, ok := c.ConntrackGroup(); !ok {
+			_, ok := c.ConntrackGroup()
+			switch {
+			case c.Multiprimary() && (ok || len(c.SyncGroups) < 2):
+				t.Errorf("multiprimary example: %d sync groups (want 2 or more), one drives conntrack: %v", len(c.SyncGroups), ok)
+			case !c.Multiprimary() && !ok:
 				t.Errorf("example has no sync group driving conntrack")
 			}
 		})
@@ -335,4 +340,103 @@ func nestedTemplate(depth int) string {
 		s = `"${` + s + `}"`
 	}
 	return s
+}
+
+// mpFile is a two-group multiprimary node; %s is put into its
+// conntrack_sync block, %c into sync_group "a".
+const mpFile = `node_name = "fw1"
+vrrp_instance "lan-a" {
+  interface   = "lan"
+  vrid        = 51
+  priority    = 150
+  virtual_ips = ["10.10.1.1/24"]
+}
+vrrp_instance "lan-b" {
+  interface   = "lan"
+  vrid        = 52
+  priority    = 100
+  virtual_ips = ["10.10.1.254/24"]
+}
+sync_group "a" {
+  instances = ["lan-a"]
+%c}
+sync_group "b" {
+  instances = ["lan-b"]
+}
+conntrack_sync {
+%s  link "sync0" {
+    interface = "sync"
+    local     = "10.10.3.1"
+    peers     = ["10.10.3.2"]
+  }
+  auth_key_file = "sync.key"
+}
+`
+
+// TestMultiprimary: topology = "multiprimary" and what it rules out, and
+// the peers list of a link, in both topologies.
+func TestMultiprimary(t *testing.T) {
+	file := func(sync, group string) string {
+		return strings.NewReplacer("%s", sync, "%c", group).Replace(mpFile)
+	}
+	for _, tc := range []struct {
+		name, src string
+		want      []string // diagnostics, each the beginning of one
+		topology  string
+		peer      string // the link's Peer
+	}{
+		{name: "valid", src: file("  topology = \"multiprimary\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
+		{name: "cache direct said", src: file("  topology = \"multiprimary\"\n  cache = \"direct\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
+		{name: "conntrack = false is fine", src: file("  topology = \"multiprimary\"\n", "  conntrack = false\n"), topology: TopologyMultiprimary, peer: "10.10.3.2"},
+		{name: "primary-backup by default, peers too", src: file("", "  conntrack = true\n"), topology: TopologyPrimaryBackup, peer: "10.10.3.2"},
+		{name: "primary-backup said", src: file("  topology = \"primary-backup\"\n", "  conntrack = true\n"), topology: TopologyPrimaryBackup, peer: "10.10.3.2"},
+		{name: "external cache", src: file("  topology = \"multiprimary\"\n  cache = \"external\"\n", ""),
+			want: []string{`mp.hcl:22,11: cache = "external" cannot be used with topology = "multiprimary"`}},
+		{name: "conntrack group", src: file("  topology = \"multiprimary\"\n", "  conntrack = true\n"),
+			want: []string{`mp.hcl:16,15: sync_group "a" sets conntrack = true, but with topology = "multiprimary" no group drives`}},
+		{name: "unknown topology", src: file("  topology = \"mesh\"\n", ""),
+			want: []string{`mp.hcl:20,1: warning: no sync_group sets conntrack = true`, // taken for primary-backup
+				`mp.hcl:21,14: topology must be "primary-backup" or "multiprimary", got "mesh"`}},
+		{name: "primary-backup without a conntrack group warns", src: file("", ""),
+			want: []string{`mp.hcl:20,1: warning: no sync_group sets conntrack = true`}, topology: TopologyPrimaryBackup, peer: "10.10.3.2"},
+		{name: "two peers", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
+			want: []string{`mp.hcl:25,17: peers lists 2 addresses, but this version replicates to one peer; multiprimary with three or more nodes is not supported yet`}},
+		{name: "eight peers", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), `["10.10.3.2"]`,
+			`["10.10.3.2", "10.10.3.3", "10.10.3.4", "10.10.3.5", "10.10.3.6", "10.10.3.7", "10.10.3.8", "10.10.3.9"]`, 1),
+			want: []string{`mp.hcl:25,17: peers lists 8 addresses; at most 7 (8 nodes)`}},
+		{name: "own address", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), `["10.10.3.2"]`, `["10.10.3.1"]`, 1),
+			want: []string{`mp.hcl:25,18: peer 10.10.3.1 is this node's own local address`}},
+		{name: "peer and peers", src: strings.Replace(file("", "  conntrack = true\n"), `peers     = ["10.10.3.2"]`, `peer = "10.10.3.2"
+    peers = ["10.10.3.2"]`, 1),
+			want: []string{`mp.hcl:26,13: link "sync0" sets both peer and peers; use one`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inKeyDir(t)
+			c, diags := Parse([]byte(tc.src), "mp.hcl")
+			got := strings.Split(strings.TrimSpace(formatAll(diags)), "\n")
+			if len(diags) == 0 {
+				got = nil
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d diagnostics, want %d:\n%s", len(got), len(tc.want), strings.Join(got, "\n"))
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Errorf("diagnostic %d = %q, want it to start with %q", i, got[i], tc.want[i])
+				}
+			}
+			if diags.HasErrors() {
+				return
+			}
+			if c.Sync.Topology != tc.topology || c.Multiprimary() != (tc.topology == TopologyMultiprimary) {
+				t.Errorf("topology %q (Multiprimary %v), want %q", c.Sync.Topology, c.Multiprimary(), tc.topology)
+			}
+			if c.Sync.Cache != CacheDirect {
+				t.Errorf("cache %q, want %q", c.Sync.Cache, CacheDirect)
+			}
+			if got := c.Sync.Links[0].Peer; got != netip.MustParseAddr(tc.peer) || c.Sync.Links[0].MulticastGroup.IsValid() {
+				t.Errorf("link peer %v (multicast %v), want %s", got, c.Sync.Links[0].MulticastGroup, tc.peer)
+			}
+		})
+	}
 }

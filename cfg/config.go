@@ -137,11 +137,22 @@ const (
 	CacheExternal = "external"
 )
 
+// Topologies.
+const (
+	// TopologyPrimaryBackup: one node forwards, the other stands by; the
+	// sync group with conntrack = true drives the engine.
+	TopologyPrimaryBackup = "primary-backup"
+	// TopologyMultiprimary: every node forwards its own flows and
+	// replicates them to its peer; no group drives the engine.
+	TopologyMultiprimary = "multiprimary"
+)
+
 // Sync configures conntrack replication.
 type Sync struct {
-	Mode  string // ModeReliable or ModeAlarm
-	Cache string // CacheDirect or CacheExternal
-	Links []Link // 1..4, in order of preference
+	Mode     string // ModeReliable or ModeAlarm
+	Cache    string // CacheDirect or CacheExternal
+	Topology string // TopologyPrimaryBackup or TopologyMultiprimary
+	Links    []Link // 1..4, in order of preference
 
 	// Key authenticates the sync protocol; zero when InsecureNoAuth.
 	Key            auth.Key
@@ -163,7 +174,8 @@ type Link struct {
 	Name      string
 	Interface string
 	Local     netip.Addr
-	// Exactly one of Peer and MulticastGroup is valid.
+	// Exactly one of Peer and MulticastGroup is valid. Peer is the
+	// address of peer, or the one address of peers.
 	Peer           netip.Addr
 	MulticastGroup netip.Addr
 	Port           uint16
@@ -174,6 +186,11 @@ type Filter struct {
 	Protocols       []string // empty: every protocol
 	IgnoreAddresses []netip.Prefix
 	TCPStates       []string // upper case; empty: every state
+}
+
+// Multiprimary reports whether the file's topology is multiprimary.
+func (c *Config) Multiprimary() bool {
+	return c.Sync != nil && c.Sync.Topology == TopologyMultiprimary
 }
 
 // ConntrackGroup returns the sync group whose role drives conntrack

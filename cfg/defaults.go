@@ -40,6 +40,7 @@ const (
 
 	DefaultSyncMode           = ModeReliable
 	DefaultCacheMode          = CacheDirect
+	DefaultTopology           = TopologyPrimaryBackup
 	DefaultSyncPort           = 3780
 	DefaultCommitTimeout      = 5 * time.Second
 	DefaultPurgeDelay         = 60 * time.Second
@@ -47,6 +48,11 @@ const (
 	DefaultRefreshInterval    = 15 * time.Second  // alarm mode
 	DefaultCacheTimeout       = 180 * time.Second // alarm mode
 	DefaultExpectations       = true
+
+	// MaxPeers is the most addresses a link's peers may list (8 nodes);
+	// SupportedPeers is how many this version replicates to.
+	MaxPeers       = 7
+	SupportedPeers = 1
 )
 
 // DefaultIgnoreAddresses are the prefixes whose flows are not replicated when

@@ -90,6 +90,7 @@ type (
 	syncSyntax struct {
 		block
 		Mode, Cache        attr[string]
+		Topology           attr[string]
 		Links              []*linkSyntax
 		AuthKeyFile        attr[string]
 		InsecureNoAuth     attr[bool]
@@ -105,6 +106,7 @@ type (
 	linkSyntax struct {
 		block
 		Interface, Local, Peer, MulticastGroup attr[string]
+		Peers                                  attr[[]string]
 		Port                                   attr[int]
 	}
 	filterSyntax struct {
@@ -159,7 +161,7 @@ var (
 	}
 	notifySchema = attrsSchema("master", "backup", "fault", "timeout")
 	syncSchema   = &hcl.BodySchema{
-		Attributes: attrsSchema("mode", "cache", "auth_key_file", "insecure_no_auth",
+		Attributes: attrsSchema("mode", "cache", "topology", "auth_key_file", "insecure_no_auth",
 			"tcp_window_tracking", "expectations", "commit_timeout", "purge_delay",
 			"startup_sync_timeout", "refresh_interval", "cache_timeout").Attributes,
 		Blocks: []hcl.BlockHeaderSchema{
@@ -167,7 +169,7 @@ var (
 			{Type: "filter"},
 		},
 	}
-	linkSchema   = attrsSchema("interface", "local", "peer", "multicast_group", "port")
+	linkSchema   = attrsSchema("interface", "local", "peer", "peers", "multicast_group", "port")
 	filterSchema = attrsSchema("protocols", "ignore_addresses", "tcp_states")
 )
 
@@ -428,6 +430,7 @@ func (d *decoder) sync(b *hcl.Block) *syncSyntax {
 	a := c.Attributes
 	decodeAttr(d, a, "mode", &s.Mode)
 	decodeAttr(d, a, "cache", &s.Cache)
+	decodeAttr(d, a, "topology", &s.Topology)
 	decodeAttr(d, a, "auth_key_file", &s.AuthKeyFile)
 	decodeAttr(d, a, "insecure_no_auth", &s.InsecureNoAuth)
 	decodeAttr(d, a, "tcp_window_tracking", &s.TCPWindowTracking)
@@ -443,6 +446,7 @@ func (d *decoder) sync(b *hcl.Block) *syncSyntax {
 		decodeAttr(d, lc.Attributes, "interface", &l.Interface)
 		decodeAttr(d, lc.Attributes, "local", &l.Local)
 		decodeAttr(d, lc.Attributes, "peer", &l.Peer)
+		decodeAttr(d, lc.Attributes, "peers", &l.Peers)
 		decodeAttr(d, lc.Attributes, "multicast_group", &l.MulticastGroup)
 		decodeAttr(d, lc.Attributes, "port", &l.Port)
 		s.Links = append(s.Links, l)

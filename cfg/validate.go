@@ -141,6 +141,7 @@ func (c *Config) instance(name string) (Instance, bool) {
 func (v *validator) groupRefs(f *fileSyntax, c *Config) {
 	member := map[string]string{} // instance -> group
 	var ctGroup *syncGroupSyntax
+	multi := c.Multiprimary()
 	for i, g := range c.SyncGroups {
 		s := f.SyncGroups[i]
 		for j, name := range g.Instances {
@@ -157,13 +158,24 @@ func (v *validator) groupRefs(f *fileSyntax, c *Config) {
 				continue
 			}
 			member[name] = g.Name
-			if g.Conntrack && in.Priority == 255 {
+			switch {
+			case in.Priority != 255:
+			case g.Conntrack && !multi:
 				v.errorf(f.Instances[indexOf(c.Instances, name)].Priority.Range,
 					"priority 255 (address owner) is not allowed in sync_group %q, which drives conntrack sync: an address owner takes over at boot before its conntrack table is complete",
 					g.Name)
+			case multi:
+				v.warnf(f.Instances[indexOf(c.Instances, name)].Priority.Range,
+					"priority 255 (address owner) in sync_group %q takes over at boot without waiting for the peer's flows (topology = %q); use 254 or less",
+					g.Name, TopologyMultiprimary)
 			}
 		}
 		if !g.Conntrack {
+			continue
+		}
+		if multi {
+			v.errorf(s.Conntrack.Range, "sync_group %q sets conntrack = true, but with topology = %q no group drives commit, flush or purge: every node forwards its own flows; remove conntrack = true",
+				g.Name, TopologyMultiprimary)
 			continue
 		}
 		if ctGroup != nil {
@@ -175,6 +187,15 @@ func (v *validator) groupRefs(f *fileSyntax, c *Config) {
 		if f.Sync == nil {
 			v.errorf(s.Conntrack.Range, "sync_group %q sets conntrack = true but there is no conntrack_sync block", g.Name)
 		}
+	}
+	if multi {
+		for i, in := range c.Instances {
+			if member[in.Name] == "" {
+				v.warnf(f.Instances[i].NameRange, "vrrp_instance %q is in no sync_group: with topology = %q its preemption does not wait for the peer's flows, and its role is not announced to the peer; put it in a sync_group",
+					in.Name, TopologyMultiprimary)
+			}
+		}
+		return
 	}
 	if f.Sync != nil && len(f.Instances) > 0 && ctGroup == nil {
 		v.warnf(f.Sync.DefRange, "no sync_group sets conntrack = true: VRRP roles will not drive conntrack sync (commit with `ctha sync commit`)")

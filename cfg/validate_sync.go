@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ctha/ctha/ctsync/auth"
+	"github.com/hashicorp/hcl/v2"
 )
 
 // MaxLinks is the most sync links a node may have.
@@ -27,6 +28,7 @@ func (v *validator) sync(s *syncSyntax) Sync {
 	c := Sync{
 		Mode:               DefaultSyncMode,
 		Cache:              DefaultCacheMode,
+		Topology:           DefaultTopology,
 		InsecureNoAuth:     boolOr(s.InsecureNoAuth, false),
 		TCPWindowTracking:  boolOr(s.TCPWindowTracking, false),
 		Expectations:       boolOr(s.Expectations, DefaultExpectations),
@@ -48,6 +50,17 @@ func (v *validator) sync(s *syncSyntax) Sync {
 			v.errorf(s.Cache.Range, "cache must be %q or %q, got %q", CacheDirect, CacheExternal, s.Cache.Val)
 		}
 		c.Cache = s.Cache.Val
+	}
+	if s.Topology.ok() {
+		if !oneOf(s.Topology.Val, TopologyPrimaryBackup, TopologyMultiprimary) {
+			v.errorf(s.Topology.Range, "topology must be %q or %q, got %q", TopologyPrimaryBackup, TopologyMultiprimary, s.Topology.Val)
+		}
+		c.Topology = s.Topology.Val
+	}
+	if c.Topology == TopologyMultiprimary && c.Cache == CacheExternal {
+		// The default cache is direct: only an explicit one gets here.
+		v.errorf(s.Cache.Range, "cache = %q cannot be used with topology = %q: every node forwards its own flows, so the peer's states must go into the kernel as they arrive (cache = %q, the default)",
+			CacheExternal, TopologyMultiprimary, CacheDirect)
 	}
 	if c.Mode == ModeAlarm {
 		if c.CacheTimeout <= c.RefreshInterval {
@@ -116,23 +129,34 @@ func (v *validator) link(s *linkSyntax) Link {
 			l.Local = a.Unmap()
 		}
 	}
-	switch {
-	case s.Peer.Set && s.MulticastGroup.Set:
-		v.errorf(s.MulticastGroup.Range, "link %q sets both peer and multicast_group; use one", s.Name)
-	case !s.Peer.Set && !s.MulticastGroup.Set:
-		v.errorf(s.DefRange, "link %q needs peer (unicast) or multicast_group", s.Name)
-	case s.Peer.ok():
-		a, err := netip.ParseAddr(s.Peer.Val)
-		switch {
-		case err != nil || !(a.IsGlobalUnicast() || a.IsLinkLocalUnicast()):
-			v.errorf(s.Peer.Range, "peer must be a unicast IP address, got %q", s.Peer.Val)
-		case a.Unmap() == l.Local:
-			v.errorf(s.Peer.Range, "peer %s is this node's own local address", a)
-		case l.Local.IsValid() && familyOf(a) != familyOf(l.Local):
-			v.errorf(s.Peer.Range, "peer %s is %s but local %s is %s", a, familyOf(a), l.Local, familyOf(l.Local))
-		default:
-			l.Peer = a.Unmap()
+	var set []string
+	for _, a := range []struct {
+		name string
+		set  bool
+	}{{"peer", s.Peer.Set}, {"peers", s.Peers.Set}, {"multicast_group", s.MulticastGroup.Set}} {
+		if a.set {
+			set = append(set, a.name)
 		}
+	}
+	switch {
+	case len(set) > 1:
+		r := s.MulticastGroup.Range
+		if !s.MulticastGroup.Set {
+			r = s.Peers.Range
+		}
+		both := "both " + strings.Join(set, " and ")
+		if len(set) == 3 {
+			both = "peer, peers and multicast_group"
+		}
+		v.errorf(r, "link %q sets %s; use one", s.Name, both)
+	case len(set) == 0:
+		v.errorf(s.DefRange, "link %q needs peer or peers (unicast), or multicast_group", s.Name)
+	case s.Peer.ok():
+		if a, ok := v.peer(s.Peer.Val, s.Peer.Range, "peer", l.Local); ok {
+			l.Peer = a
+		}
+	case s.Peers.ok():
+		l.Peer = v.peers(s, l.Local)
 	case s.MulticastGroup.ok():
 		a, err := netip.ParseAddr(s.MulticastGroup.Val)
 		switch {
@@ -145,6 +169,63 @@ func (v *validator) link(s *linkSyntax) Link {
 		}
 	}
 	return l
+}
+
+// peer checks one peer address of a link whose local address is local
+// (invalid: not known).
+func (v *validator) peer(val string, r hcl.Range, key string, local netip.Addr) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(val)
+	switch {
+	case err != nil || !(a.IsGlobalUnicast() || a.IsLinkLocalUnicast()):
+		v.errorf(r, "%s must be a unicast IP address, got %q", key, val)
+	case a.Unmap() == local:
+		v.errorf(r, "peer %s is this node's own local address", a)
+	case local.IsValid() && familyOf(a) != familyOf(local):
+		v.errorf(r, "peer %s is %s but local %s is %s", a, familyOf(a), local, familyOf(local))
+	default:
+		return a.Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// peers checks a link's peers and returns the one this version
+// replicates to (invalid after an error).
+func (v *validator) peers(s *linkSyntax, local netip.Addr) netip.Addr {
+	list := s.Peers.Val
+	switch {
+	case len(list) == 0:
+		v.errorf(s.Peers.Range, "peers must list 1 to %d addresses, got none", MaxPeers)
+		return netip.Addr{}
+	case len(list) > MaxPeers:
+		v.errorf(s.Peers.Range, "peers lists %d addresses; at most %d (8 nodes)", len(list), MaxPeers)
+		return netip.Addr{}
+	}
+	var (
+		first netip.Addr
+		seen  = map[netip.Addr]bool{}
+		bad   bool
+	)
+	for i, str := range list {
+		a, ok := v.peer(str, s.Peers.elem(i), "each address of peers", local)
+		switch {
+		case !ok:
+			bad = true
+		case seen[a]:
+			v.errorf(s.Peers.elem(i), "peer %s is listed twice", a)
+			bad = true
+		case !first.IsValid():
+			first = a
+		}
+		seen[a] = true
+	}
+	if len(list) > SupportedPeers {
+		v.errorf(s.Peers.Range, "peers lists %d addresses, but this version replicates to one peer; multiprimary with three or more nodes is not supported yet", len(list))
+		return netip.Addr{}
+	}
+	if bad {
+		return netip.Addr{}
+	}
+	return first
 }
 
 func (v *validator) filter(s *filterSyntax) Filter {

@@ -97,8 +97,12 @@ func summary(c cfg.Config, offline bool) string {
 		default:
 			key = "key " + s.Key.Fingerprint()
 		}
-		parts = append(parts, fmt.Sprintf("sync %s/%s over %s (%s), %s",
-			s.Mode, s.Cache, plural(len(s.Links), "link"), strings.Join(links, ", "), key))
+		topology := "" // primary-backup, as before topologies
+		if c.Multiprimary() {
+			topology = " " + s.Topology
+		}
+		parts = append(parts, fmt.Sprintf("sync%s %s/%s over %s (%s), %s",
+			topology, s.Mode, s.Cache, plural(len(s.Links), "link"), strings.Join(links, ", "), key))
 	}
 	return strings.Join(parts, "; ")
 }

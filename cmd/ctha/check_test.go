@@ -68,6 +68,7 @@ func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	fw1 := mustRead(t, "../../examples/fw1.hcl")
 	good := writeConfig(t, dir, "good.hcl", fw1)
+	aa := writeConfig(t, dir, "aa.hcl", mustRead(t, "../../examples/aa-fw1.hcl"))
 	bad := writeConfig(t, dir, "bad.hcl", `vrrp_instance "lan" {
   interface   = "lan"
   vrid        = 0
@@ -110,6 +111,15 @@ func TestCheck(t *testing.T) {
 			args:     []string{"-c", good},
 			code:     exitOK,
 			stdout:   []string{good + ": ok: node fw1; 2 instances (lan, wan); 1 sync group (fw, drives conntrack); sync reliable/direct over 1 link (sync0 10.10.3.1->10.10.3.2), key "},
+			noStderr: true,
+		},
+		{
+			name: "valid multiprimary",
+			host: fw1Host,
+			args: []string{"-c", aa},
+			code: exitOK,
+			stdout: []string{aa + ": ok: node fw1; 4 instances (lan-a, wan-a, lan-b, wan-b); 2 sync groups (a; b); " +
+				"sync multiprimary reliable/direct over 1 link (sync0 10.10.3.1->10.10.3.2), key "},
 			noStderr: true,
 		},
 		{

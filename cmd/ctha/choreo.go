@@ -12,14 +12,25 @@ import (
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/internal/control"
 	"github.com/ctha/ctha/internal/failover"
+	"github.com/ctha/ctha/vrrp"
 )
 
 // newGroups makes the failover choreography of every sync group of conf
-// (package failover); the group with conntrack = true drives the engine.
+// (package failover); in primary-backup, the group with conntrack = true
+// drives the engine; in multiprimary, every group tells the engine its
+// role, through d.fanout.
 func (d *daemonState) newGroups(conf *cfg.Config) map[string]*failover.Group {
 	groups := map[string]*failover.Group{}
+	if conf.Multiprimary() && d.sync != nil {
+		d.fanout = failover.NewFanout(d.sync)
+	}
 	for _, g := range conf.SyncGroups {
 		c := failover.Config{Group: g.Name, Instances: g.Instances, Notify: notifyConfig(g.Notify)}
+		if d.fanout != nil {
+			c.StartupSyncTimeout = conf.Sync.StartupSyncTimeout
+			groups[g.Name] = failover.NewMultiprimary(d.log, c, d.fanout.Roles())
+			continue
+		}
 		if !g.Conntrack || d.sync == nil {
 			groups[g.Name] = failover.New(d.log, c)
 			continue
@@ -48,10 +59,22 @@ func (d *daemonState) conntrackGroup() *failover.Group {
 }
 
 // drainBeforeStop: a master hands over with a complete table: the peer
-// acknowledges every state it is owed before the priority-0 advert.
+// acknowledges every state it is owed before the priority-0 advert. A
+// multiprimary node drains once, if it is master of any group.
 func (d *daemonState) drainBeforeStop() {
-	if g := d.conntrackGroup(); g != nil && d.vrrp != nil {
+	if d.vrrp == nil {
+		return
+	}
+	if g := d.conntrackGroup(); g != nil {
 		g.DrainBeforeStop(d.vrrp)
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(d.groups)) {
+		g := d.groups[name]
+		if st, _ := d.vrrp.GroupState(name); g.Multiprimary() && st == vrrp.Master {
+			g.DrainBeforeStop(d.vrrp)
+			return
+		}
 	}
 }
 

@@ -41,10 +41,11 @@ func vrrpConfig(c *cfg.Config) vrrp.Config {
 	return v
 }
 
-// syncConfig is the conntrack_sync part of c.
-func syncConfig(s *cfg.Sync) ctsync.Config {
+// syncConfig is the conntrack_sync part of a configuration, s, on the
+// node named node.
+func syncConfig(s *cfg.Sync, node string) ctsync.Config {
 	c := ctsync.Config{
-		Key: s.Key, TCPWindowTracking: s.TCPWindowTracking, Expectations: s.Expectations,
+		NodeName: node, Key: s.Key, TCPWindowTracking: s.TCPWindowTracking, Expectations: s.Expectations,
 		StartupSyncTimeout: s.StartupSyncTimeout, RefreshInterval: s.RefreshInterval, CacheTimeout: s.CacheTimeout,
 		Filter: ctsync.Filter{Protocols: s.Filter.Protocols, IgnoreAddresses: s.Filter.IgnoreAddresses, TCPStates: s.Filter.TCPStates},
 	}
@@ -53,6 +54,9 @@ func syncConfig(s *cfg.Sync) ctsync.Config {
 	}
 	if s.Cache == cfg.CacheExternal {
 		c.Cache = ctsync.External
+	}
+	if s.Topology == cfg.TopologyMultiprimary {
+		c.Topology = ctsync.Multiprimary
 	}
 	for _, l := range s.Links {
 		c.Links = append(c.Links, ctsync.Link{Name: l.Name, Interface: l.Interface, Local: l.Local,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,12 +54,16 @@ func fill(v reflect.Value) {
 	}
 }
 
-// sameFields checks that every field of the engine's value has the
-// same-named field of the file's value, printed alike.
-func sameFields(t *testing.T, path string, engine, file reflect.Value) {
+// sameFields checks that every field of the engine's value but those
+// named in except has the same-named field of the file's value, printed
+// alike.
+func sameFields(t *testing.T, path string, engine, file reflect.Value, except ...string) {
 	t.Helper()
 	for i := range engine.NumField() {
 		name := engine.Type().Field(i).Name
+		if slices.Contains(except, name) {
+			continue
+		}
 		fv := file.FieldByName(name)
 		if !fv.IsValid() {
 			t.Errorf("%s.%s: no such field in package cfg", path, name)
@@ -78,7 +83,7 @@ func TestEngineConfigs(t *testing.T) {
 	for i := range c.Instances {
 		c.Instances[i].Family = cfg.IPv6
 	}
-	c.Sync.Mode, c.Sync.Cache = cfg.ModeAlarm, cfg.CacheExternal
+	c.Sync.Mode, c.Sync.Cache, c.Sync.Topology = cfg.ModeAlarm, cfg.CacheExternal, cfg.TopologyMultiprimary
 
 	v := vrrpConfig(&c)
 	if len(v.Instances) != 2 || len(v.TrackScripts) != 2 || len(v.SyncGroups) != 2 {
@@ -93,6 +98,15 @@ func TestEngineConfigs(t *testing.T) {
 	for i := range v.SyncGroups {
 		sameFields(t, "vrrp.SyncGroup", reflect.ValueOf(v.SyncGroups[i]), reflect.ValueOf(c.SyncGroups[i]))
 	}
-	s := syncConfig(c.Sync)
-	sameFields(t, "ctsync.Config", reflect.ValueOf(s), reflect.ValueOf(*c.Sync))
+	s := syncConfig(c.Sync, c.NodeName)
+	sameFields(t, "ctsync.Config", reflect.ValueOf(s), reflect.ValueOf(*c.Sync), "NodeName")
+	if s.NodeName != c.NodeName {
+		t.Errorf("ctsync.Config.NodeName: translated as %q, from node_name %q", s.NodeName, c.NodeName)
+	}
+	for _, topo := range []string{cfg.TopologyPrimaryBackup, cfg.TopologyMultiprimary} {
+		c.Sync.Topology = topo
+		if got := syncConfig(c.Sync, c.NodeName).Topology.String(); got != topo {
+			t.Errorf("topology %q translated as %q", topo, got)
+		}
+	}
 }

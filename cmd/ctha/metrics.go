@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,8 +28,6 @@ var (
 	descNotifySkipped = prometheus.NewDesc("ctha_notify_skipped_total", "Transitions the notify commands did not run for: the group had moved on before the previous command finished.", []string{"group"}, nil)
 	descVIPsRestored  = prometheus.NewDesc("ctha_vrrp_vips_restored_total", "Virtual IPs removed under the master by someone else and put back.", []string{"instance"}, nil)
 	descTakeover      = prometheus.NewDesc("ctha_vrrp_last_takeover_seconds", "Master_Down timer to first gratuitous ARP/NA of the last takeover.", []string{"instance"}, nil)
-	descPeerUp        = prometheus.NewDesc("ctha_sync_peer_up", "1 while the sync peer answers.", nil, nil)
-	descSplitBrain    = prometheus.NewDesc("ctha_sync_split_brain", "1 while both nodes claim MASTER.", nil, nil)
 	descEntries       = prometheus.NewDesc("ctha_sync_cache_entries", "Entries of the internal (this node's) and external (the peer's) caches.", []string{"cache"}, nil)
 	descDatagrams     = prometheus.NewDesc("ctha_sync_datagrams_total", "Sync datagrams by direction.", []string{"direction"}, nil)
 	descSyncDrops     = prometheus.NewDesc("ctha_sync_drops_total", "Sync datagrams dropped, by reason (auth: failed authentication).", []string{"reason"}, nil)
@@ -45,7 +45,7 @@ var (
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGroupState, descNotifySkipped, descInstanceState, descPriority, descTransitions, descAdverts,
-		descVRRPDrops, descVIPsRestored, descTakeover, descPeerUp, descSplitBrain, descEntries, descDatagrams, descSyncDrops,
+		descVRRPDrops, descVIPsRestored, descTakeover, descEntries, descDatagrams, descSyncDrops,
 		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
 		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries} {
 		ch <- d
@@ -84,8 +84,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if e := c.d.sync; e != nil {
 		st := e.Status()
-		gauge(descPeerUp, b2f(st.PeerUp))
-		gauge(descSplitBrain, b2f(st.SplitBrain))
 		gauge(descEntries, float64(st.Internal), "internal")
 		gauge(descEntries, float64(st.External), "external")
 		for _, l := range st.Links {
@@ -113,6 +111,56 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// The sync health metrics have one series without labels (as before
+// multiprimary: dashboards and alerts read it) and one per peer or per
+// sync group, under the same name. The client's registry refuses two
+// descriptions of one name with different labels, so these come from a
+// collector that describes nothing (an unchecked one): the registry then
+// only checks that each series is unique, which they are.
+var (
+	descPeerUp = prometheus.NewDesc("ctha_sync_peer_up",
+		"1 while the sync peer answers; without a label: every peer.", nil, nil)
+	descPeerUpBy = prometheus.NewDesc("ctha_sync_peer_up",
+		"1 while the sync peer answers; without a label: every peer.", []string{"peer"}, nil)
+	descSplitBrain = prometheus.NewDesc("ctha_sync_split_brain",
+		"1 while another node claims MASTER too: of the sync group labelled; without a label: of any (primary-backup: of the conntrack group).", nil, nil)
+	descSplitBrainBy = prometheus.NewDesc("ctha_sync_split_brain",
+		"1 while another node claims MASTER too: of the sync group labelled; without a label: of any (primary-backup: of the conntrack group).", []string{"group"}, nil)
+)
+
+// syncHealth collects the sync health metrics (unchecked: see above).
+type syncHealth struct{ d *daemonState }
+
+func (syncHealth) Describe(chan<- *prometheus.Desc) {}
+
+func (h syncHealth) Collect(ch chan<- prometheus.Metric) {
+	if st, ok := h.d.engineStatus(); ok {
+		collectSyncHealth(ch, st, h.d.conf.Load())
+	}
+}
+
+// collectSyncHealth sends the sync health metrics of the engine's status
+// st on a node configured by conf.
+func collectSyncHealth(ch chan<- prometheus.Metric, st ctsync.Status, conf *cfg.Config) {
+	gauge := func(d *prometheus.Desc, v bool, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, b2f(v), labels...)
+	}
+	gauge(descPeerUp, st.PeerUp)
+	for _, p := range st.Peers {
+		name := p.Node
+		if name == "" { // not heard yet
+			name = p.Address
+		}
+		if name != "" {
+			gauge(descPeerUpBy, p.Up, name)
+		}
+	}
+	gauge(descSplitBrain, st.SplitBrain || len(st.SplitGroups) > 0)
+	for _, g := range conf.SyncGroups {
+		gauge(descSplitBrainBy, groupSplit(conf.Multiprimary(), st, g), g.Name)
+	}
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -125,7 +173,7 @@ func (d *daemonState) serveMetrics(ctx context.Context, addr string) error {
 	reg := prometheus.NewRegistry()
 	// The runtime's and the process's own figures too (go_goroutines,
 	// process_resident_memory_bytes, ...), as any Go exporter has them.
-	reg.MustRegister(collector{d}, collectors.NewGoCollector(),
+	reg.MustRegister(collector{d}, syncHealth{d}, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

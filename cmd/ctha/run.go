@@ -81,6 +81,7 @@ type daemonState struct {
 	vrrp         *vrrp.Runner               // nil without VRRP instances
 	sync         *ctsync.Engine             // nil without conntrack_sync
 	groups       map[string]*failover.Group // the sync groups' choreography
+	fanout       *failover.Fanout           // multiprimary: the engine shared by the groups
 	changed      chan struct{}
 }
 
@@ -111,7 +112,7 @@ func (d *daemonState) run() error {
 		opts := vrrp.Options{Log: d.log, OnChange: d.stateChanged}
 		d.groups = d.newGroups(conf)
 		for _, g := range d.groups {
-			if g.Conntrack() {
+			if g.WatchesSync() {
 				opts.DeferPreemption = append(opts.DeferPreemption, g.Name())
 			}
 		}
@@ -152,6 +153,9 @@ func (d *daemonState) run() error {
 			return
 		}
 		var wg sync.WaitGroup
+		if d.fanout != nil {
+			wg.Go(func() { d.fanout.Run(vctx) })
+		}
 		for _, g := range d.groups {
 			wg.Go(func() { g.Run(vctx, d.vrrp) })
 		}
@@ -283,6 +287,8 @@ func (d *daemonState) reload() {
 			fg.SetNotify(notifyConfig(g.Notify))
 		}
 	}
+	// Any change of conntrack_sync (its topology too: the groups'
+	// policies follow it) waits for a restart.
 	if !reflect.DeepEqual(conf.Sync, old.Sync) {
 		d.log.Warn("conntrack_sync changed; it takes effect at the next restart")
 		conf.Sync = old.Sync

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/internal/control"
 	"github.com/ctha/ctha/vrrp"
 )
@@ -37,10 +39,12 @@ func (d *daemonState) status() control.Status {
 		rt := d.vrrp.Realtime()
 		st.Realtime = control.RealtimeStatus{Priority: rt.Priority, State: rt.State, Error: rt.Err}
 	}
+	es, running := d.engineStatus()
 	for _, g := range conf.SyncGroups {
 		gs := control.GroupStatus{
 			Name: g.Name, State: stateInit, Since: d.started.UTC(),
 			Conntrack: g.Conntrack, Instances: g.Instances,
+			SplitBrain: running && groupSplit(conf.Multiprimary(), es, g),
 		}
 		for _, v := range groups {
 			if v.Name == g.Name {
@@ -68,17 +72,30 @@ func (d *daemonState) status() control.Status {
 		st.Instances = append(st.Instances, is)
 	}
 	if s := conf.Sync; s != nil {
-		ss := &control.SyncStatus{Mode: s.Mode, Cache: s.Cache, Links: []control.LinkStatus{}}
+		ss := &control.SyncStatus{Mode: s.Mode, Cache: s.Cache, Topology: s.Topology,
+			Links: []control.LinkStatus{}, Peers: []control.PeerStatus{}}
 		for _, l := range s.Links {
 			ss.Links = append(ss.Links, control.LinkStatus{Name: l.Name, Interface: l.Interface})
 		}
 		if !s.InsecureNoAuth {
 			ss.KeyFingerprint = s.Key.Fingerprint()
 		}
-		d.syncStatus(ss)
+		if running {
+			syncStatus(ss, es, time.Now())
+		}
 		st.Sync = ss
 	}
 	return st
+}
+
+// groupSplit reports whether another node claims MASTER of group g too,
+// as the engine's status es says: in multiprimary, per group; in
+// primary-backup, the split brain is the conntrack group's.
+func groupSplit(multiprimary bool, es ctsync.Status, g cfg.SyncGroup) bool {
+	if multiprimary {
+		return slices.Contains(es.SplitGroups, g.Name)
+	}
+	return g.Conntrack && es.SplitBrain
 }
 
 func durationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -159,6 +176,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			if g.Demoted != "" {
 				notes = append(notes, "demoted: "+g.Demoted)
 			}
+			if g.SplitBrain {
+				notes = append(notes, "SPLIT BRAIN: another node is master too (see the log)")
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Name, g.State, g.Since.Local().Format(time.DateTime),
 				strings.Join(g.Instances, ","), strings.Join(notes, "; "))
 		}
@@ -176,12 +196,19 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	}
 	tw.Flush()
 	if s := st.Sync; s != nil {
-		fmt.Fprintf(w, "\nsync %s/%s: %s\n", s.Mode, s.Cache, syncSummary(s))
-		if s.SplitBrain {
+		topology := ""
+		if s.Topology != "" { // "": a daemon older than topologies
+			topology = " " + s.Topology
+		}
+		fmt.Fprintf(w, "\nsync%s %s/%s: %s\n", topology, s.Mode, s.Cache, syncSummary(s))
+		if s.SplitBrain && s.Topology != control.TopologyMultiprimary { // multiprimary: the groups say it
 			fmt.Fprintln(w, "  SPLIT BRAIN: the peer is master too (see the log)")
 		}
 		if s.Running {
 			fmt.Fprintf(w, "  peer's complete copy: %s\n", bulkProgress(s))
+		}
+		for _, p := range s.Peers {
+			fmt.Fprintf(w, "  %s\n", peerLine(p))
 		}
 		for _, l := range s.Links {
 			state := "down"
@@ -202,6 +229,24 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			fmt.Fprintln(w, "  NOT AUTHENTICATED (insecure_no_auth = true)")
 		}
 	}
+}
+
+// peerLine describes one peer: "peer fw2 (10.10.3.2): up, 1200 flows,
+// copy held, heard 250 ms ago".
+func peerLine(p control.PeerStatus) string {
+	state := "down"
+	if p.Up {
+		state = "up"
+	}
+	copyState := "copy awaited"
+	if p.BulkComplete {
+		copyState = "copy held"
+	}
+	heard := "never heard"
+	if p.LastSeenMS != nil {
+		heard = fmt.Sprintf("heard %s ago", (time.Duration(*p.LastSeenMS * float64(time.Millisecond))).Round(time.Millisecond))
+	}
+	return fmt.Sprintf("peer %s (%s): %s, %d flows, %s, %s", orDash(p.Node), orDash(p.Address), state, p.Entries, copyState, heard)
 }
 
 // bulkProgress says how far the peer's complete copy has come.

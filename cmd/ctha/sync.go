@@ -24,19 +24,26 @@ func (d *daemonState) newSync(conf *cfg.Config) (*ctsync.Engine, error) {
 			vips = append(vips, p.Addr())
 		}
 	}
-	return ctsync.New(syncConfig(conf.Sync), ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips})
+	return ctsync.New(syncConfig(conf.Sync, conf.NodeName), ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips})
 }
 
-// syncStatus fills the status document's sync part.
-func (d *daemonState) syncStatus(ss *control.SyncStatus) {
+// engineStatus is the sync engine's status; false without an engine.
+func (d *daemonState) engineStatus() (ctsync.Status, bool) {
 	if d.sync == nil {
-		return
+		return ctsync.Status{}, false
 	}
-	s := d.sync.Status()
+	return d.sync.Status(), true
+}
+
+// syncStatus fills the status document's sync part from the running
+// engine's status s, at now.
+func syncStatus(ss *control.SyncStatus, s ctsync.Status, now time.Time) {
 	ss.Running = true
-	ss.PeerUp, ss.BulkComplete, ss.SplitBrain = s.PeerUp, s.BulkComplete, s.SplitBrain
+	ss.PeerUp, ss.BulkComplete = s.PeerUp, s.BulkComplete
+	// Multiprimary: any group's split brain (groups[] says which).
+	ss.SplitBrain = s.SplitBrain || len(s.SplitGroups) > 0
 	ss.BulkReceived, ss.BulkExpected = s.BulkReceived, s.BulkExpected
-	ss.PeerRole = s.PeerRole.String()
+	ss.PeerRole = s.PeerRole.String() // null in multiprimary's JSON
 	ss.InternalEntries, ss.ExternalEntries = s.Internal, s.External
 	if c := s.LastCommit; c != nil {
 		ss.LastCommit = &control.CommitStatus{Entries: c.Entries, Failed: c.Failed, TookMS: durationMS(c.Took)}
@@ -47,6 +54,15 @@ func (d *daemonState) syncStatus(ss *control.SyncStatus) {
 				ss.Links[i].Peer, ss.Links[i].Carrier, ss.Links[i].Up, ss.Links[i].Active = l.Peer, l.Carrier, l.Up, l.Active
 			}
 		}
+	}
+	for _, p := range s.Peers {
+		ps := control.PeerStatus{Node: p.Node, Address: p.Address, Up: p.Up, BulkComplete: p.BulkComplete,
+			Entries: p.Entries, BulkReceived: p.BulkReceived, BulkExpected: p.BulkExpected}
+		if !p.LastSeen.IsZero() {
+			ms := durationMS(max(now.Sub(p.LastSeen), 0))
+			ps.LastSeenMS = &ms
+		}
+		ss.Peers = append(ss.Peers, ps)
 	}
 }
 

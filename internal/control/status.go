@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/ctha/ctha/ctsync"
@@ -45,6 +46,9 @@ type GroupStatus struct {
 	PreemptDeferred bool      `json:"preempt_deferred"`
 	Demoted         string    `json:"demoted"` // why the group is demoted; "" when it is not
 	Instances       []string  `json:"instances"`
+	// SplitBrain: another node claims MASTER of this group too (in
+	// primary-backup, the conntrack group while sync.split_brain).
+	SplitBrain bool `json:"split_brain"`
 }
 
 // InstanceStatus is one VRRP instance.
@@ -63,12 +67,23 @@ type InstanceStatus struct {
 	LastTakeoverMS float64 `json:"last_takeover_ms"`
 }
 
+// Topologies, as SyncStatus.Topology names them.
+const (
+	TopologyPrimaryBackup = "primary-backup"
+	TopologyMultiprimary  = "multiprimary"
+)
+
 // SyncStatus is the conntrack replication engine.
 type SyncStatus struct {
-	Mode         string `json:"mode"`
-	Cache        string `json:"cache"`
-	Running      bool   `json:"running"`
-	PeerUp       bool   `json:"peer_up"`
+	Mode     string `json:"mode"`
+	Cache    string `json:"cache"`
+	Topology string `json:"topology"` // TopologyPrimaryBackup or TopologyMultiprimary
+	Running  bool   `json:"running"`
+	// PeerUp: every peer is up.
+	PeerUp bool `json:"peer_up"`
+	// PeerRole is the peer's role in primary-backup; in multiprimary,
+	// where each group has its own master, it is null in JSON (see
+	// GroupStatus.SplitBrain and Peers).
 	PeerRole     string `json:"peer_role"`
 	BulkComplete bool   `json:"bulk_complete"`
 	// BulkReceived is how many entries of the peer's complete copy have
@@ -83,6 +98,38 @@ type SyncStatus struct {
 	LastCommit      *CommitStatus `json:"last_commit"`
 	SplitBrain      bool          `json:"split_brain"`
 	KeyFingerprint  string        `json:"key_fingerprint"` // "" without authentication
+	// Peers are the peers one by one (one in this version, in both
+	// topologies).
+	Peers []PeerStatus `json:"peers"`
+}
+
+// MarshalJSON writes peer_role as null in multiprimary; the document is
+// otherwise the struct's.
+func (s SyncStatus) MarshalJSON() ([]byte, error) {
+	type plain SyncStatus // without this method
+	if s.Topology != TopologyMultiprimary {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		PeerRole *string `json:"peer_role"` // shadows plain's
+	}{plain: plain(s)})
+}
+
+// PeerStatus is one sync peer.
+type PeerStatus struct {
+	Node    string `json:"node"`    // its node_name; "" until heard
+	Address string `json:"address"` // its address on the active link
+	Up      bool   `json:"up"`
+	// BulkComplete: this node holds a complete copy of the peer's flows.
+	BulkComplete bool `json:"bulk_complete"`
+	Entries      int  `json:"entries"` // the peer's flows this node holds
+	// LastSeenMS is how long ago the peer was last heard, in
+	// milliseconds; null when it never was.
+	LastSeenMS *float64 `json:"last_seen_ms"`
+	// BulkReceived and BulkExpected are as SyncStatus's, for this peer.
+	BulkReceived int `json:"bulk_received"`
+	BulkExpected int `json:"bulk_expected,omitempty"`
 }
 
 // LinkStatus is one sync link, in the order of preference.

@@ -14,9 +14,11 @@
 // tables the same way, on a goroutine of their own, so a hanging command
 // never holds up the tables, the adverts or the virtual IPs.
 //
-// Two policies: a group that drives conntrack (Tables) and a group that
-// only runs notify commands. Every goroutine a Group starts is waited for
-// by Run before it returns.
+// Three policies: a group that drives conntrack (Tables, primary-backup),
+// a group of a multiprimary node (Roles: the engine is only told the
+// group's role; multiprimary.go) and a group that only runs notify
+// commands. Every goroutine a Group starts is waited for by Run before it
+// returns.
 package failover
 
 import (
@@ -65,12 +67,20 @@ type Tables interface {
 	Changed() <-chan struct{}
 }
 
+// peerWatch is what watchSync follows of the engine: the peer's
+// reachability and the completeness of its copy, pushed (Changed).
+type peerWatch interface {
+	Status() ctsync.Status
+	Changed() <-chan struct{}
+}
+
 // Config is a Group's configuration.
 type Config struct {
 	Group     string
 	Instances []string
 	Notify    Notify
-	// For a group that drives conntrack:
+	// For a group that drives conntrack (StartupSyncTimeout: and for a
+	// multiprimary group):
 	External           bool          // cache = "external": commit before the VIPs, purge as backup
 	CommitTimeout      time.Duration // longest the VIPs wait for the commit
 	PurgeDelay         time.Duration
@@ -96,7 +106,8 @@ type target struct {
 type Group struct {
 	cfg    Config
 	log    *slog.Logger
-	tables Tables // nil: a group that only runs notify commands
+	tables Tables // nil: a group that does not drive conntrack
+	roles  Roles  // nil: a group of a primary-backup node (or without sync)
 	notes  *notifier
 	kick   chan struct{} // the tables worker has something to look at
 
@@ -113,18 +124,20 @@ type Group struct {
 
 // New returns the choreography of a group that only runs notify commands.
 func New(log *slog.Logger, c Config) *Group {
-	return newGroup(log, c, nil)
+	return newGroup(log, c)
 }
 
 // NewConntrack returns the choreography of the group whose role drives
 // conntrack replication.
 func NewConntrack(log *slog.Logger, c Config, t Tables) *Group {
-	return newGroup(log, c, t)
+	g := newGroup(log, c)
+	g.tables = t
+	return g
 }
 
-func newGroup(log *slog.Logger, c Config, t Tables) *Group {
+func newGroup(log *slog.Logger, c Config) *Group {
 	log = log.With("group", c.Group)
-	g := &Group{cfg: c, log: log, tables: t, kick: make(chan struct{}, 1), now: time.Now,
+	g := &Group{cfg: c, log: log, kick: make(chan struct{}, 1), now: time.Now,
 		grace: peerGrace, retryElection: retryElection}
 	g.notes = newNotifier(log, c)
 	return g
@@ -132,6 +145,26 @@ func newGroup(log *slog.Logger, c Config, t Tables) *Group {
 
 // Conntrack reports whether the group drives conntrack.
 func (g *Group) Conntrack() bool { return g.tables != nil }
+
+// Multiprimary reports whether the group is one of a multiprimary node's.
+func (g *Group) Multiprimary() bool { return g.roles != nil }
+
+// WatchesSync reports whether the group's preemption waits for the
+// peer's copy at start (the election must start it deferred) and the
+// group is demoted while the peer is unreachable.
+func (g *Group) WatchesSync() bool { return g.watched() != nil }
+
+// watched is the engine watchSync follows; nil for a group that only
+// runs notify commands.
+func (g *Group) watched() peerWatch {
+	switch {
+	case g.tables != nil:
+		return g.tables
+	case g.roles != nil:
+		return g.roles
+	}
+	return nil
+}
 
 // Name is the group's name.
 func (g *Group) Name() string { return g.cfg.Group }
@@ -167,6 +200,9 @@ func (g *Group) target() target {
 // external cache for at most commit_timeout (the commit goes on after
 // that; the VIPs do not wait longer). A scheduled purge is cancelled.
 func (g *Group) BeforeMaster(ctx context.Context, _ string) error {
+	if g.roles != nil {
+		return g.settleRoles(ctx)
+	}
 	if g.tables == nil {
 		return nil
 	}
@@ -205,17 +241,22 @@ func (g *Group) BeforeMaster(ctx context.Context, _ string) error {
 	return nil
 }
 
-// Run reconciles the tables and the notify commands with the group's
-// state until ctx is done; with an election, a conntrack group also lifts
+// Run reconciles the tables (a multiprimary group: the engine's record
+// of its role) and the notify commands with the group's state until ctx
+// is done; with an election, a conntrack or multiprimary group also lifts
 // its startup deferral and demotes itself while the peer is unreachable
 // (watchSync). It returns once every goroutine it started has ended.
 func (g *Group) Run(ctx context.Context, el Election) {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.notes.run(ctx) })
-	if g.tables != nil && el != nil {
-		wg.Go(func() { g.watchSync(ctx, el) })
+	if w := g.watched(); w != nil && el != nil {
+		wg.Go(func() { g.watchSync(ctx, el, w) })
 	}
-	g.reconcile(ctx)
+	if g.roles != nil {
+		g.reconcileRoles(ctx)
+	} else {
+		g.reconcile(ctx)
+	}
 	wg.Wait()
 	g.work.Wait()
 }

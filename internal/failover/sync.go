@@ -29,7 +29,7 @@ const (
 // peer cannot be reached. It is told of changes by the tables (Changed),
 // and keeps the election in step with what they say: a call that fails
 // is made again, and the state it was to set is never assumed.
-func (g *Group) watchSync(ctx context.Context, el Election) {
+func (g *Group) watchSync(ctx context.Context, el Election, w peerWatch) {
 	start := g.now()
 	startup := time.NewTimer(g.cfg.StartupSyncTimeout)
 	defer startup.Stop()
@@ -41,7 +41,7 @@ func (g *Group) watchSync(ctx context.Context, el Election) {
 	deferred, demoted := true, false // as the election has them
 	startupOver, graceOver := false, false
 	for {
-		st := g.tables.Status()
+		st := w.Status()
 		failed := false
 		if deferred && (st.BulkComplete || startupOver) {
 			reason := "bulk copy complete"
@@ -77,7 +77,7 @@ func (g *Group) watchSync(ctx context.Context, el Election) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-g.tables.Changed():
+		case <-w.Changed():
 		case <-startup.C:
 			startupOver = true
 		case <-grace.C:
@@ -95,9 +95,9 @@ func (g *Group) Failover(ctx context.Context, el Election, cancel bool) (string,
 		return "demotion lifted", el.Demote(ctx, g.cfg.Group, ReasonFailover, 0)
 	}
 	drained := true
-	if g.tables != nil {
+	if d := g.drainer(); d != nil {
 		dctx, stop := context.WithTimeout(ctx, 5*time.Second)
-		drained = g.tables.Drain(dctx)
+		drained = d.Drain(dctx)
 		stop()
 	}
 	if err := el.Demote(ctx, g.cfg.Group, ReasonFailover, vrrp.DemoteFailover); err != nil {
@@ -121,7 +121,8 @@ func (g *Group) Failover(ctx context.Context, el Election, cancel bool) (string,
 // owes (at most 5 s) before its priority-0 advert, so the peer takes over
 // with a complete table.
 func (g *Group) DrainBeforeStop(el Election) {
-	if g.tables == nil {
+	d := g.drainer()
+	if d == nil {
 		return
 	}
 	if st, _ := el.GroupState(g.cfg.Group); st != vrrp.Master {
@@ -130,6 +131,18 @@ func (g *Group) DrainBeforeStop(el Election) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	drained := g.tables.Drain(ctx)
+	drained := d.Drain(ctx)
 	g.log.Info("sync queue drained before resigning", "complete", drained, "took", time.Since(start))
+}
+
+// drainer is the engine that Failover and DrainBeforeStop drain; nil
+// for a group that only runs notify commands.
+func (g *Group) drainer() interface{ Drain(context.Context) bool } {
+	switch {
+	case g.tables != nil:
+		return g.tables
+	case g.roles != nil:
+		return g.roles
+	}
+	return nil
 }
