@@ -111,21 +111,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// The sync health metrics have one series without labels (as before
-// multiprimary: dashboards and alerts read it) and one per peer or per
-// sync group, under the same name. The client's registry refuses two
-// descriptions of one name with different labels, so these come from a
-// collector that describes nothing (an unchecked one): the registry then
-// only checks that each series is unique, which they are.
+// The sync health metrics: in primary-backup one series each, without
+// labels (as always: dashboards and alerts read them); in multiprimary one
+// per peer and one per sync group, labelled, and no unlabelled one, so
+// that sum() and count() over a scrape mean what they say. The client's
+// registry refuses two descriptions of one name with different labels,
+// so these come from a collector that describes nothing (an unchecked
+// one): the registry then only checks that each series is unique.
 var (
 	descPeerUp = prometheus.NewDesc("ctha_sync_peer_up",
-		"1 while the sync peer answers; without a label: every peer.", nil, nil)
+		"1 while the sync peer answers (multiprimary: labelled by peer).", nil, nil)
 	descPeerUpBy = prometheus.NewDesc("ctha_sync_peer_up",
-		"1 while the sync peer answers; without a label: every peer.", []string{"peer"}, nil)
+		"1 while the sync peer answers (multiprimary: labelled by peer).", []string{"peer"}, nil)
 	descSplitBrain = prometheus.NewDesc("ctha_sync_split_brain",
-		"1 while another node claims MASTER too: of the sync group labelled; without a label: of any (primary-backup: of the conntrack group).", nil, nil)
+		"1 while another node claims MASTER too (primary-backup: the pair; multiprimary: labelled by sync group).", nil, nil)
 	descSplitBrainBy = prometheus.NewDesc("ctha_sync_split_brain",
-		"1 while another node claims MASTER too: of the sync group labelled; without a label: of any (primary-backup: of the conntrack group).", []string{"group"}, nil)
+		"1 while another node claims MASTER too (primary-backup: the pair; multiprimary: labelled by sync group).", []string{"group"}, nil)
 )
 
 // syncHealth collects the sync health metrics (unchecked: see above).
@@ -145,7 +146,11 @@ func collectSyncHealth(ch chan<- prometheus.Metric, st ctsync.Status, conf *cfg.
 	gauge := func(d *prometheus.Desc, v bool, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, b2f(v), labels...)
 	}
-	gauge(descPeerUp, st.PeerUp)
+	if !conf.Multiprimary() {
+		gauge(descPeerUp, st.PeerUp)
+		gauge(descSplitBrain, st.SplitBrain)
+		return
+	}
 	for _, p := range st.Peers {
 		name := p.Node
 		if name == "" { // not heard yet
@@ -155,7 +160,6 @@ func collectSyncHealth(ch chan<- prometheus.Metric, st ctsync.Status, conf *cfg.
 			gauge(descPeerUpBy, p.Up, name)
 		}
 	}
-	gauge(descSplitBrain, st.SplitBrain || len(st.SplitGroups) > 0)
 	for _, g := range conf.SyncGroups {
 		gauge(descSplitBrainBy, groupSplit(conf.Multiprimary(), st, g), g.Name)
 	}
