@@ -110,10 +110,12 @@ type mpStatus struct {
 		SplitBrain *bool  `json:"split_brain"`
 	} `json:"groups"`
 	Sync *struct {
-		Topology string          `json:"topology"`
-		PeerUp   bool            `json:"peer_up"`
-		PeerRole json.RawMessage `json:"peer_role"`
-		Peers    []struct {
+		Topology        string          `json:"topology"`
+		PeerUp          bool            `json:"peer_up"`
+		PeerRole        json.RawMessage `json:"peer_role"`
+		InternalEntries int             `json:"internal_entries"`
+		ExternalEntries int             `json:"external_entries"`
+		Peers           []struct {
 			Node         string `json:"node"`
 			Address      string `json:"address"`
 			Up           bool   `json:"up"`
@@ -139,8 +141,8 @@ func (r *failRig) mpStatusOf(role string) (mpStatus, string) {
 
 // mpCheckStatus asserts role's status: multiprimary, each group in the
 // state want gives (MASTER or BACKUP) without split brain, no peer role,
-// and its one peer up (peerUp) or down.
-func (r *failRig) mpCheckStatus(role string, want func(mpGroup) string, peerUp bool) {
+// and its one peer up (peerUp) or down. It returns the status.
+func (r *failRig) mpCheckStatus(role string, want func(mpGroup) string, peerUp bool) mpStatus {
 	r.t.Helper()
 	st, raw := r.mpStatusOf(role)
 	var errs []string
@@ -172,8 +174,8 @@ func (r *failRig) mpCheckStatus(role string, want func(mpGroup) string, peerUp b
 		if s.Topology != "multiprimary" {
 			errs = append(errs, fmt.Sprintf("topology %q, want multiprimary", s.Topology))
 		}
-		if pr := strings.TrimSpace(string(s.PeerRole)); pr != "" && pr != "null" {
-			errs = append(errs, fmt.Sprintf("peer_role %s, want null", pr))
+		if pr := strings.TrimSpace(string(s.PeerRole)); pr != "null" {
+			errs = append(errs, fmt.Sprintf("peer_role %q, want null", pr))
 		}
 		if s.PeerUp != peerUp {
 			errs = append(errs, fmt.Sprintf("peer_up %v, want %v", s.PeerUp, peerUp))
@@ -191,6 +193,7 @@ func (r *failRig) mpCheckStatus(role string, want func(mpGroup) string, peerUp b
 		}
 		r.t.Errorf("%s status: %s\n%s", role, strings.Join(errs, "; "), compact.String())
 	}
+	return st
 }
 
 // sameAddr reports whether s is a, with or without a port.
@@ -410,7 +413,11 @@ func TestMultiprimaryCrash(t *testing.T) {
 				}
 			}
 			o := mpFinish(r, fs, survivor, kill)
-			r.mpCheckStatus(survivor, func(mpGroup) string { return "MASTER" }, false)
+			st := r.mpCheckStatus(survivor, func(mpGroup) string { return "MASTER" }, false)
+			var held string
+			if st.Sync != nil {
+				held = fmt.Sprintf("; the survivor holds %d states as its own, %d as the dead peer's", st.Sync.InternalEntries, st.Sync.ExternalEntries)
+			}
 
 			flows, survived, longest := 0, 0, 0.0
 			var perGroup []string
@@ -426,8 +433,8 @@ func TestMultiprimaryCrash(t *testing.T) {
 				perGroup = append(perGroup, fmt.Sprintf("group %s (via %s): %d/%d, longest gap %.1fs, %s",
 					g.name, g.master, rep.Survived, rep.Flows, rep.LongestGapMs/1000, gaps))
 			}
-			t.Logf("figure: multiprimary crash %s: %d/%d flows survived, %d INVALID, longest gap %.1fs; kill -> VIPs %v; %s",
-				victim, survived, flows, o.invalid, longest/1000, took.Round(time.Millisecond), strings.Join(perGroup, "; "))
+			t.Logf("figure: multiprimary crash %s: %d/%d flows survived, %d INVALID, longest gap %.1fs; kill -> VIPs %v; %s%s",
+				victim, survived, flows, o.invalid, longest/1000, took.Round(time.Millisecond), strings.Join(perGroup, "; "), held)
 
 			for _, g := range mpGroups {
 				if rep := o.reports[g.name]; rep.Flows != mpFlowsPerGroup || rep.Survived != rep.Flows {
