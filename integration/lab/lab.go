@@ -52,6 +52,12 @@ var (
 	FW2Sync2  = netip.MustParsePrefix("10.10.4.2/24")
 	FW1Sync26 = netip.MustParsePrefix("fd00:10:4::1/64")
 	FW2Sync26 = netip.MustParsePrefix("fd00:10:4::2/64")
+
+	// The split VIPs (Options.SplitVIPs): a second pair of gateway VIPs
+	// and the server's second address, whose traffic they carry.
+	LANVIPB     = netip.MustParsePrefix("10.10.1.254/24")
+	WANVIPB     = netip.MustParsePrefix("10.10.2.254/24")
+	ServerAddrB = netip.MustParsePrefix("10.10.2.101/24")
 )
 
 // DefaultRuleset is the strict firewall ruleset of spec/lab.md, loaded in
@@ -75,7 +81,21 @@ type Options struct {
 	// SecondSyncLink adds a second sync cable between fw1 and fw2:
 	// interface "sync2", FW1Sync2/FW2Sync2 (and the IPv6 ones).
 	SecondSyncLink bool
+	// SplitVIPs routes part of the traffic through a second pair of
+	// gateway VIPs, LANVIPB and WANVIPB, for active-active tests (IPv4
+	// only): the server gets a second address, ServerAddrB; the client
+	// reaches it via LANVIPB, and the server answers from it via WANVIPB
+	// (a rule on that source address, routing table SplitTable). Traffic
+	// to ServerAddr keeps LANVIP and WANVIP. Which firewall holds which
+	// VIP is the business of the daemons under test, so one flow's both
+	// directions cross the same firewall as long as each pair of VIPs
+	// (LANVIP and WANVIP, LANVIPB and WANVIPB) moves together.
+	SplitVIPs bool
 }
+
+// SplitTable is the server's routing table of the traffic from
+// ServerAddrB (Options.SplitVIPs).
+const SplitTable = 100
 
 // Lab is one instance of the topology; its namespaces are named
 // Prefix+"-"+role.
@@ -209,6 +229,11 @@ func (l *Lab) build() error {
 	if err := l.addRoutes(); err != nil {
 		return err
 	}
+	if l.opts.SplitVIPs {
+		if err := l.addSplitRoutes(); err != nil {
+			return err
+		}
+	}
 	for _, fw := range []string{RoleFW1, RoleFW2} {
 		if err := l.setupFirewall(fw); err != nil {
 			return err
@@ -304,6 +329,29 @@ func (l *Lab) addRoutes() error {
 		}
 		if err := ip(l.NS(r.role), family, "route", "add", "default", "via", r.via.Addr().String()); err != nil {
 			return fmt.Errorf("add default route via %v in %s: %w", r.via.Addr(), r.role, err)
+		}
+	}
+	return nil
+}
+
+// addSplitRoutes gives the server ServerAddrB, answered via WANVIPB, and
+// routes the client's traffic to it via LANVIPB (Options.SplitVIPs).
+func (l *Lab) addSplitRoutes() error {
+	srv, cl := l.NS(RoleServer), l.NS(RoleClient)
+	table := fmt.Sprint(SplitTable)
+	steps := []struct {
+		ns   string
+		args []string
+	}{
+		{srv, []string{"addr", "add", ServerAddrB.String(), "dev", "eth0"}},
+		{srv, []string{"route", "add", ServerAddrB.Masked().String(), "dev", "eth0", "src", ServerAddrB.Addr().String(), "table", table}},
+		{srv, []string{"route", "add", "default", "via", WANVIPB.Addr().String(), "table", table}},
+		{srv, []string{"rule", "add", "from", ServerAddrB.Addr().String(), "table", table}},
+		{cl, []string{"route", "add", ServerAddrB.Addr().String() + "/32", "via", LANVIPB.Addr().String()}},
+	}
+	for _, s := range steps {
+		if err := ip(s.ns, s.args...); err != nil {
+			return fmt.Errorf("split VIPs: %w", err)
 		}
 	}
 	return nil
