@@ -147,7 +147,7 @@ conntrack_sync {
 		Topology: TopologyPrimaryBackup,
 		Links: []Link{{
 			Name: "sync0", Interface: "sync", Port: DefaultSyncPort,
-			Local: netip.MustParseAddr("10.10.3.1"), Peer: netip.MustParseAddr("10.10.3.2"),
+			Local: netip.MustParseAddr("10.10.3.1"), Peer: netip.MustParseAddr("10.10.3.2"), Peers: []netip.Addr{netip.MustParseAddr("10.10.3.2")},
 		}},
 		Key:                c.Sync.Key, // checked below
 		KeyFile:            "sync.key",
@@ -384,6 +384,7 @@ func TestMultiprimary(t *testing.T) {
 		want      []string // diagnostics, each the beginning of one
 		topology  string
 		peer      string // the link's Peer
+		peers     int    // how many it lists (0: 1)
 	}{
 		{name: "valid", src: file("  topology = \"multiprimary\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
 		{name: "cache direct said", src: file("  topology = \"multiprimary\"\n  cache = \"direct\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
@@ -399,8 +400,19 @@ func TestMultiprimary(t *testing.T) {
 				`mp.hcl:21,14: topology must be "primary-backup" or "multiprimary", got "mesh"`}},
 		{name: "primary-backup without a conntrack group warns", src: file("", ""),
 			want: []string{`mp.hcl:20,1: warning: no sync_group sets conntrack = true`}, topology: TopologyPrimaryBackup, peer: "10.10.3.2"},
-		{name: "two peers", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
-			want: []string{`mp.hcl:25,17: peers lists 2 addresses, but this version replicates to one peer; multiprimary with three or more nodes is not supported yet`}},
+		{name: "three nodes", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
+			topology: TopologyMultiprimary, peer: "10.10.3.2", peers: 2},
+		{name: "two peers in primary-backup", src: strings.Replace(file("", "  conntrack = true\n"), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
+			want: []string{`mp.hcl:22,3: 2 peers: primary-backup has one (topology = "multiprimary" has up to 7)`}},
+		{name: "two peers in alarm mode", src: strings.Replace(file("  topology = \"multiprimary\"\n  mode = \"alarm\"\n", ""), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
+			want: []string{`mp.hcl:23,3: 2 peers: mode = "alarm" replicates to one peer; use "reliable"`}},
+		{name: "links reach different nodes", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), "  auth_key_file", `  link "sync1" {
+    interface = "sync1"
+    local     = "10.10.4.1"
+    peers     = ["10.10.4.2", "10.10.4.3"]
+  }
+  auth_key_file`, 1),
+			want: []string{`mp.hcl:27,3: link "sync1" reaches 2 peers but link "sync0" 1: every link lists the same nodes, in the same order`}},
 		{name: "eight peers", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), `["10.10.3.2"]`,
 			`["10.10.3.2", "10.10.3.3", "10.10.3.4", "10.10.3.5", "10.10.3.6", "10.10.3.7", "10.10.3.8", "10.10.3.9"]`, 1),
 			want: []string{`mp.hcl:25,17: peers lists 8 addresses; at most 7 (8 nodes)`}},
@@ -436,6 +448,9 @@ func TestMultiprimary(t *testing.T) {
 			}
 			if got := c.Sync.Links[0].Peer; got != netip.MustParseAddr(tc.peer) || c.Sync.Links[0].MulticastGroup.IsValid() {
 				t.Errorf("link peer %v (multicast %v), want %s", got, c.Sync.Links[0].MulticastGroup, tc.peer)
+			}
+			if got, want := c.Sync.Links[0].Peers, max(tc.peers, 1); len(got) != want || got[0] != c.Sync.Links[0].Peer {
+				t.Errorf("link peers %v, want %d beginning with %s", got, want, tc.peer)
 			}
 		})
 	}

@@ -174,9 +174,11 @@ type Link struct {
 	Name      string
 	Interface string
 	Local     netip.Addr
-	// Exactly one of Peer and MulticastGroup is valid. Peer is the
-	// address of peer, or the one address of peers.
+	// Either Peers lists the peers' addresses (peer, or peers: every
+	// link lists the same nodes in the same order) and Peer is the
+	// first, or MulticastGroup is valid (two nodes).
 	Peer           netip.Addr
+	Peers          []netip.Addr
 	MulticastGroup netip.Addr
 	Port           uint16
 }

@@ -49,10 +49,8 @@ const (
 	DefaultCacheTimeout       = 180 * time.Second // alarm mode
 	DefaultExpectations       = true
 
-	// MaxPeers is the most addresses a link's peers may list (8 nodes);
-	// SupportedPeers is how many this version replicates to.
-	MaxPeers       = 7
-	SupportedPeers = 1
+	// MaxPeers is the most addresses a link's peers may list (8 nodes).
+	MaxPeers = 7
 )
 
 // DefaultIgnoreAddresses are the prefixes whose flows are not replicated when

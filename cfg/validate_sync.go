@@ -79,6 +79,7 @@ func (v *validator) sync(s *syncSyntax) Sync {
 		}
 	}
 	c.Links = v.links(s)
+	v.peerCount(s, &c)
 	v.key(s, &c)
 	return c
 }
@@ -153,10 +154,12 @@ func (v *validator) link(s *linkSyntax) Link {
 		v.errorf(s.DefRange, "link %q needs peer or peers (unicast), or multicast_group", s.Name)
 	case s.Peer.ok():
 		if a, ok := v.peer(s.Peer.Val, s.Peer.Range, "peer", l.Local); ok {
-			l.Peer = a
+			l.Peer, l.Peers = a, []netip.Addr{a}
 		}
 	case s.Peers.ok():
-		l.Peer = v.peers(s, l.Local)
+		if l.Peers = v.peers(s, l.Local); len(l.Peers) > 0 {
+			l.Peer = l.Peers[0]
+		}
 	case s.MulticastGroup.ok():
 		a, err := netip.ParseAddr(s.MulticastGroup.Val)
 		switch {
@@ -188,22 +191,21 @@ func (v *validator) peer(val string, r hcl.Range, key string, local netip.Addr) 
 	return netip.Addr{}, false
 }
 
-// peers checks a link's peers and returns the one this version
-// replicates to (invalid after an error).
-func (v *validator) peers(s *linkSyntax, local netip.Addr) netip.Addr {
+// peers checks a link's peers and returns them (none after an error).
+func (v *validator) peers(s *linkSyntax, local netip.Addr) []netip.Addr {
 	list := s.Peers.Val
 	switch {
 	case len(list) == 0:
 		v.errorf(s.Peers.Range, "peers must list 1 to %d addresses, got none", MaxPeers)
-		return netip.Addr{}
+		return nil
 	case len(list) > MaxPeers:
 		v.errorf(s.Peers.Range, "peers lists %d addresses; at most %d (8 nodes)", len(list), MaxPeers)
-		return netip.Addr{}
+		return nil
 	}
 	var (
-		first netip.Addr
-		seen  = map[netip.Addr]bool{}
-		bad   bool
+		out  []netip.Addr
+		seen = map[netip.Addr]bool{}
+		bad  bool
 	)
 	for i, str := range list {
 		a, ok := v.peer(str, s.Peers.elem(i), "each address of peers", local)
@@ -213,19 +215,48 @@ func (v *validator) peers(s *linkSyntax, local netip.Addr) netip.Addr {
 		case seen[a]:
 			v.errorf(s.Peers.elem(i), "peer %s is listed twice", a)
 			bad = true
-		case !first.IsValid():
-			first = a
+		default:
+			out = append(out, a)
 		}
 		seen[a] = true
 	}
-	if len(list) > SupportedPeers {
-		v.errorf(s.Peers.Range, "peers lists %d addresses, but this version replicates to one peer; multiprimary with three or more nodes is not supported yet", len(list))
-		return netip.Addr{}
-	}
 	if bad {
-		return netip.Addr{}
+		return nil
 	}
-	return first
+	return out
+}
+
+// peerCount checks that every link of c reaches the same number of
+// peers (a multicast link: one), that only multiprimary has more than
+// one, and alarm mode only one; it is checked once the links are.
+func (v *validator) peerCount(s *syncSyntax, c *Sync) {
+	n, first := 0, ""
+	for i, l := range c.Links {
+		m := len(l.Peers)
+		if l.MulticastGroup.IsValid() {
+			m = 1
+		}
+		if m == 0 {
+			return // an error already
+		}
+		switch {
+		case i == 0:
+			n, first = m, l.Name
+		case m != n:
+			what := fmt.Sprintf("%d peers", m)
+			if l.MulticastGroup.IsValid() {
+				what = "a multicast group, which serves two nodes only,"
+			}
+			v.errorf(s.Links[i].DefRange, "link %q reaches %s but link %q %d: every link lists the same nodes, in the same order", l.Name, what, first, n)
+			return
+		}
+	}
+	switch {
+	case n > 1 && c.Topology != TopologyMultiprimary:
+		v.errorf(s.Links[0].DefRange, "%d peers: primary-backup has one (topology = %q has up to %d)", n, TopologyMultiprimary, MaxPeers)
+	case n > 1 && c.Mode == ModeAlarm:
+		v.errorf(s.Links[0].DefRange, "%d peers: mode = %q replicates to one peer; use %q", n, ModeAlarm, ModeReliable)
+	}
 }
 
 func (v *validator) filter(s *filterSyntax) Filter {

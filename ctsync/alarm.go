@@ -69,20 +69,21 @@ func (e *Engine) alarmTick(ctx context.Context, now time.Time, peerUp bool) {
 	}
 
 	// A flush or a restarted peer makes the copy incomplete again: count
-	// a whole interval from then.
+	// a whole interval from then. (Alarm mode has one peer.)
+	p := e.peers[0]
 	switch {
 	case !peerUp:
 		a.peerSince = time.Time{}
-	case a.peerSince.IsZero() || a.complete && !e.bulkComplete:
+	case a.peerSince.IsZero() || a.complete && !p.bulkComplete:
 		a.peerSince = now
 	}
-	if peerUp && !e.bulkComplete && now.Sub(a.peerSince) >= interval {
-		e.bulkComplete = true
+	if peerUp && !p.bulkComplete && now.Sub(a.peerSince) >= interval {
+		p.bulkComplete = true
 		e.log.Info("the peer has refreshed every state once (alarm mode)", "entries", e.external.len())
 	}
-	a.complete = e.bulkComplete
+	a.complete = p.bulkComplete
 	// The periodic refresh replaces asking again for a complete copy.
-	e.bulkAsked = time.Time{}
+	p.bulkAsked = time.Time{}
 }
 
 // alarmQueue queues the snapshot's keys up to due that are still this
@@ -91,7 +92,7 @@ func (e *Engine) alarmQueue(due int) {
 	a := &e.alarm
 	for ; a.pos < due && a.pos < len(a.keys); a.pos++ {
 		if k := a.keys[a.pos]; e.hasInternal(k) {
-			e.ep.Queue(k)
+			e.queue(k)
 		}
 	}
 }

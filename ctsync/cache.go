@@ -2,6 +2,7 @@ package ctsync
 
 import (
 	"iter"
+	"math/bits"
 
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/wire"
@@ -160,29 +161,81 @@ func (c *cache) AppendRecord(b []byte, k ct.Key) []byte {
 	return wire.AppendDestroy(b, k)
 }
 
-// extEntry is one of the peer's flows, with when it was last heard of
-// (commit goes most recently active first).
+// extEntry is one of the peers' flows, with when it was last heard of
+// (commit goes most recently active first; in multiprimary, when it was
+// last written into the kernel) and which peers hold it.
 type extEntry struct {
 	entry
-	at int64 // unix nanoseconds
+	at      int64 // unix nanoseconds
+	holders uint8 // a bit per peer (peer.bit)
 }
 
-// extCache is the peer's flows.
+// extCache is the peers' flows.
 type extCache struct {
-	t table[extEntry]
-	r rareStore
+	t      table[extEntry]
+	r      rareStore
+	counts [MaxPeers]int // flows each peer holds
 }
 
-// put stores f, heard of at at (unix nanoseconds).
-func (c *extCache) put(f *ct.Flow, at int64) {
+// put stores f, heard of at at (unix nanoseconds) from the peer of bit.
+func (c *extCache) put(f *ct.Flow, at int64, bit uint8) {
 	k := f.Key()
 	p, found := c.t.upsert(&k)
-	old := uint32(0)
+	old, holders := uint32(0), uint8(0)
 	if found {
-		old = p.rare
+		old, holders = p.rare, p.holders
 	}
-	*p = extEntry{entry: c.r.pack(f, old), at: at}
+	c.count(holders, bit)
+	*p = extEntry{entry: c.r.pack(f, old), at: at, holders: holders | bit}
 }
+
+// hold records that the peer of bit holds key k too; it reports whether
+// the cache has k.
+func (c *extCache) hold(k ct.Key, bit uint8) bool {
+	p := c.t.find(&k)
+	if p == nil {
+		return false
+	}
+	c.count(p.holders, bit)
+	p.holders |= bit
+	return true
+}
+
+// count counts bit as a new holder of a flow held by holders.
+func (c *extCache) count(holders, bit uint8) {
+	if holders&bit == 0 {
+		c.counts[bits.TrailingZeros8(bit)]++
+	}
+}
+
+// release records that the peer of bit no longer holds key k, and
+// removes the flow when no peer does; it reports whether it did.
+func (c *extCache) release(k ct.Key, bit uint8) bool {
+	p := c.t.find(&k)
+	if p == nil {
+		return false
+	}
+	if p.holders&bit != 0 {
+		p.holders &^= bit
+		c.counts[bits.TrailingZeros8(bit)]--
+	}
+	if p.holders != 0 {
+		return false
+	}
+	c.del(k)
+	return true
+}
+
+// holdersOf returns the peers that hold key k.
+func (c *extCache) holdersOf(k ct.Key) uint8 {
+	if p := c.t.find(&k); p != nil {
+		return p.holders
+	}
+	return 0
+}
+
+// held returns how many flows the peer of bit holds.
+func (c *extCache) held(bit uint8) int { return c.counts[bits.TrailingZeros8(bit)] }
 
 // get returns the flow of key k.
 func (c *extCache) get(k ct.Key) (ct.Flow, bool) {
@@ -220,18 +273,34 @@ func (c *extCache) del(k ct.Key) (ct.Flow, bool) {
 	}
 	f := c.r.unpack(&k, &x.entry)
 	c.r.release(x.rare)
+	for h := x.holders; h != 0; h &= h - 1 {
+		c.counts[bits.TrailingZeros8(h)]--
+	}
 	return f, true
 }
 
 func (c *extCache) len() int { return c.t.len() }
 
 // clear empties the cache and lets its memory go.
-func (c *extCache) clear() { c.t.clear(); c.r.clear() }
+func (c *extCache) clear() { c.t.clear(); c.r.clear(); c.counts = [MaxPeers]int{} }
 
 // flows yields every flow and when it was last heard of; the body may
 // delete the flow it is given (and no other).
 func (c *extCache) flows() iter.Seq2[ct.Flow, int64] {
 	return func(yield func(ct.Flow, int64) bool) {
 		c.t.each(func(k *ct.Key, x *extEntry) bool { return yield(c.r.unpack(k, &x.entry), x.at) })
+	}
+}
+
+// heldBy yields every flow the peer of bit holds; the body may delete or
+// release the flow it is given (and no other).
+func (c *extCache) heldBy(bit uint8) iter.Seq[ct.Flow] {
+	return func(yield func(ct.Flow) bool) {
+		c.t.each(func(k *ct.Key, x *extEntry) bool {
+			if x.holders&bit == 0 {
+				return true
+			}
+			return yield(c.r.unpack(k, &x.entry))
+		})
 	}
 }

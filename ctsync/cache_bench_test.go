@@ -133,14 +133,14 @@ func BenchmarkCache1M(b *testing.B) {
 				t := time.Now()
 				now := t.UnixNano()
 				for i := range flows {
-					c.put(&flows[i], now)
+					c.put(&flows[i], now, 1)
 				}
 				insert += time.Since(t)
 				perEntry = float64(heapInUse()-before) / million
 				t = time.Now()
 				for i := range flows {
 					flows[i].Timeout--
-					c.put(&flows[i], now)
+					c.put(&flows[i], now, 1)
 				}
 				update += time.Since(t)
 				t = time.Now()

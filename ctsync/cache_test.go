@@ -69,7 +69,7 @@ func TestCacheAgainstMap(t *testing.T) {
 		switch op := r.IntN(10); {
 		case op < 6:
 			in.put(&f)
-			ext.put(&f, int64(f.Timeout))
+			ext.put(&f, int64(f.Timeout), 1)
 			want[k] = f
 		case op < 9:
 			_, ok := want[k]

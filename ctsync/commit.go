@@ -129,6 +129,8 @@ func (e *Engine) Flush(ctx context.Context) error {
 		e.external.clear()
 		clear(e.exp.internal)
 		clear(e.exp.external)
-		e.bulkComplete = false
+		for _, p := range e.peers {
+			p.bulkComplete = false
+		}
 	})
 }

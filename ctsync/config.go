@@ -109,8 +109,10 @@ type Link struct {
 	Name      string
 	Interface string
 	Local     netip.Addr
-	// Exactly one of Peer and MulticastGroup is valid.
-	Peer           netip.Addr
+	// Either Peers lists the peers' addresses on this link (unicast;
+	// every link lists the same nodes in the same order), or
+	// MulticastGroup is valid (two nodes only).
+	Peers          []netip.Addr
 	MulticastGroup netip.Addr
 	Port           uint16
 }
@@ -138,6 +140,31 @@ func (c *Config) check() error {
 	}
 	if c.Topology == Multiprimary && c.Cache != Direct {
 		return fmt.Errorf("conntrack sync: multiprimary needs the direct cache")
+	}
+	n := len(c.Links[0].Peers)
+	for _, l := range c.Links {
+		switch {
+		case l.MulticastGroup.IsValid() && len(l.Peers) > 0:
+			return fmt.Errorf("conntrack sync: link %s: peers and a multicast group", l.Name)
+		case l.MulticastGroup.IsValid():
+			if n > 1 {
+				return fmt.Errorf("conntrack sync: link %s: a multicast link serves two nodes only", l.Name)
+			}
+		case len(l.Peers) == 0:
+			return fmt.Errorf("conntrack sync: link %s: no peer", l.Name)
+		case len(l.Peers) != max(n, 1):
+			return fmt.Errorf("conntrack sync: link %s lists %d peers, link %s %d: every link lists the same nodes",
+				l.Name, len(l.Peers), c.Links[0].Name, n)
+		}
+	}
+	if n > MaxPeers {
+		return fmt.Errorf("conntrack sync: %d peers, at most %d", n, MaxPeers)
+	}
+	if n > 1 && c.Topology != Multiprimary {
+		return fmt.Errorf("conntrack sync: %d peers: primary-backup has one", n)
+	}
+	if n > 1 && c.Mode == Alarm {
+		return fmt.Errorf("conntrack sync: %d peers: alarm mode replicates to one", n)
 	}
 	for _, p := range c.Filter.Protocols {
 		if _, ok := protocolNumbers[p]; !ok {

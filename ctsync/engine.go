@@ -87,45 +87,30 @@ type Engine struct {
 	kern  KernelConn
 	lis   KernelEvents
 	ls    *linkSet // the sync links (links.go)
-	ep    *proto.Endpoint
+	peers []*peer  // peer.go
 	flt   *filter
-	guard *auth.ReplayGuard
 
 	sender, epoch uint32
 	seq           uint64
-	peerEpochPath string
 
 	internal cache // this node's flows
 	external extCache
 	exp      expectations // expect.go
 
 	role                   proto.Role
-	bulkSeen               map[ct.Key]bool // keys refreshed since the peer's bulk began
-	bulkID                 uint32          // the id of the peer's bulk in progress
-	bulkComplete           bool
-	bulkAsked              time.Time // when the peer's copy was last asked for; zero: not awaited
-	bulkSent               uint32    // the id of this node's last copy to the peer
-	bulkExpected           int       // entries the peer's last copy announced; 0: unknown
-	bulkReceived           int       // entries of the peer's last complete copy
-	uncheckedLogged        bool      // the peer's copies carry no epoch echo: said once
-	peerEpoch              uint32    // of the last datagram accepted from the peer
 	started                time.Time
 	dumped                 bool // the first dump of the kernel table is done
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
-	pbSplitSince           time.Time  // when both nodes were first seen master; zero: not both
 	alarm                  alarmState // mode = "alarm" (alarm.go)
 	refresh                refresh    // direct mode (writer.go)
 	resyncDue              time.Time  // a resync owed after the events were paused; zero: none
 	evPause                eventPause // writer.go
 	wr                     writer     // the peer's states to the kernel (writer.go)
 	timer                  *fineTimer // the loop's wake-up (finetimer.go)
-	// Multiprimary (node.go): the groups this node is master of, what
-	// the peer announces, and since when each group has two masters.
+	// Multiprimary (node.go): the groups this node is master of, and
+	// since when each has another master too.
 	masterOf   map[string]bool
-	peer       nodeInfo
-	peerAddr   netip.Addr // the source of the peer's last accepted datagram
-	peerHeard  time.Time  // when that came
 	splitSince map[string]time.Time
 
 	events  chan eventBatch
@@ -152,6 +137,7 @@ type datagram struct {
 	payload []byte
 	link    int        // the index of the link it came on
 	src     netip.Addr // the address it came from
+	peer    *peer      // the peer it came from
 }
 
 // New opens the kernel sockets and the sync links; Run starts replication.
@@ -179,7 +165,6 @@ func New(c Config, opts Options) (*Engine, error) {
 		ctl: make(chan func()), done: make(chan struct{}), changed: make(chan struct{}, 1),
 		wr:       writer{queue: make(chan writeJob, writeQueue)},
 		masterOf: map[string]bool{}, splitSince: map[string]time.Time{},
-		peerEpochPath: filepath.Join(opts.StateDir, "sync-peer-epoch"),
 	}
 	// The links first: they fail at once where an address does not
 	// exist, before anything of the kernel's conntrack settings is touched.
@@ -199,13 +184,10 @@ func New(c Config, opts Options) (*Engine, error) {
 	if e.epoch, err = auth.NextEpoch(filepath.Join(opts.StateDir, "sync-epoch"), time.Now()); err != nil {
 		return nil, fmt.Errorf("conntrack sync: %w", err)
 	}
-	peerEpoch, err := auth.LoadPeerEpoch(e.peerEpochPath)
-	if err != nil {
-		return nil, fmt.Errorf("conntrack sync: %w", err)
+	if e.peers, err = newPeers(c, opts.StateDir); err != nil {
+		return nil, err
 	}
 	e.sender = auth.NewSenderID()
-	e.guard = auth.NewReplayGuard(peerEpoch)
-	e.guard.SetSelf(e.sender)
 	if e.kern, err = opts.Kernel.Dial(); err != nil {
 		return nil, err
 	}
@@ -229,8 +211,14 @@ func New(c Config, opts Options) (*Engine, error) {
 	// No role yet: not master. A multiprimary node forwards at all times:
 	// its events are never paused.
 	e.wr.mayPause.Store(c.Topology != Multiprimary)
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
-		Unreliable: c.Mode == Alarm}, recordSource{e})
+	for _, p := range e.peers {
+		p.guard.SetSelf(e.sender)
+		p.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
+			Unreliable: c.Mode == Alarm}, recordSource{e})
+		for i := range p.views {
+			p.views[i].carrier = e.ls.views[i].carrier
+		}
+	}
 	ok = true
 	return e, nil
 }
@@ -275,7 +263,10 @@ func (e *Engine) Run(ctx context.Context) {
 		e.publish(now) // before maintain's dumps, which may take a while
 		e.maintain(ctx, now)
 		e.publish(time.Now())
-		next := earliest(e.ep.NextTimeout(now), nextProbe)
+		next := nextProbe
+		for _, p := range e.peers {
+			next = earliest(next, p.ep.NextTimeout(now))
+		}
 		if t := e.refreshTick(time.Now()); !t.IsZero() {
 			next = earliest(next, t)
 		}
@@ -358,70 +349,73 @@ func (e *Engine) drainEvents() {
 // onDatagram runs the replay checks and the protocol on an authenticated
 // datagram, and applies what it delivers.
 func (e *Engine) onDatagram(ctx context.Context, d datagram) {
-	if err := e.guard.Check(d.h); err != nil {
+	p := d.peer
+	if err := p.guard.Check(d.h); err != nil {
 		e.stats.dropErr(err)
 		return
 	}
-	if d.h.Epoch > e.guard.Epoch() {
-		if err := auth.SavePeerEpoch(e.peerEpochPath, d.h.Epoch); err != nil {
-			e.log.Error("saving the peer's epoch failed", "err", err)
+	if d.h.Epoch > p.guard.Epoch() {
+		if err := auth.SavePeerEpoch(p.epochPath, d.h.Epoch); err != nil {
+			e.log.Error("saving the peer's epoch failed", "peer", p.name(), "err", err)
 		}
 	}
 	// A copy under way or awaited when the peer restarts is abandoned:
 	// the new run sends a new one.
-	awaiting := e.bulkSeen != nil || !e.bulkAsked.IsZero()
-	if d.h.Epoch > e.peerEpoch {
+	awaiting := p.bulkSeen != nil || !p.bulkAsked.IsZero()
+	if d.h.Epoch > p.epoch {
 		// A peer met for the first time or restarted: the protocol asks
 		// for its copy now.
-		e.bulkAsked = time.Now()
+		p.bulkAsked = time.Now()
 	}
-	out, err := e.ep.Input(d.h.Epoch, d.payload, time.Now(), nil)
+	out, err := p.ep.Input(d.h.Epoch, d.payload, time.Now(), nil)
 	if err != nil {
 		e.stats.drop("malformed")
 		// What was decoded before the malformed part stands: the
 		// protocol has taken it, and acknowledges it, so the peer never
 		// sends it again. It is applied.
-		e.apply(ctx, out)
+		e.apply(ctx, p, out)
 		return
 	}
-	e.peerEpoch = d.h.Epoch
-	e.guard.Accept(d.h)
-	e.linkHeard(d.link, d.src, d.payload, time.Now())
+	p.epoch = d.h.Epoch
+	p.guard.Accept(d.h)
+	e.linkHeard(p, d.link, d.src, d.payload, time.Now())
 	e.stats.datagramsIn.Add(1)
-	if e.ep.PeerRestarted() {
-		e.log.Info("peer restarted; it will send a complete copy", "peer", e.ls.links[d.link].dst.Addr())
+	if p.ep.PeerRestarted() {
+		e.log.Info("peer restarted; it will send a complete copy", "peer", p.name())
 		if awaiting {
 			e.stats.bulkRetries.Add(1)
 		}
-		e.bulkComplete, e.bulkSeen, e.bulkExpected = false, nil, 0
+		p.bulkComplete, p.bulkSeen, p.bulkExpected = false, nil, 0
 		if e.cfg.Topology == Multiprimary {
-			e.adoptPeer()
+			e.adoptPeer(p)
 		}
 	}
-	e.apply(ctx, out)
+	e.apply(ctx, p, out)
 }
 
-// flush sends what the protocol has to send.
+// flush sends what the protocol has to send to each peer.
 func (e *Engine) flush(now time.Time) {
-	if e.ep.BulkNeeded() {
-		e.startBulk()
-	}
 	var buf []byte
-	for _, p := range e.ep.Output(now, nil) {
-		e.seq++
-		buf = auth.Seal(buf[:0], &e.cfg.Key, auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}, p)
-		if err := e.sendActive(buf); err != nil {
-			e.stats.sendErrors.Add(1)
-			continue
+	for _, p := range e.peers {
+		if p.ep.BulkNeeded() {
+			e.startBulk(p)
 		}
-		e.stats.datagramsOut.Add(1)
+		for _, b := range p.ep.Output(now, nil) {
+			e.seq++
+			buf = auth.Seal(buf[:0], &e.cfg.Key, auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}, b)
+			if err := e.sendTo(p, buf); err != nil {
+				e.stats.sendErrors.Add(1)
+				continue
+			}
+			e.stats.datagramsOut.Add(1)
+		}
 	}
 }
 
-// startBulk sends the peer a complete copy, unless one for its current
-// run is under way: that one covers everything (proto.Endpoint.StartBulk).
-func (e *Engine) startBulk() {
-	id := e.ep.StartBulk(func(yield func(ct.Key) bool) {
+// startBulk sends peer p a complete copy, unless one for its current run
+// is under way: that one covers everything (proto.Endpoint.StartBulk).
+func (e *Engine) startBulk(p *peer) {
+	id := p.ep.StartBulk(func(yield func(ct.Key) bool) {
 		for k := range e.internal.keys() {
 			if !yield(k) {
 				return
@@ -429,12 +423,12 @@ func (e *Engine) startBulk() {
 		}
 		e.expectKeys(yield) // after their masters
 	})
-	if id == e.bulkSent {
+	if id == p.bulkSent {
 		return
 	}
-	e.bulkSent = id
+	p.bulkSent = id
 	e.stats.bulksSent.Add(1)
-	e.log.Info("sending a complete copy to the peer", "entries", e.internal.len(), "bulk", id)
+	e.log.Info("sending a complete copy to the peer", "peer", p.name(), "entries", e.internal.len(), "bulk", id)
 }
 
 // onEvents applies kernel events to the internal cache.
@@ -454,14 +448,14 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 			switch e.admitEvent(ev, k) { // filter.go
 			case admitStore:
 				e.internal.put(&ev.Flow)
-				e.ep.Queue(k)
+				e.queue(k)
 				continue
 			case admitHold:
 				continue
 			}
 		}
 		if e.internal.del(k) {
-			e.ep.Queue(k)
+			e.queue(k)
 		} else if e.cfg.Topology == Multiprimary {
 			e.external.del(k) // a mirror gone here: nobody forwarded it (multiprimary.go)
 		}
@@ -480,7 +474,7 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 // maintain runs the periodic work: reconciling dumps, and in direct mode
 // keeping the peer's states alive in the kernel.
 func (e *Engine) maintain(ctx context.Context, now time.Time) {
-	peerUp := e.ep.PeerUp(now)
+	peerUp := e.peersUp(now)
 	if e.resyncOwed() && e.resyncDue.IsZero() {
 		// A takeover's own resync, which often comes at once after a
 		// commit, makes it needless: wait a little for it.
@@ -497,7 +491,7 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	writing := e.wr.backlog.Load() > 0
 	if !e.dumped {
 		since := now.Sub(e.started)
-		if !writing && (e.bulkComplete || !peerUp && since >= firstDumpAlone || since >= e.startupTimeout()) {
+		if !writing && (e.copiesComplete(now) || e.upMask(now) == 0 && since >= firstDumpAlone || since >= e.startupTimeout()) {
 			if err := e.resync(ctx); err != nil {
 				e.log.Error("first dump of the conntrack table failed", "err", err)
 			}
@@ -508,13 +502,16 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 			e.log.Error("reconciling dump failed", "err", err)
 		}
 	}
-	// The request for the peer's copy travels once, unacknowledged: ask
+	// The request for a peer's copy travels once, unacknowledged: ask
 	// again while no copy has begun to arrive.
-	if peerUp && !e.bulkAsked.IsZero() && e.bulkSeen == nil && now.Sub(e.bulkAsked) >= bulkRetry {
-		e.log.Info("no complete copy from the peer yet; asking again", "asked", now.Sub(e.bulkAsked).Round(time.Millisecond))
-		e.ep.RequestBulk()
-		e.bulkAsked = now
-		e.stats.bulkRetries.Add(1)
+	for _, p := range e.peers {
+		if p.up(now) && !p.bulkAsked.IsZero() && p.bulkSeen == nil && now.Sub(p.bulkAsked) >= bulkRetry {
+			e.log.Info("no complete copy from the peer yet; asking again", "peer", p.name(),
+				"asked", now.Sub(p.bulkAsked).Round(time.Millisecond))
+			p.ep.RequestBulk()
+			p.bulkAsked = now
+			e.stats.bulkRetries.Add(1)
+		}
 	}
 }
 
@@ -552,12 +549,12 @@ func (e *Engine) mirror(k ct.Key) bool {
 	return e.cfg.Cache == Direct && !ours
 }
 
-// apply takes what the peer sent, in order.
-func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
+// apply takes what peer p sent, in order.
+func (e *Engine) apply(ctx context.Context, p *peer, ds []proto.Delivery) {
 	var ops []flowOp // in the order the peer sent them
 	var exps expectBatch
 	now := time.Now().UnixNano()
-	inBulk := e.bulkSeen != nil // some of ops belong to the peer's bulk copy
+	inBulk := p.bulkSeen != nil // some of ops belong to the peer's bulk copy
 	for _, d := range ds {
 		switch d.Kind {
 		case proto.DeliverBulkStart:
@@ -565,33 +562,32 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 			// A newer bulk supersedes one in progress: the peer abandoned
 			// that one (it gave up on its backlog) and sends everything
 			// again after this start.
-			if e.bulkSeen != nil {
+			if p.bulkSeen != nil {
 				e.stats.bulkRetries.Add(1)
-				e.log.Info("the peer began its copy again", "bulk", d.BulkID, "received", len(e.bulkSeen))
+				e.log.Info("the peer began its copy again", "peer", p.name(), "bulk", d.BulkID, "received", len(p.bulkSeen))
 			}
-			e.bulkSeen, e.bulkID, e.bulkExpected = map[ct.Key]bool{}, d.BulkID, int(d.Entries)
-			if d.Unchecked && !e.uncheckedLogged {
-				e.uncheckedLogged = true
+			p.bulkSeen, p.bulkID, p.bulkExpected = map[ct.Key]bool{}, d.BulkID, int(d.Entries)
+			if d.Unchecked && !p.uncheckedLogged {
+				p.uncheckedLogged = true
 				e.log.Warn("the peer runs an older ctha: its copies do not say which run of this node they are for, so a stale one is taken as current (upgrade it)")
 			}
 		case proto.DeliverBulkEnd:
 			// The end of a superseded bulk is not the end of the copy:
 			// what was sent before the newer start comes again after it.
-			if e.bulkSeen != nil && d.BulkID == e.bulkID {
-				for f := range e.external.flows() {
-					if k := f.Key(); !e.bulkSeen[k] {
-						e.external.del(k)
+			if p.bulkSeen != nil && d.BulkID == p.bulkID {
+				for f := range e.external.heldBy(p.bit) {
+					if k := f.Key(); !p.bulkSeen[k] && e.external.release(k, p.bit) {
 						if e.mirror(k) {
 							ops = append(ops, flowOp{kernel.Delete, f})
 						}
 					}
 				}
-				e.pruneExpects(e.bulkSeen, &exps)
-				e.bulkReceived = len(e.bulkSeen)
-				e.bulkSeen, e.bulkComplete, e.bulkAsked = nil, true, time.Time{}
+				e.pruneExpects(p.bulkSeen, &exps)
+				p.bulkReceived = len(p.bulkSeen)
+				p.bulkSeen, p.bulkComplete, p.bulkAsked = nil, true, time.Time{}
 				e.stats.bulksReceived.Add(1)
-				e.log.Info("complete copy from the peer received", "entries", e.external.len(),
-					"received", e.bulkReceived, "expected", e.bulkExpected, "bulk", d.BulkID)
+				e.log.Info("complete copy from the peer received", "peer", p.name(), "entries", e.external.held(p.bit),
+					"received", p.bulkReceived, "expected", p.bulkExpected, "bulk", d.BulkID)
 			}
 		case proto.DeliverRecords:
 			for b := d.Records; len(b) > 0; {
@@ -608,7 +604,7 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 				switch r.Kind {
 				case wire.KindUpdate:
 					if e.cfg.Topology == Multiprimary {
-						if op, ok := e.mpUpdate(&r.Flow, now); ok {
+						if op, ok := e.mpUpdate(&r.Flow, now, p.bit); ok {
 							ops = append(ops, op)
 						}
 						break
@@ -619,13 +615,13 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 						// its state (window, timeout) replaces the stale one.
 						e.internal.del(k)
 					}
-					e.external.put(&r.Flow, now)
+					e.external.put(&r.Flow, now, p.bit)
 					if e.mirror(k) {
 						ops = append(ops, flowOp{kernel.Create, r.Flow})
 					}
 				case wire.KindDestroy:
 					if e.cfg.Topology == Multiprimary {
-						if op, ok := e.mpDestroy(k); ok {
+						if op, ok := e.mpDestroy(k, p.bit); ok {
 							ops = append(ops, op)
 						}
 						break
@@ -641,8 +637,8 @@ func (e *Engine) apply(ctx context.Context, ds []proto.Delivery) {
 					continue // a newer peer's record kind
 				}
 				e.stats.records.Add(1)
-				if e.bulkSeen != nil {
-					e.bulkSeen[k] = true
+				if p.bulkSeen != nil {
+					p.bulkSeen[k] = true
 				}
 			}
 		}
@@ -665,14 +661,15 @@ func (e *Engine) resync(ctx context.Context) error {
 	e.lastRecon, e.dumped = time.Now(), true
 	e.stats.resyncs.Add(1)
 	seen := make(map[ct.Key]bool, e.internal.len())
-	mp, now, peerUp := e.cfg.Topology == Multiprimary, time.Now(), e.ep.PeerUp(time.Now())
+	mp, now := e.cfg.Topology == Multiprimary, time.Now()
+	upMask := e.upMask(now)
 	var refresh []flowOp // multiprimary: mirrors written again
 	err := e.kern.Dump(ctx, func(f ct.Flow) bool {
 		k := f.Key()
 		cached := e.internal.has(k)
 		switch {
 		case mp && !cached:
-			adopted, again, peer := e.mpDumped(&f, now, peerUp)
+			adopted, again, peer := e.mpDumped(&f, now, upMask)
 			if again {
 				r := f
 				r.Timeout = peer.Timeout
@@ -698,7 +695,7 @@ func (e *Engine) resync(ctx context.Context) error {
 		seen[k] = true
 		if old, ok := e.internal.get(k); !ok || !sameButTimeout(&old, &f) {
 			e.internal.put(&f)
-			e.ep.Queue(k)
+			e.queue(k)
 		} else {
 			e.internal.put(&f) // fresher timeout, nothing to send
 		}
@@ -712,7 +709,7 @@ func (e *Engine) resync(ctx context.Context) error {
 	for k := range e.internal.keys() {
 		if !seen[k] {
 			e.internal.del(k)
-			e.ep.Queue(k)
+			e.queue(k)
 		}
 	}
 	if e.cfg.Expectations {

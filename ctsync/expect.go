@@ -53,14 +53,14 @@ func (e *Engine) onExpectEvent(ev *kernel.Event) {
 	if ev.Type == kernel.EventExpectNew {
 		if e.internal.has(ev.Expect.MasterKey()) {
 			e.exp.internal[k] = *ev.Expect
-			e.ep.Queue(k)
+			e.queue(k)
 			return
 		}
 		e.stats.drop("expect_master_not_replicated")
 	}
 	if _, ok := e.exp.internal[k]; ok {
 		delete(e.exp.internal, k)
-		e.ep.Queue(k)
+		e.queue(k)
 	}
 }
 
@@ -100,13 +100,13 @@ func (e *Engine) resyncExpects(ctx context.Context) error {
 		e.exp.internal[k] = x
 		old.Timeout = x.Timeout // it counts down: no news
 		if !ok || old != x {
-			e.ep.Queue(k)
+			e.queue(k)
 		}
 	}
 	for k := range e.exp.internal {
 		if !seen[k] {
 			delete(e.exp.internal, k)
-			e.ep.Queue(k)
+			e.queue(k)
 		}
 	}
 	return nil

@@ -124,19 +124,21 @@ func fuzzEngine(mode uint8, k kernelWriter, stateDir string) *Engine {
 	e := &Engine{
 		cfg: c, log: slog.New(slog.DiscardHandler),
 		sender: fuzzSelf, epoch: fuzzLocalEpoch,
-		guard: auth.NewReplayGuard(fuzzPeerEpoch),
 		ls: &linkSet{
-			links: []*link{{cfg: Link{Name: "fuzz"}, dst: netip.MustParseAddrPort("192.0.2.2:3780")}},
+			links: []*link{{cfg: Link{Name: "fuzz", Peers: []netip.Addr{netip.MustParseAddr("192.0.2.2")}, Port: 3780}}},
 			views: []linkView{{carrier: true}},
 		},
 		wr: writer{queue: make(chan writeJob, writeQueue), kern: k},
+	}
+	p := &peer{bit: 1, addrs: []netip.Addr{netip.MustParseAddr("192.0.2.2")}, views: []linkView{{carrier: true}},
+		guard: auth.NewReplayGuard(fuzzPeerEpoch),
 		// A directory that does not exist: saving the peer's epoch fails
 		// (and is logged) at once, not after a sync of the disk.
-		peerEpochPath: filepath.Join(stateDir, "missing", "sync-peer-epoch"),
-	}
-	e.guard.SetSelf(e.sender)
+		epochPath: filepath.Join(stateDir, "missing", "sync-peer-epoch")}
+	p.guard.SetSelf(e.sender)
+	e.peers = []*peer{p}
 	e.exp.init()
-	e.ep = proto.New(proto.Config{MaxPayload: maxPayload, Epoch: e.epoch, Unreliable: c.Mode == Alarm}, recordSource{e})
+	p.ep = proto.New(proto.Config{MaxPayload: maxPayload, Epoch: e.epoch, Unreliable: c.Mode == Alarm}, recordSource{e})
 	e.role = proto.RoleBackup
 	e.wr.mayPause.Store(true)
 	if mode&fuzzMaster != 0 {
@@ -207,19 +209,19 @@ func appendDatagram(in []byte, ctl byte, payload []byte) []byte {
 // mode.
 func peerSession(alarm bool) []byte {
 	peer := fuzzEngine(0, newTableKernel(), "")
-	peer.ep = proto.New(proto.Config{MaxPayload: maxPayload, Epoch: fuzzPeerEpoch, Unreliable: alarm}, recordSource{peer})
-	peer.ep.SetRole(proto.RoleMaster)
+	peer.peers[0].ep = proto.New(proto.Config{MaxPayload: maxPayload, Epoch: fuzzPeerEpoch, Unreliable: alarm}, recordSource{peer})
+	peer.peers[0].ep.SetRole(proto.RoleMaster)
 	now := time.Unix(1_000_000, 0)
 	// The peer has heard this node: its bulk copy is for this run.
 	local := proto.New(proto.Config{Epoch: fuzzLocalEpoch}, recordSource{peer})
 	for _, p := range local.Output(now, nil) {
-		if _, err := peer.ep.Input(fuzzLocalEpoch, p, now, nil); err != nil {
+		if _, err := peer.peers[0].ep.Input(fuzzLocalEpoch, p, now, nil); err != nil {
 			panic(err)
 		}
 	}
 	var in []byte
 	send := func(ctl byte) {
-		for _, p := range peer.ep.Output(now, nil) {
+		for _, p := range peer.peers[0].ep.Output(now, nil) {
 			in = appendDatagram(in, ctl, p)
 		}
 		now = now.Add(time.Second)
@@ -227,26 +229,26 @@ func peerSession(alarm bool) []byte {
 	flows := fuzzPeerFlows()
 	for i, f := range flows {
 		peer.internal.put(&f)
-		peer.ep.Queue(f.Key())
+		peer.peers[0].ep.Queue(f.Key())
 		if i%4 == 1 {
 			x := fuzzPeerExpect(f, uint16(50000+i))
 			peer.exp.internal[x.Key()] = x
-			peer.ep.Queue(x.Key())
+			peer.peers[0].ep.Queue(x.Key())
 		}
 	}
 	send(0)
 	// Some are gone, an expectation among them.
 	for _, f := range flows[:3] {
 		peer.internal.del(f.Key())
-		peer.ep.Queue(f.Key())
+		peer.peers[0].ep.Queue(f.Key())
 	}
 	for k := range peer.exp.internal {
 		delete(peer.exp.internal, k)
-		peer.ep.Queue(k)
+		peer.peers[0].ep.Queue(k)
 		break
 	}
 	send(0)
-	peer.ep.StartBulk(func(yield func(ct.Key) bool) {
+	peer.peers[0].ep.StartBulk(func(yield func(ct.Key) bool) {
 		for k := range peer.internal.keys() {
 			if !yield(k) {
 				return
@@ -338,7 +340,7 @@ func peerDatagrams(t *testing.T, in []byte, mode uint8, stateDir string) {
 			buf[len(buf)-1] ^= 0x80
 		}
 		drops := maps.Clone(e.stats.drops)
-		malformed := e.ep.Stats().Malformed
+		malformed := e.peers[0].ep.Stats().Malformed
 		ext, in0 := e.external.len(), e.stats.datagramsIn.Load()
 
 		// What a link's receiver does, then the loop.
@@ -346,7 +348,7 @@ func peerDatagrams(t *testing.T, in []byte, mode uint8, stateDir string) {
 		if err != nil {
 			e.stats.dropErr(err)
 		} else {
-			e.onDatagram(ctx, datagram{h: hdr, payload: append([]byte(nil), p...), link: 0})
+			e.onDatagram(ctx, datagram{h: hdr, payload: append([]byte(nil), p...), link: 0, peer: e.peers[0]})
 			last = hdr
 		}
 		writeQueued(ctx, e)
@@ -363,16 +365,16 @@ func peerDatagrams(t *testing.T, in []byte, mode uint8, stateDir string) {
 			t.Fatalf("datagram %+v (ctl %#x): %d accepted, %d refused (drops %v)", sent, ctl, accepted, refused, e.stats.drops)
 		case ctl&dgForged != 0 && e.stats.drops["auth"] != drops["auth"]+1:
 			t.Fatalf("a forged datagram was not refused as such: drops %v", e.stats.drops)
-		case e.stats.drops["malformed"]-drops["malformed"] != e.ep.Stats().Malformed-malformed:
-			t.Fatalf("protocol refused %d payloads, engine counted %d", e.ep.Stats().Malformed-malformed, e.stats.drops["malformed"]-drops["malformed"])
-		case accepted == 0 && e.external.len() != ext && e.ep.Stats().Malformed == malformed:
+		case e.stats.drops["malformed"]-drops["malformed"] != e.peers[0].ep.Stats().Malformed-malformed:
+			t.Fatalf("protocol refused %d payloads, engine counted %d", e.peers[0].ep.Stats().Malformed-malformed, e.stats.drops["malformed"]-drops["malformed"])
+		case accepted == 0 && e.external.len() != ext && e.peers[0].ep.Stats().Malformed == malformed:
 			// A payload the protocol found malformed keeps what came
 			// before the malformed part (TestMalformedTailApplied).
 			t.Fatalf("a refused datagram changed the peer's flows: %d, then %d", ext, e.external.len())
 		}
 		checkKernel(t, e, k)
-		e.ep.Output(now, nil)
-		e.ep.NextTimeout(now)
+		e.peers[0].ep.Output(now, nil)
+		e.peers[0].ep.NextTimeout(now)
 	}
 	// The periodic refresh of the peer's states writes them again.
 	if !e.refreshTick(now).IsZero() || len(e.wr.queue) > 0 {
@@ -440,7 +442,7 @@ func TestMalformedTailApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.onDatagram(context.Background(), datagram{h: hdr, payload: p})
+	e.onDatagram(context.Background(), datagram{h: hdr, payload: p, peer: e.peers[0]})
 	writeQueued(context.Background(), e)
 	if got := e.stats.drops["malformed"]; got != 1 {
 		t.Errorf("malformed drops %d, want 1", got)

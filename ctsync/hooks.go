@@ -30,13 +30,24 @@ func (e *Engine) Settle(ctx context.Context) error {
 	return e.awaitWrites(ctx, done)
 }
 
+// drained reports whether every peer that is up has acknowledged
+// everything owed to it.
+func (e *Engine) drained(now time.Time) bool {
+	for _, p := range e.peers {
+		if !p.ep.Idle() && p.up(now) {
+			return false
+		}
+	}
+	return true
+}
+
 // Drain waits until the peer has acknowledged everything this node owes
 // it (a planned handover: the peer takes over with a complete table), or
 // until ctx is done. It reports whether everything was acknowledged.
 func (e *Engine) Drain(ctx context.Context) bool {
 	for {
 		idle := false
-		if err := e.do(ctx, func() { idle = e.ep.Idle() || !e.ep.PeerUp(time.Now()) }); err != nil {
+		if err := e.do(ctx, func() { idle = e.drained(time.Now()) }); err != nil {
 			return false
 		}
 		if idle {
@@ -59,7 +70,7 @@ func (e *Engine) TakeOver(ctx context.Context) error {
 	if derr := e.do(ctx, func() {
 		e.external.clear()
 		err = e.resync(ctx)
-		e.startBulk()
+		e.bulkAll()
 	}); derr != nil {
 		return derr
 	}

@@ -19,12 +19,12 @@ import (
 const maxDatagram = 9000
 
 // link is the socket of a sync link. A unicast link is bound to its
-// local address and sends to the peer; a multicast link is bound to the
+// local address and sends to each peer; a multicast link is bound to the
 // group on its interface (loop off, TTL 1) and sends to the group.
 type link struct {
 	cfg  Link
 	conn PacketConn
-	dst  netip.AddrPort // the peer, or the group
+	dst  netip.AddrPort // the group (a multicast link)
 	// index is the interface's index when conn was opened; retryAt,
 	// when reopening it on a new interface may be tried again.
 	index   int
@@ -39,7 +39,7 @@ const reopenRetry = time.Second
 func (l *link) multicast() bool { return l.cfg.MulticastGroup.IsValid() }
 
 func dialLink(c Link, listen func(Link) (PacketConn, error)) (*link, error) {
-	l := &link{cfg: c, dst: netip.AddrPortFrom(c.Peer, c.Port)}
+	l := &link{cfg: c}
 	if l.multicast() {
 		l.dst = netip.AddrPortFrom(c.MulticastGroup, c.Port)
 	}
@@ -109,19 +109,8 @@ func joinGroup(conn *net.UDPConn, c Link) error {
 		p.SetMulticastLoopback(false), p.SetMulticastHopLimit(1))
 }
 
-// fromPeer reports whether a datagram's source may be the peer: the
-// configured peer on a unicast link; on a multicast link anyone but this
-// node (the envelope's authentication decides).
-func (l *link) fromPeer(from netip.Addr) bool {
-	from = from.Unmap()
-	if l.multicast() {
-		return from != l.cfg.Local
-	}
-	return from == l.cfg.Peer
-}
-
-func (l *link) send(b []byte) error {
-	_, err := l.conn.WriteToUDPAddrPort(b, l.dst)
+func (l *link) send(b []byte, dst netip.AddrPort) error {
+	_, err := l.conn.WriteToUDPAddrPort(b, dst)
 	return err
 }
 

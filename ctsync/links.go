@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,12 +15,12 @@ import (
 )
 
 // linkSet is the engine's sync links and what it knows of them (see
-// links_select.go). The engine's goroutine owns it, except the atomic
-// counter.
+// links_select.go): the carrier of each link here, and per peer (peer.go)
+// whether it is heard on each link, and which link carries its traffic.
+// The engine's goroutine owns it, except the atomic counter.
 type linkSet struct {
 	links     []*link
-	views     []linkView
-	active    int
+	views     []linkView // carrier and interface index; heard and peerHears are the peers'
 	nextProbe time.Time
 	switches  atomic.Uint64
 }
@@ -104,8 +105,9 @@ func (e *Engine) receive(ctx context.Context, i int, conn PacketConn) {
 			continue
 		}
 		backoff = 0
+		p := e.peerOf(i, from.Addr())
 		switch {
-		case !l.fromPeer(from.Addr()):
+		case p == nil:
 			e.stats.drop("unknown_source")
 			continue
 		case n > maxDatagram:
@@ -117,7 +119,7 @@ func (e *Engine) receive(ctx context.Context, i int, conn PacketConn) {
 			e.stats.dropErr(err)
 			continue
 		}
-		d := datagram{h: h, payload: append([]byte(nil), payload...), link: i, src: from.Addr().Unmap()}
+		d := datagram{h: h, payload: append([]byte(nil), payload...), link: i, src: from.Addr().Unmap(), peer: p}
 		select {
 		case e.inbox <- d:
 		case <-ctx.Done():
@@ -144,9 +146,14 @@ func (e *Engine) watchCarrier(ctx context.Context) {
 					// What was heard before the change proves nothing
 					// now: a link back from a cut carries traffic
 					// again only once the probes show both ways work.
-					v.heard, v.peerHears = time.Time{}, false
+					for _, p := range e.peers {
+						p.views[i].heard, p.views[i].peerHears = time.Time{}, false
+					}
 				}
 				v.carrier = u.Up
+				for _, p := range e.peers {
+					p.views[i].carrier = u.Up
+				}
 			})
 		}
 	}, func(err error) { e.log.Warn("sync link watch failed", "err", err) })
@@ -155,24 +162,24 @@ func (e *Engine) watchCarrier(ctx context.Context) {
 	}
 }
 
-// linkHeard records an accepted datagram from the peer on link i.
-func (e *Engine) linkHeard(i int, src netip.Addr, payload []byte, now time.Time) {
-	if i < 0 || i >= len(e.ls.views) {
+// linkHeard records an accepted datagram from peer p on link i.
+func (e *Engine) linkHeard(p *peer, i int, src netip.Addr, payload []byte, now time.Time) {
+	if i < 0 || i >= len(p.views) {
 		return
 	}
-	v := &e.ls.views[i]
+	v := &p.views[i]
 	v.heard = now
-	e.peerAddr, e.peerHeard = src, now
+	p.addr, p.heard = src, now
 	if flags, ok := parseProbe(payload); ok {
 		v.peerHears = flags&probeHears != 0
 	}
 	if ni, ok := parseNode(payload); ok {
-		e.peer = ni
+		p.node = ni
 	}
 }
 
-// tickLinks sends the probes that are due, chooses the active link, and
-// returns when it must run again.
+// tickLinks sends the probes that are due, chooses the active link of
+// each peer, and returns when it must run again.
 func (e *Engine) tickLinks(ctx context.Context, now time.Time) time.Time {
 	ls := e.ls
 	e.reopenLinks(ctx, now)
@@ -181,54 +188,73 @@ func (e *Engine) tickLinks(ctx context.Context, now time.Time) time.Time {
 		var buf, probe []byte
 		node := appendNode(nil, e.cfg.NodeName, e.masterGroups())
 		for i, l := range ls.links {
-			v := ls.views[i]
-			if !v.carrier {
+			if !ls.views[i].carrier {
 				continue
 			}
-			e.seq++
-			h := auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}
-			probe = append(appendProbe(probe[:0], i, v.hears(now, linkSilence)), node...)
-			buf = auth.Seal(buf[:0], &e.cfg.Key, h, probe)
-			if err := l.send(buf); err != nil {
-				e.stats.sendErrors.Add(1)
-				continue
+			for _, p := range e.peers {
+				e.seq++
+				h := auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}
+				probe = append(appendProbe(probe[:0], i, p.views[i].hears(now, linkSilence)), node...)
+				buf = auth.Seal(buf[:0], &e.cfg.Key, h, probe)
+				if err := l.send(buf, p.dst(l, i)); err != nil {
+					e.stats.sendErrors.Add(1)
+					continue
+				}
+				e.stats.datagramsOut.Add(1)
+				if l.multicast() {
+					break // one datagram reaches every peer
+				}
 			}
-			e.stats.datagramsOut.Add(1)
 		}
 	}
-	if next, why := chooseLink(ls.views, ls.active, now, linkSilence); why != reasonNone {
-		lvl := slog.LevelWarn
-		if why == reasonPreferred {
-			lvl = slog.LevelInfo
+	for _, p := range e.peers {
+		if next, why := chooseLink(p.views, p.active, now, linkSilence); why != reasonNone {
+			lvl := slog.LevelWarn
+			if why == reasonPreferred {
+				lvl = slog.LevelInfo
+			}
+			e.log.Log(context.Background(), lvl, "sync traffic moves to another link", "peer", p.name(),
+				"from", ls.links[p.active].cfg.Name, "to", ls.links[next].cfg.Name, "reason", why.String())
+			p.active = next
+			ls.switches.Add(1)
 		}
-		e.log.Log(context.Background(), lvl, "sync traffic moves to another link",
-			"from", ls.links[ls.active].cfg.Name, "to", ls.links[next].cfg.Name, "reason", why.String())
-		ls.active = next
-		ls.switches.Add(1)
 	}
 	return ls.nextProbe
 }
 
-// sendActive sends a datagram on the active link.
-func (e *Engine) sendActive(b []byte) error {
-	return e.ls.links[e.ls.active].send(b)
+// sendTo sends a datagram to peer p on its active link.
+func (e *Engine) sendTo(p *peer, b []byte) error {
+	l := e.ls.links[p.active]
+	return l.send(b, p.dst(l, p.active))
 }
 
 // LinkStatus is one sync link in Status.
 type LinkStatus struct {
 	Name, Interface string
-	Peer            string // the peer's address, or the multicast group
+	Peer            string // the peers' addresses (comma-separated), or the multicast group
 	Carrier         bool   // the interface is up with carrier
-	Up              bool   // the peer is heard on it and hears this node
-	Active          bool   // it carries the traffic
+	Up              bool   // every peer is heard on it and hears this node
+	Active          bool   // it carries the traffic to some peer
 }
 
 func (e *Engine) linkStatus(now time.Time) []LinkStatus {
 	out := make([]LinkStatus, len(e.ls.links))
 	for i, l := range e.ls.links {
-		v := e.ls.views[i]
-		out[i] = LinkStatus{Name: l.cfg.Name, Interface: l.cfg.Interface, Peer: l.dst.Addr().String(),
-			Carrier: v.carrier, Up: v.up(now, linkSilence), Active: i == e.ls.active}
+		s := LinkStatus{Name: l.cfg.Name, Interface: l.cfg.Interface, Carrier: e.ls.views[i].carrier, Up: true}
+		if l.multicast() {
+			s.Peer = l.dst.Addr().String()
+		} else {
+			var addrs []string
+			for _, a := range l.cfg.Peers {
+				addrs = append(addrs, a.String())
+			}
+			s.Peer = strings.Join(addrs, ",")
+		}
+		for _, p := range e.peers {
+			s.Up = s.Up && p.views[i].up(now, linkSilence)
+			s.Active = s.Active || p.active == i
+		}
+		out[i] = s
 	}
 	return out
 }

@@ -104,15 +104,24 @@ func tcpRank(s uint8) int {
 	return 0 // NONE, or a state this version does not know
 }
 
-// mpUpdate applies a peer's update of flow r (multiprimary) and returns
-// the kernel write it needs, if any.
-func (e *Engine) mpUpdate(r *ct.Flow, now int64) (flowOp, bool) {
+// mpUpdate applies an update of flow r from the peer of bit
+// (multiprimary) and returns the kernel write it needs, if any.
+func (e *Engine) mpUpdate(r *ct.Flow, now int64, bit uint8) (flowOp, bool) {
 	k := r.Key()
-	e.external.put(r, now)
 	own, ok := e.internal.get(k)
 	if !ok {
-		return flowOp{kernel.Create, *r}, true // a mirror
+		// A mirror. Another peer's newer state of it (the flow moved
+		// between two peers, whose updates need not arrive in order)
+		// is not undone either.
+		if cur, held := e.external.get(k); held && progress(&cur, r) < 0 {
+			e.external.hold(k, bit)
+			e.stats.staleUpdates.Add(1)
+			return flowOp{}, false
+		}
+		e.external.put(r, now, bit)
+		return flowOp{kernel.Create, *r}, true
 	}
+	e.external.put(r, now, bit)
 	switch progress(&own, r) {
 	case 1:
 		// Ahead of this node's state: written in place (a replacement
@@ -126,20 +135,21 @@ func (e *Engine) mpUpdate(r *ct.Flow, now int64) (flowOp, bool) {
 	return flowOp{}, false
 }
 
-// mpDestroy applies a peer's destroy of key k (multiprimary) and returns
-// the kernel delete it needs, if any.
-func (e *Engine) mpDestroy(k ct.Key) (flowOp, bool) {
-	x, ok := e.external.del(k)
-	if !ok || e.internal.has(k) {
+// mpDestroy applies the destroy of key k by the peer of bit
+// (multiprimary) and returns the kernel delete it needs, if any: a mirror
+// goes once no peer holds it.
+func (e *Engine) mpDestroy(k ct.Key, bit uint8) (flowOp, bool) {
+	f, ok := e.external.get(k)
+	if !ok || !e.external.release(k, bit) || e.internal.has(k) {
 		return flowOp{}, false
 	}
-	return flowOp{kernel.Delete, x}, true
+	return flowOp{kernel.Delete, f}, true
 }
 
-// adoptPeer makes the peer's flows this node's own (the peer restarted).
-func (e *Engine) adoptPeer() {
+// adoptPeer makes the flows peer p holds this node's own (p restarted).
+func (e *Engine) adoptPeer(p *peer) {
 	n := 0
-	for f := range e.external.flows() {
+	for f := range e.external.heldBy(p.bit) {
 		if k := f.Key(); !e.internal.has(k) {
 			e.internal.put(&f)
 			n++
@@ -147,15 +157,16 @@ func (e *Engine) adoptPeer() {
 	}
 	if n > 0 {
 		e.stats.adopted.Add(uint64(n))
-		e.log.Info("the peer restarted: its previous run's flows are this node's now, and in its copy", "flows", n)
+		e.log.Info("the peer restarted: its previous run's flows are this node's now, and in its copy",
+			"peer", p.name(), "flows", n)
 	}
 }
 
-// mpDumped classifies a flow of the kernel's dump that the peer also
-// holds (multiprimary): adopted reports that this node's traffic
-// refreshed it; refresh, that it should be written again with the peer's
-// timeout.
-func (e *Engine) mpDumped(f *ct.Flow, now time.Time, peerUp bool) (adopted, refresh bool, peer ct.Flow) {
+// mpDumped classifies a flow of the kernel's dump that a peer also holds
+// (multiprimary): adopted reports that this node's traffic refreshed it;
+// refresh, that it should be written again with the peer's timeout
+// (upMask: the peers that are up).
+func (e *Engine) mpDumped(f *ct.Flow, now time.Time, upMask uint8) (adopted, refresh bool, peer ct.Flow) {
 	k := f.Key()
 	peer, at, ok := e.external.getAt(k)
 	if !ok {
@@ -166,5 +177,6 @@ func (e *Engine) mpDumped(f *ct.Flow, now time.Time, peerUp bool) (adopted, refr
 	if int64(f.Timeout) > expected+adoptSlack {
 		return true, false, peer
 	}
-	return false, peerUp && peer.Timeout < refreshBelow && f.Timeout < peer.Timeout, peer
+	live := e.external.holdersOf(k)&upMask != 0
+	return false, live && peer.Timeout < refreshBelow && f.Timeout < peer.Timeout, peer
 }

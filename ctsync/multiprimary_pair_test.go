@@ -8,8 +8,10 @@ package ctsync_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -24,7 +26,7 @@ import (
 type mpNode struct {
 	name  string
 	addr  netip.Addr
-	peer  netip.Addr
+	peers []netip.Addr
 	dir   string
 	table *sim.Table
 	host  *sim.Host
@@ -36,7 +38,7 @@ type mpNode struct {
 func (n *mpNode) start(t *testing.T, nw *sim.Net, key auth.Key) {
 	t.Helper()
 	c := ctsync.Config{Topology: ctsync.Multiprimary, NodeName: n.name, Key: key, StartupSyncTimeout: 30 * time.Second,
-		Links: []ctsync.Link{{Name: "sync0", Interface: "sync", Local: n.addr, Peer: n.peer, Port: 3780}}}
+		Links: []ctsync.Link{{Name: "sync0", Interface: "sync", Local: n.addr, Peers: n.peers, Port: 3780}}}
 	eng, err := ctsync.New(c, ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: n.dir,
 		Kernel: n.table, Listen: nw.Listener(n.host), Host: n.host, RuntimeTimers: true})
 	if err != nil {
@@ -51,6 +53,17 @@ func (n *mpNode) halt() {
 	n.stop()
 	n.wg.Wait()
 	n.eng = nil
+}
+
+// newMPNode returns node fw<id> of a multiprimary cluster, with sync
+// address 10.255.0.<id>, and its peers.
+func newMPNode(t *testing.T, id int, peers ...int) *mpNode {
+	n := &mpNode{name: fmt.Sprintf("fw%d", id), addr: netip.AddrFrom4([4]byte{10, 255, 0, byte(id)}),
+		dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
+	for _, p := range peers {
+		n.peers = append(n.peers, netip.AddrFrom4([4]byte{10, 255, 0, byte(p)}))
+	}
+	return n
 }
 
 func mpFlow(proto uint8, port uint16, timeout uint32) ct.Flow {
@@ -74,9 +87,7 @@ func TestMultiprimaryPair(t *testing.T) {
 		nw := sim.NewNet(1)
 		var key auth.Key
 		key[0] = 7
-		a := &mpNode{name: "fw1", addr: netip.MustParseAddr("10.255.0.1"), peer: netip.MustParseAddr("10.255.0.2"),
-			dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
-		b := &mpNode{name: "fw2", addr: a.peer, peer: a.addr, dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
+		a, b := newMPNode(t, 1, 2), newMPNode(t, 2, 1)
 		a.start(t, nw, key)
 		b.start(t, nw, key)
 		defer func() {
@@ -186,9 +197,7 @@ func TestMultiprimaryPartition(t *testing.T) {
 		nw := sim.NewNet(2)
 		var key auth.Key
 		key[0] = 9
-		a := &mpNode{name: "fw1", addr: netip.MustParseAddr("10.255.0.1"), peer: netip.MustParseAddr("10.255.0.2"),
-			dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
-		b := &mpNode{name: "fw2", addr: a.peer, peer: a.addr, dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
+		a, b := newMPNode(t, 1, 2), newMPNode(t, 2, 1)
 		a.start(t, nw, key)
 		b.start(t, nw, key)
 		defer a.halt()
@@ -249,6 +258,122 @@ func sameTables(a, b *sim.Table) bool {
 		}
 	}
 	return true
+}
+
+// TestMultiprimaryThreeNodes: three nodes, each forwarding flows of its
+// own: every kernel holds every flow. One dies; the flows whose traffic
+// moves to each survivor are adopted there and survive in both
+// survivors; a second dies, and the last one forwards everything. The
+// first comes back with an empty table and gets one copy from each live
+// peer before its copies are complete.
+func TestMultiprimaryThreeNodes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(3)
+		var key auth.Key
+		key[0] = 11
+		nodes := []*mpNode{newMPNode(t, 1, 2, 3), newMPNode(t, 2, 1, 3), newMPNode(t, 3, 1, 2)}
+		for _, n := range nodes {
+			n.start(t, nw, key)
+		}
+		defer func() {
+			for _, n := range nodes {
+				if n.eng != nil {
+					n.halt()
+				}
+			}
+		}()
+		waitUntil(t, "every peer up everywhere", time.Minute, func() bool {
+			for _, n := range nodes {
+				if st := n.eng.Status(); !st.PeerUp || len(st.Peers) != 2 {
+					return false
+				}
+			}
+			return true
+		})
+		// Each node's flows: TCP, and UDP with a 120 s timeout that only
+		// traffic or a refresh keeps alive.
+		own := make([][]ct.Flow, 3)
+		for i, n := range nodes {
+			for j := range 20 {
+				proto, timeout := uint8(ct.ProtoTCP), uint32(432000)
+				if j%2 == 1 {
+					proto, timeout = ct.ProtoUDP, 120
+				}
+				f := mpFlow(proto, uint16(1000*(i+1)+j), timeout)
+				n.table.Add(f)
+				own[i] = append(own[i], f)
+			}
+		}
+		all := slices.Concat(own...)
+		holds := func(n *mpNode, fs []ct.Flow) bool {
+			for _, f := range fs {
+				if _, ok := n.table.Get(f.Key()); !ok {
+					return false
+				}
+			}
+			return true
+		}
+		waitUntil(t, "every flow in every kernel", time.Minute, func() bool {
+			return holds(nodes[0], all) && holds(nodes[1], all) && holds(nodes[2], all)
+		})
+		keys := func(fs []ct.Flow) []ct.Key {
+			var ks []ct.Key
+			for _, f := range fs {
+				ks = append(ks, f.Key())
+			}
+			return ks
+		}
+		// fw1 dies: half its flows move to fw2, half to fw3; fw2's and
+		// fw3's own go on. Three minutes: longer than the UDP timeouts.
+		nodes[0].halt()
+		nw.Isolate(nodes[0].addr, true)
+		toB, toC := own[0][:10], own[0][10:]
+		for range 180 {
+			nodes[1].table.Forward(keys(slices.Concat(own[1], toB)))
+			nodes[2].table.Forward(keys(slices.Concat(own[2], toC)))
+			time.Sleep(time.Second)
+		}
+		survivors := slices.Concat(own[1], own[2], own[0])
+		for _, n := range nodes[1:] {
+			if !holds(n, survivors) {
+				t.Fatalf("%s lost flows after fw1's death", n.name)
+			}
+		}
+		// fw2 dies too: fw3 forwards everything.
+		nodes[1].halt()
+		nw.Isolate(nodes[1].addr, true)
+		for range 180 {
+			nodes[2].table.Forward(keys(all))
+			time.Sleep(time.Second)
+		}
+		if !holds(nodes[2], all) {
+			t.Fatal("fw3 lost flows after fw2's death")
+		}
+		if st := nodes[2].eng.Status(); st.PeerUp || st.Peers[0].Up || st.Peers[1].Up {
+			t.Errorf("fw3 sees peers up: %+v", st.Peers)
+		}
+		// fw2 back first (an empty table), then fw1: each gets one copy
+		// from each live peer.
+		for _, i := range []int{1, 0} {
+			n := nodes[i]
+			n.table.Clear()
+			nw.Isolate(n.addr, false)
+			n.start(t, nw, key)
+			waitUntil(t, n.name+"'s copies complete", time.Minute, func() bool { return n.eng.Status().BulkComplete })
+			st := n.eng.Status()
+			for _, p := range st.Peers {
+				if p.Up && !p.BulkComplete {
+					t.Errorf("%s: copies complete, but not %s's: %+v", n.name, p.Node, p)
+				}
+			}
+			waitUntil(t, "every flow in "+n.name+"'s kernel", time.Minute, func() bool { return holds(n, all) })
+			s := n.eng.Stats(context.Background())
+			t.Logf("%s rejoined: %d bulk copies received, %d flows", n.name, s.BulksReceived, n.table.Len())
+		}
+		if s := nodes[0].eng.Stats(context.Background()); s.BulksReceived != 2 {
+			t.Errorf("fw1 received %d copies, want one from each of its two peers", s.BulksReceived)
+		}
+	})
 }
 
 func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {

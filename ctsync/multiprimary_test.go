@@ -61,7 +61,7 @@ func TestMultiprimaryMerge(t *testing.T) {
 	now := time.Now().UnixNano()
 
 	mirror := tcpState(1, ct.TCPEstablished)
-	if op, ok := e.mpUpdate(&mirror, now); !ok || op.op != kernel.Create {
+	if op, ok := e.mpUpdate(&mirror, now, 1); !ok || op.op != kernel.Create {
 		t.Errorf("a peer's new flow: %v %v, want a create", op.op, ok)
 	}
 	own := tcpState(2, ct.TCPEstablished)
@@ -78,7 +78,7 @@ func TestMultiprimaryMerge(t *testing.T) {
 		{"behind the newer state", ct.TCPEstablished, 0, 2},
 	} {
 		f := tcpState(2, tc.state)
-		op, ok := e.mpUpdate(&f, now)
+		op, ok := e.mpUpdate(&f, now, 1)
 		if ok != (tc.op != 0) || ok && op.op != tc.op {
 			t.Errorf("%s: write %v %v, want %v", tc.name, op.op, ok, tc.op)
 		}
@@ -90,17 +90,55 @@ func TestMultiprimaryMerge(t *testing.T) {
 		t.Errorf("own state after the peer's newer one: %d, want FIN_WAIT", f.TCP.State)
 	}
 
-	if op, ok := e.mpDestroy(mirror.Key()); !ok || op.op != kernel.Delete {
+	if op, ok := e.mpDestroy(mirror.Key(), 1); !ok || op.op != kernel.Delete {
 		t.Errorf("the peer's destroy of a mirror: %v %v, want a delete", op.op, ok)
 	}
-	if _, ok := e.mpDestroy(own.Key()); ok {
+	if _, ok := e.mpDestroy(own.Key(), 1); ok {
 		t.Error("the peer's destroy of a flow this node forwards deleted it")
 	}
 	if e.external.has(own.Key()) || e.external.has(mirror.Key()) {
 		t.Error("destroyed flows still in the external cache")
 	}
-	if _, ok := e.mpDestroy(mirror.Key()); ok {
+	if _, ok := e.mpDestroy(mirror.Key(), 1); ok {
 		t.Error("a second destroy wrote again")
+	}
+}
+
+// TestMultiprimaryMergeThreeNodes: with two peers, a mirror is deleted
+// once neither holds it; a state behind the other peer's is not written
+// (their updates need not arrive in order); each peer's count follows.
+func TestMultiprimaryMergeThreeNodes(t *testing.T) {
+	e := &Engine{cfg: Config{Cache: Direct, Topology: Multiprimary}}
+	now := time.Now().UnixNano()
+	const b, c = 1, 2 // the peers' bits
+	f := tcpState(1, ct.TCPEstablished)
+	if _, ok := e.mpUpdate(&f, now, b); !ok {
+		t.Fatal("the first peer's flow was not written")
+	}
+	fin := tcpState(1, ct.TCPFinWait)
+	if op, ok := e.mpUpdate(&fin, now, c); !ok || op.op != kernel.Create {
+		t.Errorf("the second peer's newer state: %v %v, want a create", op.op, ok)
+	}
+	if _, ok := e.mpUpdate(&f, now, b); ok || e.stats.staleUpdates.Load() != 1 {
+		t.Errorf("the first peer's older state was written (stale updates %d)", e.stats.staleUpdates.Load())
+	}
+	if got, _ := e.external.get(f.Key()); got.TCP.State != ct.TCPFinWait {
+		t.Errorf("the mirror's state went back to %d", got.TCP.State)
+	}
+	if e.external.held(b) != 1 || e.external.held(c) != 1 {
+		t.Errorf("held by the peers: %d, %d; want 1, 1", e.external.held(b), e.external.held(c))
+	}
+	if _, ok := e.mpDestroy(f.Key(), b); ok {
+		t.Error("one peer's destroy deleted a mirror the other still holds")
+	}
+	if e.external.held(b) != 0 || e.external.held(c) != 1 {
+		t.Errorf("after the first destroy: held %d, %d; want 0, 1", e.external.held(b), e.external.held(c))
+	}
+	if op, ok := e.mpDestroy(f.Key(), c); !ok || op.op != kernel.Delete {
+		t.Errorf("the last holder's destroy: %v %v, want a delete", op.op, ok)
+	}
+	if e.external.len() != 0 || e.external.held(c) != 0 {
+		t.Errorf("after the last destroy: %d flows, held %d", e.external.len(), e.external.held(c))
 	}
 }
 
@@ -112,9 +150,9 @@ func TestMultiprimaryDumped(t *testing.T) {
 	e := &Engine{cfg: Config{Cache: Direct, Topology: Multiprimary}}
 	start := time.Unix(1_000_000, 0)
 	peer := udpFlow(1, ct.StatusSeenReply|ct.StatusAssured, 120)
-	e.external.put(&peer, start.UnixNano())
+	e.external.put(&peer, start.UnixNano(), 1)
 	long := tcpState(2, ct.TCPEstablished)
-	e.external.put(&long, start.UnixNano())
+	e.external.put(&long, start.UnixNano(), 1)
 
 	now := start.Add(10 * time.Second)
 	at := func(f ct.Flow, timeout uint32) *ct.Flow { f.Timeout = timeout; return &f }
@@ -132,13 +170,17 @@ func TestMultiprimaryDumped(t *testing.T) {
 		{"long timeout idle", at(long, 432000-10), true, false, false},
 		{"long timeout refreshed", at(long, 432000), true, true, false},
 	} {
-		adopted, again, _ := e.mpDumped(tc.kernel, now, tc.peerUp)
+		var up uint8
+		if tc.peerUp {
+			up = 1
+		}
+		adopted, again, _ := e.mpDumped(tc.kernel, now, up|4) // another peer is up, not a holder
 		if adopted != tc.wantAdopt || again != tc.wantWrite {
 			t.Errorf("%s: adopted %v, written again %v; want %v, %v", tc.name, adopted, again, tc.wantAdopt, tc.wantWrite)
 		}
 	}
 	other := udpFlow(3, 0, 30)
-	if adopted, again, _ := e.mpDumped(&other, now, true); adopted || again {
+	if adopted, again, _ := e.mpDumped(&other, now, 1); adopted || again {
 		t.Error("a flow the peer does not hold was classified as a mirror")
 	}
 }
@@ -166,27 +208,29 @@ func TestNodeMessage(t *testing.T) {
 	}
 }
 
-// TestSplitGroups: a group this node is master of and the peer claims too
-// is a split brain once both claims last splitGrace, and only while the
-// peer is up; it is counted once.
+// TestSplitGroups: a group this node is master of and a peer claims too
+// is a split brain once both claims last splitGrace, and only while that
+// peer is up.
 func TestSplitGroups(t *testing.T) {
-	e := &Engine{masterOf: map[string]bool{"a": true, "b": true}, splitSince: map[string]time.Time{}}
-	e.peer.masterOf = []string{"b", "c"}
+	b, c := &peer{bit: 1}, &peer{bit: 2}
+	b.node.masterOf, c.node.masterOf = []string{"b"}, []string{"c"}
+	e := &Engine{masterOf: map[string]bool{"a": true, "b": true, "c": true}, splitSince: map[string]time.Time{},
+		peers: []*peer{b, c}}
 	now := time.Unix(1000, 0)
-	if got := e.splitGroups(now, true); len(got) != 0 {
+	if got := e.splitGroups(now, 3); len(got) != 0 {
 		t.Errorf("at once: %v", got)
 	}
-	if got := e.splitGroups(now.Add(splitGrace), true); !slices.Equal(got, []string{"b"}) {
-		t.Errorf("after splitGrace: %v, want [b]", got)
+	if got := e.splitGroups(now.Add(splitGrace), 3); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("after splitGrace: %v, want [b c]", got)
 	}
-	if got := e.splitGroups(now.Add(splitGrace+time.Second), false); len(got) != 0 {
-		t.Errorf("peer down: %v", got)
+	if got := e.splitGroups(now.Add(splitGrace+time.Second), 1); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("the second peer down: %v, want [b]", got)
 	}
-	if got := e.splitGroups(now.Add(splitGrace+2*time.Second), true); len(got) != 0 {
-		t.Errorf("the claim begins again when the peer is back: %v", got)
+	if got := e.splitGroups(now.Add(splitGrace+2*time.Second), 3); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("the second peer back: its claim begins again: %v, want [b]", got)
 	}
 	delete(e.masterOf, "b")
-	if got := e.splitGroups(now.Add(time.Hour), true); len(got) != 0 || len(e.splitSince) != 0 {
-		t.Errorf("no longer master: %v, since %v", got, e.splitSince)
+	if got := e.splitGroups(now.Add(time.Hour), 0); len(got) != 0 || len(e.splitSince) != 0 {
+		t.Errorf("no longer master, peers down: %v, since %v", got, e.splitSince)
 	}
 }

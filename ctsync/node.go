@@ -96,12 +96,23 @@ func (e *Engine) masterGroups() []string {
 	return slices.Sorted(maps.Keys(e.masterOf))
 }
 
-// splitGroups returns the groups this node and a peer both claim as
-// master for longer than splitGrace, and counts and logs each new one.
-func (e *Engine) splitGroups(now time.Time, peerUp bool) []string {
+// claimedBy returns a peer among those up (their bits) that claims
+// group g as master, or nil.
+func (e *Engine) claimedBy(g string, up uint8) *peer {
+	for _, p := range e.peers {
+		if up&p.bit != 0 && slices.Contains(p.node.masterOf, g) {
+			return p
+		}
+	}
+	return nil
+}
+
+// splitGroups returns the groups this node and a peer among those up
+// (their bits) both claim as master for longer than splitGrace.
+func (e *Engine) splitGroups(now time.Time, up uint8) []string {
 	var out []string
 	for g := range e.masterOf {
-		if !peerUp || !slices.Contains(e.peer.masterOf, g) {
+		if e.claimedBy(g, up) == nil {
 			delete(e.splitSince, g)
 			continue
 		}

@@ -44,14 +44,23 @@ func (e *Engine) Resync(ctx context.Context) error {
 
 // Bulk sends the peer a complete copy of this node's flows (conntrackd -B).
 func (e *Engine) Bulk(ctx context.Context) error {
-	return e.do(ctx, e.startBulk)
+	return e.do(ctx, e.bulkAll)
+}
+
+// bulkAll sends every peer a complete copy.
+func (e *Engine) bulkAll() {
+	for _, p := range e.peers {
+		e.startBulk(p)
+	}
 }
 
 // Request asks the peer for a complete copy of its flows (conntrackd -n).
 func (e *Engine) Request(ctx context.Context) error {
 	return e.do(ctx, func() {
-		e.bulkComplete, e.bulkAsked = false, time.Now()
-		e.ep.RequestBulk()
+		for _, p := range e.peers {
+			p.bulkComplete, p.bulkAsked = false, time.Now()
+			p.ep.RequestBulk()
+		}
 	})
 }
 
@@ -69,7 +78,7 @@ func (e *Engine) Purge(ctx context.Context) (int, error) {
 		case e.role == proto.RoleMaster:
 			err = ErrMaster
 			return
-		case !e.bulkComplete:
+		case !e.peers[0].bulkComplete: // primary-backup: one peer
 			// Against a partial copy, the master's flows would look stale.
 			err = ErrIncomplete
 			return
@@ -103,11 +112,14 @@ func (e *Engine) Purge(ctx context.Context) (int, error) {
 func (e *Engine) SetRole(ctx context.Context, r Role) error {
 	return e.do(ctx, func() {
 		e.role = r.protoRole()
-		e.ep.SetRole(e.role)
+		for _, p := range e.peers {
+			p.ep.SetRole(e.role)
+			if r == RoleMaster {
+				p.bulkAsked = time.Time{} // a master awaits no copy of the peer's
+			}
+		}
 		e.wr.mayPause.Store(r != RoleMaster)
-		if r == RoleMaster {
-			e.bulkAsked = time.Time{} // a master awaits no copy of the peer's
-		} else {
+		if r != RoleMaster {
 			e.yieldToPeer()
 		}
 	})

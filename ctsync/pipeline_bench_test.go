@@ -70,7 +70,7 @@ func (n *pipeNode) receive(key *auth.Key, dgram []byte, now time.Time) error {
 			b = rest
 			switch r.Kind {
 			case wire.KindUpdate:
-				n.external.put(&r.Flow, at)
+				n.external.put(&r.Flow, at, 1)
 			case wire.KindDestroy:
 				n.external.del(r.Flow.Key())
 			}

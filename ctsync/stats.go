@@ -123,8 +123,24 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 	for _, r := range []string{"auth", "replay", "reflected", "short", "version", "oversize", "unknown_source", "malformed", "bad_record"} {
 		s.Drops[r] += 0
 	}
-	var p proto.Stats
-	e.do(ctx, func() { p = e.ep.Stats() })
+	var p proto.Stats // every peer's
+	e.do(ctx, func() {
+		for _, pr := range e.peers {
+			x := pr.ep.Stats()
+			p.DataSent += x.DataSent
+			p.Resent += x.Resent
+			p.AcksSent += x.AcksSent
+			p.NacksSent += x.NacksSent
+			p.KeepalivesSent += x.KeepalivesSent
+			p.Delivered += x.Delivered
+			p.Duplicates += x.Duplicates
+			p.OutOfWindow += x.OutOfWindow
+			p.Jumps += x.Jumps
+			p.GaveUp += x.GaveUp
+			p.Malformed += x.Malformed
+			p.BulksStale += x.BulksStale
+		}
+	})
 	s.Protocol, s.BulksStale = protocolStats(p), p.BulksStale
 	return s
 }

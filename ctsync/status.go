@@ -55,50 +55,62 @@ type PeerStatus struct {
 func (e *Engine) publish(now time.Time) {
 	s := Status{
 		Topology: e.cfg.Topology,
-		PeerUp:   e.ep.PeerUp(now), BulkComplete: e.bulkComplete, PeerRole: roleOf(e.ep.PeerRole()),
-		BulkReceived: e.bulkReceived, BulkExpected: e.bulkExpected,
+		PeerUp:   e.peersUp(now), BulkComplete: e.copiesComplete(now),
 		Internal: e.internal.len(), External: e.external.len(), LastCommit: e.lastCommit,
 		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
 		Links: e.linkStatus(now),
 	}
-	if e.bulkSeen != nil {
-		s.BulkReceived = len(e.bulkSeen)
+	for _, p := range e.peers {
+		ps := PeerStatus{Node: p.node.name, Up: p.up(now), BulkComplete: p.bulkComplete,
+			Entries: e.external.held(p.bit), BulkReceived: p.bulkReceived, BulkExpected: p.bulkExpected,
+			LastSeen: p.heard, Role: roleOf(p.ep.PeerRole()), MasterOf: p.node.masterOf}
+		if p.bulkSeen != nil {
+			ps.BulkReceived = len(p.bulkSeen)
+		}
+		switch {
+		case p.addrs[p.active].IsValid():
+			ps.Address = p.addrs[p.active].String()
+		case p.addr.IsValid(): // a multicast link: where the peer was heard from
+			ps.Address = p.addr.String()
+		}
+		s.Peers = append(s.Peers, ps)
+		s.BulkReceived += ps.BulkReceived
+		s.BulkExpected += ps.BulkExpected
 	}
-	active := e.ls.links[e.ls.active].cfg
+	active := e.ls.links[e.peers[0].active].cfg
 	s.Link, s.Interface = active.Name, active.Interface
-	peer := PeerStatus{Node: e.peer.name, Up: s.PeerUp,
-		BulkComplete: s.BulkComplete, Entries: s.External, BulkReceived: s.BulkReceived,
-		BulkExpected: s.BulkExpected, LastSeen: e.peerHeard, Role: s.PeerRole, MasterOf: e.peer.masterOf}
-	switch {
-	case active.Peer.IsValid():
-		peer.Address = active.Peer.String()
-	case e.peerAddr.IsValid(): // a multicast link: where the peer was heard from
-		peer.Address = e.peerAddr.String()
-	}
-	s.Peers = []PeerStatus{peer}
 	if e.cfg.Topology == Multiprimary {
-		s.SplitGroups = e.splitGroups(now, s.PeerUp)
+		up := e.upMask(now)
+		s.SplitGroups = e.splitGroups(now, up)
 		for _, g := range s.SplitGroups {
 			if !slices.Contains(e.status.SplitGroups, g) {
 				e.stats.splitBrains.Add(1)
-				e.log.Error("split brain: a peer is master of this node's group too", "group", g, "peer", e.peer.name)
+				name := ""
+				if p := e.claimedBy(g, up); p != nil {
+					name = p.name()
+				}
+				e.log.Error("split brain: a peer is master of this node's group too", "group", g, "peer", name)
 			}
 		}
-	}
-	// Both masters for a moment is a normal preemption: the old master
-	// steps down when it hears the new one's advert, and its keep-alives
-	// say so a little later. Longer than splitGrace is a split brain.
-	if s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == RoleMaster {
-		if e.pbSplitSince.IsZero() {
-			e.pbSplitSince = now
-		}
-		s.SplitBrain = now.Sub(e.pbSplitSince) >= splitGrace
 	} else {
-		e.pbSplitSince = time.Time{}
-	}
-	if s.SplitBrain && !e.status.SplitBrain {
-		e.stats.splitBrains.Add(1)
-		e.log.Error("split brain: the peer is master too")
+		// Primary-backup: one peer. Both masters for a moment is a
+		// normal preemption: the old master steps down when it hears
+		// the new one's advert, and its keep-alives say so a little
+		// later. Longer than splitGrace is a split brain.
+		p := e.peers[0]
+		s.PeerRole = s.Peers[0].Role
+		if s.PeerUp && e.role == proto.RoleMaster && s.PeerRole == RoleMaster {
+			if p.splitSince.IsZero() {
+				p.splitSince = now
+			}
+			s.SplitBrain = now.Sub(p.splitSince) >= splitGrace
+		} else {
+			p.splitSince = time.Time{}
+		}
+		if s.SplitBrain && !e.status.SplitBrain {
+			e.stats.splitBrains.Add(1)
+			e.log.Error("split brain: the peer is master too")
+		}
 	}
 	e.statusMu.Lock()
 	old := e.status

@@ -60,7 +60,7 @@ func syncConfig(s *cfg.Sync, node string) ctsync.Config {
 	}
 	for _, l := range s.Links {
 		c.Links = append(c.Links, ctsync.Link{Name: l.Name, Interface: l.Interface, Local: l.Local,
-			Peer: l.Peer, MulticastGroup: l.MulticastGroup, Port: l.Port})
+			Peers: l.Peers, MulticastGroup: l.MulticastGroup, Port: l.Port})
 	}
 	return c
 }

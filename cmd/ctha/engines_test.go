@@ -99,7 +99,14 @@ func TestEngineConfigs(t *testing.T) {
 		sameFields(t, "vrrp.SyncGroup", reflect.ValueOf(v.SyncGroups[i]), reflect.ValueOf(c.SyncGroups[i]))
 	}
 	s := syncConfig(c.Sync, c.NodeName)
-	sameFields(t, "ctsync.Config", reflect.ValueOf(s), reflect.ValueOf(*c.Sync), "NodeName")
+	sameFields(t, "ctsync.Config", reflect.ValueOf(s), reflect.ValueOf(*c.Sync), "NodeName", "Links")
+	if len(s.Links) != len(c.Sync.Links) {
+		t.Fatalf("ctsync.Config.Links: %d, from %d", len(s.Links), len(c.Sync.Links))
+	}
+	for i := range s.Links {
+		// cfg.Link's Peer, the first of Peers, has no counterpart.
+		sameFields(t, "ctsync.Link", reflect.ValueOf(s.Links[i]), reflect.ValueOf(c.Sync.Links[i]))
+	}
 	if s.NodeName != c.NodeName {
 		t.Errorf("ctsync.Config.NodeName: translated as %q, from node_name %q", s.NodeName, c.NodeName)
 	}

@@ -204,7 +204,7 @@ func (n *simNode) vrrpConfig() vrrp.Config {
 func (n *simNode) syncConfig() ctsync.Config {
 	c := ctsync.Config{Key: n.p.key, StartupSyncTimeout: 30 * time.Second,
 		Links: []ctsync.Link{{Name: "sync0", Interface: "sync", Local: n.syncAddr,
-			Peer: n.p.nodes[1-n.idx].syncAddr, Port: 3780}}}
+			Peers: []netip.Addr{n.p.nodes[1-n.idx].syncAddr}, Port: 3780}}}
 	if n.opts.external {
 		c.Cache = ctsync.External
 	}

@@ -1,6 +1,6 @@
 conntrack_sync {
   topology = "multiprimary"
-  link "three-nodes" {
+  link "three-nodes" { # valid
     interface = "s1"
     local     = "10.10.3.1"
     peers     = ["10.10.3.2", "10.10.3.3"]
