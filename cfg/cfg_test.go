@@ -385,6 +385,7 @@ func TestMultiprimary(t *testing.T) {
 		topology  string
 		peer      string // the link's Peer
 		peers     int    // how many it lists (0: 1)
+		snat      [2]uint16
 	}{
 		{name: "valid", src: file("  topology = \"multiprimary\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
 		{name: "cache direct said", src: file("  topology = \"multiprimary\"\n  cache = \"direct\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
@@ -402,6 +403,17 @@ func TestMultiprimary(t *testing.T) {
 			want: []string{`mp.hcl:20,1: warning: no sync_group sets conntrack = true`}, topology: TopologyPrimaryBackup, peer: "10.10.3.2"},
 		{name: "three nodes", src: strings.Replace(file("  topology = \"multiprimary\"\n", ""), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
 			topology: TopologyMultiprimary, peer: "10.10.3.2", peers: 2},
+		{name: "snat port range", src: file("  topology = \"multiprimary\"\n  snat_port_range = \"20000-29999\"\n", ""),
+			topology: TopologyMultiprimary, peer: "10.10.3.2", snat: [2]uint16{20000, 29999}},
+		{name: "snat port range reversed", src: file("  topology = \"multiprimary\"\n  snat_port_range = \"29999-20000\"\n", ""),
+			want: []string{`mp.hcl:22,21: snat_port_range must be "LOW-HIGH", ports 1 to 65535 with LOW <= HIGH`}},
+		{name: "snat port range beyond 65535", src: file("  topology = \"multiprimary\"\n  snat_port_range = \"60000-70000\"\n", ""),
+			want: []string{`mp.hcl:22,21: snat_port_range must be "LOW-HIGH"`}},
+		{name: "snat port range one port", src: file("  topology = \"multiprimary\"\n  snat_port_range = \"2000\"\n", ""),
+			want: []string{`mp.hcl:22,21: snat_port_range must be "LOW-HIGH"`}},
+		{name: "snat port range in primary-backup", src: file("  snat_port_range = \"20000-29999\"\n", "  conntrack = true\n"),
+			want:     []string{`mp.hcl:22,21: warning: snat_port_range is only used with topology = "multiprimary"`},
+			topology: TopologyPrimaryBackup, peer: "10.10.3.2", snat: [2]uint16{20000, 29999}},
 		{name: "two peers in primary-backup", src: strings.Replace(file("", "  conntrack = true\n"), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
 			want: []string{`mp.hcl:22,3: 2 peers: primary-backup has one (topology = "multiprimary" has up to 7)`}},
 		{name: "two peers in alarm mode", src: strings.Replace(file("  topology = \"multiprimary\"\n  mode = \"alarm\"\n", ""), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
@@ -448,6 +460,9 @@ func TestMultiprimary(t *testing.T) {
 			}
 			if got := c.Sync.Links[0].Peer; got != netip.MustParseAddr(tc.peer) || c.Sync.Links[0].MulticastGroup.IsValid() {
 				t.Errorf("link peer %v (multicast %v), want %s", got, c.Sync.Links[0].MulticastGroup, tc.peer)
+			}
+			if c.Sync.SNATPorts != tc.snat {
+				t.Errorf("snat_port_range %v, want %v", c.Sync.SNATPorts, tc.snat)
 			}
 			if got, want := c.Sync.Links[0].Peers, max(tc.peers, 1); len(got) != want || got[0] != c.Sync.Links[0].Peer {
 				t.Errorf("link peers %v, want %d beginning with %s", got, want, tc.peer)

@@ -153,6 +153,9 @@ type Sync struct {
 	Cache    string // CacheDirect or CacheExternal
 	Topology string // TopologyPrimaryBackup or TopologyMultiprimary
 	Links    []Link // 1..4, in order of preference
+	// SNATPorts is snat_port_range, the ports this node's SNAT rules
+	// translate to ([0, 0]: none).
+	SNATPorts [2]uint16
 
 	// Key authenticates the sync protocol; zero when InsecureNoAuth.
 	Key            auth.Key

@@ -91,6 +91,7 @@ type (
 		block
 		Mode, Cache        attr[string]
 		Topology           attr[string]
+		SNATPortRange      attr[string]
 		Links              []*linkSyntax
 		AuthKeyFile        attr[string]
 		InsecureNoAuth     attr[bool]
@@ -161,7 +162,7 @@ var (
 	}
 	notifySchema = attrsSchema("master", "backup", "fault", "timeout")
 	syncSchema   = &hcl.BodySchema{
-		Attributes: attrsSchema("mode", "cache", "topology", "auth_key_file", "insecure_no_auth",
+		Attributes: attrsSchema("mode", "cache", "topology", "snat_port_range", "auth_key_file", "insecure_no_auth",
 			"tcp_window_tracking", "expectations", "commit_timeout", "purge_delay",
 			"startup_sync_timeout", "refresh_interval", "cache_timeout").Attributes,
 		Blocks: []hcl.BlockHeaderSchema{
@@ -431,6 +432,7 @@ func (d *decoder) sync(b *hcl.Block) *syncSyntax {
 	decodeAttr(d, a, "mode", &s.Mode)
 	decodeAttr(d, a, "cache", &s.Cache)
 	decodeAttr(d, a, "topology", &s.Topology)
+	decodeAttr(d, a, "snat_port_range", &s.SNATPortRange)
 	decodeAttr(d, a, "auth_key_file", &s.AuthKeyFile)
 	decodeAttr(d, a, "insecure_no_auth", &s.InsecureNoAuth)
 	decodeAttr(d, a, "tcp_window_tracking", &s.TCPWindowTracking)

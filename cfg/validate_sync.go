@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/ctha/ctha/ctsync/auth"
@@ -61,6 +62,12 @@ func (v *validator) sync(s *syncSyntax) Sync {
 		// The default cache is direct: only an explicit one gets here.
 		v.errorf(s.Cache.Range, "cache = %q cannot be used with topology = %q: every node forwards its own flows, so the peer's states must go into the kernel as they arrive (cache = %q, the default)",
 			CacheExternal, TopologyMultiprimary, CacheDirect)
+	}
+	if s.SNATPortRange.ok() {
+		c.SNATPorts = v.portRange(s.SNATPortRange)
+		if c.Topology != TopologyMultiprimary {
+			v.warnf(s.SNATPortRange.Range, "snat_port_range is only used with topology = %q", TopologyMultiprimary)
+		}
 	}
 	if c.Mode == ModeAlarm {
 		if c.CacheTimeout <= c.RefreshInterval {
@@ -172,6 +179,18 @@ func (v *validator) link(s *linkSyntax) Link {
 		}
 	}
 	return l
+}
+
+// portRange parses snat_port_range: "LO-HI", 1 <= LO <= HI <= 65535.
+func (v *validator) portRange(a attr[string]) [2]uint16 {
+	lo, hi, ok := strings.Cut(a.Val, "-")
+	l, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	h, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if !ok || err1 != nil || err2 != nil || l == 0 || l > h {
+		v.errorf(a.Range, "snat_port_range must be \"LOW-HIGH\", ports 1 to 65535 with LOW <= HIGH (e.g. \"20000-29999\"), got %q", a.Val)
+		return [2]uint16{}
+	}
+	return [2]uint16{uint16(l), uint16(h)}
 }
 
 // peer checks one peer address of a link whose local address is local

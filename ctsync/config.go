@@ -17,7 +17,11 @@ type Config struct {
 	Topology Topology
 	// NodeName is this node's name (node_name), which its peers show.
 	NodeName string
-	Links    []Link // 1..4, in order of preference
+	// SNATPorts is the range of ports this node's SNAT rules translate
+	// to (snat_port_range; multiprimary, where nodes share an address):
+	// announced to the peers, whose overlap is reported. Zero: none.
+	SNATPorts PortRange
+	Links     []Link // 1..4, in order of preference
 
 	// Key authenticates the protocol; the zero key is the
 	// insecure_no_auth mode's.
@@ -102,6 +106,28 @@ func (t Topology) String() string {
 		return "multiprimary"
 	}
 	return fmt.Sprintf("Topology(%d)", uint8(t))
+}
+
+// PortRange is a range of ports, both ends included; the zero value is
+// no range.
+type PortRange struct{ Lo, Hi uint16 }
+
+// IsZero reports whether r is no range.
+func (r PortRange) IsZero() bool { return r == PortRange{} }
+
+// Contains reports whether port p is in r.
+func (r PortRange) Contains(p uint16) bool { return p >= r.Lo && p <= r.Hi }
+
+// Overlaps reports whether r and o share a port (neither is zero).
+func (r PortRange) Overlaps(o PortRange) bool {
+	return !r.IsZero() && !o.IsZero() && r.Lo <= o.Hi && o.Lo <= r.Hi
+}
+
+func (r PortRange) String() string {
+	if r.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
 }
 
 // Link is one sync link.

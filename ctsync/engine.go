@@ -444,6 +444,10 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 			continue // the peer's flow mirrored in this kernel, not ours
 		}
 		e.stats.events.Add(1)
+		if ev.Type == kernel.EventNew && !e.cfg.SNATPorts.IsZero() && ev.Flow.Status&ct.StatusSrcNAT != 0 &&
+			!e.cfg.SNATPorts.Contains(ev.Flow.Reply.DstPort) {
+			e.stats.snatOutOfRange.Add(1)
+		}
 		if ev.Type != kernel.EventDestroy {
 			switch e.admitEvent(ev, k) { // filter.go
 			case admitStore:

@@ -174,6 +174,11 @@ func (e *Engine) linkHeard(p *peer, i int, src netip.Addr, payload []byte, now t
 		v.peerHears = flags&probeHears != 0
 	}
 	if ni, ok := parseNode(payload); ok {
+		if ni.snat != p.node.snat && e.cfg.SNATPorts.Overlaps(ni.snat) {
+			e.stats.snatOverlaps.Add(1)
+			e.log.Warn("a peer's SNAT port range overlaps this node's: flows translated to a shared address may collide",
+				"peer", ni.name, "peer_range", ni.snat.String(), "range", e.cfg.SNATPorts.String())
+		}
 		p.node = ni
 	}
 }
@@ -186,7 +191,7 @@ func (e *Engine) tickLinks(ctx context.Context, now time.Time) time.Time {
 	if !now.Before(ls.nextProbe) {
 		ls.nextProbe = now.Add(probeEvery)
 		var buf, probe []byte
-		node := appendNode(nil, e.cfg.NodeName, e.masterGroups())
+		node := appendNode(nil, e.cfg.NodeName, e.masterGroups(), e.cfg.SNATPorts)
 		for i, l := range ls.links {
 			if !ls.views[i].carrier {
 				continue

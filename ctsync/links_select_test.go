@@ -75,13 +75,13 @@ func TestProbe(t *testing.T) {
 func FuzzParseProbe(f *testing.F) {
 	f.Add(appendProbe(nil, 2, true))
 	f.Add([]byte{0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
-	f.Add(appendNode(appendProbe(nil, 0, false), "fw1", []string{"a", "b"}))
+	f.Add(appendNode(appendProbe(nil, 0, false), "fw1", []string{"a", "b"}, PortRange{20000, 29999}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parseProbe(b)
 		if ni, ok := parseNode(b); ok {
 			// What parses is a NODE message that says the same again.
-			again, ok := parseNode(appendNode(nil, ni.name, ni.masterOf))
-			if !ok || again.name != ni.name || !slices.Equal(again.masterOf, ni.masterOf) {
+			again, ok := parseNode(appendNode(nil, ni.name, ni.masterOf, ni.snat))
+			if !ok || again.name != ni.name || !slices.Equal(again.masterOf, ni.masterOf) || again.snat != ni.snat {
 				t.Fatalf("%+v appended and parsed again: %+v %v", ni, again, ok)
 			}
 		}

@@ -190,15 +190,23 @@ func TestMultiprimaryDumped(t *testing.T) {
 // maxNameLen; a truncated message is not taken.
 func TestNodeMessage(t *testing.T) {
 	long := strings.Repeat("x", 100)
-	p := appendNode(appendProbe(nil, 1, true), "fw1", []string{"b", "a", long})
+	p := appendNode(appendProbe(nil, 1, true), "fw1", []string{"b", "a", long}, PortRange{20000, 29999})
 	ni, ok := parseNode(p)
-	if !ok || ni.name != "fw1" || !slices.Equal(ni.masterOf, []string{"a", "b", long[:maxNameLen]}) {
+	if !ok || ni.name != "fw1" || !slices.Equal(ni.masterOf, []string{"a", "b", long[:maxNameLen]}) ||
+		ni.snat != (PortRange{20000, 29999}) {
 		t.Fatalf("parsed %+v %v", ni, ok)
+	}
+	// An older version's message ends after the groups: no range.
+	old := p[:len(p)-4]
+	old[len(appendProbe(nil, 1, true))+1] -= 4 // the body's length
+	if ni, ok := parseNode(old); !ok || !ni.snat.IsZero() || ni.name != "fw1" {
+		t.Errorf("without a port range: %+v %v", ni, ok)
 	}
 	if flags, ok := parseProbe(p); !ok || flags != probeHears {
 		t.Errorf("the link probe before it: %x %v", flags, ok)
 	}
-	for n := len(p) - 1; n > len(appendProbe(nil, 1, true)); n-- {
+	p = appendNode(appendProbe(nil, 1, true), "fw1", []string{"b", "a", long}, PortRange{})
+	for n := len(p) - 5; n > len(appendProbe(nil, 1, true)); n-- {
 		if _, ok := parseNode(p[:n]); ok {
 			t.Fatalf("a NODE message cut at %d of %d bytes parsed", n, len(p))
 		}
@@ -232,5 +240,27 @@ func TestSplitGroups(t *testing.T) {
 	delete(e.masterOf, "b")
 	if got := e.splitGroups(now.Add(time.Hour), 0); len(got) != 0 || len(e.splitSince) != 0 {
 		t.Errorf("no longer master, peers down: %v, since %v", got, e.splitSince)
+	}
+}
+
+// TestPortRange: the SNAT port ranges' overlap, and a zero range's.
+func TestPortRange(t *testing.T) {
+	a := PortRange{20000, 29999}
+	for _, tc := range []struct {
+		o    PortRange
+		want bool
+	}{
+		{PortRange{30000, 39999}, false},
+		{PortRange{29999, 30000}, true},
+		{PortRange{10000, 20000}, true},
+		{PortRange{21000, 22000}, true},
+		{PortRange{}, false},
+	} {
+		if got := a.Overlaps(tc.o); got != tc.want || tc.o.Overlaps(a) != tc.want {
+			t.Errorf("%v and %v overlap: %v, want %v", a, tc.o, got, tc.want)
+		}
+	}
+	if !a.Contains(20000) || !a.Contains(29999) || a.Contains(30000) || a.String() != "20000-29999" {
+		t.Errorf("%v: contains or string wrong", a)
 	}
 }

@@ -11,8 +11,10 @@ import (
 // NODE message (type 0x21, skipped as unknown by the protocol and by
 // older versions): name length u8, node_name, then the number of sync
 // groups the node is master of (u8) and each group's name (length u8,
-// name). Multiprimary nodes compare the groups: two masters of one group
-// for longer than splitGrace is that group's split brain.
+// name), then its SNAT port range (lo u16, hi u16; 0-0 for none; absent
+// from older versions). Multiprimary nodes compare the groups: two
+// masters of one group for longer than splitGrace is that group's split
+// brain; and the port ranges, whose overlap is reported.
 
 const (
 	typeNode = 0x21
@@ -26,16 +28,19 @@ const (
 type nodeInfo struct {
 	name     string
 	masterOf []string // sorted
+	snat     PortRange
 }
 
 // appendNode appends a NODE message.
-func appendNode(b []byte, name string, masterOf []string) []byte {
+func appendNode(b []byte, name string, masterOf []string, snat PortRange) []byte {
 	body := appendName(nil, name)
 	n := min(len(masterOf), maxNodeGroups)
 	body = append(body, byte(n))
 	for _, g := range masterOf[:n] {
 		body = appendName(body, g)
 	}
+	body = binary.BigEndian.AppendUint16(body, snat.Lo)
+	body = binary.BigEndian.AppendUint16(body, snat.Hi)
 	b = append(b, typeNode)
 	b = binary.AppendUvarint(b, uint64(len(body)))
 	return append(b, body...)
@@ -75,6 +80,12 @@ func parseNode(p []byte) (nodeInfo, bool) {
 				return nodeInfo{}, false
 			}
 			ni.masterOf = append(ni.masterOf, g)
+		}
+		if len(body) >= 4 {
+			ni.snat = PortRange{binary.BigEndian.Uint16(body), binary.BigEndian.Uint16(body[2:])}
+			if ni.snat.Lo > ni.snat.Hi {
+				ni.snat = PortRange{}
+			}
 		}
 		slices.Sort(ni.masterOf)
 		ni.masterOf = slices.Compact(ni.masterOf)

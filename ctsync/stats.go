@@ -18,6 +18,8 @@ type counters struct {
 	bulksSent, bulksReceived, splitBrains atomic.Uint64
 	bulkRetries                           atomic.Uint64
 	staleUpdates, adopted, refreshed      atomic.Uint64 // multiprimary
+	snatOverlaps, snatOutOfRange          atomic.Uint64 // multiprimary
+	natConflicts                          atomic.Uint64
 	expired                               atomic.Uint64 // alarm mode
 	mu                                    sync.Mutex
 	drops                                 map[string]uint64
@@ -71,10 +73,18 @@ type Stats struct {
 	// Multiprimary: the peer's updates behind this node's own state of a
 	// flow (not written), the peer's flows adopted (this node's traffic
 	// refreshed them), and mirrors written again to keep them alive.
-	StaleUpdates uint64            `json:"stale_updates"`
-	Adopted      uint64            `json:"adopted"`
-	Refreshed    uint64            `json:"refreshed"`
-	Drops        map[string]uint64 `json:"drops"`
+	StaleUpdates uint64 `json:"stale_updates"`
+	Adopted      uint64 `json:"adopted"`
+	Refreshed    uint64 `json:"refreshed"`
+	// SNATOverlaps counts the peers found announcing an SNAT port range
+	// that overlaps this node's; SNATOutOfRange, this node's new flows
+	// translated to a port outside its range; NATConflicts, the peers'
+	// flows not written because a flow of this node's has the same
+	// translated tuple (the live local flow is kept).
+	SNATOverlaps   uint64            `json:"snat_overlaps"`
+	SNATOutOfRange uint64            `json:"snat_out_of_range"`
+	NATConflicts   uint64            `json:"nat_conflicts"`
+	Drops          map[string]uint64 `json:"drops"`
 	// Filtered counts the flow events not replicated, by reason; the
 	// kernel drops most before they are read (see filter.kernelFilter).
 	Filtered map[string]uint64 `json:"filtered"`
@@ -113,6 +123,7 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 		BulkRetries:  c.bulkRetries.Load(),
 		LinkSwitches: e.ls.switches.Load(), Expired: c.expired.Load(),
 		StaleUpdates: c.staleUpdates.Load(), Adopted: c.adopted.Load(), Refreshed: c.refreshed.Load(),
+		SNATOverlaps: c.snatOverlaps.Load(), SNATOutOfRange: c.snatOutOfRange.Load(), NATConflicts: c.natConflicts.Load(),
 		Drops: map[string]uint64{}, Filtered: e.flt.counts(),
 	}
 	c.mu.Lock()

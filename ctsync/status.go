@@ -25,6 +25,10 @@ type Status struct {
 	Links                          []LinkStatus
 	// Peers are the peers one by one (one in primary-backup).
 	Peers []PeerStatus
+	// SNATPorts is this node's SNAT port range; SNATOverlap, whether a
+	// peer's overlaps it.
+	SNATPorts   PortRange
+	SNATOverlap bool
 	// SplitGroups (multiprimary) are the sync groups this node is master
 	// of while a peer claims them too, for longer than a preemption
 	// takes; sorted.
@@ -50,12 +54,14 @@ type PeerStatus struct {
 	// MasterOf (multiprimary) are the sync groups the peer claims to be
 	// master of; sorted.
 	MasterOf []string
+	// SNATPorts is the SNAT port range the peer announces.
+	SNATPorts PortRange
 }
 
 func (e *Engine) publish(now time.Time) {
 	s := Status{
-		Topology: e.cfg.Topology,
-		PeerUp:   e.peersUp(now), BulkComplete: e.copiesComplete(now),
+		Topology: e.cfg.Topology, SNATPorts: e.cfg.SNATPorts,
+		PeerUp: e.peersUp(now), BulkComplete: e.copiesComplete(now),
 		Internal: e.internal.len(), External: e.external.len(), LastCommit: e.lastCommit,
 		ExpectInternal: len(e.exp.internal), ExpectExternal: len(e.exp.external),
 		Links: e.linkStatus(now),
@@ -63,7 +69,8 @@ func (e *Engine) publish(now time.Time) {
 	for _, p := range e.peers {
 		ps := PeerStatus{Node: p.node.name, Up: p.up(now), BulkComplete: p.bulkComplete,
 			Entries: e.external.held(p.bit), BulkReceived: p.bulkReceived, BulkExpected: p.bulkExpected,
-			LastSeen: p.heard, Role: roleOf(p.ep.PeerRole()), MasterOf: p.node.masterOf}
+			LastSeen: p.heard, Role: roleOf(p.ep.PeerRole()), MasterOf: p.node.masterOf, SNATPorts: p.node.snat}
+		s.SNATOverlap = s.SNATOverlap || e.cfg.SNATPorts.Overlaps(p.node.snat)
 		if p.bulkSeen != nil {
 			ps.BulkReceived = len(p.bulkSeen)
 		}

@@ -332,6 +332,17 @@ func (e *Engine) write(ctx context.Context, k kernelWriter, op kernel.Op, flows 
 		if op == kernel.Delete && errors.Is(f.Err, errENOENT) {
 			continue // already gone
 		}
+		if op == kernel.Create && errors.Is(f.Err, unix.EEXIST) {
+			// The flow exists under its other tuple: a flow of this
+			// node's with the same translated tuple (SNAT to a shared
+			// address, port ranges overlapping). A create replaces only a
+			// flow of the same original tuple, so the live local flow is
+			// kept; the peer's is not written.
+			if e.stats.natConflicts.Add(1) == 1 {
+				e.log.Warn("a peer's flow has the translated tuple of a local flow: not written (see snat_port_range)",
+					"flow", f.Key.Orig)
+			}
+		}
 		e.stats.kernelFailures.Add(1)
 		e.log.Debug("conntrack write refused", "op", op, "flow", f.Key.Orig, "err", f.Err)
 	}

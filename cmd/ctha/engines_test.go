@@ -99,7 +99,10 @@ func TestEngineConfigs(t *testing.T) {
 		sameFields(t, "vrrp.SyncGroup", reflect.ValueOf(v.SyncGroups[i]), reflect.ValueOf(c.SyncGroups[i]))
 	}
 	s := syncConfig(c.Sync, c.NodeName)
-	sameFields(t, "ctsync.Config", reflect.ValueOf(s), reflect.ValueOf(*c.Sync), "NodeName", "Links")
+	sameFields(t, "ctsync.Config", reflect.ValueOf(s), reflect.ValueOf(*c.Sync), "NodeName", "Links", "SNATPorts")
+	if got := [2]uint16{s.SNATPorts.Lo, s.SNATPorts.Hi}; got != c.Sync.SNATPorts {
+		t.Errorf("ctsync.Config.SNATPorts: translated as %v, from %v", got, c.Sync.SNATPorts)
+	}
 	if len(s.Links) != len(c.Sync.Links) {
 		t.Fatalf("ctsync.Config.Links: %d, from %d", len(s.Links), len(c.Sync.Links))
 	}

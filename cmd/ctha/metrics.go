@@ -41,13 +41,17 @@ var (
 	descLinkSwitches  = prometheus.NewDesc("ctha_sync_link_switches_total", "Times the traffic moved to another sync link.", nil, nil)
 	descBulksStale    = prometheus.NewDesc("ctha_sync_bulks_stale_total", "The peer's complete copies discarded: begun for an earlier run of this node.", nil, nil)
 	descBulkRetries   = prometheus.NewDesc("ctha_sync_bulk_retries_total", "Complete copies of the peer's table asked for or begun again after one was abandoned.", nil, nil)
+	descNATConflicts  = prometheus.NewDesc("ctha_sync_nat_conflicts_total", "Peers' flows not written: a local flow has the same translated tuple (snat_port_range).", nil, nil)
+	descSNATOutside   = prometheus.NewDesc("ctha_sync_snat_out_of_range_total", "This node's new flows translated to a port outside its snat_port_range.", nil, nil)
+	descSNATOverlap   = prometheus.NewDesc("ctha_sync_snat_overlap", "1 while a peer's SNAT port range overlaps this node's.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGroupState, descNotifySkipped, descInstanceState, descPriority, descTransitions, descAdverts,
 		descVRRPDrops, descVIPsRestored, descTakeover, descEntries, descDatagrams, descSyncDrops,
 		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
-		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries} {
+		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries,
+		descNATConflicts, descSNATOutside, descSNATOverlap} {
 		ch <- d
 	}
 }
@@ -86,6 +90,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		st := e.Status()
 		gauge(descEntries, float64(st.Internal), "internal")
 		gauge(descEntries, float64(st.External), "external")
+		gauge(descSNATOverlap, b2f(st.SNATOverlap))
 		for _, l := range st.Links {
 			gauge(descLinkUp, b2f(l.Up), l.Name)
 			gauge(descLinkActive, b2f(l.Active), l.Name)
@@ -108,6 +113,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLinkSwitches, s.LinkSwitches)
 		counter(descBulksStale, s.BulksStale)
 		counter(descBulkRetries, s.BulkRetries)
+		counter(descNATConflicts, s.NATConflicts)
+		counter(descSNATOutside, s.SNATOutOfRange)
 	}
 }
 

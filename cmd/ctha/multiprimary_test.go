@@ -58,7 +58,7 @@ func TestStatusTopologies(t *testing.T) {
 	// What primary-backup had before topologies, unchanged, and what is new.
 	before := []string{"mode", "cache", "running", "peer_up", "peer_role", "bulk_complete", "bulk_received",
 		"internal_entries", "external_entries", "links", "last_commit", "split_brain", "key_fingerprint"}
-	added := []string{"topology", "peers"}
+	added := []string{"topology", "peers", "snat_port_range", "snat_overlap"}
 	var keys []string
 	for k := range pb {
 		keys = append(keys, k)
@@ -70,7 +70,7 @@ func TestStatusTopologies(t *testing.T) {
 		t.Errorf("primary-backup: peer_role %v, topology %v, peer_up %v", pb["peer_role"], pb["topology"], pb["peer_up"])
 	}
 	wantPeer := map[string]any{"node": "fw2", "address": "10.10.3.2", "up": true, "bulk_complete": true,
-		"entries": 1200.0, "last_seen_ms": 250.0, "bulk_received": 1200.0}
+		"entries": 1200.0, "last_seen_ms": 250.0, "bulk_received": 1200.0, "snat_port_range": ""}
 	if diff := cmp.Diff([]any{wantPeer}, pb["peers"]); diff != "" {
 		t.Errorf("primary-backup peers (-want +got):\n%s", diff)
 	}
@@ -86,7 +86,7 @@ func TestStatusTopologies(t *testing.T) {
 		t.Errorf("multiprimary: topology %v, peer_up %v, split_brain %v (group b split)", mp["topology"], mp["peer_up"], mp["split_brain"])
 	}
 	wantPeer = map[string]any{"node": "", "address": "10.10.3.2", "up": false, "bulk_complete": false,
-		"entries": 0.0, "last_seen_ms": nil, "bulk_received": 10.0, "bulk_expected": 500.0}
+		"entries": 0.0, "last_seen_ms": nil, "bulk_received": 10.0, "bulk_expected": 500.0, "snat_port_range": ""}
 	if diff := cmp.Diff([]any{wantPeer}, mp["peers"]); diff != "" {
 		t.Errorf("multiprimary peers (-want +got):\n%s", diff)
 	}

@@ -204,6 +204,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		if s.SplitBrain && s.Topology != control.TopologyMultiprimary { // multiprimary: the groups say it
 			fmt.Fprintln(w, "  SPLIT BRAIN: the peer is master too (see the log)")
 		}
+		if s.SNATOverlap {
+			fmt.Fprintf(w, "  SNAT PORT RANGES OVERLAP: this node's %s and a peer's (see the peers)\n", s.SNATPortRange)
+		}
 		if s.Running {
 			fmt.Fprintf(w, "  peer's complete copy: %s\n", bulkProgress(s))
 		}
@@ -246,7 +249,11 @@ func peerLine(p control.PeerStatus) string {
 	if p.LastSeenMS != nil {
 		heard = fmt.Sprintf("heard %s ago", (time.Duration(*p.LastSeenMS * float64(time.Millisecond))).Round(time.Millisecond))
 	}
-	return fmt.Sprintf("peer %s (%s): %s, %d flows, %s, %s", orDash(p.Node), orDash(p.Address), state, p.Entries, copyState, heard)
+	snat := ""
+	if p.SNATPortRange != "" {
+		snat = ", SNAT ports " + p.SNATPortRange
+	}
+	return fmt.Sprintf("peer %s (%s): %s, %d flows, %s, %s%s", orDash(p.Node), orDash(p.Address), state, p.Entries, copyState, heard, snat)
 }
 
 // bulkProgress says how far the peer's complete copy has come.

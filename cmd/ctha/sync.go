@@ -45,6 +45,7 @@ func syncStatus(ss *control.SyncStatus, s ctsync.Status, now time.Time) {
 	ss.BulkReceived, ss.BulkExpected = s.BulkReceived, s.BulkExpected
 	ss.PeerRole = s.PeerRole.String() // null in multiprimary's JSON
 	ss.InternalEntries, ss.ExternalEntries = s.Internal, s.External
+	ss.SNATPortRange, ss.SNATOverlap = s.SNATPorts.String(), s.SNATOverlap
 	if c := s.LastCommit; c != nil {
 		ss.LastCommit = &control.CommitStatus{Entries: c.Entries, Failed: c.Failed, TookMS: durationMS(c.Took)}
 	}
@@ -57,7 +58,8 @@ func syncStatus(ss *control.SyncStatus, s ctsync.Status, now time.Time) {
 	}
 	for _, p := range s.Peers {
 		ps := control.PeerStatus{Node: p.Node, Address: p.Address, Up: p.Up, BulkComplete: p.BulkComplete,
-			Entries: p.Entries, BulkReceived: p.BulkReceived, BulkExpected: p.BulkExpected}
+			Entries: p.Entries, BulkReceived: p.BulkReceived, BulkExpected: p.BulkExpected,
+			SNATPortRange: p.SNATPorts.String()}
 		if !p.LastSeen.IsZero() {
 			ms := durationMS(max(now.Sub(p.LastSeen), 0))
 			ps.LastSeenMS = &ms

@@ -98,9 +98,12 @@ type SyncStatus struct {
 	LastCommit      *CommitStatus `json:"last_commit"`
 	SplitBrain      bool          `json:"split_brain"`
 	KeyFingerprint  string        `json:"key_fingerprint"` // "" without authentication
-	// Peers are the peers one by one (one in this version, in both
-	// topologies).
+	// Peers are the peers one by one (one in primary-backup).
 	Peers []PeerStatus `json:"peers"`
+	// SNATPortRange is this node's snat_port_range ("" for none), and
+	// SNATOverlap whether a peer's overlaps it.
+	SNATPortRange string `json:"snat_port_range"`
+	SNATOverlap   bool   `json:"snat_overlap"`
 }
 
 // MarshalJSON writes peer_role as null in multiprimary; the document is
@@ -130,13 +133,16 @@ type PeerStatus struct {
 	// BulkReceived and BulkExpected are as SyncStatus's, for this peer.
 	BulkReceived int `json:"bulk_received"`
 	BulkExpected int `json:"bulk_expected,omitempty"`
+	// SNATPortRange is the SNAT port range the peer announces ("" for
+	// none, or a peer of an older version).
+	SNATPortRange string `json:"snat_port_range"`
 }
 
 // LinkStatus is one sync link, in the order of preference.
 type LinkStatus struct {
 	Name      string `json:"name"`
 	Interface string `json:"interface"`
-	Peer      string `json:"peer"`    // the peer's address, or the multicast group
+	Peer      string `json:"peer"`    // the peers' addresses (comma-separated), or the multicast group
 	Carrier   bool   `json:"carrier"` // the interface is up with carrier
 	Up        bool   `json:"up"`      // the peer is heard on it and hears this node
 	Active    bool   `json:"active"`  // it carries the traffic (the first link that is up)
