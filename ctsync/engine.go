@@ -108,6 +108,11 @@ type Engine struct {
 	evPause                eventPause // writer.go
 	wr                     writer     // the peer's states to the kernel (writer.go)
 	timer                  *fineTimer // the loop's wake-up (finetimer.go)
+	// The reconciling dump under way off the loop (reconcile.go), the
+	// socket it reads, and where it reports.
+	bg       *bgDump
+	dumpConn KernelConn
+	dumpDone chan *bgDump
 	// Multiprimary (node.go): the groups this node is master of, and
 	// since when each has another master too.
 	masterOf   map[string]bool
@@ -163,6 +168,7 @@ func New(c Config, opts Options) (*Engine, error) {
 		internal: cache{}, external: extCache{},
 		events: make(chan eventBatch, 64), inbox: make(chan datagram, 1024),
 		ctl: make(chan func()), done: make(chan struct{}), changed: make(chan struct{}, 1),
+		dumpDone: make(chan *bgDump, 1),
 		wr:       writer{queue: make(chan writeJob, writeQueue)},
 		masterOf: map[string]bool{}, splitSince: map[string]time.Time{},
 	}
@@ -248,6 +254,9 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		e.wg.Wait()
 		e.kern.Close()
+		if e.dumpConn != nil {
+			e.dumpConn.Close()
+		}
 	}()
 
 	if err := e.refreshOwn(); err != nil {
@@ -301,6 +310,8 @@ func (e *Engine) Run(ctx context.Context) {
 			e.onDatagram(ctx, d)
 		case f := <-e.ctl:
 			f()
+		case d := <-e.dumpDone:
+			e.finishDump(ctx, d)
 		case <-tick:
 		case <-fallback:
 		}
@@ -440,6 +451,9 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 			continue
 		}
 		k := ev.Flow.Key()
+		if e.bg != nil {
+			e.bg.dirty[k] = true // newer than the dump under way
+		}
 		if e.cfg.Topology == PrimaryBackup && e.external.has(k) && e.role != proto.RoleMaster {
 			continue // the peer's flow mirrored in this kernel, not ours
 		}
@@ -500,11 +514,11 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 				e.log.Error("first dump of the conntrack table failed", "err", err)
 			}
 		}
-	} else if !writing && (now.Sub(e.lastRecon) >= e.reconcileEvery() || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
+	} else if e.bg == nil && (now.Sub(e.lastRecon) >= e.reconcileEvery() || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
+		// Off the loop (reconcile.go): the writer's backlog and the
+		// dump itself never hold up the keep-alives.
 		e.refreshOwn()
-		if err := e.resync(ctx); err != nil {
-			e.log.Error("reconciling dump failed", "err", err)
-		}
+		e.startDump(ctx)
 	}
 	// The request for a peer's copy travels once, unacknowledged: ask
 	// again while no copy has begun to arrive.
@@ -641,6 +655,9 @@ func (e *Engine) apply(ctx context.Context, p *peer, ds []proto.Delivery) {
 					continue // a newer peer's record kind
 				}
 				e.stats.records.Add(1)
+				if e.bg != nil {
+					e.bg.dirty[k] = true
+				}
 				if p.bulkSeen != nil {
 					p.bulkSeen[k] = true
 				}
@@ -649,77 +666,6 @@ func (e *Engine) apply(ctx context.Context, p *peer, ds []proto.Delivery) {
 	}
 	e.planExpects(&exps, masters(ops))
 	e.queueWrite(writeJob{flows: ops, exps: exps, bulk: inBulk})
-}
-
-// resync reconciles the internal cache with a dump of the kernel table.
-func (e *Engine) resync(ctx context.Context) error {
-	e.resyncDue = time.Time{}
-	// The dump must see the peer's states queued for the kernel: after a
-	// takeover they are this node's.
-	if err := e.settleWrites(ctx); err != nil {
-		return err
-	}
-	// The dump covers the pauses of the events that have ended: the
-	// writer ends its pause before it reaches the barrier.
-	e.evPause.owed.Store(false)
-	e.lastRecon, e.dumped = time.Now(), true
-	e.stats.resyncs.Add(1)
-	seen := make(map[ct.Key]bool, e.internal.len())
-	mp, now := e.cfg.Topology == Multiprimary, time.Now()
-	upMask := e.upMask(now)
-	var refresh []flowOp // multiprimary: mirrors written again
-	err := e.kern.Dump(ctx, func(f ct.Flow) bool {
-		k := f.Key()
-		cached := e.internal.has(k)
-		switch {
-		case mp && !cached:
-			adopted, again, peer := e.mpDumped(&f, now, upMask)
-			if again {
-				r := f
-				r.Timeout = peer.Timeout
-				refresh = append(refresh, flowOp{kernel.Update, r})
-				e.external.touch(k, now.UnixNano())
-			}
-			if e.external.has(k) && !adopted {
-				return true // a mirror: the peer's flow
-			}
-			if adopted {
-				e.stats.adopted.Add(1)
-			}
-		case !mp && e.external.has(k) && e.role != proto.RoleMaster:
-			return true
-		}
-		switch e.flt.admit(&f, cached, false) {
-		case admitForget:
-			return true
-		case admitHold: // replicated with its last kept state
-			seen[k] = cached
-			return true
-		}
-		seen[k] = true
-		if old, ok := e.internal.get(k); !ok || !sameButTimeout(&old, &f) {
-			e.internal.put(&f)
-			e.queue(k)
-		} else {
-			e.internal.put(&f) // fresher timeout, nothing to send
-		}
-		return true
-	})
-	e.stats.refreshed.Add(uint64(len(refresh)))
-	e.queueWrite(writeJob{flows: refresh})
-	if err != nil {
-		return err
-	}
-	for k := range e.internal.keys() {
-		if !seen[k] {
-			e.internal.del(k)
-			e.queue(k)
-		}
-	}
-	if e.cfg.Expectations {
-		return e.resyncExpects(ctx)
-	}
-	return nil
 }
 
 func earliest(a, b time.Time) time.Time {

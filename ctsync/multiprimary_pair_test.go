@@ -385,3 +385,56 @@ func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSlowDumpOffLoop: a dump of the kernel table that takes seconds (a
+// large table) runs off the loop: the peers never lose each other
+// meanwhile; and a flow that ends while the dump runs is not brought
+// back by it.
+func TestSlowDumpOffLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(4)
+		var key auth.Key
+		key[0] = 13
+		a, b := newMPNode(t, 1, 2), newMPNode(t, 2, 1)
+		for i := range 2000 {
+			a.table.Add(mpFlow(ct.ProtoTCP, uint16(10000+i), 432000))
+		}
+		a.start(t, nw, key)
+		b.start(t, nw, key)
+		defer a.halt()
+		defer b.halt()
+		waitUntil(t, "fw1's flows in fw2's kernel", 2*time.Minute, func() bool { return b.table.Len() == 2000 })
+		a.table.DumpDelay = 2500 * time.Microsecond // 5 s a dump
+		ends := mpFlow(ct.ProtoTCP, 10007, 432000)
+		// Two minutes: a dozen dumps of fw1's table.
+		dumps := a.eng.Stats(context.Background()).Resyncs
+		var began time.Time
+		removed, gone := false, false
+		for i := range 1200 {
+			if n := a.eng.Stats(context.Background()).Resyncs; began.IsZero() && n > dumps {
+				began = time.Now() // a dump has just begun
+			}
+			if !began.IsZero() && !removed && time.Since(began) >= time.Second {
+				a.table.Remove(ends.Key()) // listed by the dump under way
+				removed = true
+			}
+			_, held := b.table.Get(ends.Key())
+			switch {
+			case removed && !held:
+				gone = true
+			case gone && held:
+				t.Fatalf("after %v: the flow that ended during a dump is back in fw2's kernel", time.Duration(i)*100*time.Millisecond)
+			}
+			if !a.eng.Status().PeerUp || !b.eng.Status().PeerUp {
+				t.Fatalf("after %v: a peer looked gone while fw1 dumped its table", time.Duration(i)*100*time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !gone {
+			t.Errorf("the flow that ended during a dump (removed %v) never left fw2's kernel", removed)
+		}
+		if n := a.eng.Stats(context.Background()).Resyncs; n < 10 {
+			t.Errorf("fw1 made %d dumps in two minutes, want a dozen", n)
+		}
+	})
+}

@@ -28,6 +28,9 @@ type Table struct {
 	WriteDelay time.Duration
 	// Max is the table's size (nf_conntrack_max); 0: 1<<20.
 	Max int
+	// DumpDelay is how long each flow of a dump takes (0: none), on the
+	// clock; the flows are those of the dump's start.
+	DumpDelay time.Duration
 
 	mu    sync.Mutex
 	flows map[ct.Key]*entry
@@ -255,9 +258,16 @@ func (c *tableConn) Dump(ctx context.Context, fn func(ct.Flow) bool) error {
 		flows = append(flows, e.remaining(now))
 	}
 	c.t.mu.Unlock()
-	for _, f := range flows {
+	for i, f := range flows {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if d := c.t.DumpDelay; d > 0 && i%100 == 0 {
+			select {
+			case <-time.After(d * time.Duration(min(100, len(flows)-i))):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if !fn(f) {
 			return nil
