@@ -293,7 +293,7 @@ func lines(diags hcl.Diagnostics) []string {
 func TestExamplesOnTheirMachine(t *testing.T) {
 	for file, h := range map[string]fakeHost{
 		"fw1.hcl": labFW1, "fw2.hcl": labFW2, "ipv6.hcl": labFW1, "multilink.hcl": labFW1,
-		"aa-fw1.hcl": labFW1, "aa-fw2.hcl": labFW2,
+		"aa-fw1.hcl": labFW1, "aa-fw2.hcl": labFW2, "aa3-fw1.hcl": labFW1,
 	} {
 		t.Run(file, func(t *testing.T) {
 			src, err := os.ReadFile(filepath.Join("..", "examples", file))

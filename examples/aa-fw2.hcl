@@ -73,7 +73,7 @@ conntrack_sync {
   link "sync0" {
     interface = "sync"
     local     = "10.10.3.2"
-    peers     = ["10.10.3.1"] # one peer in this version
+    peers     = ["10.10.3.1"] # every other node (aa3-fw1.hcl: three nodes)
     port      = 3780
   }
 
