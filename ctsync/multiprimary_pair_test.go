@@ -438,3 +438,60 @@ func TestSlowDumpOffLoop(t *testing.T) {
 		}
 	})
 }
+
+// TestCopiesFromEveryLivePeer: a node that starts holds its copies
+// complete only once every live peer's copy is, also when one peer is
+// heard long after the other's copy came; a peer never heard within
+// firstDumpAlone is taken as dead.
+func TestCopiesFromEveryLivePeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(5)
+		var key auth.Key
+		key[0] = 17
+		nodes := []*mpNode{newMPNode(t, 1, 2, 3), newMPNode(t, 2, 1, 3), newMPNode(t, 3, 1, 2)}
+		for i, n := range nodes[1:] {
+			n.table.Add(mpFlow(ct.ProtoTCP, uint16(100+i), 432000))
+			n.start(t, nw, key)
+		}
+		defer func() {
+			for _, n := range nodes {
+				if n.eng != nil {
+					n.halt()
+				}
+			}
+		}()
+		peer := func(n *mpNode, i int) ctsync.PeerStatus {
+			if st := n.eng.Status(); len(st.Peers) > i {
+				return st.Peers[i]
+			}
+			return ctsync.PeerStatus{} // not published yet
+		}
+		waitUntil(t, "fw2 and fw3 up", time.Minute, func() bool { return peer(nodes[1], 1).Up })
+		// fw3 is heard by fw1 a second and a half after fw2.
+		nw.Set(nodes[2].addr, nodes[0].addr, sim.Cond{Delay: 1500 * time.Millisecond})
+		a := nodes[0]
+		a.start(t, nw, key)
+		start := time.Now()
+		waitUntil(t, "fw2's copy", time.Minute, func() bool { return peer(a, 0).BulkComplete })
+		if st := a.eng.Status(); st.BulkComplete {
+			t.Fatalf("after %v: copies complete with fw2's alone: %+v", time.Since(start), st.Peers)
+		}
+		waitUntil(t, "both copies", time.Minute, func() bool { return a.eng.Status().BulkComplete })
+		if st := a.eng.Status(); !st.Peers[0].BulkComplete || !st.Peers[1].BulkComplete {
+			t.Errorf("copies complete without both: %+v", st.Peers)
+		}
+		t.Logf("both copies after %v", time.Since(start))
+
+		// fw3 dead: fw1, restarted, waits for it firstDumpAlone at most.
+		nodes[2].halt()
+		nw.Isolate(nodes[2].addr, true)
+		a.halt()
+		time.Sleep(2 * time.Second) // what fw3 had in flight (1.5 s) has arrived
+		a.start(t, nw, key)
+		start = time.Now()
+		waitUntil(t, "fw2's copy, fw3 dead", time.Minute, func() bool { return a.eng.Status().BulkComplete })
+		if d := time.Since(start); d < 3*time.Second || d > 5*time.Second {
+			t.Errorf("copies complete after %v with a dead peer, want about firstDumpAlone (3 s)", d)
+		}
+	})
+}

@@ -127,14 +127,17 @@ func (e *Engine) upMask(now time.Time) uint8 {
 }
 
 // copiesComplete reports whether this node holds a complete copy from
-// every peer it hears (and from one at least).
+// every live peer (and from one at least). A peer is live while it is
+// up, and until firstDumpAlone after the start if it has not been heard
+// yet: the first peer's copy may well be complete before another peer is
+// heard at all.
 func (e *Engine) copiesComplete(now time.Time) bool {
 	any := false
 	for _, p := range e.peers {
 		switch {
 		case p.bulkComplete:
 			any = true
-		case p.up(now):
+		case p.up(now), p.heard.IsZero() && now.Sub(e.started) < firstDumpAlone:
 			return false
 		}
 	}
