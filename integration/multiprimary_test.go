@@ -29,6 +29,44 @@ type mpGroup struct {
 	master string // the node with the higher priority
 	server netip.Addr
 	vips   []mpVIP
+	// prio is each node's priority in the group; nil: 150 for the
+	// master, 100 for the others.
+	prio map[string]int
+}
+
+// priority is role's priority in the group.
+func (g mpGroup) priority(role string) int {
+	switch {
+	case g.prio != nil:
+		return g.prio[role]
+	case g.master == role:
+		return 150
+	}
+	return 100
+}
+
+// mpCluster is a multiprimary cluster in the lab: its nodes, in the order
+// every node's peers list names them, and its groups.
+type mpCluster struct {
+	nodes  []string
+	groups []mpGroup
+	// stateDir, if set, is the parent of each node's state directory,
+	// kept across a restart as after a reboot.
+	stateDir string
+}
+
+// mpPair is the two-node cluster of TestMultiprimaryCrash.
+var mpPair = mpCluster{nodes: []string{lab.RoleFW1, lab.RoleFW2}, groups: mpGroups}
+
+// peers are the nodes other than role, in the cluster's order.
+func (c mpCluster) peers(role string) []string {
+	var ps []string
+	for _, n := range c.nodes {
+		if n != role {
+			ps = append(ps, n)
+		}
+	}
+	return ps
 }
 
 // mpVIP is one VRRP instance of a group.
@@ -52,18 +90,23 @@ const mpFlowsPerGroup = 20
 var mpPeer = map[string]string{lab.RoleFW1: lab.RoleFW2, lab.RoleFW2: lab.RoleFW1}
 
 // mpSyncAddr is each node's address on the sync link.
-var mpSyncAddr = map[string]netip.Addr{lab.RoleFW1: lab.FW1Sync.Addr(), lab.RoleFW2: lab.FW2Sync.Addr()}
+var mpSyncAddr = map[string]netip.Addr{lab.RoleFW1: lab.FW1Sync.Addr(), lab.RoleFW2: lab.FW2Sync.Addr(), lab.RoleFW3: lab.FW3Sync.Addr()}
 
-// mpConfig is role's configuration: priority 150 in the groups it
-// masters, 100 in the others; one sync link to the peer, direct cache.
-func mpConfig(role string) string {
+// mpConfig is role's configuration in the pair: priority 150 in the
+// group it masters, 100 in the other; one sync link to the peer, direct
+// cache.
+func mpConfig(role string) string { return mpPair.config(role) }
+
+// config is role's configuration: its priority in each group, one sync
+// link to every peer, direct cache.
+func (c mpCluster) config(role string) string {
 	var b strings.Builder
+	if c.stateDir != "" {
+		fmt.Fprintf(&b, "state_dir = %q\n", filepath.Join(c.stateDir, role))
+	}
 	fmt.Fprintf(&b, "node_name = %q\nlog {\n  level = \"debug\"\n}\n", role)
-	for _, g := range mpGroups {
-		prio := 100
-		if g.master == role {
-			prio = 150
-		}
+	for _, g := range c.groups {
+		prio := g.priority(role)
 		var names []string
 		for _, v := range g.vips {
 			name := v.iface + "-" + g.name
@@ -84,6 +127,10 @@ func mpConfig(role string) string {
 		}
 		fmt.Fprintf(&b, "sync_group %q {\n  instances = [%s]\n}\n", g.name, strings.Join(names, ", "))
 	}
+	var peers []string
+	for _, p := range c.peers(role) {
+		peers = append(peers, fmt.Sprintf("%q", mpSyncAddr[p].String()))
+	}
 	fmt.Fprintf(&b, `conntrack_sync {
   topology = "multiprimary"
   mode     = "reliable"
@@ -91,12 +138,12 @@ func mpConfig(role string) string {
   link "sync0" {
     interface = "sync"
     local     = %q
-    peers     = [%q]
+    peers     = [%s]
     port      = 3780
   }
   auth_key_file = "sync.key"
 }
-`, mpSyncAddr[role], mpSyncAddr[mpPeer[role]])
+`, mpSyncAddr[role], strings.Join(peers, ", "))
 	return b.String()
 }
 
@@ -108,6 +155,8 @@ type mpStatus struct {
 		Name       string `json:"name"`
 		State      string `json:"state"`
 		SplitBrain *bool  `json:"split_brain"`
+		// PreemptDeferred: the node waits for its copies.
+		PreemptDeferred bool `json:"preempt_deferred"`
 	} `json:"groups"`
 	Sync *struct {
 		Topology        string          `json:"topology"`
@@ -115,14 +164,20 @@ type mpStatus struct {
 		PeerRole        json.RawMessage `json:"peer_role"`
 		InternalEntries int             `json:"internal_entries"`
 		ExternalEntries int             `json:"external_entries"`
-		Peers           []struct {
-			Node         string `json:"node"`
-			Address      string `json:"address"`
-			Up           bool   `json:"up"`
-			BulkComplete bool   `json:"bulk_complete"`
-			Entries      int    `json:"entries"`
-		} `json:"peers"`
+		Peers           []mpPeerStatus  `json:"peers"`
 	} `json:"sync"`
+}
+
+// mpPeerStatus is one of sync.peers[].
+type mpPeerStatus struct {
+	Node         string   `json:"node"`
+	Address      string   `json:"address"`
+	Up           bool     `json:"up"`
+	BulkComplete bool     `json:"bulk_complete"`
+	Entries      int      `json:"entries"`
+	LastSeenMS   *float64 `json:"last_seen_ms"`
+	BulkReceived int      `json:"bulk_received"`
+	BulkExpected int      `json:"bulk_expected"`
 }
 
 // mpStatusOf runs `ctha status --json` on role's node.
@@ -144,12 +199,21 @@ func (r *failRig) mpStatusOf(role string) (mpStatus, string) {
 // and its one peer up (peerUp) or down. It returns the status.
 func (r *failRig) mpCheckStatus(role string, want func(mpGroup) string, peerUp bool) mpStatus {
 	r.t.Helper()
+	return r.mpCheckStatusOf(mpPair, role, want, func(string) bool { return peerUp })
+}
+
+// mpCheckStatusOf asserts role's status in cluster c: multiprimary, each
+// group in the state want gives (MASTER or BACKUP) without split brain,
+// no peer role, every other node listed as a peer in the cluster's order,
+// up as up says, and peer_up true only if all are. It returns the status.
+func (r *failRig) mpCheckStatusOf(c mpCluster, role string, want func(mpGroup) string, up func(peer string) bool) mpStatus {
+	r.t.Helper()
 	st, raw := r.mpStatusOf(role)
 	var errs []string
-	if len(st.Groups) != len(mpGroups) {
-		errs = append(errs, fmt.Sprintf("%d groups, want %d", len(st.Groups), len(mpGroups)))
+	if len(st.Groups) != len(c.groups) {
+		errs = append(errs, fmt.Sprintf("%d groups, want %d", len(st.Groups), len(c.groups)))
 	}
-	for _, g := range mpGroups {
+	for _, g := range c.groups {
 		found := false
 		for _, got := range st.Groups {
 			if got.Name != g.name {
@@ -177,13 +241,24 @@ func (r *failRig) mpCheckStatus(role string, want func(mpGroup) string, peerUp b
 		if pr := strings.TrimSpace(string(s.PeerRole)); pr != "null" {
 			errs = append(errs, fmt.Sprintf("peer_role %q, want null", pr))
 		}
-		if s.PeerUp != peerUp {
-			errs = append(errs, fmt.Sprintf("peer_up %v, want %v", s.PeerUp, peerUp))
+		peers := c.peers(role)
+		allUp := true
+		for _, p := range peers {
+			allUp = allUp && up(p)
 		}
-		if len(s.Peers) != 1 {
-			errs = append(errs, fmt.Sprintf("%d peers, want 1", len(s.Peers)))
-		} else if p := s.Peers[0]; p.Up != peerUp || p.Node != mpPeer[role] || !sameAddr(p.Address, mpSyncAddr[mpPeer[role]]) {
-			errs = append(errs, fmt.Sprintf("peer %+v, want node %s address %s up %v", p, mpPeer[role], mpSyncAddr[mpPeer[role]], peerUp))
+		if s.PeerUp != allUp {
+			errs = append(errs, fmt.Sprintf("peer_up %v, want %v", s.PeerUp, allUp))
+		}
+		if len(s.Peers) != len(peers) {
+			errs = append(errs, fmt.Sprintf("%d peers, want %d", len(s.Peers), len(peers)))
+		} else {
+			for i, want := range peers {
+				// A peer never heard since this node started has no
+				// name yet.
+				if p := s.Peers[i]; p.Up != up(want) || p.Node != want && (up(want) || p.Node != "") || !sameAddr(p.Address, mpSyncAddr[want]) {
+					errs = append(errs, fmt.Sprintf("peer %d %+v, want node %s address %s up %v", i, p, want, mpSyncAddr[want], up(want)))
+				}
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -239,22 +314,41 @@ type mpFlows struct {
 	group  mpGroup
 	client *lab.Proc
 	report string
+	stop   string // the client stops when this file appears
 }
 
 // mpStartFlows starts an echo server on each group's server address and
 // mpFlowsPerGroup flows to it, running for d, and waits until all are up.
 func mpStartFlows(r *failRig, d time.Duration) []*mpFlows {
 	r.t.Helper()
-	var fs []*mpFlows
-	for _, g := range mpGroups {
+	mpStartServers(r, mpGroups)
+	return mpStartClients(r, mpGroups, mpFlowsPerGroup, d, "")
+}
+
+// mpStartServers starts an echo server on each group's server address.
+func mpStartServers(r *failRig, groups []mpGroup) {
+	r.t.Helper()
+	for _, g := range groups {
 		dir := r.t.TempDir()
 		addr := netip.AddrPortFrom(g.server, 5001).String()
 		r.l.Start(r.t, lab.RoleServer, "flowgen-server-"+g.name, flowgenBin, "server", "-listen", addr, "-ready", filepath.Join(dir, "listening"))
 		waitFile(r.t, filepath.Join(dir, "listening"), 5*time.Second)
-		f := &mpFlows{group: g, report: filepath.Join(dir, "report.json")}
-		f.client = r.l.Start(r.t, lab.RoleClient, "flowgen-client-"+g.name, flowgenBin, "client",
-			"-connect", addr, "-flows", fmt.Sprint(mpFlowsPerGroup), "-interval", "50ms",
-			"-duration", d.String(), "-ready", filepath.Join(dir, "ready"), "-json", f.report)
+	}
+}
+
+// mpStartClients starts n flows to each group's server, running for d
+// (or until stopped), and waits until all are up; tag tells the clients
+// apart in the lab's process names.
+func mpStartClients(r *failRig, groups []mpGroup, n int, d time.Duration, tag string) []*mpFlows {
+	r.t.Helper()
+	var fs []*mpFlows
+	for _, g := range groups {
+		dir := r.t.TempDir()
+		addr := netip.AddrPortFrom(g.server, 5001).String()
+		f := &mpFlows{group: g, report: filepath.Join(dir, "report.json"), stop: filepath.Join(dir, "stop")}
+		f.client = r.l.Start(r.t, lab.RoleClient, "flowgen-client-"+g.name+tag, flowgenBin, "client",
+			"-connect", addr, "-flows", fmt.Sprint(n), "-interval", "50ms", "-duration", d.String(),
+			"-stop-file", f.stop, "-ready", filepath.Join(dir, "ready"), "-json", f.report)
 		fs = append(fs, f)
 	}
 	for _, f := range fs {
@@ -263,6 +357,32 @@ func mpStartFlows(r *failRig, d time.Duration) []*mpFlows {
 		}
 	}
 	return fs
+}
+
+// result waits for the client to end and reads its report.
+func (f *mpFlows) result(t *testing.T) flowgen.Report {
+	t.Helper()
+	if err := f.client.Wait(); err != nil {
+		t.Fatalf("group %s: flowgen client: %v\n%s", f.group.name, err, f.client.Log())
+	}
+	b, err := os.ReadFile(f.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep flowgen.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// end stops the client now (its stop file) and returns its report.
+func (f *mpFlows) end(t *testing.T) flowgen.Report {
+	t.Helper()
+	if err := os.WriteFile(f.stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f.result(t)
 }
 
 // waitFile fails the test unless path appears within timeout.
@@ -350,18 +470,7 @@ func mpFinish(r *failRig, fs []*mpFlows, survivor string, event time.Time) mpOut
 	}
 	o := mpOutcome{reports: map[string]flowgen.Report{}, invalid: invalid}
 	for _, f := range fs {
-		if err := f.client.Wait(); err != nil {
-			r.t.Fatalf("group %s: flowgen client: %v\n%s", f.group.name, err, f.client.Log())
-		}
-		b, err := os.ReadFile(f.report)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		var rep flowgen.Report
-		if err := json.Unmarshal(b, &rep); err != nil {
-			r.t.Fatal(err)
-		}
-		o.reports[f.group.name] = rep
+		o.reports[f.group.name] = f.result(r.t)
 	}
 	return o
 }

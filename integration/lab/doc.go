@@ -7,7 +7,8 @@
 // A [Lab] owns five namespaces named Prefix+"-"+role, where Prefix is random
 // per lab ("ct" and six hex digits) and role is one of [RoleSwitch] ("sw"),
 // [RoleFW1] ("fw1"), [RoleFW2] ("fw2"), [RoleClient] ("cl") and
-// [RoleServer] ("srv"), every veth and bridge inside them, the sysctls of
+// [RoleServer] ("srv") (six with [Options].ThirdFirewall, which adds
+// [RoleFW3], "fw3"), every veth and bridge inside them, the sysctls of
 // those namespaces and the nftables ruleset of the firewalls. It never
 // touches the host namespace: every veth is created inside lab namespaces
 // and every sysctl is written with `ip netns exec`. The VIPs are not

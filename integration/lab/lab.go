@@ -16,10 +16,31 @@ const (
 	RoleFW2    = "fw2" // second firewall: interfaces lan, wan, sync
 	RoleClient = "cl"  // client on the LAN: eth0
 	RoleServer = "srv" // server on the WAN: eth0
+	// RoleFW3 is the third firewall (Options.ThirdFirewall): interfaces
+	// lan, wan, sync. It is not in Roles: the default lab has none.
+	RoleFW3 = "fw3"
 )
 
-// Roles lists every role, in the order the lab builds them.
+// Roles lists every role of the default lab, in the order the lab builds
+// them; [Options].ThirdFirewall adds RoleFW3 after RoleFW2.
 var Roles = []string{RoleSwitch, RoleFW1, RoleFW2, RoleClient, RoleServer}
+
+// Firewalls returns the lab's firewall roles: fw1 and fw2, and fw3 with
+// Options.ThirdFirewall.
+func (l *Lab) Firewalls() []string {
+	if l.opts.ThirdFirewall {
+		return []string{RoleFW1, RoleFW2, RoleFW3}
+	}
+	return []string{RoleFW1, RoleFW2}
+}
+
+// roles lists the lab's roles in the order it builds them.
+func (l *Lab) roles() []string {
+	if !l.opts.ThirdFirewall {
+		return Roles
+	}
+	return []string{RoleSwitch, RoleFW1, RoleFW2, RoleFW3, RoleClient, RoleServer}
+}
 
 // Addresses of the lab (spec/lab.md), with the prefix length they are
 // configured with. The VIPs are not configured by the lab.
@@ -58,6 +79,24 @@ var (
 	LANVIPB     = netip.MustParsePrefix("10.10.1.254/24")
 	WANVIPB     = netip.MustParsePrefix("10.10.2.254/24")
 	ServerAddrB = netip.MustParsePrefix("10.10.2.101/24")
+
+	// The third firewall (Options.ThirdFirewall). Its sync interface
+	// and those of fw1 and fw2 share one segment (the bridge "sync" in
+	// the switch namespace) instead of the direct cable, with the same
+	// addresses for fw1 and fw2.
+	FW3LAN   = netip.MustParsePrefix("10.10.1.4/24")
+	FW3WAN   = netip.MustParsePrefix("10.10.2.4/24")
+	FW3Sync  = netip.MustParsePrefix("10.10.3.3/24")
+	FW3LAN6  = netip.MustParsePrefix("fd00:10:1::4/64")
+	FW3WAN6  = netip.MustParsePrefix("fd00:10:2::4/64")
+	FW3Sync6 = netip.MustParsePrefix("fd00:10:3::3/64")
+
+	// The third pair of gateway VIPs and the server's third address
+	// (Options.SplitVIPs with Options.ThirdFirewall), as LANVIPB,
+	// WANVIPB and ServerAddrB are the second.
+	LANVIPC     = netip.MustParsePrefix("10.10.1.253/24")
+	WANVIPC     = netip.MustParsePrefix("10.10.2.253/24")
+	ServerAddrC = netip.MustParsePrefix("10.10.2.102/24")
 )
 
 // DefaultRuleset is the strict firewall ruleset of spec/lab.md, loaded in
@@ -91,11 +130,24 @@ type Options struct {
 	// directions cross the same firewall as long as each pair of VIPs
 	// (LANVIP and WANVIP, LANVIPB and WANVIPB) moves together.
 	SplitVIPs bool
+	// ThirdFirewall adds a third firewall, RoleFW3, with FW3LAN and
+	// FW3WAN on the LAN and WAN bridges, the same sysctls and ruleset as
+	// the others, and puts the sync interfaces of all three on one
+	// segment, a bridge "sync" in the switch namespace (FW1Sync, FW2Sync,
+	// FW3Sync, and the IPv6 ones), instead of the direct cable. With
+	// SplitVIPs, a third pair of gateway VIPs, LANVIPC and WANVIPC,
+	// carries the traffic to ServerAddrC (routing table SplitTableC).
+	// SecondSyncLink, if also set, stays a cable between fw1 and fw2.
+	ThirdFirewall bool
 }
 
 // SplitTable is the server's routing table of the traffic from
-// ServerAddrB (Options.SplitVIPs).
-const SplitTable = 100
+// ServerAddrB (Options.SplitVIPs); SplitTableC that from ServerAddrC
+// (with Options.ThirdFirewall).
+const (
+	SplitTable  = 100
+	SplitTableC = 101
+)
 
 // Lab is one instance of the topology; its namespaces are named
 // Prefix+"-"+role.
@@ -139,6 +191,25 @@ var (
 	}
 )
 
+// The third firewall's cables and addresses (Options.ThirdFirewall): its
+// LAN and WAN ports, and the sync segment that replaces the direct cable.
+var (
+	fw3Veths = []veth{
+		{RoleFW3, "lan", RoleSwitch, "fw3-lan", "lan"},
+		{RoleFW3, "wan", RoleSwitch, "fw3-wan", "wan"},
+	}
+	syncSegment = []veth{
+		{RoleFW1, "sync", RoleSwitch, "fw1-sync", "sync"},
+		{RoleFW2, "sync", RoleSwitch, "fw2-sync", "sync"},
+		{RoleFW3, "sync", RoleSwitch, "fw3-sync", "sync"},
+	}
+	fw3Addrs = []ifaddr{
+		{RoleFW3, "lan", FW3LAN, FW3LAN6},
+		{RoleFW3, "wan", FW3WAN, FW3WAN6},
+		{RoleFW3, "sync", FW3Sync, FW3Sync6},
+	}
+)
+
 // ifaddr is an interface's configured addresses.
 type ifaddr struct {
 	role, ifname string
@@ -160,7 +231,7 @@ var ifaddrs = []ifaddr{
 // (IPv4 and IPv6, whatever Options.NoIPv6 says), not counting VIPs.
 func HostAddrs(role string) []netip.Prefix {
 	var addrs []netip.Prefix
-	for _, a := range ifaddrs {
+	for _, a := range slices.Concat(ifaddrs, fw3Addrs) {
 		if a.role == role {
 			addrs = append(addrs, a.v4, a.v6)
 		}
@@ -192,17 +263,46 @@ func New(t TB, opts Options) *Lab {
 	return l
 }
 
-// NS returns the full namespace name of a role: "sw", "fw1", "fw2", "cl"
-// or "srv".
+// NS returns the full namespace name of a role: "sw", "fw1", "fw2", "fw3",
+// "cl" or "srv".
 func (l *Lab) NS(role string) string { return l.Prefix + "-" + role }
 
+// veths lists the lab's cables, as its options have them.
+func (l *Lab) veths() []veth {
+	vs := slices.Clone(veths)
+	if l.opts.ThirdFirewall {
+		vs = slices.DeleteFunc(vs, func(v veth) bool { return v.ifA == "sync" })
+		vs = slices.Concat(vs, fw3Veths, syncSegment)
+	}
+	if l.opts.SecondSyncLink {
+		vs = append(vs, sync2Veth)
+	}
+	return vs
+}
+
+// ifaddrs lists the lab's interface addresses, as its options have them.
+func (l *Lab) ifaddrs() []ifaddr {
+	as := slices.Clone(ifaddrs)
+	if l.opts.ThirdFirewall {
+		as = append(as, fw3Addrs...)
+	}
+	if l.opts.SecondSyncLink {
+		as = append(as, sync2Addrs...)
+	}
+	return as
+}
+
 func (l *Lab) build() error {
-	for _, role := range Roles {
+	for _, role := range l.roles() {
 		if err := l.addNamespace(role); err != nil {
 			return err
 		}
 	}
-	for _, br := range []string{"lan", "wan"} {
+	bridges := []string{"lan", "wan"}
+	if l.opts.ThirdFirewall {
+		bridges = append(bridges, "sync")
+	}
+	for _, br := range bridges {
 		// VRRP and IPv6 ND multicast must reach every port.
 		if err := ip(l.NS(RoleSwitch), "link", "add", br, "type", "bridge", "mcast_snooping", "0"); err != nil {
 			return fmt.Errorf("add bridge %s: %w", br, err)
@@ -211,17 +311,12 @@ func (l *Lab) build() error {
 			return fmt.Errorf("bring up bridge %s: %w", br, err)
 		}
 	}
-	vs, as := veths, ifaddrs
-	if l.opts.SecondSyncLink {
-		vs = append(slices.Clip(vs), sync2Veth)
-		as = append(slices.Clip(as), sync2Addrs...)
-	}
-	for _, v := range vs {
+	for _, v := range l.veths() {
 		if err := l.addVeth(v); err != nil {
 			return err
 		}
 	}
-	for _, a := range as {
+	for _, a := range l.ifaddrs() {
 		if err := l.addAddrs(a); err != nil {
 			return err
 		}
@@ -234,7 +329,7 @@ func (l *Lab) build() error {
 			return err
 		}
 	}
-	for _, fw := range []string{RoleFW1, RoleFW2} {
+	for _, fw := range l.Firewalls() {
 		if err := l.setupFirewall(fw); err != nil {
 			return err
 		}
@@ -335,7 +430,8 @@ func (l *Lab) addRoutes() error {
 }
 
 // addSplitRoutes gives the server ServerAddrB, answered via WANVIPB, and
-// routes the client's traffic to it via LANVIPB (Options.SplitVIPs).
+// routes the client's traffic to it via LANVIPB (Options.SplitVIPs); with
+// a third firewall, ServerAddrC the same way via LANVIPC and WANVIPC.
 func (l *Lab) addSplitRoutes() error {
 	srv, cl := l.NS(RoleServer), l.NS(RoleClient)
 	table := fmt.Sprint(SplitTable)
@@ -348,6 +444,19 @@ func (l *Lab) addSplitRoutes() error {
 		{srv, []string{"route", "add", "default", "via", WANVIPB.Addr().String(), "table", table}},
 		{srv, []string{"rule", "add", "from", ServerAddrB.Addr().String(), "table", table}},
 		{cl, []string{"route", "add", ServerAddrB.Addr().String() + "/32", "via", LANVIPB.Addr().String()}},
+	}
+	if l.opts.ThirdFirewall {
+		tableC := fmt.Sprint(SplitTableC)
+		steps = append(steps, []struct {
+			ns   string
+			args []string
+		}{
+			{srv, []string{"addr", "add", ServerAddrC.String(), "dev", "eth0"}},
+			{srv, []string{"route", "add", ServerAddrC.Masked().String(), "dev", "eth0", "src", ServerAddrC.Addr().String(), "table", tableC}},
+			{srv, []string{"route", "add", "default", "via", WANVIPC.Addr().String(), "table", tableC}},
+			{srv, []string{"rule", "add", "from", ServerAddrC.Addr().String(), "table", tableC}},
+			{cl, []string{"route", "add", ServerAddrC.Addr().String() + "/32", "via", LANVIPC.Addr().String()}},
+		}...)
 	}
 	for _, s := range steps {
 		if err := ip(s.ns, s.args...); err != nil {
@@ -427,10 +536,7 @@ func (l *Lab) close() error {
 // addresses included, as ifupdown or networkd do when they rebuild a VLAN
 // or a bond: the interface comes back under its name with a new index.
 func (l *Lab) RecreateLink(role, ifname string, gone time.Duration) error {
-	vs := veths
-	if l.opts.SecondSyncLink {
-		vs = append(slices.Clip(vs), sync2Veth)
-	}
+	vs := l.veths()
 	i := slices.IndexFunc(vs, func(v veth) bool {
 		return v.roleA == role && v.ifA == ifname || v.roleB == role && v.ifB == ifname
 	})
@@ -445,11 +551,7 @@ func (l *Lab) RecreateLink(role, ifname string, gone time.Duration) error {
 	if err := l.addVeth(v); err != nil {
 		return err
 	}
-	as := ifaddrs
-	if l.opts.SecondSyncLink {
-		as = append(slices.Clip(as), sync2Addrs...)
-	}
-	for _, a := range as {
+	for _, a := range l.ifaddrs() {
 		if a.role == v.roleA && a.ifname == v.ifA || a.role == v.roleB && a.ifname == v.ifB {
 			if err := l.addAddrs(a); err != nil {
 				return err

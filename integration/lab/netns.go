@@ -238,7 +238,7 @@ func (l *Lab) SetLink(role, ifname string, up bool) error {
 // "eth0") up or down: the firewall keeps its link configured but loses
 // carrier, as when a cable is pulled at the switch.
 func (l *Lab) SetSwitchPort(role, ifname string, up bool) error {
-	for _, v := range veths {
+	for _, v := range l.veths() {
 		if v.roleA == role && v.ifA == ifname && v.roleB == RoleSwitch {
 			return l.SetLink(RoleSwitch, v.ifB, up)
 		}
@@ -267,8 +267,8 @@ func (l *Lab) HasAddr(role, ifname string, addr netip.Addr) (bool, error) {
 }
 
 func checkRole(role string) error {
-	if !slices.Contains(Roles, role) {
-		return fmt.Errorf("unknown lab role %q (want one of %v)", role, Roles)
+	if !slices.Contains(Roles, role) && role != RoleFW3 {
+		return fmt.Errorf("unknown lab role %q (want one of %v or %s)", role, Roles, RoleFW3)
 	}
 	return nil
 }
