@@ -240,7 +240,11 @@ func (g *Group) apply(i int, acts []Action) {
 				mb.log.Warn("gratuitous ARP / NA failed", "err", err)
 			}
 		case ActTransition:
-			g.reason = a.Reason
+			if a.Reason != ReasonGroup {
+				// The move that leads the group; its followers' come
+				// after it in the same drain (dispatchOthers).
+				g.reason = a.Reason
+			}
 			mb.stats.transitions.Add(1)
 			mb.log.Info("transition", "from", a.From, "to", a.To, "reason", a.Reason,
 				"priority", mb.m.EffPriority, "master", addrOrNone(mb.m.Master))

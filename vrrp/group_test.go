@@ -144,6 +144,10 @@ func TestGroupMovesTogether(t *testing.T) {
 	if got := tg.states(); got != [2]State{Master, Master} || tg.state != Master {
 		t.Fatalf("states %v, group %v; want both MASTER", got, tg.state)
 	}
+	// The group's reason is the move that led it, not a follower's.
+	if tg.reason != ReasonMasterDown {
+		t.Errorf("group reason %v, want %v", tg.reason, ReasonMasterDown)
+	}
 	for i, v := range tg.vips {
 		if !v.up || tg.conns[i].lastPriority() != 100 {
 			t.Errorf("member %d: VIPs up %v, last advert priority %d", i, v.up, tg.conns[i].lastPriority())
@@ -158,6 +162,22 @@ func TestGroupMovesTogether(t *testing.T) {
 	for i, v := range tg.vips {
 		if v.up {
 			t.Errorf("member %d kept its VIPs", i)
+		}
+	}
+}
+
+// TestGroupReason: the group's transition carries the reason of the
+// member's move that led it, whichever member that was, never the
+// followers' "group" (notify commands get it as CTHA_REASON).
+func TestGroupReason(t *testing.T) {
+	for leader := range 2 {
+		tg := newTestGroup(t, 100, nil)
+		tg.at(2 * time.Second)
+		tg.advert(1-leader, peer, 150) // the other member hears a master: the leader's Master_Down fires first
+		tg.at(3700 * time.Millisecond)
+		tg.timer()
+		if tg.state != Master || tg.reason != ReasonMasterDown {
+			t.Errorf("leader %d: group %v, reason %v; want MASTER, %v", leader, tg.state, tg.reason, ReasonMasterDown)
 		}
 	}
 }
