@@ -76,15 +76,29 @@ func (c *clock) run() {
 		}
 		fds = append(fds[:0], unix.PollFd{Fd: int32(c.timer), Events: unix.POLLIN}, unix.PollFd{Fd: int32(c.wake), Events: unix.POLLIN})
 		polled = polled[:0]
+		var resume time.Time // the earliest end of a paused socket's pause
+		now := time.Now()
 		for i, mb := range g.members {
-			if pc, ok := mb.conn.(pollConn); ok {
+			pc, ok := mb.conn.(pollConn)
+			switch {
+			case !ok:
+			case now.Before(mb.readPause):
+				if resume.IsZero() || mb.readPause.Before(resume) {
+					resume = mb.readPause
+				}
+			default:
 				fds = append(fds, unix.PollFd{Fd: int32(pc.pollFD()), Events: unix.POLLIN})
 				polled = append(polled, i)
 			}
 		}
 		g.mu.Unlock()
 
-		if _, err := unix.Ppoll(fds, nil, nil); err != nil && !errors.Is(err, unix.EINTR) {
+		var timeout *unix.Timespec
+		if !resume.IsZero() {
+			ts := unix.NsecToTimespec(max(time.Until(resume), 0).Nanoseconds())
+			timeout = &ts
+		}
+		if _, err := unix.Ppoll(fds, timeout, nil); err != nil && !errors.Is(err, unix.EINTR) {
 			g.log.Error("vrrp timing thread: ppoll failed", "err", err)
 			time.Sleep(10 * time.Millisecond) // must not spin
 			continue
@@ -196,9 +210,14 @@ func (g *Group) receive(i int, buf []byte, at time.Time) {
 			return
 		}
 		if err != nil {
-			mb.log.Debug("vrrp read failed", "err", err)
+			if mb.readBackoff == 0 {
+				mb.log.Warn("vrrp read failed; retrying", "err", err)
+			}
+			mb.readBackoff = min(max(2*mb.readBackoff, time.Millisecond), maxReadBackoff)
+			mb.readPause = at.Add(mb.readBackoff)
 			return
 		}
+		mb.readBackoff = 0
 		if in, ok := g.accept(i, p, at); ok {
 			g.dispatchAt(i, Event{Kind: EvAdvert, From: in.src, Priority: in.ad.Priority, Interval: in.ad.Interval}, at)
 		}
@@ -208,3 +227,8 @@ func (g *Group) receive(i int, buf []byte, at time.Time) {
 // maxReadsPerWake bounds the packets one wake-up reads from a socket, so
 // a flood cannot hold the timer back; the rest wake the thread again.
 const maxReadsPerWake = 64
+
+// maxReadBackoff bounds the pause of a socket whose reads keep failing:
+// adverts wait in its queue meanwhile, far less than a Master_Down
+// interval.
+const maxReadBackoff = 50 * time.Millisecond

@@ -75,6 +75,12 @@ type member struct {
 	// lastGARP is how long the last takeover took from the group's
 	// Master_Down (or preemption) to this member's first GARP / NA.
 	lastGARP time.Duration
+	// The timing thread leaves a socket whose reads fail (other than
+	// EAGAIN) unpolled until readPause, each failure in a row doubling
+	// readBackoff: an error that stayed on it would make the thread spin,
+	// at realtime priority too.
+	readPause   time.Time
+	readBackoff time.Duration
 }
 
 // tracked is a tracker's state as one member sees it.

@@ -171,3 +171,47 @@ func captureLog() (*slog.Logger, *logBuffer) {
 	l := &logBuffer{}
 	return slog.New(slog.NewTextHandler(l, nil)), l
 }
+
+// errConn is a socket always readable whose reads always fail (an error
+// that stays on it), counting them.
+type errConn struct {
+	countConn
+	fd    int
+	reads int
+}
+
+func (c *errConn) pollFD() int { return c.fd }
+func (c *errConn) readNow([]byte) (PacketIn, error) {
+	c.reads++
+	return PacketIn{}, unix.EIO
+}
+
+// TestTimingThreadBacksOffReadErrors: a socket whose reads keep failing
+// does not make the timing thread spin (at realtime priority it would
+// starve the CPU): it is polled again after a pause that doubles up to
+// maxReadBackoff.
+func TestTimingThreadBacksOffReadErrors(t *testing.T) {
+	tg := newTestGroup(t, 100, nil)
+	fd, err := unix.Eventfd(1, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC) // readable, never drained
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	ec := &errConn{countConn: countConn{src: tg.conns[0].src}, fd: fd}
+	tg.members[0].conn = ec
+	c, err := newClock(tg.Group, newRealtime(0, slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Group.clock = c
+	c.start()
+	time.Sleep(500 * time.Millisecond)
+	c.shutdown()
+	tg.mu.Lock()
+	reads := ec.reads
+	tg.mu.Unlock()
+	// 1+2+4+...+32 ms, then every 50 ms: about 15 in half a second.
+	if reads < 5 || reads > 40 {
+		t.Errorf("%d failed reads in 500 ms, want about 15 (a pause doubling to %v between them)", reads, maxReadBackoff)
+	}
+}
