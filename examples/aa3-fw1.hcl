@@ -5,9 +5,13 @@
 # sync segment for the three (10.10.3.0/24: fw1 .1, fw2 .2, fw3 .3, a
 # switch or a VLAN of their own). Three sets of virtual IPs:
 #
-#   group "a": 10.10.1.1 / 10.10.2.1       fw1 150, fw2 100, fw3 50
-#   group "b": 10.10.1.254 / 10.10.2.254   fw2 150, fw3 100, fw1 50
-#   group "c": 10.10.1.253 / 10.10.2.253   fw3 150, fw1 100, fw2 50
+#   group "a": 10.10.1.1 / 10.10.2.1       fw1 200, fw2 140, fw3 80
+#   group "b": 10.10.1.254 / 10.10.2.254   fw2 200, fw3 140, fw1 80
+#   group "c": 10.10.1.253 / 10.10.2.253   fw3 200, fw1 140, fw2 80
+#
+# The steps are more than 50 apart: while a peer is unreachable every
+# node that misses it lowers its groups' priorities by 50, and the
+# survivors do not notice a death at the same instant.
 #
 # A third of the LAN hosts use each group's LAN address as their gateway,
 # and upstream routes each third back to its group's WAN address: both
@@ -26,42 +30,42 @@ node_name = "fw1"
 vrrp_instance "lan-a" {
   interface   = "lan"
   vrid        = 51
-  priority    = 150
+  priority    = 200
   virtual_ips = ["10.10.1.1/24"]
 }
 
 vrrp_instance "wan-a" {
   interface   = "wan"
   vrid        = 52
-  priority    = 150
+  priority    = 200
   virtual_ips = ["10.10.2.1/24"]
 }
 
 vrrp_instance "lan-b" {
   interface   = "lan"
   vrid        = 61
-  priority    = 50
+  priority    = 80
   virtual_ips = ["10.10.1.254/24"]
 }
 
 vrrp_instance "wan-b" {
   interface   = "wan"
   vrid        = 62
-  priority    = 50
+  priority    = 80
   virtual_ips = ["10.10.2.254/24"]
 }
 
 vrrp_instance "lan-c" {
   interface   = "lan"
   vrid        = 71
-  priority    = 100
+  priority    = 140
   virtual_ips = ["10.10.1.253/24"]
 }
 
 vrrp_instance "wan-c" {
   interface   = "wan"
   vrid        = 72
-  priority    = 100
+  priority    = 140
   virtual_ips = ["10.10.2.253/24"]
 }
 
