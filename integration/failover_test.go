@@ -369,8 +369,13 @@ func TestFailoverReload(t *testing.T) {
 			r.expectTransitions(before, "the reload")
 			o := r.finish(lab.RoleFW1, event.Add(-7*time.Second))
 			r.expectSurvived(o)
-			if o.LongestGapMs > 150 {
-				t.Errorf("longest gap %.0f ms across the reload, want none", o.LongestGapMs)
+			// A packet lost across the reload costs TCP's minimum
+			// retransmission timeout (200 ms) after the 50 ms interval:
+			// a gap of 250 ms or more. Shorter ones are the scheduler's
+			// on a loaded machine (the flows' median longest gap was
+			// 149 ms in a CI run with no loss at all).
+			if o.LongestGapMs >= 240 {
+				t.Errorf("longest gap %.0f ms across the reload: a packet was lost (want none)", o.LongestGapMs)
 			}
 		})
 	}
