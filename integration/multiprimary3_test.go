@@ -66,10 +66,18 @@ func newMPCluster(t *testing.T, c mpCluster, opts lab.Options) *failRig {
 		r.conf[role] = c.config(role)
 		r.start(role)
 	}
-	for _, role := range c.nodes {
-		for _, g := range c.groups {
+	waitMPReady(t, r, c.nodes, c.groups)
+	return r
+}
+
+// waitMPReady waits until every node holds each group in the state its
+// priorities give it among nodes, and sees all its peers up.
+func waitMPReady(t *testing.T, r *failRig, nodes []string, groups []mpGroup) {
+	t.Helper()
+	for _, role := range nodes {
+		for _, g := range groups {
 			want := "BACKUP"
-			if g.masterAmong(c.nodes) == role {
+			if g.masterAmong(nodes) == role {
 				want = "MASTER"
 			}
 			waitState(t, r.nodes[role], "group:"+g.name, want, 15*time.Second)
@@ -82,7 +90,6 @@ func newMPCluster(t *testing.T, c mpCluster, opts lab.Options) *failRig {
 			t.Fatalf("%s: peers not up: %v\n%s", role, err, r.nodes[role].proc.Tail(30))
 		}
 	}
-	return r
 }
 
 // mpExpect returns the state each group should have on role while the

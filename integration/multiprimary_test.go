@@ -290,22 +290,7 @@ func newMPRig(t *testing.T) *failRig {
 		r.conf[role] = mpConfig(role)
 		r.start(role)
 	}
-	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
-		for _, g := range mpGroups {
-			want := "BACKUP"
-			if g.master == role {
-				want = "MASTER"
-			}
-			waitState(t, r.nodes[role], "group:"+g.name, want, 15*time.Second)
-		}
-		err := lab.WaitFor(15*time.Second, 50*time.Millisecond, func() (bool, error) {
-			s, err := syncStatus(r.nodes[role])
-			return err == nil && s.PeerUp, err
-		})
-		if err != nil {
-			t.Fatalf("%s: peer not up: %v\n%s", role, err, r.nodes[role].proc.Tail(30))
-		}
-	}
+	waitMPReady(t, r, []string{lab.RoleFW1, lab.RoleFW2}, mpGroups)
 	return r
 }
 
