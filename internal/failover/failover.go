@@ -110,8 +110,8 @@ type Group struct {
 	mu       sync.Mutex
 	want     target
 	pending  []vrrp.InstanceTransition // moves of the step whose transition comes next
-	purgeDue time.Time     // zero: no purge scheduled
-	commit   chan struct{} // closed when BeforeMaster's commit is done; nil: none
+	purgeDue time.Time                 // zero: no purge scheduled
+	commit   chan struct{}             // closed when BeforeMaster's commit is done; nil: none
 
 	work sync.WaitGroup // commits started by BeforeMaster
 	// The clock and the bridge's timers (sync.go); tests shorten them.
