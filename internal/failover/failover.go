@@ -184,8 +184,9 @@ func (g *Group) SetNotify(n Notify, instances map[string]Notify) { g.notes.setCo
 // election is over and the virtual IPs are gone.
 func (g *Group) NotifyStop(ctx context.Context) { g.notes.stop(ctx) }
 
-// NotifySkipped is how many transitions the notify commands never ran
-// for: the group had moved on before the previous command finished.
+// NotifySkipped is how many transitions, the group's and its
+// instances', the notify commands never ran for: the group (the
+// instance) had moved on before the previous command finished.
 func (g *Group) NotifySkipped() uint64 { return g.notes.skipped.Load() }
 
 // Transitioned records the group's new state; it never blocks and never
