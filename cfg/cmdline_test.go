@@ -3,6 +3,7 @@ package cfg
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -96,4 +97,50 @@ func FuzzSplitCommand(f *testing.F) {
 			t.Fatalf("SplitCommand(%q) quoted again as %q (-first +again):\n%s", s, line, diff)
 		}
 	})
+}
+
+// TestNotifyBlocks: an instance's and a sync group's notify blocks, each
+// entry split into its argv; a bare path, as earlier versions took, is an
+// argv of one word.
+func TestNotifyBlocks(t *testing.T) {
+	c, diags := Parse([]byte(`
+vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+  notify {
+    master  = ["/etc/ctha/route.sh up lan 'first hop'", "/etc/ctha/on-master.sh"]
+    stop    = ["/usr/bin/logger -t ctha \"lan stopped\""]
+    notify  = ["/etc/keepalived/notify.sh"]
+    timeout = "3s"
+  }
+}
+sync_group "fw" {
+  instances = ["lan"]
+  notify {
+    backup = ["/etc/ctha/on-backup.sh"]
+    fault  = ["/etc/ctha/page.sh it\\'s down"]
+  }
+}
+`), "notify.hcl")
+	if len(diags) != 0 {
+		t.Fatalf("unexpected diagnostics:\n%s", formatAll(diags))
+	}
+	wantInstance := Notify{
+		Master:  [][]string{{"/etc/ctha/route.sh", "up", "lan", "first hop"}, {"/etc/ctha/on-master.sh"}},
+		Stop:    [][]string{{"/usr/bin/logger", "-t", "ctha", "lan stopped"}},
+		Generic: [][]string{{"/etc/keepalived/notify.sh"}},
+		Timeout: 3 * time.Second,
+	}
+	if diff := cmp.Diff(wantInstance, c.Instances[0].Notify); diff != "" {
+		t.Errorf("instance notify (-want +got):\n%s", diff)
+	}
+	wantGroup := Notify{
+		Backup:  [][]string{{"/etc/ctha/on-backup.sh"}},
+		Fault:   [][]string{{"/etc/ctha/page.sh", "it's", "down"}},
+		Timeout: DefaultNotifyTimeout,
+	}
+	if diff := cmp.Diff(wantGroup, c.SyncGroups[0].Notify); diff != "" {
+		t.Errorf("group notify (-want +got):\n%s", diff)
+	}
 }
