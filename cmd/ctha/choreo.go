@@ -49,7 +49,7 @@ func (d *daemonState) newGroups(conf *cfg.Config) map[string]*failover.Group {
 func (d *daemonState) newLone(conf *cfg.Config) map[string]*failover.Group {
 	lone := map[string]*failover.Group{}
 	for _, in := range loneInstances(conf) {
-		lone[in.Name] = failover.NewInstance(d.log.With("instance", in.Name), in.Name, notifyConfig(in.Notify))
+		lone[in.Name] = failover.NewInstance(d.log, in.Name, notifyConfig(in.Notify))
 	}
 	return lone
 }

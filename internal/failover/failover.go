@@ -10,14 +10,15 @@
 // to whatever that state is when it looks. However many transitions come
 // meanwhile, none is lost and the tables end in the group's latest role;
 // work for a role the group has already left (a takeover whose commit
-// outlived the mastership) is abandoned. The notify commands follow the
-// tables the same way, on a goroutine of their own, so a hanging command
-// never holds up the tables, the adverts or the virtual IPs.
+// outlived the mastership) is abandoned. The notify commands, the
+// instances' and then the group's (notify.go), follow the tables the same
+// way, on a goroutine of their own, so a hanging command never holds up
+// the tables, the adverts or the virtual IPs.
 //
 // Three policies: a group that drives conntrack (Tables, primary-backup),
 // a group of a multiprimary node (Roles: the engine is only told the
 // group's role; multiprimary.go) and a group that only runs notify
-// commands. Every goroutine a Group starts is waited for by Run before it
+// commands (NewInstance: those of an instance in no sync group). Every goroutine a Group starts is waited for by Run before it
 // returns.
 package failover
 
