@@ -39,8 +39,9 @@ type InstanceTransition struct {
 type InstanceHooks interface {
 	// InstancesTransitioned tells which instances moved in one step of
 	// their group, in the order they moved (their virtual IPs already
-	// have). groupMoves says the group moved in the same step: its
-	// Transitioned comes right after this call. The callee may keep
+	// have). groupMoves says the group moved in the same step and its
+	// Transitioned comes right after this call (never for a lone
+	// instance). The callee may keep
 	// moves; it must not block.
 	InstancesTransitioned(moves []InstanceTransition, groupMoves bool)
 }
@@ -478,7 +479,8 @@ func (g *Group) aggregate() {
 	if len(g.moves) > 0 {
 		moves := g.moves
 		g.moves = nil // the callee may keep them
-		g.instHooks.InstancesTransitioned(moves, st != g.state)
+		// A lone instance's group has no hooks: no Transitioned follows.
+		g.instHooks.InstancesTransitioned(moves, st != g.state && g.hooks != nil)
 	}
 	if st != g.state {
 		from := g.state

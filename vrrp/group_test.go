@@ -404,3 +404,20 @@ func TestInstanceMoves(t *testing.T) {
 		t.Errorf("hooks told (-want +got):\n%s", diff)
 	}
 }
+
+// TestLoneInstanceMoves: a lone instance's moves never say a group
+// transition follows: its group has no hooks.
+func TestLoneInstanceMoves(t *testing.T) {
+	h := &recordingHooks{}
+	tg := newTestGroup(t, 100, nil)
+	tg.instHooks = h
+	tg.at(4 * time.Second)
+	tg.timer()
+	want := []string{
+		"lan BACKUP->MASTER master-down prio 100 group moves false",
+		"wan BACKUP->MASTER master-down prio 100 group moves false",
+	}
+	if diff := cmp.Diff(want, h.calls); diff != "" {
+		t.Errorf("hooks told (-want +got):\n%s", diff)
+	}
+}

@@ -214,7 +214,7 @@ func (g *Group) Transitioned(_ string, _, to vrrp.State, reason vrrp.Reason) {
 func (g *Group) InstancesTransitioned(moves []vrrp.InstanceTransition, groupMoves bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if groupMoves {
+	if groupMoves && g.cfg.Group != "" {
 		g.pending = append(g.pending, moves...) // Transitioned comes next
 		return
 	}

@@ -227,14 +227,15 @@ func (n *notifier) runAll(ctx context.Context, c *Notify, st vrrp.State, env, ar
 	}
 	run := func(argv []string) {
 		start := time.Now()
+		line := strings.Join(argv, " ") // as a log shows it
 		out, err := n.exec(ctx, argv, env, c.Timeout)
 		if err != nil {
 			if ctx.Err() == nil {
-				n.log.Error("notify command failed", append(attrs, "command", argv, "state", stateWord(st), "err", err, "output", out, "took", time.Since(start))...)
+				n.log.Error("notify command failed", append(attrs, "command", line, "state", stateWord(st), "err", err, "output", out, "took", time.Since(start))...)
 			}
 			return
 		}
-		n.log.Info("notify command ran", append(attrs, "command", argv, "state", stateWord(st), "took", time.Since(start))...)
+		n.log.Info("notify command ran", append(attrs, "command", line, "state", stateWord(st), "took", time.Since(start))...)
 	}
 	for _, argv := range cmds {
 		run(argv)
