@@ -14,7 +14,7 @@ import (
 )
 
 // recordingExec records each command it runs, its argv and the CTHA_*
-// variables of its environment, and returns at once; a command whose
+// variables ctha sets in its environment, and returns at once; a command whose
 // argv[0] is in hang waits for release (or its context).
 type recordingExec struct {
 	mu       sync.Mutex
@@ -27,8 +27,10 @@ type recordingExec struct {
 func (r *recordingExec) exec(ctx context.Context, argv, env []string, timeout time.Duration) (string, error) {
 	var vars []string
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "CTHA_") {
-			vars = append(vars, kv)
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "CTHA_TYPE", "CTHA_INSTANCE", "CTHA_GROUP", "CTHA_INSTANCES", "CTHA_STATE", "CTHA_REASON", "CTHA_PRIORITY":
+			vars = append(vars, kv) // not the daemon's own environment (CTHA_REQUIRE_NETNS)
 		}
 	}
 	slices.Sort(vars)
