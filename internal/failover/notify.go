@@ -152,7 +152,9 @@ func (n *notifier) run(ctx context.Context) {
 			}
 			doneMoves[d.name] = d.m
 		}
-		if t.seq == done.seq {
+		if len(todo) > 0 || t.seq == done.seq {
+			// Look again: the group's commands run for the state it is
+			// in once its instances' have run, not the one seen before.
 			continue
 		}
 		if skipped := t.seq - done.seq - 1; skipped > 0 {
