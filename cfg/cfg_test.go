@@ -192,8 +192,9 @@ vrrp_instance "lan" {
 		Instances: []Instance{{
 			Name: "lan", Interface: "lan", VRID: 51, Priority: DefaultPriority, Version: 3,
 			Family: IPv4, AdvertInterval: time.Second, Preempt: true,
-			VIPs: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/24"), netip.MustParsePrefix("10.10.1.254/32")},
-			GARP: GARP{Repeat: DefaultGARPRepeat, Interval: DefaultGARPInterval, Delay: DefaultGARPDelay},
+			VIPs:   []netip.Prefix{netip.MustParsePrefix("10.10.1.1/24"), netip.MustParsePrefix("10.10.1.254/32")},
+			GARP:   GARP{Repeat: DefaultGARPRepeat, Interval: DefaultGARPInterval, Delay: DefaultGARPDelay},
+			Notify: Notify{Timeout: DefaultNotifyTimeout},
 		}},
 	}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {

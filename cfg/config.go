@@ -77,6 +77,7 @@ type Instance struct {
 	TrackInterface []TrackInterface
 	TrackScripts   []string // names of TrackScript entries
 	GARP           GARP
+	Notify         Notify
 }
 
 // TrackInterface makes an instance follow an interface's carrier.
@@ -119,10 +120,16 @@ type SyncGroup struct {
 	Notify    Notify
 }
 
-// Notify lists commands run, in order, after a group changes state.
+// Notify lists the commands run, in order, after an instance or a sync
+// group changes state, and when the daemon stops. Each command is an
+// argv (SplitCommand's words of the entry as written); its first word is
+// an absolute path.
 type Notify struct {
-	Master, Backup, Fault []string // absolute paths of executables
-	Timeout               time.Duration
+	Master, Backup, Fault, Stop [][]string
+	// Generic are the `notify` entries: each runs at every change with
+	// keepalived's four arguments appended (type, name, state, priority).
+	Generic [][]string
+	Timeout time.Duration
 }
 
 // Sync modes.

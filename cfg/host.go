@@ -183,18 +183,36 @@ func (v *validator) hostCommands(f *fileSyntax, h Host) {
 			v.warnf(s.Command.elem(0), "%s; track_script %q fails at every run", why, s.Name)
 		}
 	}
+	for _, in := range f.Instances {
+		v.hostNotify(h, in.Notify, fmt.Sprintf("vrrp_instance %q", in.Name))
+	}
 	for _, g := range f.SyncGroups {
-		if g.Notify == nil {
-			continue
-		}
-		for _, list := range []struct {
-			a     attr[[]string]
-			state string
-		}{{g.Notify.Master, "MASTER"}, {g.Notify.Backup, "BACKUP"}, {g.Notify.Fault, "FAULT"}} {
-			for j, path := range list.a.Val {
-				if why := cannotRun(h, path); why != "" {
-					v.warnf(list.a.elem(j), "%s; this notify command of sync_group %q fails at every transition to %s", why, g.Name, list.state)
-				}
+		v.hostNotify(h, g.Notify, fmt.Sprintf("sync_group %q", g.Name))
+	}
+}
+
+// hostNotify warns about the commands of a notify block (nil: none)
+// whose program cannot run. A command line that does not split is an
+// error of the file already.
+func (v *validator) hostNotify(h Host, n *notifySyntax, owner string) {
+	if n == nil {
+		return
+	}
+	for _, list := range []struct {
+		a    attr[[]string]
+		when string
+	}{
+		{n.Master, "at every transition to MASTER"}, {n.Backup, "at every transition to BACKUP"},
+		{n.Fault, "at every transition to FAULT"}, {n.Stop, "when ctha stops"},
+		{n.Notify, "at every transition"},
+	} {
+		for j, line := range list.a.Val {
+			argv, err := SplitCommand(line)
+			if err != nil {
+				continue
+			}
+			if why := cannotRun(h, argv[0]); why != "" {
+				v.warnf(list.a.elem(j), "%s; this notify command of %s fails %s", why, owner, list.when)
 			}
 		}
 	}

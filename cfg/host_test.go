@@ -229,6 +229,33 @@ sync_group "fw" {
 			},
 		},
 		{
+			// The program of a command line is its first word.
+			name: "notify command lines that cannot run",
+			src: `vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+  notify {
+    master = ["/etc/ctha/on-master.sh lan 'first hop'", "/etc/ctha/on-master lan"]
+    stop   = ["/etc/ctha/not-a-program --stop"]
+    notify = ["/etc/ctha/on-master.sh", "/etc/ctha/generic x"]
+  }
+}
+sync_group "fw" {
+  instances = ["lan"]
+  notify {
+    stop = ["/etc/ctha \"a b\""]
+  }
+}
+`,
+			want: []string{
+				`x.hcl:6,57: warning: /etc/ctha/on-master does not exist; this notify command of vrrp_instance "lan" fails at every transition to MASTER`,
+				`x.hcl:7,15: warning: /etc/ctha/not-a-program is not executable (mode 0644); this notify command of vrrp_instance "lan" fails when ctha stops`,
+				`x.hcl:8,41: warning: /etc/ctha/generic does not exist; this notify command of vrrp_instance "lan" fails at every transition`,
+				`x.hcl:14,13: warning: /etc/ctha is a directory; this notify command of sync_group "fw" fails when ctha stops`,
+			},
+		},
+		{
 			name: "interfaces cannot be listed",
 			src:  vrrp("lan", `"10.10.1.1/24"`),
 			host: fakeHost{err: errors.New("netlink: permission denied")},

@@ -62,6 +62,7 @@ type (
 		TrackScripts   attr[[]string]
 		TrackIfaces    []*trackIfaceSyntax
 		GARP           *garpSyntax
+		Notify         *notifySyntax
 	}
 	trackIfaceSyntax struct {
 		block
@@ -84,8 +85,8 @@ type (
 		Notify    *notifySyntax
 	}
 	notifySyntax struct {
-		Master, Backup, Fault attr[[]string]
-		Timeout               attr[string]
+		Master, Backup, Fault, Stop, Notify attr[[]string]
+		Timeout                             attr[string]
 	}
 	syncSyntax struct {
 		block
@@ -151,6 +152,7 @@ var (
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "track_interface", LabelNames: []string{"name"}},
 			{Type: "garp"},
+			{Type: "notify"},
 		},
 	}
 	trackIfaceSchema  = attrsSchema("weight")
@@ -160,7 +162,7 @@ var (
 		Attributes: attrsSchema("instances", "conntrack").Attributes,
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "notify"}},
 	}
-	notifySchema = attrsSchema("master", "backup", "fault", "timeout")
+	notifySchema = attrsSchema("master", "backup", "fault", "stop", "notify", "timeout")
 	syncSchema   = &hcl.BodySchema{
 		Attributes: attrsSchema("mode", "cache", "topology", "snat_port_range", "auth_key_file", "insecure_no_auth",
 			"tcp_window_tracking", "expectations", "commit_timeout", "purge_delay",
@@ -392,6 +394,9 @@ func (d *decoder) instance(b *hcl.Block) *instanceSyntax {
 		decodeAttr(d, gc.Attributes, "refresh", &g.Refresh)
 		s.GARP = g
 	}
+	if nb := d.single(c, "notify"); nb != nil {
+		s.Notify = d.notify(nb)
+	}
 	return s
 }
 
@@ -414,15 +419,22 @@ func (d *decoder) syncGroup(b *hcl.Block) *syncGroupSyntax {
 	decodeAttr(d, c.Attributes, "instances", &s.Instances)
 	decodeAttr(d, c.Attributes, "conntrack", &s.Conntrack)
 	if nb := d.single(c, "notify"); nb != nil {
-		nc := d.content(nb.Body, notifySchema)
-		n := &notifySyntax{}
-		decodeAttr(d, nc.Attributes, "master", &n.Master)
-		decodeAttr(d, nc.Attributes, "backup", &n.Backup)
-		decodeAttr(d, nc.Attributes, "fault", &n.Fault)
-		decodeAttr(d, nc.Attributes, "timeout", &n.Timeout)
-		s.Notify = n
+		s.Notify = d.notify(nb)
 	}
 	return s
+}
+
+// notify decodes a notify block, an instance's or a sync group's.
+func (d *decoder) notify(b *hcl.Block) *notifySyntax {
+	c := d.content(b.Body, notifySchema)
+	n := &notifySyntax{}
+	decodeAttr(d, c.Attributes, "master", &n.Master)
+	decodeAttr(d, c.Attributes, "backup", &n.Backup)
+	decodeAttr(d, c.Attributes, "fault", &n.Fault)
+	decodeAttr(d, c.Attributes, "stop", &n.Stop)
+	decodeAttr(d, c.Attributes, "notify", &n.Notify)
+	decodeAttr(d, c.Attributes, "timeout", &n.Timeout)
+	return n
 }
 
 func (d *decoder) sync(b *hcl.Block) *syncSyntax {

@@ -1,6 +1,7 @@
 package cfg
 
 import (
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ func (v *validator) instance(s *instanceSyntax) Instance {
 		VirtualMAC:   boolOr(s.VirtualMAC, false),
 		TrackScripts: s.TrackScripts.Val,
 		GARP:         v.garp(s.GARP),
+		Notify:       v.notify(s.Notify),
 	}
 	if v.required(s.Interface.Set, s.block, kind, "interface") && s.Interface.ok() {
 		in.Interface = s.Interface.Val
@@ -185,7 +187,6 @@ func (v *validator) syncGroup(s *syncGroupSyntax) SyncGroup {
 	g := SyncGroup{
 		Name:      s.Name,
 		Conntrack: boolOr(s.Conntrack, false),
-		Notify:    Notify{Timeout: DefaultNotifyTimeout},
 	}
 	if v.required(s.Instances.Set, s.block, "sync_group", "instances") && s.Instances.ok() {
 		g.Instances = s.Instances.Val
@@ -193,13 +194,23 @@ func (v *validator) syncGroup(s *syncGroupSyntax) SyncGroup {
 			v.errorf(s.Instances.Range, "instances must name at least one vrrp_instance")
 		}
 	}
-	if n := s.Notify; n != nil {
-		g.Notify.Master = v.commands(n.Master)
-		g.Notify.Backup = v.commands(n.Backup)
-		g.Notify.Fault = v.commands(n.Fault)
-		g.Notify.Timeout = v.hookTimeout(n.Timeout, DefaultNotifyTimeout)
-	}
+	g.Notify = v.notify(s.Notify)
 	return g
+}
+
+// notify checks a notify block (nil: none, the defaults).
+func (v *validator) notify(n *notifySyntax) Notify {
+	if n == nil {
+		return Notify{Timeout: DefaultNotifyTimeout}
+	}
+	return Notify{
+		Master:  v.commands(n.Master),
+		Backup:  v.commands(n.Backup),
+		Fault:   v.commands(n.Fault),
+		Stop:    v.commands(n.Stop),
+		Generic: v.commands(n.Notify),
+		Timeout: v.hookTimeout(n.Timeout, DefaultNotifyTimeout),
+	}
 }
 
 // hookTimeout parses the timeout of a command ctha runs: positive and at
@@ -225,12 +236,22 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// commands checks a list of notify commands: absolute paths of executables.
-func (v *validator) commands(a attr[[]string]) []string {
+// commands checks a list of notify commands, each a command line whose
+// first word is the absolute path of an executable, and splits them.
+func (v *validator) commands(a attr[[]string]) [][]string {
+	var out [][]string
 	for i, c := range a.Val {
-		if !filepath.IsAbs(c) {
-			v.errorf(a.elem(i), "notify command must be an absolute path, got %q", c)
+		argv, err := SplitCommand(c)
+		switch {
+		case errors.Is(err, ErrEmptyCommand):
+			v.errorf(a.elem(i), "notify command is empty; write a command line, e.g. \"/etc/ctha/on-master.sh outside\"")
+		case err != nil:
+			v.errorf(a.elem(i), "notify command %q cannot be split into words: %v (quote with \"...\" or '...', escape with \\)", c, err)
+		case !filepath.IsAbs(argv[0]):
+			v.errorf(a.elem(i), "notify command must start with an absolute path, got %q", argv[0])
+		default:
+			out = append(out, argv)
 		}
 	}
-	return a.Val
+	return out
 }

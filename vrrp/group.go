@@ -26,6 +26,26 @@ type Hooks interface {
 	Transitioned(group string, from, to State, reason Reason)
 }
 
+// InstanceTransition is one instance's move.
+type InstanceTransition struct {
+	Instance string
+	From, To State
+	Reason   Reason
+	Priority uint8 // the effective priority after the move
+}
+
+// InstanceHooks hear the moves of a group's instances (or of a lone
+// instance).
+type InstanceHooks interface {
+	// InstancesTransitioned tells which instances moved in one step of
+	// their group, in the order they moved (their virtual IPs already
+	// have). groupMoves says the group moved in the same step and its
+	// Transitioned comes right after this call (never for a lone
+	// instance). The callee may keep
+	// moves; it must not block.
+	InstancesTransitioned(moves []InstanceTransition, groupMoves bool)
+}
+
 // VIPs is what an instance needs of its virtual addresses (addr.Manager).
 type VIPs interface {
 	// Up adds the addresses and sends the first gratuitous ARP / NA at once,
@@ -150,6 +170,8 @@ type Group struct {
 	implicit      bool // a lone instance, not a configured sync_group
 	members       []*member
 	hooks         Hooks
+	instHooks     InstanceHooks
+	moves         []InstanceTransition // this step's, for instHooks
 	log           *slog.Logger
 	now           func() time.Time
 	runtimeTimers bool // Options.RuntimeTimers
@@ -254,6 +276,10 @@ func (g *Group) apply(i int, acts []Action) {
 			mb.stats.transitions.Add(1)
 			mb.log.Info("transition", "from", a.From, "to", a.To, "reason", a.Reason,
 				"priority", mb.m.EffPriority, "master", addrOrNone(mb.m.Master))
+			if g.instHooks != nil {
+				g.moves = append(g.moves, InstanceTransition{Instance: mb.name, From: a.From, To: a.To,
+					Reason: a.Reason, Priority: mb.m.EffPriority})
+			}
 			if a.From == Master && a.To == Backup && a.Reason == ReasonHigherPriority {
 				g.dispatchOthers(i, Event{Kind: EvGoBackup})
 			}
@@ -449,6 +475,12 @@ func (g *Group) aggregate() {
 	}
 	if st != Backup {
 		g.taking = false // the takeover is over, one way or the other
+	}
+	if len(g.moves) > 0 {
+		moves := g.moves
+		g.moves = nil // the callee may keep them
+		// A lone instance's group has no hooks: no Transitioned follows.
+		g.instHooks.InstancesTransitioned(moves, st != g.state && g.hooks != nil)
 	}
 	if st != g.state {
 		from := g.state

@@ -3,11 +3,14 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/ctha/ctha/vrrp/packet"
 )
@@ -354,5 +357,67 @@ func TestGroupRebind(t *testing.T) {
 	}
 	if tg.members[1].bound != 3 {
 		t.Error("wan was reopened though its interface did not change")
+	}
+}
+
+// recordingHooks records the instances' moves and the group's
+// transitions in the order they are told.
+type recordingHooks struct {
+	calls []string
+}
+
+func (h *recordingHooks) BeforeMaster(context.Context, string) error { return nil }
+func (h *recordingHooks) Transitioned(_ string, _, to State, _ Reason) {
+	h.calls = append(h.calls, "group "+to.String())
+}
+func (h *recordingHooks) InstancesTransitioned(moves []InstanceTransition, groupMoves bool) {
+	for _, m := range moves {
+		h.calls = append(h.calls, fmt.Sprintf("%s %v->%v %v prio %d group moves %t", m.Instance, m.From, m.To, m.Reason, m.Priority, groupMoves))
+	}
+}
+
+// TestInstanceMoves: each step of a group tells the instances' moves, in
+// order, with their effective priority after the move, and then the
+// group's transition.
+func TestInstanceMoves(t *testing.T) {
+	h := &recordingHooks{}
+	tg := newTestGroup(t, 100, h)
+	tg.instHooks = h
+	tg.at(4 * time.Second)
+	tg.timer() // Master_Down on both
+	tg.hookFinished(<-tg.hookDone)
+	tg.drain()
+	tg.at(5 * time.Second)
+	tg.dispatch(0, Event{Kind: EvPriority, Priority: 90}) // not a move
+	tg.drain()
+	tg.advert(1, netip.MustParseAddr("10.10.2.3"), 200)
+	want := []string{
+		"group BACKUP", // at startup, before instHooks was set
+		"lan BACKUP->MASTER master-down prio 100 group moves true",
+		"wan BACKUP->MASTER master-down prio 100 group moves true",
+		"group MASTER",
+		"wan MASTER->BACKUP higher-priority prio 100 group moves true",
+		"lan MASTER->BACKUP group prio 90 group moves true",
+		"group BACKUP",
+	}
+	if diff := cmp.Diff(want, h.calls); diff != "" {
+		t.Errorf("hooks told (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoneInstanceMoves: a lone instance's moves never say a group
+// transition follows: its group has no hooks.
+func TestLoneInstanceMoves(t *testing.T) {
+	h := &recordingHooks{}
+	tg := newTestGroup(t, 100, nil)
+	tg.instHooks = h
+	tg.at(4 * time.Second)
+	tg.timer()
+	want := []string{
+		"lan BACKUP->MASTER master-down prio 100 group moves false",
+		"wan BACKUP->MASTER master-down prio 100 group moves false",
+	}
+	if diff := cmp.Diff(want, h.calls); diff != "" {
+		t.Errorf("hooks told (-want +got):\n%s", diff)
 	}
 }

@@ -17,6 +17,10 @@ type Options struct {
 	Log *slog.Logger
 	// Hooks returns a sync group's hooks, or nil for none.
 	Hooks func(group string) Hooks
+	// InstanceHooks returns the hooks that hear the moves of a sync
+	// group's instances, or of a lone instance (lone: group is the
+	// instance's name); nil for none.
+	InstanceHooks func(group string, lone bool) InstanceHooks
 	// NewVIPs makes an instance's virtual-address manager (NewAddrVIPs
 	// by default).
 	NewVIPs func(in Instance, log *slog.Logger) (VIPs, error)
@@ -137,6 +141,9 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 	}
 	if opts.Hooks != nil && !implicit {
 		g.hooks = opts.Hooks(name)
+	}
+	if opts.InstanceHooks != nil {
+		g.instHooks = opts.InstanceHooks(name, implicit)
 	}
 	g.reopen = func(in Instance, log *slog.Logger) (Conn, VIPs, error) {
 		cn, err := opts.Dial(in)

@@ -25,7 +25,8 @@ func (d *daemonState) newGroups(conf *cfg.Config) map[string]*failover.Group {
 		d.fanout = failover.NewFanout(d.sync)
 	}
 	for _, g := range conf.SyncGroups {
-		c := failover.Config{Group: g.Name, Instances: g.Instances, Notify: notifyConfig(g.Notify)}
+		c := failover.Config{Group: g.Name, Instances: g.Instances, Notify: notifyConfig(g.Notify),
+			InstanceNotify: instanceNotify(conf, g.Instances)}
 		if d.fanout != nil {
 			c.StartupSyncTimeout = conf.Sync.StartupSyncTimeout
 			groups[g.Name] = failover.NewMultiprimary(d.log, c, d.fanout.Roles())
@@ -43,8 +44,77 @@ func (d *daemonState) newGroups(conf *cfg.Config) map[string]*failover.Group {
 	return groups
 }
 
+// newLone makes what runs the notify commands of every instance that is
+// in no sync group.
+func (d *daemonState) newLone(conf *cfg.Config) map[string]*failover.Group {
+	lone := map[string]*failover.Group{}
+	for _, in := range loneInstances(conf) {
+		lone[in.Name] = failover.NewInstance(d.log, in.Name, notifyConfig(in.Notify))
+	}
+	return lone
+}
+
+// loneInstances returns the instances that are in no sync group.
+func loneInstances(conf *cfg.Config) []cfg.Instance {
+	grouped := map[string]bool{}
+	for _, g := range conf.SyncGroups {
+		for _, name := range g.Instances {
+			grouped[name] = true
+		}
+	}
+	var out []cfg.Instance
+	for _, in := range conf.Instances {
+		if !grouped[in.Name] {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// instanceNotify returns the notify commands of the named instances.
+func instanceNotify(conf *cfg.Config, names []string) map[string]failover.Notify {
+	out := map[string]failover.Notify{}
+	for _, in := range conf.Instances {
+		if slices.Contains(names, in.Name) {
+			out[in.Name] = notifyConfig(in.Notify)
+		}
+	}
+	return out
+}
+
 func notifyConfig(n cfg.Notify) failover.Notify {
-	return failover.Notify{Master: n.Master, Backup: n.Backup, Fault: n.Fault, Timeout: n.Timeout}
+	return failover.Notify{Master: n.Master, Backup: n.Backup, Fault: n.Fault, Stop: n.Stop,
+		Generic: n.Generic, Timeout: n.Timeout}
+}
+
+// instanceHooks returns what hears the moves of a sync group's instances,
+// or of a lone instance (vrrp.Options.InstanceHooks).
+func (d *daemonState) instanceHooks(group string, lone bool) vrrp.InstanceHooks {
+	groups := d.groups
+	if lone {
+		groups = d.lone
+	}
+	if g, ok := groups[group]; ok {
+		return g
+	}
+	return nil
+}
+
+// notifyStop runs the stop commands of every sync group and lone
+// instance, in the order of the file, each bounded by its timeout; the
+// election is over and the virtual IPs are gone.
+func (d *daemonState) notifyStop(conf *cfg.Config) {
+	ctx := context.Background()
+	for _, g := range conf.SyncGroups {
+		if fg := d.groups[g.Name]; fg != nil {
+			fg.NotifyStop(ctx)
+		}
+	}
+	for _, in := range conf.Instances {
+		if lg := d.lone[in.Name]; lg != nil {
+			lg.NotifyStop(ctx)
+		}
+	}
 }
 
 // conntrackGroup returns the choreography of the group that drives

@@ -81,6 +81,7 @@ type daemonState struct {
 	vrrp         *vrrp.Runner               // nil without VRRP instances
 	sync         *ctsync.Engine             // nil without conntrack_sync
 	groups       map[string]*failover.Group // the sync groups' choreography
+	lone         map[string]*failover.Group // the notify commands of the instances in no sync group
 	fanout       *failover.Fanout           // multiprimary: the engine shared by the groups
 	changed      chan struct{}
 }
@@ -111,6 +112,8 @@ func (d *daemonState) run() error {
 	if len(conf.Instances) > 0 {
 		opts := vrrp.Options{Log: d.log, OnChange: d.stateChanged}
 		d.groups = d.newGroups(conf)
+		d.lone = d.newLone(conf)
+		opts.InstanceHooks = d.instanceHooks
 		for _, g := range d.groups {
 			if g.WatchesSync() {
 				opts.DeferPreemption = append(opts.DeferPreemption, g.Name())
@@ -159,6 +162,9 @@ func (d *daemonState) run() error {
 		for _, g := range d.groups {
 			wg.Go(func() { g.Run(vctx, d.vrrp) })
 		}
+		for _, g := range d.lone {
+			wg.Go(func() { g.Run(vctx, nil) })
+		}
 		d.vrrp.Run(vctx)
 		wg.Wait()
 	}()
@@ -204,6 +210,7 @@ func (d *daemonState) run() error {
 			<-vrrpDone
 			stopSync()
 			<-syncDone
+			d.notifyStop(d.conf.Load()) // the VIPs are gone, the sync engine has stopped
 			cancel()
 			<-served
 			return nil
@@ -216,6 +223,7 @@ func (d *daemonState) run() error {
 			<-vrrpDone
 			stopSync()
 			<-syncDone
+			d.notifyStop(d.conf.Load())
 			return fmt.Errorf("control socket %s closed unexpectedly", d.socket)
 		}
 	}
@@ -284,7 +292,12 @@ func (d *daemonState) reload() {
 	}
 	for _, g := range conf.SyncGroups {
 		if fg := d.groups[g.Name]; fg != nil {
-			fg.SetNotify(notifyConfig(g.Notify))
+			fg.SetNotify(notifyConfig(g.Notify), instanceNotify(&conf, g.Instances))
+		}
+	}
+	for _, in := range loneInstances(&conf) {
+		if lg := d.lone[in.Name]; lg != nil {
+			lg.SetNotify(failover.Notify{}, map[string]failover.Notify{in.Name: notifyConfig(in.Notify)})
 		}
 	}
 	// Any change of conntrack_sync (its topology too: the groups'

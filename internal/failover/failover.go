@@ -10,14 +10,15 @@
 // to whatever that state is when it looks. However many transitions come
 // meanwhile, none is lost and the tables end in the group's latest role;
 // work for a role the group has already left (a takeover whose commit
-// outlived the mastership) is abandoned. The notify commands follow the
-// tables the same way, on a goroutine of their own, so a hanging command
-// never holds up the tables, the adverts or the virtual IPs.
+// outlived the mastership) is abandoned. The notify commands, the
+// instances' and then the group's (notify.go), follow the tables the same
+// way, on a goroutine of their own, so a hanging command never holds up
+// the tables, the adverts or the virtual IPs.
 //
 // Three policies: a group that drives conntrack (Tables, primary-backup),
 // a group of a multiprimary node (Roles: the engine is only told the
 // group's role; multiprimary.go) and a group that only runs notify
-// commands. Every goroutine a Group starts is waited for by Run before it
+// commands (NewInstance: those of an instance in no sync group). Every goroutine a Group starts is waited for by Run before it
 // returns.
 package failover
 
@@ -76,21 +77,17 @@ type peerWatch interface {
 
 // Config is a Group's configuration.
 type Config struct {
-	Group     string
+	Group     string // "" for a lone instance's (NewInstance)
 	Instances []string
 	Notify    Notify
+	// InstanceNotify holds the instances' own notify commands, by name.
+	InstanceNotify map[string]Notify
 	// For a group that drives conntrack (StartupSyncTimeout: and for a
 	// multiprimary group):
 	External           bool          // cache = "external": commit before the VIPs, purge as backup
 	CommitTimeout      time.Duration // longest the VIPs wait for the commit
 	PurgeDelay         time.Duration
 	StartupSyncTimeout time.Duration // longest preemption waits for the peer's copy
-}
-
-// Notify lists the commands run, in order, once the group is in a state.
-type Notify struct {
-	Master, Backup, Fault []string // absolute paths of executables
-	Timeout               time.Duration
 }
 
 // target is the state the group was last seen in: what the tables and
@@ -113,8 +110,9 @@ type Group struct {
 
 	mu       sync.Mutex
 	want     target
-	purgeDue time.Time     // zero: no purge scheduled
-	commit   chan struct{} // closed when BeforeMaster's commit is done; nil: none
+	pending  []vrrp.InstanceTransition // moves of the step whose transition comes next
+	purgeDue time.Time                 // zero: no purge scheduled
+	commit   chan struct{}             // closed when BeforeMaster's commit is done; nil: none
 
 	work sync.WaitGroup // commits started by BeforeMaster
 	// The clock and the bridge's timers (sync.go); tests shorten them.
@@ -127,6 +125,12 @@ func New(log *slog.Logger, c Config) *Group {
 	return newGroup(log, c)
 }
 
+// NewInstance returns what runs the notify commands of an instance that
+// is in no sync group: a Group without a group of its own.
+func NewInstance(log *slog.Logger, instance string, n Notify) *Group {
+	return newGroup(log, Config{Instances: []string{instance}, InstanceNotify: map[string]Notify{instance: n}})
+}
+
 // NewConntrack returns the choreography of the group whose role drives
 // conntrack replication.
 func NewConntrack(log *slog.Logger, c Config, t Tables) *Group {
@@ -136,7 +140,9 @@ func NewConntrack(log *slog.Logger, c Config, t Tables) *Group {
 }
 
 func newGroup(log *slog.Logger, c Config) *Group {
-	log = log.With("group", c.Group)
+	if c.Group != "" {
+		log = log.With("group", c.Group)
+	}
 	g := &Group{cfg: c, log: log, kick: make(chan struct{}, 1), now: time.Now,
 		grace: peerGrace, retryElection: retryElection}
 	g.notes = newNotifier(log, c)
@@ -169,12 +175,19 @@ func (g *Group) watched() peerWatch {
 // Name is the group's name.
 func (g *Group) Name() string { return g.cfg.Group }
 
-// SetNotify replaces the notify commands (a reload); the next state the
-// commands run for uses the new ones.
-func (g *Group) SetNotify(n Notify) { g.notes.setCommands(n) }
+// SetNotify replaces the notify commands of the group and of its
+// instances (a reload); the next state the commands run for uses the new
+// ones.
+func (g *Group) SetNotify(n Notify, instances map[string]Notify) { g.notes.setCommands(n, instances) }
 
-// NotifySkipped is how many transitions the notify commands never ran
-// for: the group had moved on before the previous command finished.
+// NotifyStop runs the stop commands, the instances' then the group's,
+// each bounded by its timeout. Call it once Run has returned: the
+// election is over and the virtual IPs are gone.
+func (g *Group) NotifyStop(ctx context.Context) { g.notes.stop(ctx) }
+
+// NotifySkipped is how many transitions, the group's and its
+// instances', the notify commands never ran for: the group (the
+// instance) had moved on before the previous command finished.
 func (g *Group) NotifySkipped() uint64 { return g.notes.skipped.Load() }
 
 // Transitioned records the group's new state; it never blocks and never
@@ -185,8 +198,28 @@ func (g *Group) Transitioned(_ string, _, to vrrp.State, reason vrrp.Reason) {
 	if to == vrrp.Master {
 		g.purgeDue = time.Time{}
 	}
+	moves := g.pending
+	g.pending = nil
+	if len(moves) > 0 {
+		// The instances' commands of this step wait for its tables.
+		g.notes.moved(moves, g.want.seq)
+	}
 	g.mu.Unlock()
 	signal(g.kick)
+}
+
+// InstancesTransitioned records the instances' moves (vrrp.InstanceHooks);
+// their notify commands run once the group's tables are done for the
+// step they moved in, before the group's. It never blocks.
+func (g *Group) InstancesTransitioned(moves []vrrp.InstanceTransition, groupMoves bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if groupMoves && g.cfg.Group != "" {
+		g.pending = append(g.pending, moves...) // Transitioned comes next
+		return
+	}
+	g.notes.moved(append(g.pending, moves...), g.want.seq)
+	g.pending = nil
 }
 
 func (g *Group) target() target {

@@ -155,7 +155,7 @@ type hangingExec struct {
 	release chan struct{}
 }
 
-func (h *hangingExec) exec(ctx context.Context, _ string, env []string, _ time.Duration) (string, error) {
+func (h *hangingExec) exec(ctx context.Context, _, env []string, _ time.Duration) (string, error) {
 	for _, kv := range env {
 		if s, ok := strings.CutPrefix(kv, "CTHA_STATE="); ok {
 			h.mu.Lock()
@@ -183,7 +183,7 @@ func (h *hangingExec) ran() []string {
 // and the states skipped meanwhile are counted.
 func TestHangingNotifyAcrossFailoverCycles(t *testing.T) {
 	tables := newFakeTables()
-	g := NewConntrack(quietLog(), Config{Group: "fw", Notify: Notify{Master: []string{"/m"}, Backup: []string{"/b"}, Timeout: time.Hour}}, tables)
+	g := NewConntrack(quietLog(), Config{Group: "fw", Notify: Notify{Master: [][]string{{"/m"}}, Backup: [][]string{{"/b"}}, Timeout: time.Hour}}, tables)
 	h := &hangingExec{release: make(chan struct{})}
 	g.notes.exec = h.exec
 	stop := running(g, nil)

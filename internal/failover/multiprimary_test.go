@@ -64,7 +64,7 @@ func onlyRoleCalls(t *testing.T, f *fakeRoles) {
 func TestMultiprimaryRoles(t *testing.T) {
 	roles := newFakeRoles()
 	roles.failRole = 2
-	g := NewMultiprimary(quietLog(), Config{Group: "a", Notify: Notify{Master: []string{"/m"}, Backup: []string{"/b"}, Fault: []string{"/f"}, Timeout: time.Hour}}, roles)
+	g := NewMultiprimary(quietLog(), Config{Group: "a", Notify: Notify{Master: [][]string{{"/m"}}, Backup: [][]string{{"/b"}}, Fault: [][]string{{"/f"}}, Timeout: time.Hour}}, roles)
 	g.retryElection = 10 * time.Millisecond
 	h := &hangingExec{release: make(chan struct{})}
 	close(h.release) // the commands return at once

@@ -78,7 +78,7 @@ type simOptions struct {
 	external      bool          // cache = "external"
 	commitTimeout time.Duration // external: longest the VIPs wait for the commit
 	notify        Notify
-	exec          func(ctx context.Context, path string, env []string, timeout time.Duration) (string, error)
+	exec          func(ctx context.Context, argv, env []string, timeout time.Duration) (string, error)
 }
 
 // simNode is one node: its configuration, its kernel (table, links) and,

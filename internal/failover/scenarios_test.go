@@ -210,7 +210,7 @@ func TestPairHangingNotify(t *testing.T) {
 		for i, n := range p.nodes {
 			hang[i] = &hangingExec{release: make(chan struct{})}
 			n.opts.exec = hang[i].exec
-			n.opts.notify = Notify{Master: []string{"/m"}, Backup: []string{"/b"}, Fault: []string{"/f"}, Timeout: time.Minute}
+			n.opts.notify = Notify{Master: [][]string{{"/m"}}, Backup: [][]string{{"/b"}}, Fault: [][]string{{"/f"}}, Timeout: time.Minute}
 		}
 		defer p.stopAll()
 		fw1, fw2 := p.nodes[0], p.nodes[1]
