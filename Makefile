@@ -98,9 +98,9 @@ soak:
 man:
 	CTHA_UPDATE_MAN=1 $(GO) test -count=1 -run '^TestManPages$$' ./cmd/ctha/
 
-## deb: the Debian package bin/ctha_VERSION_amd64.deb, with nfpm (DEB_VERSION=1.2.3 names the version; default from a v1.2.3 tag, else 0.0~gitDATE.COMMIT)
-DEB_VERSION ?= $(shell v=$$(git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" || \
-  echo "0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
+## deb: the Debian package bin/ctha_VERSION_amd64.deb, with nfpm (DEB_VERSION=1.2.3 names the version; default from a v1.2.3 tag, else 0.0~gitYYYYMMDDHHMM.COMMIT, ordered by commit time)
+DEB_VERSION ?= $(shell v=$$(git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null) && echo "$$v" | sed 's/^v//' || \
+  echo "0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
 deb: build
 	rm -rf bin/deb bin/ctha_*.deb && mkdir -p bin/deb/examples
 	bin/ctha completion bash > bin/deb/ctha.bash
