@@ -12,7 +12,7 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-perf bench bench-docs soak demo help clean
+.PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-perf bench bench-docs soak demo deps-demo deps-test man deb deb-check help clean
 
 all: lint test build
 
@@ -20,9 +20,14 @@ all: lint test build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ctha ./cmd/ctha
 
-## test: the race run (test-race), then every test, namespace and end-to-end tests included (run as root)
-test: test-race
+## test: the race run (test-race), then every test, namespace and end-to-end tests included (run as root; installs what it lacks)
+test: deps-test test-race
 	$(GO) test $(TESTFLAGS) ./...
+
+# What `make demo` and `make test` need from the distribution: installed
+# with apt-get when root, else named in one line (.ci/deps, which CI runs too).
+deps-demo deps-test:
+	@.ci/deps $(@:deps-%=%)
 
 ## test-race: the unit tests under the race detector (-short: no namespace tests; needs cgo and gcc)
 test-race:
@@ -47,7 +52,7 @@ chaos:
 	  $(GO) test -count=1 -run '^TestChaos$$' -timeout 90m -v ./integration/
 
 ## demo: see it work: a ctha pair in namespaces, live TCP flows, the master killed (root; DEMO_KEEP=1, DEMO_ADVERT=300ms)
-demo: build
+demo: deps-demo build
 	$(GO) build -trimpath -o bin/flowgen ./integration/flowgen/cmd/flowgen
 	$(GO) build -trimpath -o bin/ctha-demo ./integration/demo
 	@DEMO_KEEP='$(DEMO_KEEP)' DEMO_ADVERT='$(DEMO_ADVERT)' DEMO_JSON='$(DEMO_JSON)' bin/ctha-demo $(DEMO_FLAGS)
@@ -88,6 +93,33 @@ SOAK_TIMEOUT ?= 60m
 soak:
 	CTHA_REQUIRE_NETNS=1 CTHA_SOAK_DURATION=$(SOAK) CTHA_SOAK_WARMUP=$(SOAK_WARMUP) \
 	  $(GO) test -count=1 -v -run '^TestSoak$$' -timeout $(SOAK_TIMEOUT) ./integration/
+
+## man: write docs/man/ctha.8 and ctha.hcl.5 again from ctha's help and the README's reference (TestManPages fails while they differ)
+man:
+	CTHA_UPDATE_MAN=1 $(GO) test -count=1 -run '^TestManPages$$' ./cmd/ctha/
+
+## deb: the Debian package bin/ctha_VERSION_amd64.deb, with nfpm (DEB_VERSION=1.2.3 names the version; default from a v1.2.3 tag, else 0.0~gitYYYYMMDDHHMM.COMMIT, ordered by commit time)
+DEB_VERSION ?= $(shell v=$$(git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null) && echo "$$v" | sed 's/^v//' || \
+  echo "0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
+deb: build
+	rm -rf bin/deb bin/ctha_*.deb && mkdir -p bin/deb/examples
+	bin/ctha completion bash > bin/deb/ctha.bash
+	bin/ctha completion zsh > bin/deb/_ctha
+	bin/ctha completion fish > bin/deb/ctha.fish
+	gzip -9n < docs/man/ctha.8 > bin/deb/ctha.8.gz
+	gzip -9n < docs/man/ctha.hcl.5 > bin/deb/ctha.hcl.5.gz
+	gzip -9n < README.md > bin/deb/README.md.gz
+	cp examples/*.hcl examples/ctha.nft examples/ctha-sysctl.conf bin/deb/examples/
+	chmod 0644 bin/deb/examples/*
+	{ printf 'ctha (%s) unstable; urgency=medium\n\n  * Built from %s.\n\n -- %s  %s\n' '$(DEB_VERSION)' \
+	    "$$(git describe --always --dirty 2>/dev/null || echo source)" 'ctha developers <ctha@users.noreply.github.com>' \
+	    "$$(date -R -u -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))"; } | gzip -9n > bin/deb/changelog.gz
+	DEB_VERSION='$(DEB_VERSION)' $(GO) tool nfpm package -f packaging/deb/nfpm.yaml -p deb -t bin/
+
+## deb-check: build the package and check it: contents (dpkg-deb -c), lintian, ctha version and man -l from the unpacked tree
+deb-check: deb
+	@.ci/deps deb-check
+	.ci/deb-check bin/ctha_*.deb
 
 ## clean: remove build output
 clean:

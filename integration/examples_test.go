@@ -96,6 +96,26 @@ func TestExampleService(t *testing.T) {
 	if len(start) != 1 || !strings.HasSuffix(start[0], "ctha run -c /etc/ctha/ctha.hcl") {
 		t.Errorf("ExecStart = %q", start)
 	}
+	// The Debian package's unit (issue 17): the binary in /usr/sbin, not
+	// started without its file, and the one sysctl ctha cannot set itself
+	// set by a privileged pre-start, nothing more.
+	for _, v := range append(append(get("Service", "ExecStartPre"), start...), get("Service", "ExecReload")...) {
+		if f := strings.Fields(v); strings.Contains(f[0], "ctha") && strings.TrimLeft(f[0], "+-") != "/usr/sbin/ctha" {
+			t.Errorf("%q: want /usr/sbin/ctha", v)
+		}
+	}
+	if got := get("Unit", "ConditionPathExists"); !slices.Equal(got, []string{"/etc/ctha/ctha.hcl"}) {
+		t.Errorf("ConditionPathExists = %q, want /etc/ctha/ctha.hcl", got)
+	}
+	var privileged []string
+	for _, v := range get("Service", "ExecStartPre") {
+		if strings.HasPrefix(v, "+") {
+			privileged = append(privileged, v)
+		}
+	}
+	if !slices.Equal(privileged, []string{"+/usr/sbin/sysctl -q -e -w net.netfilter.nf_conntrack_events=1"}) {
+		t.Errorf("privileged ExecStartPre = %q, want only the nf_conntrack_events sysctl", privileged)
+	}
 	reload := get("Service", "ExecReload")
 	if len(reload) != 2 || !strings.Contains(reload[0], "ctha check") || !strings.Contains(reload[1], "kill -HUP $MAINPID") {
 		t.Errorf("ExecReload = %q, want a check before the HUP", reload)

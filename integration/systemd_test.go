@@ -53,10 +53,12 @@ mkdir /run/lab /run/ovl /run/hostdev
 mount --bind "$1" /run/lab
 T=/run/lab
 
-# The binary where the unit wants it (the host has no /usr/local/sbin/ctha).
-mount -t tmpfs -o mode=0755 tmpfs /usr/local/sbin
-touch /usr/local/sbin/ctha
-mount --bind "$2" /usr/local/sbin/ctha
+# The binary where the unit wants it, /usr/sbin/ctha: an overlay adds it
+# to the host's /usr/sbin (sysctl, the unit's ExecStartPre=+, stays).
+mkdir /run/sbin /run/sbin/upper /run/sbin/work
+mount -t overlay overlay -o lowerdir=/usr/sbin,upperdir=/run/sbin/upper,workdir=/run/sbin/work /usr/sbin
+touch /usr/sbin/ctha
+mount --bind "$2" /usr/sbin/ctha
 
 # A private /dev with the usual nodes, bound from the host's.
 mount --bind /dev /run/hostdev
@@ -134,7 +136,8 @@ type sdBoot struct {
 }
 
 // bootSystemd boots systemd inside role's namespace with examples/ctha.service
-// as is, the ctha under test at /usr/local/sbin/ctha and config at
+// as is (the unit the Debian package ships), the ctha under test at
+// /usr/sbin/ctha and config at
 // /etc/ctha/ctha.hcl. Cleanup halts it and removes its cgroup.
 func bootSystemd(t *testing.T, l *lab.Lab, role, config string) *sdBoot {
 	t.Helper()
@@ -362,6 +365,12 @@ func TestSystemdStatus(t *testing.T) {
 	defer os.Remove(sentinel.Name())
 
 	l := lab.New(t, lab.Options{NoIPv6: true})
+	// The first start on a host with the kernel's defaults (issue 17):
+	// nf_conntrack_events is 2, which ctha may not change under
+	// ProtectKernelTunables; the unit's ExecStartPre=+ sets it. It is per
+	// network namespace: fw1's, never the host's.
+	hostEvents := readEvents(t, "")
+	l.MustExec(t, lab.RoleFW1, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_events=2")
 	sd := bootSystemd(t, l, lab.RoleFW1, exampleConfig(t, "fw1.hcl"))
 	fw2 := startNode(t, l, lab.RoleFW2, exampleConfig(t, "fw2.hcl"))
 
@@ -383,6 +392,13 @@ func TestSystemdStatus(t *testing.T) {
 	waitGroup(t, fw2, "BACKUP")
 	sd.checkStatusLine(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up, ")
 	sd.checkHardening(t, mainPID)
+	if got := readEvents(t, l.NS(lab.RoleFW1)); got != "1" || sd.show("NRestarts") != "0" || sd.show("MainPID") != mainPID {
+		t.Errorf("first start from nf_conntrack_events=2: fw1's value %s, NRestarts %s; want 1 and a start that worked the first time",
+			got, sd.show("NRestarts"))
+	}
+	if got := readEvents(t, ""); got != hostEvents {
+		t.Errorf("the host's nf_conntrack_events changed from %s to %s", hostEvents, got)
+	}
 
 	// A reload keeps the daemon and its role; systemd waits for READY=1.
 	if out, err := sd.systemctl("reload", "ctha"); err != nil {
@@ -394,7 +410,7 @@ func TestSystemdStatus(t *testing.T) {
 	sd.checkStatusLine(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up, ")
 
 	// A planned failover: fw1 stays demoted, fw2 takes over.
-	if out, err := sd.in("/usr/local/sbin/ctha", "failover"); err != nil {
+	if out, err := sd.in("/usr/sbin/ctha", "failover"); err != nil {
 		t.Fatalf("ctha failover: %v\n%s", err, out)
 	}
 	sd.waitStatus(t, "fw BACKUP | lan BACKUP, wan BACKUP | sync peer up")
@@ -402,7 +418,7 @@ func TestSystemdStatus(t *testing.T) {
 	sd.checkStatusLine(t, "fw BACKUP | lan BACKUP, wan BACKUP | sync peer up, ")
 
 	// Cancelled: fw1, with the higher priority, takes the role back.
-	if out, err := sd.in("/usr/local/sbin/ctha", "failover", "--cancel"); err != nil {
+	if out, err := sd.in("/usr/sbin/ctha", "failover", "--cancel"); err != nil {
 		t.Fatalf("ctha failover --cancel: %v\n%s", err, out)
 	}
 	sd.waitStatus(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up")
@@ -524,4 +540,19 @@ func waitGroup(t *testing.T, n *node, state string) {
 	if err != nil {
 		t.Fatalf("%s: want group %s: %v", n.role, state, err)
 	}
+}
+
+// readEvents reads net.netfilter.nf_conntrack_events in network namespace
+// ns ("": this process's, the host's).
+func readEvents(t *testing.T, ns string) string {
+	t.Helper()
+	argv := []string{"sysctl", "-n", "net.netfilter.nf_conntrack_events"}
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
