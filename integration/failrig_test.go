@@ -163,12 +163,20 @@ func (r *failRig) startFlows(d time.Duration) {
 func (r *failRig) afterAdvert(role string, phase time.Duration) {
 	r.t.Helper()
 	other := map[string]string{lab.RoleFW1: lab.RoleFW2, lab.RoleFW2: lab.RoleFW1}[role]
-	src := map[string]netip.Prefix{lab.RoleFW1: lab.FW1LAN, lab.RoleFW2: lab.FW2LAN}[role].Addr().String() + " >"
-	capture := r.l.Start(r.t, other, "tcpdump-"+role, "tcpdump", "-i", "lan", "-n", "-tt", "-l", "-U", "ip proto 112")
+	src := map[string]netip.Prefix{lab.RoleFW1: lab.FW1LAN, lab.RoleFW2: lab.FW2LAN}[role].Addr()
+	r.afterAdvertFrom(role, src, other, phase)
+}
+
+// afterAdvertFrom waits until phase after the next advert of role's node,
+// sent from src, that observer's LAN captures.
+func (r *failRig) afterAdvertFrom(role string, src netip.Addr, observer string, phase time.Duration) {
+	r.t.Helper()
+	from := src.String() + " >"
+	capture := r.l.Start(r.t, observer, "tcpdump-"+role, "tcpdump", "-i", "lan", "-n", "-tt", "-l", "-U", "ip proto 112")
 	defer capture.Stop(time.Second)
 	var seen time.Time
 	if err := lab.WaitFor(5*time.Second, time.Millisecond, func() (bool, error) {
-		last := lastCaptured(capture.Log(), "> 224.0.0.18: VRRP", src)
+		last := lastCaptured(capture.Log(), "> 224.0.0.18: VRRP", from)
 		if seen.IsZero() {
 			seen = last
 			if seen.IsZero() {
@@ -182,7 +190,7 @@ func (r *failRig) afterAdvert(role string, phase time.Duration) {
 		}
 		return false, nil
 	}); err != nil {
-		r.t.Fatalf("no advert of %s captured: %v\n%s", role, err, capture.Log())
+		r.t.Fatalf("no advert of %s captured in %s: %v\n%s", role, observer, err, capture.Log())
 	}
 	time.Sleep(time.Until(seen.Add(phase)))
 }

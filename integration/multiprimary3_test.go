@@ -162,28 +162,7 @@ func mpWaitAllHold(r *failRig, k mpKernels, live []string, want map[netip.Addr]i
 // heard on observer's LAN (failRig.afterAdvert with any observer).
 func (r *failRig) mpAfterAdvert(role, observer string, phase time.Duration) {
 	r.t.Helper()
-	src := mpLANAddr[role].String() + " >"
-	capture := r.l.Start(r.t, observer, "tcpdump-"+role, "tcpdump", "-i", "lan", "-n", "-tt", "-l", "-U", "ip proto 112")
-	defer capture.Stop(time.Second)
-	var seen time.Time
-	if err := lab.WaitFor(5*time.Second, time.Millisecond, func() (bool, error) {
-		last := lastCaptured(capture.Log(), "> 224.0.0.18: VRRP", src)
-		if seen.IsZero() {
-			seen = last
-			if seen.IsZero() {
-				seen = time.Unix(1, 0) // capture not started yet
-			}
-			return false, nil
-		}
-		if last.After(seen) {
-			seen = last
-			return true, nil
-		}
-		return false, nil
-	}); err != nil {
-		r.t.Fatalf("no advert of %s captured in %s: %v\n%s", role, observer, err, capture.Log())
-	}
-	time.Sleep(time.Until(seen.Add(phase)))
+	r.afterAdvertFrom(role, mpLANAddr[role], observer, phase)
 }
 
 // mpInvalid reads every firewall's INVALID drop counter.
