@@ -137,19 +137,7 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 	var p proto.Stats // every peer's
 	e.do(ctx, func() {
 		for _, pr := range e.peers {
-			x := pr.ep.Stats()
-			p.DataSent += x.DataSent
-			p.Resent += x.Resent
-			p.AcksSent += x.AcksSent
-			p.NacksSent += x.NacksSent
-			p.KeepalivesSent += x.KeepalivesSent
-			p.Delivered += x.Delivered
-			p.Duplicates += x.Duplicates
-			p.OutOfWindow += x.OutOfWindow
-			p.Jumps += x.Jumps
-			p.GaveUp += x.GaveUp
-			p.Malformed += x.Malformed
-			p.BulksStale += x.BulksStale
+			p.Add(pr.ep.Stats())
 		}
 	})
 	s.Protocol, s.BulksStale = protocolStats(p), p.BulksStale

@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -82,5 +83,24 @@ func TestCoalesce(t *testing.T) {
 	}
 	if n := c.ep.Stats().DataSent; n != 3 {
 		t.Errorf("without Coalesce: %d data messages for 3 records queued one by one, want 3", n)
+	}
+}
+
+// TestStatsAdd: every counter of Stats is summed (a field added to Stats
+// and forgotten in Add fails here).
+func TestStatsAdd(t *testing.T) {
+	var one Stats
+	v := reflect.ValueOf(&one).Elem()
+	for i := range v.NumField() {
+		v.Field(i).SetUint(uint64(i + 1))
+	}
+	var sum Stats
+	sum.Add(one)
+	sum.Add(one)
+	w := reflect.ValueOf(sum)
+	for i := range w.NumField() {
+		if got := w.Field(i).Uint(); got != uint64(2*(i+1)) {
+			t.Errorf("%s: %d, want %d", w.Type().Field(i).Name, got, 2*(i+1))
+		}
 	}
 }

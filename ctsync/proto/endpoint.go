@@ -114,6 +114,22 @@ type Stats struct {
 	BulksStale uint64
 }
 
+// Add adds o's counters to s (one peer's to a node's total).
+func (s *Stats) Add(o Stats) {
+	s.DataSent += o.DataSent
+	s.Resent += o.Resent
+	s.AcksSent += o.AcksSent
+	s.NacksSent += o.NacksSent
+	s.KeepalivesSent += o.KeepalivesSent
+	s.Delivered += o.Delivered
+	s.Duplicates += o.Duplicates
+	s.OutOfWindow += o.OutOfWindow
+	s.Jumps += o.Jumps
+	s.GaveUp += o.GaveUp
+	s.Malformed += o.Malformed
+	s.BulksStale += o.BulksStale
+}
+
 // Endpoint is one side of a sync association.
 type Endpoint struct {
 	cfg Config

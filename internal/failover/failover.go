@@ -75,6 +75,13 @@ type peerWatch interface {
 	Changed() <-chan struct{}
 }
 
+// syncEngine is what both kinds of groups that follow the engine (Tables,
+// Roles) offer: the peer's state, and draining what is owed to it.
+type syncEngine interface {
+	peerWatch
+	Drain(ctx context.Context) bool
+}
+
 // Config is a Group's configuration.
 type Config struct {
 	Group     string // "" for a lone instance's (NewInstance)
@@ -158,11 +165,12 @@ func (g *Group) Multiprimary() bool { return g.roles != nil }
 // WatchesSync reports whether the group's preemption waits for the
 // peer's copy at start (the election must start it deferred) and the
 // group is demoted while the peer is unreachable.
-func (g *Group) WatchesSync() bool { return g.watched() != nil }
+func (g *Group) WatchesSync() bool { return g.engine() != nil }
 
-// watched is the engine watchSync follows; nil for a group that only
-// runs notify commands.
-func (g *Group) watched() peerWatch {
+// engine is the sync engine the group follows (watchSync) and drains
+// (Failover, DrainBeforeStop); nil for a group that only runs notify
+// commands.
+func (g *Group) engine() syncEngine {
 	switch {
 	case g.tables != nil:
 		return g.tables
@@ -282,7 +290,7 @@ func (g *Group) BeforeMaster(ctx context.Context, _ string) error {
 func (g *Group) Run(ctx context.Context, el Election) {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.notes.run(ctx) })
-	if w := g.watched(); w != nil && el != nil {
+	if w := g.engine(); w != nil && el != nil {
 		wg.Go(func() { g.watchSync(ctx, el, w) })
 	}
 	if g.roles != nil {

@@ -95,7 +95,7 @@ func (g *Group) Failover(ctx context.Context, el Election, cancel bool) (string,
 		return "demotion lifted", el.Demote(ctx, g.cfg.Group, ReasonFailover, 0)
 	}
 	drained := true
-	if d := g.drainer(); d != nil {
+	if d := g.engine(); d != nil {
 		dctx, stop := context.WithTimeout(ctx, 5*time.Second)
 		drained = d.Drain(dctx)
 		stop()
@@ -121,7 +121,7 @@ func (g *Group) Failover(ctx context.Context, el Election, cancel bool) (string,
 // owes (at most 5 s) before its priority-0 advert, so the peer takes over
 // with a complete table.
 func (g *Group) DrainBeforeStop(el Election) {
-	d := g.drainer()
+	d := g.engine()
 	if d == nil {
 		return
 	}
@@ -133,16 +133,4 @@ func (g *Group) DrainBeforeStop(el Election) {
 	start := time.Now()
 	drained := d.Drain(ctx)
 	g.log.Info("sync queue drained before resigning", "complete", drained, "took", time.Since(start))
-}
-
-// drainer is the engine that Failover and DrainBeforeStop drain; nil
-// for a group that only runs notify commands.
-func (g *Group) drainer() interface{ Drain(context.Context) bool } {
-	switch {
-	case g.tables != nil:
-		return g.tables
-	case g.roles != nil:
-		return g.roles
-	}
-	return nil
 }
