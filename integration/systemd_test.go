@@ -442,6 +442,11 @@ func TestSystemdStatus(t *testing.T) {
 	sd.waitStatus(t, "fw BACKUP | lan BACKUP, wan BACKUP | sync peer up")
 	waitGroup(t, fw2, "MASTER")
 	sd.checkStatusLine(t, "fw BACKUP | lan BACKUP, wan BACKUP | sync peer up, ")
+	// The demotion's metric (examples/monitoring's CthaDemotedAfterFailover).
+	demoted := `ctha_group_demoted{group="fw",reason="failover"} `
+	if m := l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics"); !strings.Contains(m, demoted+"1\n") {
+		t.Errorf("after ctha failover, metrics lack %s1", demoted)
+	}
 
 	// Cancelled: fw1, with the higher priority, takes the role back.
 	if out, err := sd.in("/usr/sbin/ctha", "failover", "--cancel"); err != nil {
@@ -450,6 +455,9 @@ func TestSystemdStatus(t *testing.T) {
 	sd.waitStatus(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up")
 	waitGroup(t, fw2, "BACKUP")
 	sd.waitRestarted(t, "ctha-notified.service", restarted)
+	if m := l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics"); !strings.Contains(m, demoted+"0\n") {
+		t.Errorf("after ctha failover --cancel, metrics lack %s0", demoted)
+	}
 
 	// The watchdog (WatchdogSec=10s) has been fed: the same process is
 	// running past 10 s, never restarted, and pings keep arriving.
