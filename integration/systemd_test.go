@@ -396,6 +396,9 @@ func TestSystemdStatus(t *testing.T) {
   notify {
     master = ["/usr/bin/systemctl restart ctha-notified.service"]
   }`, 1)
+	if !strings.Contains(conf, "ctha-notified") {
+		t.Fatal(`examples/fw1.hcl has no "conntrack = true" to add the notify block after`)
+	}
 	sd := bootSystemd(t, l, lab.RoleFW1, conf, map[string]string{"ctha-notified.service": notifiedUnit})
 	fw2 := startNode(t, l, lab.RoleFW2, exampleConfig(t, "fw2.hcl"))
 
