@@ -92,6 +92,8 @@ func TestChoreographySmoke(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	// Every metric the monitoring examples name (primary-backup).
+	checkScrapeNames(t, m)
 	if out, err := fw1.ctl("dump", "internal"); err != nil || !strings.Contains(out, fmt.Sprintf("%d entries", n)) && !strings.Contains(out, "10.10.1.100:41000") {
 		t.Errorf("dump internal: %v\n%s", err, out)
 	}

@@ -493,6 +493,11 @@ func TestMultiprimaryCrash(t *testing.T) {
 					return "BACKUP"
 				}, true)
 			}
+			if victim == lab.RoleFW1 {
+				// A live multiprimary node has every metric the
+				// monitoring examples name (labelled by peer and group).
+				checkScrapeNames(t, r.l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics"))
+			}
 
 			r.afterAdvert(victim, 750*time.Millisecond)
 			kill := r.crash(victim)

@@ -137,9 +137,10 @@ type sdBoot struct {
 
 // bootSystemd boots systemd inside role's namespace with examples/ctha.service
 // as is (the unit the Debian package ships), the ctha under test at
-// /usr/sbin/ctha and config at
-// /etc/ctha/ctha.hcl. Cleanup halts it and removes its cgroup.
-func bootSystemd(t *testing.T, l *lab.Lab, role, config string) *sdBoot {
+// /usr/sbin/ctha and config at /etc/ctha/ctha.hcl, and units, more units
+// by file name (not started at boot). Cleanup halts it and removes its
+// cgroup.
+func bootSystemd(t *testing.T, l *lab.Lab, role, config string, units map[string]string) *sdBoot {
 	t.Helper()
 	dir := t.TempDir()
 	b := &sdBoot{}
@@ -155,6 +156,9 @@ func bootSystemd(t *testing.T, l *lab.Lab, role, config string) *sdBoot {
 		"units/ctha-test.target": testTarget,
 		"etc-ctha/ctha.hcl":      config,
 		"etc-ctha/sync.key":      testKey,
+	}
+	for name, content := range units {
+		files["units/"+name] = content
 	}
 	for name, content := range files {
 		path := filepath.Join(dir, name)
@@ -230,8 +234,11 @@ func (b *sdBoot) systemctl(args ...string) (string, error) {
 }
 
 // show returns a property of ctha.service.
-func (b *sdBoot) show(prop string) string {
-	out, _ := b.systemctl("show", "-p", prop, "--value", "ctha.service")
+func (b *sdBoot) show(prop string) string { return b.showUnit("ctha.service", prop) }
+
+// showUnit returns a property of unit.
+func (b *sdBoot) showUnit(unit, prop string) string {
+	out, _ := b.systemctl("show", "-p", prop, "--value", unit)
 	return strings.TrimSpace(out)
 }
 
@@ -348,11 +355,22 @@ func removeCgroup(path string) error {
 	return errors.Join(errs...)
 }
 
+// notifiedUnit is the unit fw1's notify command restarts in
+// TestSystemdStatus: its InvocationID changes at each restart.
+const notifiedUnit = `[Unit]
+Description=restarted by ctha's notify (TestSystemdStatus)
+
+[Service]
+ExecStart=/bin/sleep infinity
+`
+
 // TestSystemdStatus boots a real systemd as PID 1 of new namespaces inside
 // the lab's fw1 (spec/lab.md), runs examples/ctha.service as is there and
 // fw2 as a plain process, and checks that `systemctl status ctha` shows
 // the role, follows a failover and its cancel, survives a reload and the
-// watchdog, and that `systemctl stop` hands over cleanly.
+// watchdog, and that `systemctl stop` hands over cleanly. A notify command
+// run under the unit's sandbox restarts another unit with `systemctl
+// restart` at each MASTER.
 func TestSystemdStatus(t *testing.T) {
 	lab.RequireNetns(t)
 	lab.RequireCommands(t, "unshare", "nsenter", "mountpoint", "systemctl", "journalctl", "/lib/systemd/systemd")
@@ -371,7 +389,17 @@ func TestSystemdStatus(t *testing.T) {
 	// network namespace: fw1's, never the host's.
 	hostEvents := readEvents(t, "")
 	l.MustExec(t, lab.RoleFW1, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_events=2")
-	sd := bootSystemd(t, l, lab.RoleFW1, exampleConfig(t, "fw1.hcl"))
+	// The group's master notify restarts another unit from inside the
+	// sandbox (issue 18): systemctl as root reaches PID 1 on its private
+	// socket, which authorizes root by uid, capabilities or not.
+	conf := strings.Replace(exampleConfig(t, "fw1.hcl"), "conntrack = true", `conntrack = true
+  notify {
+    master = ["/usr/bin/systemctl restart ctha-notified.service"]
+  }`, 1)
+	if !strings.Contains(conf, "ctha-notified") {
+		t.Fatal(`examples/fw1.hcl has no "conntrack = true" to add the notify block after`)
+	}
+	sd := bootSystemd(t, l, lab.RoleFW1, conf, map[string]string{"ctha-notified.service": notifiedUnit})
 	fw2 := startNode(t, l, lab.RoleFW2, exampleConfig(t, "fw2.hcl"))
 
 	// The unit is the example, unchanged and without drop-ins.
@@ -392,6 +420,7 @@ func TestSystemdStatus(t *testing.T) {
 	waitGroup(t, fw2, "BACKUP")
 	sd.checkStatusLine(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up, ")
 	sd.checkHardening(t, mainPID)
+	restarted := sd.waitRestarted(t, "ctha-notified.service", "")
 	if got := readEvents(t, l.NS(lab.RoleFW1)); got != "1" || sd.show("NRestarts") != "0" || sd.show("MainPID") != mainPID {
 		t.Errorf("first start from nf_conntrack_events=2: fw1's value %s, NRestarts %s; want 1 and a start that worked the first time",
 			got, sd.show("NRestarts"))
@@ -416,6 +445,11 @@ func TestSystemdStatus(t *testing.T) {
 	sd.waitStatus(t, "fw BACKUP | lan BACKUP, wan BACKUP | sync peer up")
 	waitGroup(t, fw2, "MASTER")
 	sd.checkStatusLine(t, "fw BACKUP | lan BACKUP, wan BACKUP | sync peer up, ")
+	// The demotion's metric (examples/monitoring's CthaDemotedAfterFailover).
+	demoted := `ctha_group_demoted{group="fw",reason="failover"} `
+	if m := l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics"); !strings.Contains(m, demoted+"1\n") {
+		t.Errorf("after ctha failover, metrics lack %s1", demoted)
+	}
 
 	// Cancelled: fw1, with the higher priority, takes the role back.
 	if out, err := sd.in("/usr/sbin/ctha", "failover", "--cancel"); err != nil {
@@ -423,6 +457,10 @@ func TestSystemdStatus(t *testing.T) {
 	}
 	sd.waitStatus(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up")
 	waitGroup(t, fw2, "BACKUP")
+	sd.waitRestarted(t, "ctha-notified.service", restarted)
+	if m := l.MustExec(t, lab.RoleFW1, "curl", "-sf", "http://127.0.0.1:9477/metrics"); !strings.Contains(m, demoted+"0\n") {
+		t.Errorf("after ctha failover --cancel, metrics lack %s0", demoted)
+	}
 
 	// The watchdog (WatchdogSec=10s) has been fed: the same process is
 	// running past 10 s, never restarted, and pings keep arriving.
@@ -501,6 +539,23 @@ func (b *sdBoot) checkHardening(t *testing.T, mainPID string) {
 			t.Errorf("ctha's mounts lack %q:\n%s", want, mounts)
 		}
 	}
+}
+
+// waitRestarted waits until unit is active with an InvocationID other
+// than before ("": any), which it returns: a notify command restarted it.
+func (b *sdBoot) waitRestarted(t *testing.T, unit, before string) string {
+	t.Helper()
+	var id string
+	err := lab.WaitFor(10*time.Second, 100*time.Millisecond, func() (bool, error) {
+		id = b.showUnit(unit, "InvocationID")
+		state := b.showUnit(unit, "ActiveState")
+		return state == "active" && id != "" && id != before, fmt.Errorf("%s %s, InvocationID %q (before: %q)", unit, state, id, before)
+	})
+	if err != nil {
+		out, _ := b.in("journalctl", "--no-pager", "-u", "ctha", "-u", unit)
+		t.Fatalf("the notify command did not restart %s: %v\n%s", unit, err, out)
+	}
+	return id
 }
 
 // waitStatus waits until ctha's STATUS= starts with prefix.

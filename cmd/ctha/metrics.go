@@ -5,10 +5,13 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync"
+	"github.com/ctha/ctha/internal/failover"
+	"github.com/ctha/ctha/vrrp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,6 +23,7 @@ type collector struct{ d *daemonState }
 
 var (
 	descGroupState    = prometheus.NewDesc("ctha_group_state", "Sync group state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", []string{"group"}, nil)
+	descGroupDemoted  = prometheus.NewDesc("ctha_group_demoted", "1 while the sync group is demoted for the reason (failover: `ctha failover`; sync peer unreachable), 0 otherwise.", []string{"group", "reason"}, nil)
 	descInstanceState = prometheus.NewDesc("ctha_vrrp_state", "VRRP instance state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", []string{"instance"}, nil)
 	descPriority      = prometheus.NewDesc("ctha_vrrp_effective_priority", "Priority after trackers and demotions.", []string{"instance"}, nil)
 	descTransitions   = prometheus.NewDesc("ctha_vrrp_transitions_total", "State transitions.", []string{"instance"}, nil)
@@ -47,7 +51,7 @@ var (
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGroupState, descNotifySkipped, descInstanceState, descPriority, descTransitions, descAdverts,
+	for _, d := range []*prometheus.Desc{descGroupState, descGroupDemoted, descNotifySkipped, descInstanceState, descPriority, descTransitions, descAdverts,
 		descVRRPDrops, descVIPsRestored, descTakeover, descEntries, descDatagrams, descSyncDrops,
 		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
 		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries,
@@ -68,6 +72,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for _, g := range groups {
 			gauge(descGroupState, float64(g.State), g.Name)
 		}
+		collectDemoted(ch, groups)
 		for name, g := range c.d.groups {
 			counter(descNotifySkipped, g.NotifySkipped(), name)
 		}
@@ -118,6 +123,32 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// demotionReasons are the reasons a group is demoted for, each a series
+// of ctha_group_demoted even while not in force, so that alerts and
+// dashboards find them in every scrape.
+var demotionReasons = []string{failover.ReasonFailover, failover.ReasonSyncDown}
+
+// collectDemoted sends ctha_group_demoted for the sync groups: 1 for each
+// reason in force (GroupStatus.Demoted lists them, comma-separated), 0
+// for the known reasons that are not.
+func collectDemoted(ch chan<- prometheus.Metric, groups []vrrp.GroupStatus) {
+	for _, g := range groups {
+		in := map[string]bool{}
+		if g.Demoted != "" {
+			for _, r := range strings.Split(g.Demoted, ", ") {
+				in[r] = true
+			}
+		}
+		for _, r := range demotionReasons {
+			ch <- prometheus.MustNewConstMetric(descGroupDemoted, prometheus.GaugeValue, b2f(in[r]), g.Name, r)
+			delete(in, r)
+		}
+		for r := range in { // a reason this list does not know yet
+			ch <- prometheus.MustNewConstMetric(descGroupDemoted, prometheus.GaugeValue, 1, g.Name, r)
+		}
+	}
+}
+
 // The sync health metrics: in primary-backup one series each, without
 // labels (as always: dashboards and alerts read them); in multiprimary one
 // per peer and one per sync group, labelled, and no unlabelled one, so
@@ -134,7 +165,24 @@ var (
 		"1 while another node claims MASTER too (primary-backup: the pair; multiprimary: labelled by sync group).", nil, nil)
 	descSplitBrainBy = prometheus.NewDesc("ctha_sync_split_brain",
 		"1 while another node claims MASTER too (primary-backup: the pair; multiprimary: labelled by sync group).", []string{"group"}, nil)
+
+	// The peer's complete copy (its bulk), as the status document's
+	// bulk_complete, bulk_received and bulk_expected.
+	bulkComplete = peerDescs("ctha_sync_bulk_complete",
+		"1 while this node holds a complete copy of the peer's table (multiprimary: labelled by peer).")
+	bulkReceived = peerDescs("ctha_sync_bulk_received_entries",
+		"Entries of the peer's complete copy under way, or else of the last one (multiprimary: labelled by peer).")
+	bulkExpected = peerDescs("ctha_sync_bulk_expected_entries",
+		"Entries the peer's complete copy holds, as the peer announced them; 0 when it does not say (multiprimary: labelled by peer).")
 )
+
+// peerDesc is a sync health metric's two descriptions: without labels
+// (primary-backup) and by peer (multiprimary).
+type peerDesc struct{ plain, byPeer *prometheus.Desc }
+
+func peerDescs(name, help string) peerDesc {
+	return peerDesc{prometheus.NewDesc(name, help, nil, nil), prometheus.NewDesc(name, help, []string{"peer"}, nil)}
+}
 
 // syncHealth collects the sync health metrics (unchecked: see above).
 type syncHealth struct{ d *daemonState }
@@ -153,9 +201,15 @@ func collectSyncHealth(ch chan<- prometheus.Metric, st ctsync.Status, conf *cfg.
 	gauge := func(d *prometheus.Desc, v bool, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, b2f(v), labels...)
 	}
+	value := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
 	if !conf.Multiprimary() {
 		gauge(descPeerUp, st.PeerUp)
 		gauge(descSplitBrain, st.SplitBrain)
+		gauge(bulkComplete.plain, st.BulkComplete)
+		value(bulkReceived.plain, st.BulkReceived)
+		value(bulkExpected.plain, st.BulkExpected)
 		return
 	}
 	for _, p := range st.Peers {
@@ -165,6 +219,9 @@ func collectSyncHealth(ch chan<- prometheus.Metric, st ctsync.Status, conf *cfg.
 		}
 		if name != "" {
 			gauge(descPeerUpBy, p.Up, name)
+			gauge(bulkComplete.byPeer, p.BulkComplete, name)
+			value(bulkReceived.byPeer, p.BulkReceived, name)
+			value(bulkExpected.byPeer, p.BulkExpected, name)
 		}
 	}
 	for _, g := range conf.SyncGroups {

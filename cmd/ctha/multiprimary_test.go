@@ -12,6 +12,7 @@ import (
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/vrrp"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -187,9 +188,10 @@ func scrape(t *testing.T, cs ...prometheus.Collector) string {
 	return rec.Body.String()
 }
 
-// TestMetricsSyncHealth: ctha_sync_peer_up and ctha_sync_split_brain keep
-// their series without labels in primary-backup; in multiprimary they
-// have one per peer and per sync group instead.
+// TestMetricsSyncHealth: ctha_sync_peer_up, ctha_sync_split_brain and the
+// bulk copy's ctha_sync_bulk_* keep their series without labels in
+// primary-backup; in multiprimary they have one per peer and per sync
+// group instead.
 func TestMetricsSyncHealth(t *testing.T) {
 	now := time.Now()
 	pb := &cfg.Config{SyncGroups: []cfg.SyncGroup{{Name: "fw", Conntrack: true}, {Name: "mgmt"}},
@@ -200,33 +202,79 @@ func TestMetricsSyncHealth(t *testing.T) {
 		Sync: &cfg.Sync{Topology: cfg.TopologyMultiprimary}}
 	esMP := engineStatus(now, ctsync.Multiprimary)
 	esMP.PeerUp, esMP.SplitGroups = false, []string{"b"}
-	esMP.Peers[0] = ctsync.PeerStatus{Address: "10.10.3.2"}
+	esMP.Peers[0] = ctsync.PeerStatus{Address: "10.10.3.2", BulkReceived: 10}
+	esMP.Peers = append(esMP.Peers, ctsync.PeerStatus{Node: "fw3", Address: "10.10.3.3", Up: true, BulkComplete: true,
+		BulkReceived: 7, BulkExpected: 7})
 	for _, tc := range []struct {
 		name string
 		h    healthOf
 		want []string
 	}{
 		{"primary-backup", healthOf{es, pb}, []string{
-			"ctha_sync_peer_up 1", "ctha_sync_split_brain 1"}},
+			"ctha_sync_peer_up 1", "ctha_sync_split_brain 1",
+			"ctha_sync_bulk_complete 1", "ctha_sync_bulk_received_entries 1200", "ctha_sync_bulk_expected_entries 0"}},
 		{"multiprimary", healthOf{esMP, mp}, []string{
-			`ctha_sync_peer_up{peer="10.10.3.2"} 0`,
-			`ctha_sync_split_brain{group="a"} 0`, `ctha_sync_split_brain{group="b"} 1`}},
+			`ctha_sync_peer_up{peer="10.10.3.2"} 0`, `ctha_sync_peer_up{peer="fw3"} 1`,
+			`ctha_sync_split_brain{group="a"} 0`, `ctha_sync_split_brain{group="b"} 1`,
+			`ctha_sync_bulk_complete{peer="10.10.3.2"} 0`, `ctha_sync_bulk_complete{peer="fw3"} 1`,
+			`ctha_sync_bulk_received_entries{peer="10.10.3.2"} 10`, `ctha_sync_bulk_received_entries{peer="fw3"} 7`,
+			`ctha_sync_bulk_expected_entries{peer="10.10.3.2"} 0`, `ctha_sync_bulk_expected_entries{peer="fw3"} 7`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// With the daemon's other collector, as served.
 			page := scrape(t, collector{&daemonState{}}, tc.h)
 			var got []string
 			for _, l := range strings.Split(page, "\n") {
-				if strings.HasPrefix(l, "ctha_sync_peer_up") || strings.HasPrefix(l, "ctha_sync_split_brain") {
+				if strings.HasPrefix(l, "ctha_sync_peer_up") || strings.HasPrefix(l, "ctha_sync_split_brain") ||
+					strings.HasPrefix(l, "ctha_sync_bulk_") && !strings.HasPrefix(l, "ctha_sync_bulk_retries") {
 					got = append(got, l)
 				}
 			}
 			if diff := cmp.Diff(slices.Sorted(slices.Values(tc.want)), slices.Sorted(slices.Values(got))); diff != "" {
 				t.Errorf("series (-want +got):\n%s\npage:\n%s", diff, page)
 			}
-			if n := strings.Count(page, "# TYPE ctha_sync_peer_up gauge"); n != 1 {
-				t.Errorf("ctha_sync_peer_up is %d families, want 1:\n%s", n, page)
+			for _, name := range []string{"ctha_sync_peer_up", "ctha_sync_bulk_complete"} {
+				if n := strings.Count(page, "# TYPE "+name+" gauge"); n != 1 {
+					t.Errorf("%s is %d families, want 1:\n%s", name, n, page)
+				}
 			}
 		})
+	}
+}
+
+// demotedOf collects ctha_group_demoted of fixed group statuses.
+type demotedOf []vrrp.GroupStatus
+
+func (demotedOf) Describe(chan<- *prometheus.Desc) {}
+func (g demotedOf) Collect(ch chan<- prometheus.Metric) {
+	collectDemoted(ch, g)
+}
+
+// TestMetricsDemoted: ctha_group_demoted has a series per group and known
+// reason, 1 for the reasons in force, and one for a reason it does not
+// know yet.
+func TestMetricsDemoted(t *testing.T) {
+	page := scrape(t, demotedOf{
+		{Name: "fw"},
+		{Name: "dmz", Demoted: "failover, sync peer unreachable"},
+		{Name: "mgmt", Demoted: "new reason"},
+	})
+	var got []string
+	for _, l := range strings.Split(page, "\n") {
+		if strings.HasPrefix(l, "ctha_group_demoted{") {
+			got = append(got, l)
+		}
+	}
+	want := []string{
+		`ctha_group_demoted{group="dmz",reason="failover"} 1`,
+		`ctha_group_demoted{group="dmz",reason="sync peer unreachable"} 1`,
+		`ctha_group_demoted{group="fw",reason="failover"} 0`,
+		`ctha_group_demoted{group="fw",reason="sync peer unreachable"} 0`,
+		`ctha_group_demoted{group="mgmt",reason="failover"} 0`,
+		`ctha_group_demoted{group="mgmt",reason="new reason"} 1`,
+		`ctha_group_demoted{group="mgmt",reason="sync peer unreachable"} 0`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("series (-want +got):\n%s\npage:\n%s", diff, page)
 	}
 }
