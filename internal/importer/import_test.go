@@ -26,6 +26,7 @@ var needsNewKeys = map[string]bool{
 	"debian-ftfw":    true, // authentication
 	"debian-alarm":   true,
 	"debian-notrack": true,
+	"group-weights":  true, // virtual_routes
 	"ipv6":           true, // track_file, track_process, excluded_virtual_ips, virtual_routes, virtual_rules
 }
 

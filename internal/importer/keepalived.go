@@ -43,7 +43,8 @@ type kaScript struct {
 	b       *block // the track_script block, with its notes
 	weight  int
 	reverse bool
-	used    bool
+	used    bool   // an instance tracks it with its own weight
+	cloned  bool   // an instance tracks it with another weight
 	bad     string // why it is not carried; "" when it is
 }
 
@@ -413,7 +414,7 @@ func (k *keepalived) group(s *stmt) {
 			for _, m := range t.body {
 				g.members = append(g.members, m.words...)
 			}
-		case "sync_group_tracking_weight":
+		case "sync_group_tracking_weight", "global_tracking":
 			g.weights = true
 		}
 	}
@@ -428,10 +429,11 @@ func (k *keepalived) group(s *stmt) {
 // scriptRef returns the track_script name an instance uses for script
 // name with weight w, writing a copy of the script when w is not its own.
 func (k *keepalived) scriptRef(sc *kaScript, w int) string {
-	sc.used = true
 	if w == sc.weight {
+		sc.used = true
 		return sc.name
 	}
+	sc.cloned = true
 	name := fmt.Sprintf("%s_weight%d", sc.name, w)
 	if _, ok := k.clones[name]; !ok {
 		cl := &kaScript{name: name, pos: sc.pos, weight: w, used: true,
@@ -457,6 +459,9 @@ func (k *keepalived) writeScripts() {
 		if sc.bad != "" {
 			k.skip(k.top, sc.pos, "vrrp_script "+name, sc.bad)
 			continue
+		}
+		if !sc.used && sc.cloned {
+			continue // written as its copies only
 		}
 		if !sc.used {
 			k.skip(k.top, sc.pos, "vrrp_script "+name, "no vrrp_instance tracks it")

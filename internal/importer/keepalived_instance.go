@@ -197,9 +197,10 @@ func (k *keepalived) instance(s *stmt) *block {
 			k.unicastPeers(b, t)
 		}
 	}
-	k.tracking(b, name, s.body, g)
+	owner := prio == "255"
+	k.tracking(b, s.body, g, owner)
 	if g != nil {
-		k.tracking(b, name, g.s.body, g)
+		k.tracking(b, g.s.body, g, owner)
 	}
 	k.lists(b, s.body, iface)
 	if len(notify.items) > 0 {
@@ -344,9 +345,23 @@ func (k *keepalived) unicastPeers(b *block, s *stmt) {
 
 // tracking converts the track_* blocks of an instance, or of its group
 // (g's body), onto instance b. keepalived sets the weights of a group's
-// members to 0 unless the group says sync_group_tracking_weight.
-func (k *keepalived) tracking(b *block, name string, body []*stmt, g *kaGroup) {
+// members to 0 unless the group says sync_group_tracking_weight, and an
+// address owner (priority 255) ignores whatever has a weight.
+func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 	zero := g != nil && !g.weights
+	// weight applies those two rules to the weight w of entry e of a
+	// track_KIND block; note, when not "", says why the weight is 0.
+	weight := func(kind string, e *stmt, w int) (n int, note string, ok bool) {
+		switch {
+		case w == 0:
+		case zero:
+			return 0, fmt.Sprintf("%s: weight %d becomes 0, as keepalived sets it in sync group %s (no sync_group_tracking_weight).", e.pos, w, g.name), true
+		case owner:
+			k.skip(b, e.pos, fmt.Sprintf("%s %s (weight %d)", kind, e.words[0], w), "keepalived ignores weighted tracking on an address owner (priority 255)")
+			return 0, "", false
+		}
+		return w, "", true
+	}
 	var scripts []string
 	for _, t := range body {
 		if !t.block {
@@ -359,11 +374,18 @@ func (k *keepalived) tracking(b *block, name string, body []*stmt, g *kaGroup) {
 				if !ok {
 					continue
 				}
+				w, note, ok := weight("track_interface", e, w)
+				if !ok {
+					continue
+				}
 				if !validIface(e.words[0]) {
 					k.skip(b, e.pos, "track_interface "+e.words[0], "not an interface name")
 					continue
 				}
 				tb := b.add("track_interface", e.words[0])
+				if note != "" {
+					tb.note(note)
+				}
 				tb.num("weight", w)
 			}
 		case "track_script":
@@ -381,9 +403,12 @@ func (k *keepalived) tracking(b *block, name string, body []*stmt, g *kaGroup) {
 				if !ok {
 					continue
 				}
-				if zero && w != 0 {
-					b.note(fmt.Sprintf("%s: track_script %s: weight 0, as keepalived sets it in sync group %s (no sync_group_tracking_weight).", e.pos, e.words[0], g.name))
-					w = 0
+				w, note, ok := weight("track_script", e, w)
+				if !ok {
+					continue
+				}
+				if note != "" {
+					b.note(strings.Replace(note, ": weight", ": track_script "+e.words[0]+": weight", 1))
 				}
 				scripts = append(scripts, k.scriptRef(sc, w))
 			}
@@ -402,11 +427,15 @@ func (k *keepalived) tracking(b *block, name string, body []*stmt, g *kaGroup) {
 				if !ok {
 					continue
 				}
-				if zero && w != 0 {
-					b.note(fmt.Sprintf("%s: track_file %s: weight 0, as keepalived sets it in sync group %s.", e.pos, e.words[0], g.name))
-					w = 0
+				w, note, ok := weight("track_file", e, w)
+				if !ok {
+					continue
 				}
-				b.add("track_file", f.path).num("weight", w)
+				tb := b.add("track_file", f.path)
+				if note != "" {
+					tb.note(note)
+				}
+				tb.num("weight", w)
 			}
 		case "track_process":
 			for _, e := range t.body {
@@ -423,14 +452,18 @@ func (k *keepalived) tracking(b *block, name string, body []*stmt, g *kaGroup) {
 				if !ok {
 					continue
 				}
-				if zero && w != 0 {
-					b.note(fmt.Sprintf("%s: track_process %s: weight 0, as keepalived sets it in sync group %s.", e.pos, e.words[0], g.name))
-					w = 0
+				w, note, ok := weight("track_process", e, w)
+				if !ok {
+					continue
 				}
 				for _, n := range p.notes {
 					k.skip(b, e.pos, "vrrp_track_process "+e.words[0], n)
 				}
-				b.add("track_process", p.process).num("weight", w)
+				tb := b.add("track_process", p.process)
+				if note != "" {
+					tb.note(note)
+				}
+				tb.num("weight", w)
 			}
 		case "track_bfd":
 			k.skip(b, t.pos, "track_bfd", kaInstanceReasons["track_bfd"])
@@ -712,6 +745,9 @@ func (k *keepalived) route(b *block, e *stmt) [][2]any {
 		a, err := netip.ParseAddr(via)
 		if err != nil {
 			return bad(fmt.Sprintf("via %q is not an address", via))
+		}
+		if a.Is6() && p == netip.MustParsePrefix("0.0.0.0/0") {
+			o[0][1] = "::/0" // "default" via an IPv6 gateway
 		}
 		o = append(o, [2]any{"via", a.String()})
 	}
