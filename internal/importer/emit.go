@@ -61,16 +61,6 @@ func (b *block) has(name string) bool {
 	return false
 }
 
-// child returns the first nested block of a type, nil if none.
-func (b *block) child(typ string) *block {
-	for _, it := range b.items {
-		if it.block != nil && it.block.typ == typ {
-			return it.block
-		}
-	}
-	return nil
-}
-
 // objects is a list of objects whose keys keep the given order: the
 // output's virtual_routes and virtual_rules.
 func objects(list [][][2]any) hclwrite.Tokens {
