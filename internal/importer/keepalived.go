@@ -152,6 +152,22 @@ func (k *keepalived) convert() bool {
 			k.skip(k.top, s.pos, kw, why)
 		}
 	}
+	// Which instances run primary-backup.sh, before any is converted: the
+	// group that drives conntrack must not hold an address owner.
+	for _, s := range instances {
+		for _, t := range s.body {
+			if isNotify(t.key()) && strings.Contains(first(t.args()), hookMark) {
+				k.instHook[s.args()[0]] = true
+			}
+		}
+	}
+	for _, g := range k.groups {
+		for _, t := range g.s.body {
+			if isNotify(t.key()) && strings.Contains(first(t.args()), hookMark) {
+				g.hook = true
+			}
+		}
+	}
 	var carried []*block
 	for _, s := range instances {
 		if b := k.instance(s); b != nil {
@@ -426,6 +442,24 @@ func (k *keepalived) group(s *stmt) {
 	k.groups = append(k.groups, g)
 }
 
+// drives reports whether instance name will be in the sync group that
+// runs primary-backup.sh (its own, or one made for it).
+func (k *keepalived) drives(name string) bool {
+	g := k.groupOf[name]
+	if g == nil {
+		return k.instHook[name]
+	}
+	if g.hook {
+		return true
+	}
+	for _, m := range g.members {
+		if k.groupOf[m] == g && k.instHook[m] {
+			return true
+		}
+	}
+	return false
+}
+
 // scriptRef returns the track_script name an instance uses for script
 // name with weight w, writing a copy of the script when w is not its own.
 func (k *keepalived) scriptRef(sc *kaScript, w int) string {
@@ -504,7 +538,7 @@ func (k *keepalived) writeGroups(carried []*block) {
 		notify := &block{typ: "notify"}
 		for _, t := range g.s.body {
 			switch kw := t.key(); {
-			case kw == "group", strings.HasPrefix(kw, "track_"), kw == "sync_group_tracking_weight":
+			case kw == "group" && t.block, isTrack(kw) && t.block, kw == "sync_group_tracking_weight":
 				// members, and tracking applied to each member instance
 			case isNotify(kw):
 				if k.notify(notify, b, t) {

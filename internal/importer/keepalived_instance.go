@@ -52,6 +52,26 @@ var kaInstanceReasons = map[string]string{
 // hookMark: the script conntrackd ships for keepalived's notify commands.
 const hookMark = "primary-backup.sh"
 
+// blockKeyword reports whether an instance's keyword kw opens a block.
+func blockKeyword(kw string) bool {
+	switch kw {
+	case "virtual_ipaddress", "virtual_ipaddress_excluded", "virtual_routes", "virtual_rules",
+		"unicast_peer", "authentication":
+		return true
+	}
+	return isTrack(kw)
+}
+
+// isTrack reports whether kw is a tracking block of an instance or a
+// sync group.
+func isTrack(kw string) bool {
+	switch kw {
+	case "track_interface", "track_script", "track_file", "track_process", "track_bfd":
+		return true
+	}
+	return false
+}
+
 func isNotify(kw string) bool {
 	switch kw {
 	case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
@@ -120,12 +140,16 @@ func (k *keepalived) instance(s *stmt) *block {
 			if k.notify(notify, b, t) {
 				k.instHook[name] = true
 			}
-		case kw == "unicast_peer", kw == "virtual_ipaddress_excluded", kw == "virtual_routes", kw == "virtual_rules",
-			strings.HasPrefix(kw, "track_"):
+		case t.block && (kw == "unicast_peer" || kw == "virtual_ipaddress_excluded" || kw == "virtual_routes" ||
+			kw == "virtual_rules" || isTrack(kw)):
 			// below, in the spec's order
 		default:
 			why, ok := kaInstanceReasons[kw]
-			if !ok {
+			switch {
+			case ok:
+			case t.block != blockKeyword(kw):
+				why = "written without its block { ... }, or with one it does not take"
+			default:
 				why = "ctha's vrrp_instance has no such setting"
 			}
 			k.skip(b, t.pos, kw, why)
@@ -156,7 +180,7 @@ func (k *keepalived) instance(s *stmt) *block {
 		switch {
 		case !ok:
 			k.skip(b, s.pos, "priority "+prio, "must be from 1 to 255; ctha's default, 100, is used")
-		case p == 255 && g != nil && k.conntrack:
+		case p == 255 && k.conntrack && k.drives(name):
 			b.note("priority 255 (address owner) becomes 254: an owner would take over at boot before its conntrack table is complete.")
 			k.warnings = append(k.warnings, fmt.Sprintf("%s: vrrp_instance %s: priority 255 written as 254 (a group that drives conntrack refuses an address owner)", s.pos, name))
 			b.num("priority", 254)
