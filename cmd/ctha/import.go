@@ -33,7 +33,7 @@ func (c *cli) importCmd(args []string) int {
 	fs := c.flags("import")
 	ka := fs.String("keepalived", "", "keepalived.conf `FILE` to read")
 	ct := fs.String("conntrackd", "", "conntrackd.conf `FILE` to read")
-	out := fs.String("o", "-", "write the HCL to `FILE` (mode 0600: it may hold a VRRP password); - is stdout")
+	out := fs.String("o", "-", "write the HCL to `FILE` (mode 0600: it may hold a VRRP password; never overwrites); - is stdout")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
@@ -81,9 +81,10 @@ func (c *cli) importCmd(args []string) int {
 	return exitOK
 }
 
-// writeFile writes data to path, mode 0600, replacing the file.
+// writeFile writes data to a new file at path, mode 0600: a running
+// configuration is never replaced by an import.
 func writeFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

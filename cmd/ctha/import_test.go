@@ -34,6 +34,9 @@ func TestImport(t *testing.T) {
 	if _, diags := cfg.LoadWith(path, cfg.Options{Offline: true}); diags.HasErrors() {
 		t.Errorf("ctha check refuses the output: %v", diags)
 	}
+	if code, _, errs := runCLI("import", "--keepalived", filepath.Join(dir, "keepalived.conf"), "-o", path); code != exitFail || !strings.Contains(errs, "file exists") {
+		t.Errorf("import -o over an existing file: exit %d, %q; want a refusal", code, errs)
+	}
 	b, _ := os.ReadFile(path)
 	if !strings.HasPrefix(string(b), "# Written by `ctha import`") {
 		t.Errorf("the file does not hold the import:\n%s", b)
