@@ -118,9 +118,13 @@ func convert(o Options, fs files) (Result, error) {
 		c.conntrack = sync != nil
 	}
 	usable := sync != nil
+	ctWarnings := c.warnings
+	c.warnings = nil
 	if ka != nil && ka.convert() {
 		usable = true
 	}
+	// keepalived's warnings first, as the file is written.
+	c.warnings = append(c.warnings, ctWarnings...)
 	if sync != nil {
 		c.top.items = append(c.top.items, item{block: sync})
 	}
