@@ -60,8 +60,8 @@ type kaTrackProc struct {
 	weight  int
 	reverse bool
 	pos     pos
-	bad     string // why it cannot be carried
-	notes   []string
+	bad     string  // why it cannot be carried
+	delays  []*stmt // its delays, which ctha has not
 }
 
 type kaGroup struct {
@@ -408,7 +408,7 @@ func (k *keepalived) trackProc(s *stmt) {
 		case "quorum_max", "full_command", "param_match":
 			p.bad = "ctha matches one process by name; " + t.key() + " has no equivalent"
 		case "delay", "fork_delay", "terminate_delay":
-			p.notes = append(p.notes, fmt.Sprintf("%s: %s: ctha has no delay for a process", t.pos, t.key()))
+			p.delays = append(p.delays, t)
 		default:
 			p.bad = "ctha's track_process has no " + t.key()
 		}

@@ -480,8 +480,8 @@ func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 				if !ok {
 					continue
 				}
-				for _, n := range p.notes {
-					k.skip(b, e.pos, "vrrp_track_process "+e.words[0], n)
+				for _, d := range p.delays {
+					k.skip(b, d.pos, fmt.Sprintf("%s of vrrp_track_process %s", strings.Join(d.words, " "), e.words[0]), "ctha follows the process without a delay")
 				}
 				tb := b.add("track_process", p.process)
 				if note != "" {

@@ -13,7 +13,7 @@ vrrp_instance "v4" {
   advert_interval = "250ms"
   virtual_mac     = true
   virtual_ips     = ["198.51.100.1/24"]
-  # not carried: keepalived.conf:57: vrrp_track_process bird6: keepalived.conf:17: delay: ctha has no delay for a process
+  # not carried: keepalived.conf:17: delay 0.5 of vrrp_track_process bird6: ctha follows the process without a delay
 
   track_process "bird6" {
     weight = 30
