@@ -7,6 +7,7 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 )
+
 // Why an instance's keywords are not carried, where a reason more precise
 // than "no equivalent" exists.
 var kaInstanceReasons = map[string]string{
