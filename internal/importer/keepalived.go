@@ -143,6 +143,12 @@ func (k *keepalived) convert() bool {
 			instances = append(instances, s)
 		default:
 			why, ok := kaTopReasons[kw]
+			switch kw {
+			case "global_defs":
+				why, ok = "expects a block { ... }", true
+			case "vrrp_script", "track_file", "vrrp_track_file", "vrrp_track_process", "vrrp_sync_group", "vrrp_instance":
+				why, ok = "expects one name and a block: "+kw+" NAME { ... }", true
+			}
 			if !ok {
 				why = "not a keepalived keyword ctha knows"
 				if strings.HasPrefix(kw, "@") || strings.HasPrefix(kw, "$") {

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -158,4 +159,60 @@ func FuzzConntrackd(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string) {
 		fuzzCheck(t, Options{Conntrackd: "/c.conf"}, mapFiles{"/c.conf": src})
 	})
+}
+
+// TestMapping checks single rules of the mapping on small inputs: what
+// the output must hold and must not, and the warning.
+func TestMapping(t *testing.T) {
+	const inst = "vrrp_instance a {\n interface eth0\n virtual_router_id 1\n %s\n virtual_ipaddress {\n  %s\n }\n}\n"
+	ka := func(extra, vip string) string { return fmt.Sprintf(inst, extra, vip) }
+	const sync = "Sync {\n Mode %s {\n  %s\n }\n UDP {\n  IPv4_address 10.0.0.1\n  IPv4_Destination_Address 10.0.0.2\n  Interface eth9\n }\n}\n"
+	ct := func(mode, opt string) string { return fmt.Sprintf(sync, mode, opt) }
+	tests := []struct {
+		name, ka, ct string
+		want, not    []string
+		warn         string
+	}{
+		{name: "bare IPv6 VIP is /128, version 3", ka: ka("", "2001:db8::1"), want: []string{`"2001:db8::1/128"`, "version     = 3"}},
+		{name: "bare IPv4 VIP is /32, version 2 written", ka: ka("", "192.0.2.1"), want: []string{`"192.0.2.1/32"`, "version     = 2"}},
+		{name: "vrrp_version 3", ka: "global_defs {\n vrrp_version 3\n}\n" + ka("", "192.0.2.1"), want: []string{"version     = 3"}},
+		{name: "state is a comment", ka: ka("state MASTER", "192.0.2.1"), want: []string{"# keepalived.conf:4: state MASTER: ctha elects by priority alone."}, not: []string{"state ="}},
+		{name: "instance without a name", ka: "vrrp_instance {\n}\n", warn: "vrrp_instance not carried: expects one name and a block"},
+		{name: "notrack reported", ct: ct("NOTRACK", ""), want: []string{`mode = "reliable"`}, warn: "Mode NOTRACK not carried"},
+		{name: "CommitTimeout is no commit_timeout", ct: ct("FTFW", "CommitTimeout 180"), not: []string{"commit_timeout ="}, warn: "CommitTimeout 180 not carried: it is the timeout conntrackd gives committed entries"},
+		{name: "DisableExternalCache", ct: ct("FTFW", "DisableExternalCache on"), want: []string{`cache = "direct"`}},
+		{name: "alarm", ct: ct("ALARM", "RefreshTime 5\n CacheTimeout 30"), want: []string{`mode             = "alarm"`, `refresh_interval = "5s"`, `cache_timeout    = "30s"`}},
+		{name: "hook without conntrackd", ka: "vrrp_sync_group g {\n group {\n  a\n }\n notify_master \"/etc/conntrackd/primary-backup.sh primary\"\n}\n" + ka("", "192.0.2.1"),
+			not: []string{"\n  conntrack = true", "primary-backup.sh primary\"]"}, warn: "primary-backup.sh hooks found but no conntrack_sync"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := mapFiles{}
+			var o Options
+			if tt.ka != "" {
+				o.Keepalived, m["/keepalived.conf"] = "/keepalived.conf", tt.ka
+			}
+			if tt.ct != "" {
+				o.Conntrackd, m["/conntrackd.conf"] = "/conntrackd.conf", tt.ct
+			}
+			res, err := convert(o, m)
+			if err != nil && !errors.Is(err, ErrNothing) {
+				t.Fatal(err)
+			}
+			out := string(res.HCL)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(out, w) {
+					t.Errorf("output holds %q:\n%s", w, out)
+				}
+			}
+			if tt.warn != "" && !strings.Contains(strings.Join(res.Warnings, "\n"), tt.warn) {
+				t.Errorf("warnings %q lack %q", res.Warnings, tt.warn)
+			}
+		})
+	}
 }
