@@ -42,6 +42,7 @@ func init() {
 		{"failover", "[--cancel] [-s SOCKET] [GROUP]", "planned handover: drain sync, resign, stay demoted until --cancel", (*cli).failoverCmd},
 		{"sync", "OP [-s SOCKET]", "conntrack operations: commit, flush, resync, bulk, request, purge", (*cli).syncCmd},
 		{"keygen", "[FILE|-]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout (-, or no FILE)", (*cli).keygen},
+		{"import", "[--keepalived F] [--conntrackd F] [-o FILE]", "convert keepalived.conf and conntrackd.conf into one ctha configuration", (*cli).importCmd},
 		{"completion", "bash|zsh|fish", "print a shell completion script", (*cli).completion},
 		{"version", "", "print the version", (*cli).version},
 		{"help", "[COMMAND]", "show this help, or a command's", (*cli).help},
@@ -49,7 +50,7 @@ func init() {
 }
 
 // commandDetail is more of a command's help, after its summary.
-var commandDetail = map[string]string{"check": checkDetail, "completion": completionDetail}
+var commandDetail = map[string]string{"check": checkDetail, "completion": completionDetail, "import": importDetail}
 
 // Exit codes.
 const (
