@@ -342,7 +342,11 @@ func (d *daemonState) reload() {
 // first.
 func reloadRefused(path string, diags hcl.Diagnostics) string {
 	errs := diags.Errs()
-	msg := fmt.Sprintf("%s is invalid (%d errors); keeping the running configuration", path, len(errs))
+	plural := "s"
+	if len(errs) == 1 {
+		plural = ""
+	}
+	msg := fmt.Sprintf("%s is invalid (%d error%s); keeping the running configuration", path, len(errs), plural)
 	for _, diag := range diags {
 		if diag.Severity == hcl.DiagError {
 			return msg + ": " + cfg.Format(diag)
