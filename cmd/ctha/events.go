@@ -15,6 +15,7 @@ import (
 	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/internal/control"
 	"github.com/ctha/ctha/internal/events"
+	"github.com/ctha/ctha/internal/failover"
 	"github.com/ctha/ctha/vrrp"
 )
 
@@ -203,15 +204,15 @@ func (h instanceEvents) InstancesTransitioned(moves []vrrp.InstanceTransition, g
 // failover` use it (failover.Election): each demotion set or lifted is
 // published.
 type election struct {
-	*vrrp.Runner
-	d *daemonState
+	failover.Election // the runner
+	d                 *daemonState
 
 	mu      sync.Mutex
 	demoted map[[2]string]int // group, reason -> adjustment in force
 }
 
 func (e *election) Demote(ctx context.Context, group, reason string, adjust int) error {
-	if err := e.Runner.Demote(ctx, group, reason, adjust); err != nil {
+	if err := e.Election.Demote(ctx, group, reason, adjust); err != nil {
 		return err
 	}
 	e.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/internal/control"
 	"github.com/ctha/ctha/internal/events"
+	"github.com/ctha/ctha/internal/failover"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -278,5 +280,59 @@ func TestFormatEvent(t *testing.T) {
 		if got != stamp+tt.want {
 			t.Errorf("%s: %q, want %q", tt.e.Type, got, stamp+tt.want)
 		}
+	}
+}
+
+// fakeElection accepts every demotion, or refuses them all.
+type fakeElection struct {
+	failover.Election
+	refuse bool
+}
+
+func (f fakeElection) Demote(context.Context, string, string, int) error {
+	if f.refuse {
+		return errors.New("group stopped")
+	}
+	return nil
+}
+
+// TestDemotionEvents: a demotion is published when it is set or its
+// adjustment changes, and when it is lifted; a call that changes nothing
+// (--cancel while not demoted) or fails publishes nothing.
+func TestDemotionEvents(t *testing.T) {
+	d := &daemonState{bus: events.New()}
+	s := d.bus.Subscribe(0)
+	defer s.Close()
+	el := &election{Election: fakeElection{}, d: d, demoted: map[[2]string]int{}}
+	ctx := context.Background()
+	for _, c := range []struct {
+		reason string
+		adjust int
+	}{{"failover", 0}, {"failover", -254}, {"failover", -254}, {"sync peer unreachable", -50}, {"failover", 0}, {"failover", 0}} {
+		if err := el.Demote(ctx, "fw", c.reason, c.adjust); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := &election{Election: fakeElection{refuse: true}, d: d, demoted: map[[2]string]int{}}
+	if err := refused.Demote(ctx, "fw", "failover", -254); err == nil {
+		t.Error("a refused demotion returned no error")
+	}
+	d.bus.Close()
+	var got []events.Event
+	for {
+		e, err := s.Next(ctx)
+		if err != nil {
+			break
+		}
+		e.Time = time.Time{}
+		got = append(got, e)
+	}
+	want := []events.Event{
+		{Type: events.DemotionSet, Group: "fw", Reason: "failover", Priority: -254},
+		{Type: events.DemotionSet, Group: "fw", Reason: "sync peer unreachable", Priority: -50},
+		{Type: events.DemotionCleared, Group: "fw", Reason: "failover"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }

@@ -146,7 +146,7 @@ func (d *daemonState) run() error {
 			return err
 		}
 		d.vrrp = r
-		d.elect = &election{Runner: r, d: d, demoted: map[[2]string]int{}}
+		d.elect = &election{Election: r, d: d, demoted: map[[2]string]int{}}
 		spareP()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
