@@ -58,6 +58,12 @@ type Options struct {
 	// are replicated.
 	VIPs []netip.Addr
 
+	// OnStatus, if set, is called on the engine's goroutine after the
+	// published Status changed in what a reader of events cares about:
+	// a peer's reachability, its name, its copy's completeness or count
+	// of copies, the peer's role, a split brain. It must not block.
+	OnStatus func(prev, now Status)
+
 	// The seams (seams.go), for tests in one process.
 	//
 	// Kernel is the conntrack table (the kernel's, through netlink, by
@@ -603,6 +609,7 @@ func (e *Engine) apply(ctx context.Context, p *peer, ds []proto.Delivery) {
 				e.pruneExpects(p.bulkSeen, &exps)
 				p.bulkReceived = len(p.bulkSeen)
 				p.bulkSeen, p.bulkComplete, p.bulkAsked = nil, true, time.Time{}
+				p.copies++
 				e.stats.bulksReceived.Add(1)
 				e.log.Info("complete copy from the peer received", "peer", p.name(), "entries", e.external.held(p.bit),
 					"received", p.bulkReceived, "expected", p.bulkExpected, "bulk", d.BulkID)

@@ -40,6 +40,7 @@ type peer struct {
 	bulkSeen        map[ct.Key]bool // keys refreshed since its bulk began
 	bulkID          uint32          // the id of its bulk in progress
 	bulkComplete    bool
+	copies          int       // complete copies received from the peer
 	bulkAsked       time.Time // when its copy was last asked for; zero: not awaited
 	bulkSent        uint32    // the id of this node's last copy to it
 	bulkExpected    int       // entries its last copy announced; 0: unknown

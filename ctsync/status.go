@@ -56,6 +56,9 @@ type PeerStatus struct {
 	MasterOf []string
 	// SNATPorts is the SNAT port range the peer announces.
 	SNATPorts PortRange
+	// Copies is how many complete copies of its table the peer has sent
+	// this node.
+	Copies int
 }
 
 func (e *Engine) publish(now time.Time) {
@@ -69,7 +72,8 @@ func (e *Engine) publish(now time.Time) {
 	for _, p := range e.peers {
 		ps := PeerStatus{Node: p.node.name, Up: p.up(now), BulkComplete: p.bulkComplete,
 			Entries: e.external.held(p.bit), BulkReceived: p.bulkReceived, BulkExpected: p.bulkExpected,
-			LastSeen: p.heard, Role: roleOf(p.ep.PeerRole()), MasterOf: p.node.masterOf, SNATPorts: p.node.snat}
+			LastSeen: p.heard, Role: roleOf(p.ep.PeerRole()), MasterOf: p.node.masterOf, SNATPorts: p.node.snat,
+			Copies: p.copies}
 		s.SNATOverlap = s.SNATOverlap || e.cfg.SNATPorts.Overlaps(p.node.snat)
 		if p.bulkSeen != nil {
 			ps.BulkReceived = len(p.bulkSeen)
@@ -130,6 +134,25 @@ func (e *Engine) publish(now time.Time) {
 		default:
 		}
 	}
+	if e.opts.OnStatus != nil && peersMoved(old, s) {
+		e.opts.OnStatus(old, s)
+	}
+}
+
+// peersMoved reports whether the peers or a split brain changed between
+// two published statuses (Options.OnStatus).
+func peersMoved(a, b Status) bool {
+	if a.PeerRole != b.PeerRole || a.SplitBrain != b.SplitBrain || !slices.Equal(a.SplitGroups, b.SplitGroups) ||
+		len(a.Peers) != len(b.Peers) {
+		return true
+	}
+	for i, p := range a.Peers {
+		q := b.Peers[i]
+		if p.Up != q.Up || p.BulkComplete != q.BulkComplete || p.Copies != q.Copies || p.Node != q.Node {
+			return true
+		}
+	}
+	return false
 }
 
 // Changed is signalled when the peer's reachability or role, the

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ctha/ctha/integration/lab"
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/internal/events"
 )
 
 // background is the number of entries in the master's table besides the
@@ -564,7 +566,9 @@ func TestNotifyHooks(t *testing.T) {
 // TestPurge: in external mode a backup deletes, purge_delay after becoming
 // backup, the kernel states that neither the master holds nor belong to
 // its own addresses; a node that becomes master before its purge is due
-// never purges.
+// never purges. `ctha events --json` on fw1 sees it all: its takeover,
+// its peer and the peer's copy, the demotion of `ctha failover` and its
+// end, and a VIP removed under it put back.
 func TestPurge(t *testing.T) {
 	lab.RequireNetns(t)
 	r := newRigLab(t, "external")
@@ -581,6 +585,7 @@ func TestPurge(t *testing.T) {
 		return strings.Contains(out, "dst="+dst)
 	}
 	r.start(lab.RoleFW1)
+	evs := startEvents(t, r.nodes[lab.RoleFW1])
 	waitGroupState(t, r.nodes[lab.RoleFW1], "MASTER", 10*time.Second)
 	// The master's flow, also in fw2's kernel (committed in an earlier
 	// life); a stale flow only fw2 has; a flow of fw2's own address.
@@ -626,5 +631,57 @@ func TestPurge(t *testing.T) {
 	}
 	if strings.Contains(fw1.proc.Log()[logged:], "msg=\"purged kernel states") {
 		t.Errorf("fw1 ran a purge after becoming master:\n%s", fw1.proc.Tail(20))
+	}
+
+	l.MustExec(t, lab.RoleFW1, "ip", "addr", "del", lab.LANVIP.String(), "dev", "lan")
+	if _, err := waitVIP(l, lab.RoleFW1, "lan", lab.LANVIP.Addr(), true, time.Now(), time.Second); err != nil {
+		t.Errorf("the master did not put back its VIP: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // the event on its way
+	checkEvents(t, evs.stop(t))
+}
+
+// checkEvents: what fw1's `ctha events --json` must have seen in
+// TestPurge.
+func checkEvents(t *testing.T, evs []events.Event) {
+	t.Helper()
+	for _, want := range []struct {
+		typ   string
+		what  string
+		match func(events.Event) bool
+	}{
+		{events.GroupTransition, "fw to MASTER", func(e events.Event) bool { return e.Group == "fw" && e.To == "MASTER" }},
+		{events.InstanceTransition, "lan to MASTER", func(e events.Event) bool {
+			return e.Instance == "lan" && e.Group == "fw" && e.To == "MASTER" && e.Priority > 0
+		}},
+		// By its resignation, or the peer's advert that its demotion
+		// brought first.
+		{events.GroupTransition, "fw to BACKUP", func(e events.Event) bool {
+			return e.Group == "fw" && e.From == "MASTER" && e.To == "BACKUP" && (e.Reason == "resign" || e.Reason == "higher-priority")
+		}},
+		{events.PeerUp, "peer fw2 up", func(e events.Event) bool { return e.Peer == "fw2" && e.Address == "10.10.3.2" }},
+		{events.BulkComplete, "a copy from fw2", func(e events.Event) bool { return e.Peer == "fw2" && e.Entries != nil }},
+		{events.DemotionSet, "demoted by failover", func(e events.Event) bool {
+			return e.Group == "fw" && e.Reason == "failover" && e.Priority == -254
+		}},
+		{events.DemotionCleared, "failover demotion lifted", func(e events.Event) bool { return e.Group == "fw" && e.Reason == "failover" }},
+		{events.VIPRestored, "the LAN VIP put back", func(e events.Event) bool {
+			return e.Instance == "lan" && e.Group == "fw" && len(e.VIPs) == 1 && e.VIPs[0] == lab.LANVIP.String()
+		}},
+	} {
+		if _, ok := findEvent(evs, want.typ, want.match); !ok {
+			t.Errorf("ctha events saw no %s event (%s)", want.typ, want.what)
+		}
+	}
+	for i, e := range evs {
+		if e.Time.IsZero() || i > 0 && e.Time.Before(evs[i-1].Time) {
+			t.Errorf("event %d (%s) at %v: times missing or out of order", i, e.Type, e.Time)
+		}
+	}
+	if t.Failed() {
+		for _, e := range evs {
+			b, _ := json.Marshal(e)
+			t.Logf("event: %s", b)
+		}
 	}
 }

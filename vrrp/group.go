@@ -206,6 +206,7 @@ type Group struct {
 	// (the Runner's).
 	reopen      func(Instance, *slog.Logger) (Conn, VIPs, error)
 	startReader func(i int, c Conn)
+	onRestored  func(instance string, vips []string) // Options.OnVIPsRestored
 }
 
 // dispatch queues an event for a member; drain applies it.

@@ -27,6 +27,10 @@ type Options struct {
 	// OnChange is called after a group or instance changed state; it must
 	// not block.
 	OnChange func()
+	// OnVIPsRestored is called, on the group's goroutine, after virtual
+	// IPs removed under a master by someone else were put back (vips:
+	// those that were missing); it must not block.
+	OnVIPsRestored func(instance string, vips []string)
 	// DeferPreemption names the sync groups that start with preemption
 	// deferred (until SetDeferred lifts it).
 	DeferPreemption []string
@@ -135,6 +139,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 		state:         Init,
 		demotions:     map[string]int{},
 		deferred:      slices.Contains(opts.DeferPreemption, name),
+		onRestored:    opts.OnVIPsRestored,
 	}
 	if implicit {
 		g.log = opts.Log

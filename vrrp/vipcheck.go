@@ -42,6 +42,9 @@ func (g *Group) reconcileVIPs() {
 			}
 			mb.stats.vipsRestored.Add(uint64(len(missing)))
 			mb.log.Warn("virtual IPs removed under the master by someone else: restored and announced", "vips", missing)
+			if g.onRestored != nil {
+				g.onRestored(mb.name, missing)
+			}
 		case !master && len(present) > 0:
 			if err := mb.vips.Down(); err != nil {
 				mb.stats.vipErrors.Add(1)

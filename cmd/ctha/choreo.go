@@ -95,7 +95,11 @@ func (d *daemonState) instanceHooks(group string, lone bool) vrrp.InstanceHooks 
 		groups = d.lone
 	}
 	if g, ok := groups[group]; ok {
-		return g
+		name := group
+		if lone {
+			name = ""
+		}
+		return instanceEvents{g, name, d}
 	}
 	return nil
 }
@@ -175,7 +179,7 @@ func (d *daemonState) handleFailover(ctx context.Context, req control.Request) (
 	if g == nil {
 		return nil, fmt.Errorf("failover: name a sync group (%s)", strings.Join(slices.Sorted(maps.Keys(d.groups)), ", "))
 	}
-	return g.Failover(ctx, d.vrrp, a.Cancel)
+	return g.Failover(ctx, d.elect, a.Cancel)
 }
 
 func (c *cli) failoverCmd(args []string) int {

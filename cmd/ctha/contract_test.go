@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/internal/events"
 )
 
 // TestJSONFieldsDocumented: every field of the status and stats documents
@@ -58,6 +59,7 @@ func TestJSONFieldsDocumented(t *testing.T) {
 	}
 	walk("status", reflect.TypeFor[control.Status]())
 	walk("stats", reflect.TypeFor[control.Stats]())
+	walk("events", reflect.TypeFor[events.Event]())
 	if len(seen) < 5 {
 		t.Fatalf("walked only %d types", len(seen))
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/ctha/ctha/integration/lab"
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/internal/events"
 )
 
 // notifySocket stands in for systemd: it collects what the daemon sends
@@ -161,6 +164,7 @@ func TestDaemonLifecycle(t *testing.T) {
 		t.Errorf("control socket: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
 	n.waitFor(t, "WATCHDOG=1")
+	evs, evsDone := watchEvents(socket)
 
 	// A second daemon of the same state directory refuses to start, on
 	// the same socket or another one, with a one-line reason, and
@@ -213,6 +217,42 @@ func TestDaemonLifecycle(t *testing.T) {
 	if _, err := os.Stat(socket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket left behind: %v", err)
 	}
+	// `ctha events` saw both reloads and the stop, then the end.
+	select {
+	case err := <-evsDone:
+		if !errors.Is(err, control.ErrStreamEnded) {
+			t.Errorf("the events stream ended with %v, want ErrStreamEnded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the events stream outlived the daemon")
+	}
+	var types []string
+	for _, e := range *evs {
+		types = append(types, e.Type)
+	}
+	if want := []string{events.ReloadFailed, events.ReloadApplied, events.Stopping}; !slices.Equal(types, want) {
+		t.Errorf("events %q, want %q", types, want)
+	}
+	if e := (*evs)[0]; !strings.Contains(e.Error, "is invalid (3 errors)") || !strings.Contains(e.Error, `vrrp_instance "lan": interface is required`) {
+		t.Errorf("reload_failed says %q, want the count and the first error", e.Error)
+	}
+}
+
+// watchEvents reads the daemon's events on socket until the stream
+// ends; done gets why it ended, after which evs holds what was read.
+func watchEvents(socket string) (evs *[]events.Event, done chan error) {
+	evs, done = new([]events.Event), make(chan error, 1)
+	go func() {
+		done <- control.CallStream(context.Background(), socket, "events", nil, func(line json.RawMessage) error {
+			var e events.Event
+			if err := json.Unmarshal(line, &e); err != nil {
+				return err
+			}
+			*evs = append(*evs, e)
+			return nil
+		})
+	}()
+	return evs, done
 }
 
 func TestDaemonRefusesInvalidConfig(t *testing.T) {

@@ -40,6 +40,7 @@ func init() {
 		{"stats", "[--json] [-s SOCKET]", "show counters: VRRP adverts sent and received, drops by reason", (*cli).stats},
 		{"dump", "internal|external [--json] [-s SOCKET]", "list the flows of a cache: this node's (internal) or the peer's (external)", (*cli).dump},
 		{"failover", "[--cancel] [-s SOCKET] [GROUP]", "planned handover: drain sync, resign, stay demoted until --cancel", (*cli).failoverCmd},
+		{"events", "[--json] [-s SOCKET]", "stream transitions and sync events (JSON lines with --json)", (*cli).eventsCmd},
 		{"sync", "OP [-s SOCKET]", "conntrack operations: commit, flush, resync, bulk, request, purge", (*cli).syncCmd},
 		{"keygen", "[FILE|-]", "write a new random sync key to FILE (mode 0600, never overwrites) or stdout (-, or no FILE)", (*cli).keygen},
 		{"import", "[--keepalived F] [--conntrackd F] [-o FILE]", "convert keepalived.conf and conntrackd.conf into one ctha configuration", (*cli).importCmd},
@@ -50,7 +51,8 @@ func init() {
 }
 
 // commandDetail is more of a command's help, after its summary.
-var commandDetail = map[string]string{"check": checkDetail, "completion": completionDetail, "import": importDetail}
+var commandDetail = map[string]string{"check": checkDetail, "completion": completionDetail, "events": eventsDetail,
+	"import": importDetail}
 
 // Exit codes.
 const (

@@ -52,10 +52,11 @@ sync_group "fw" {
 	if len(d.groups) != 1 || len(d.lone) != 1 || d.lone["fw"] == nil {
 		t.Fatalf("groups %v, lone instances %v; want the group fw and the lone instance fw", d.groups, d.lone)
 	}
-	if h := d.instanceHooks("fw", false); h != d.groups["fw"] {
+	// Through what publishes their moves (`ctha events`).
+	if h, _ := d.instanceHooks("fw", false).(instanceEvents); h.InstanceHooks != d.groups["fw"] || h.group != "fw" {
 		t.Errorf("the sync group fw's instances are heard by %v, want its choreography", h)
 	}
-	if h := d.instanceHooks("fw", true); h != d.lone["fw"] {
+	if h, _ := d.instanceHooks("fw", true).(instanceEvents); h.InstanceHooks != d.lone["fw"] || h.group != "" {
 		t.Errorf("the lone instance fw is heard by %v, want its own", h)
 	}
 	if h := d.instanceHooks("nothing", true); h != nil {

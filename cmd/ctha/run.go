@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/internal/control"
+	"github.com/ctha/ctha/internal/events"
 	"github.com/ctha/ctha/internal/failover"
 	"github.com/ctha/ctha/vrrp"
 	"github.com/hashicorp/hcl/v2"
@@ -84,11 +86,24 @@ type daemonState struct {
 	lone         map[string]*failover.Group // the notify commands of the instances in no sync group
 	fanout       *failover.Fanout           // multiprimary: the engine shared by the groups
 	changed      chan struct{}
+	// bus carries what `ctha events` streams (events.go); elect is the
+	// runner as the choreography uses it, publishing demotions.
+	bus   *events.Bus
+	elect *election
+	// conntrackGroupName is the sync group that drives conntrack
+	// (primary-backup), "" for none.
+	conntrackGroupName string
 }
 
 func (d *daemonState) run() error {
 	conf := d.conf.Load()
 	d.changed = make(chan struct{}, 1)
+	d.bus = events.New()
+	for _, g := range conf.SyncGroups {
+		if g.Conntrack && !conf.Multiprimary() {
+			d.conntrackGroupName = g.Name
+		}
+	}
 	// One daemon per state directory, before anything is touched.
 	lock, err := lockStateDir(conf.StateDir)
 	if err != nil {
@@ -110,7 +125,7 @@ func (d *daemonState) run() error {
 		d.sync = eng
 	}
 	if len(conf.Instances) > 0 {
-		opts := vrrp.Options{Log: d.log, OnChange: d.stateChanged}
+		opts := vrrp.Options{Log: d.log, OnChange: d.stateChanged, OnVIPsRestored: d.vipsRestored}
 		d.groups = d.newGroups(conf)
 		d.lone = d.newLone(conf)
 		opts.InstanceHooks = d.instanceHooks
@@ -121,7 +136,7 @@ func (d *daemonState) run() error {
 		}
 		opts.Hooks = func(group string) vrrp.Hooks {
 			if g, ok := d.groups[group]; ok {
-				return g
+				return groupEvents{g, d}
 			}
 			return nil
 		}
@@ -131,6 +146,7 @@ func (d *daemonState) run() error {
 			return err
 		}
 		d.vrrp = r
+		d.elect = &election{Election: r, d: d, demoted: map[[2]string]int{}}
 		spareP()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -160,7 +176,7 @@ func (d *daemonState) run() error {
 			wg.Go(func() { d.fanout.Run(vctx) })
 		}
 		for _, g := range d.groups {
-			wg.Go(func() { g.Run(vctx, d.vrrp) })
+			wg.Go(func() { g.Run(vctx, d.elect) })
 		}
 		for _, g := range d.lone {
 			wg.Go(func() { g.Run(vctx, nil) })
@@ -204,6 +220,7 @@ func (d *daemonState) run() error {
 				continue
 			}
 			d.log.Info("stopping", "reason", sig.String())
+			d.publish(events.Event{Type: events.Stopping, Reason: sig.String()})
 			d.notify(daemon.SdNotifyStopping, "STATUS=stopping")
 			d.drainBeforeStop()
 			stopVRRP() // a master resigns with priority 0 and removes its VIPs
@@ -211,6 +228,7 @@ func (d *daemonState) run() error {
 			stopSync()
 			<-syncDone
 			d.notifyStop(d.conf.Load()) // the VIPs are gone, the sync engine has stopped
+			d.bus.Close()               // the readers get what is left, then the end
 			cancel()
 			<-served
 			return nil
@@ -224,6 +242,7 @@ func (d *daemonState) run() error {
 			stopSync()
 			<-syncDone
 			d.notifyStop(d.conf.Load())
+			d.bus.Close()
 			return fmt.Errorf("control socket %s closed unexpectedly", d.socket)
 		}
 	}
@@ -269,14 +288,18 @@ func (d *daemonState) reload() {
 	}
 	if diags.HasErrors() {
 		d.log.Error("reload refused: configuration invalid; keeping the running one", "config", d.path)
+		d.publish(reloadEvent(nil, nil, reloadRefused(d.path, diags)))
 		return
 	}
+	var changes, restart []string // for `ctha events`
 	old := d.conf.Load()
 	if conf.Control.Socket != d.socketInFile {
 		d.log.Warn("control.socket changed; it takes effect at the next restart", "socket", d.socket)
+		restart = append(restart, "control.socket changed; it takes effect at the next restart")
 	}
 	if d.vrrp == nil && (len(conf.Instances) > 0 || len(conf.SyncGroups) > 0) {
 		d.log.Warn("VRRP instances added; restart ctha to run them")
+		restart = append(restart, "VRRP instances added; restart ctha to run them")
 		conf.Instances, conf.SyncGroups, conf.TrackScripts = old.Instances, old.SyncGroups, old.TrackScripts
 	}
 	if d.vrrp != nil {
@@ -284,9 +307,11 @@ func (d *daemonState) reload() {
 		for _, c := range changed {
 			d.log.Info("reload applied", "change", c)
 		}
+		changes = append(changes, changed...)
 		if err != nil {
 			// Status keeps showing the running instances.
 			d.log.Warn("VRRP change not applied; restart ctha to apply it", "err", err)
+			restart = append(restart, fmt.Sprintf("VRRP change not applied; restart ctha to apply it: %v", err))
 			conf.Instances, conf.SyncGroups, conf.TrackScripts = old.Instances, old.SyncGroups, old.TrackScripts
 		}
 	}
@@ -304,11 +329,30 @@ func (d *daemonState) reload() {
 	// policies follow it) waits for a restart.
 	if !reflect.DeepEqual(conf.Sync, old.Sync) {
 		d.log.Warn("conntrack_sync changed; it takes effect at the next restart")
+		restart = append(restart, "conntrack_sync changed; it takes effect at the next restart")
 		conf.Sync = old.Sync
 	}
 	conf.Control.Socket = d.socket
 	d.conf.Store(&conf)
 	d.log.Info("configuration reloaded", "config", d.path)
+	d.publish(reloadEvent(changes, restart, ""))
+}
+
+// reloadRefused says why a reload was refused: how many errors, and the
+// first.
+func reloadRefused(path string, diags hcl.Diagnostics) string {
+	errs := diags.Errs()
+	plural := "s"
+	if len(errs) == 1 {
+		plural = ""
+	}
+	msg := fmt.Sprintf("%s is invalid (%d error%s); keeping the running configuration", path, len(errs), plural)
+	for _, diag := range diags {
+		if diag.Severity == hcl.DiagError {
+			return msg + ": " + cfg.Format(diag)
+		}
+	}
+	return msg
 }
 
 // monotonicUsec is the MONOTONIC_USEC= field systemd wants with
@@ -341,6 +385,11 @@ func (d *daemonState) handle(ctx context.Context, req control.Request) (any, err
 		return d.status(), nil
 	case "stats":
 		return d.stats(ctx), nil
+	case "events":
+		if d.bus == nil {
+			return nil, errors.New("events: the daemon is not running")
+		}
+		return eventStream{d.bus.Subscribe(0)}, nil
 	}
 	if req.Op == "dump" {
 		return d.handleDump(ctx, req)

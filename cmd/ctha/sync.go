@@ -24,7 +24,8 @@ func (d *daemonState) newSync(conf *cfg.Config) (*ctsync.Engine, error) {
 			vips = append(vips, p.Addr())
 		}
 	}
-	return ctsync.New(syncConfig(conf.Sync, conf.NodeName), ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips})
+	return ctsync.New(syncConfig(conf.Sync, conf.NodeName), ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips,
+		OnStatus: d.syncChanged})
 }
 
 // engineStatus is the sync engine's status; false without an engine.

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,7 +37,20 @@ type Handler func(ctx context.Context, req Request) (any, error)
 var (
 	ErrNoDaemon = errors.New("ctha is not running")
 	ErrUnknown  = errors.New("unknown operation")
+	// ErrStreamEnded: the daemon closed a stream (CallStream).
+	ErrStreamEnded = errors.New("the daemon closed the stream")
 )
+
+// Stream is a Handler's result that is a sequence of values rather than
+// one (`ctha events`). The server answers the request with an empty
+// Response, then writes each value Next returns as one line of JSON, until
+// Next returns an error (io.EOF: the end), the client hangs up or a write
+// fails; then it calls Close. Next's ctx ends when the client hangs up or
+// the server stops.
+type Stream interface {
+	Next(ctx context.Context) (any, error)
+	Close()
+}
 
 // Time limits of one exchange.
 const (
@@ -127,6 +141,10 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	c.SetDeadline(time.Time{}) // the operation may take long (a commit)
 	var resp Response
 	result, err := s.handler(ctx, req)
+	if st, ok := result.(Stream); ok && err == nil {
+		s.serveStream(ctx, c, req.Op, st)
+		return
+	}
 	if err != nil {
 		resp.Error = err.Error()
 	} else if result != nil {
@@ -137,6 +155,52 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	c.SetDeadline(time.Now().Add(ioTimeout))
 	if err := writeResponse(c, resp); err != nil {
 		s.log.Debug("control response not delivered", "op", req.Op, "err", err)
+	}
+}
+
+// streamGrace bounds a stream's writes once the server is stopping.
+const streamGrace = time.Second
+
+// serveStream writes a Stream's values on c, one JSON line each.
+func (s *Server) serveStream(ctx context.Context, c *net.UnixConn, op string, st Stream) {
+	defer st.Close()
+	sctx, hangUp := context.WithCancel(ctx)
+	defer hangUp()
+	var wg sync.WaitGroup
+	defer wg.Wait() // after c.Close below, which ends the reader
+	defer c.Close()
+	// The client sends nothing after its request: a read that ends means
+	// it hung up (or c was closed).
+	wg.Go(func() {
+		io.Copy(io.Discard, c)
+		hangUp()
+	})
+	// A write blocked on a client that reads nothing is cut short once
+	// the server stops.
+	stop := context.AfterFunc(ctx, func() { c.SetWriteDeadline(time.Now().Add(streamGrace)) })
+	defer stop()
+	enc := json.NewEncoder(c)
+	write := func(v any) error {
+		limit := ioTimeout
+		if ctx.Err() != nil {
+			limit = streamGrace
+		}
+		c.SetWriteDeadline(time.Now().Add(limit))
+		return enc.Encode(v)
+	}
+	if err := write(Response{}); err != nil {
+		s.log.Debug("control stream not started", "op", op, "err", err)
+		return
+	}
+	for {
+		v, err := st.Next(sctx)
+		if err != nil {
+			return // the end, the client gone, or the server stopping
+		}
+		if err := write(v); err != nil {
+			s.log.Debug("control stream ended", "op", op, "err", err)
+			return
+		}
 	}
 }
 
@@ -157,16 +221,9 @@ func Call(ctx context.Context, socket, op string, args, out any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", socket)
+	c, err := dial(ctx, socket)
 	if err != nil {
-		if fi, serr := os.Stat(socket); serr == nil && fi.Mode().Type() != fs.ModeSocket {
-			return fmt.Errorf("%s is not a control socket (%s); give the daemon's socket with -s", socket, describeMode(fi.Mode()))
-		}
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%w (no daemon answers on %s)", ErrNoDaemon, socket)
-		}
-		return fmt.Errorf("connect to %s: %w", socket, err)
+		return err
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -188,6 +245,86 @@ func Call(ctx context.Context, socket, op string, args, out any) error {
 		}
 	}
 	return nil
+}
+
+// dial connects to the daemon's socket; the error is one line, fit to
+// show a user.
+func dial(ctx context.Context, socket string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		if fi, serr := os.Stat(socket); serr == nil && fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s is not a control socket (%s); give the daemon's socket with -s", socket, describeMode(fi.Mode()))
+		}
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w (no daemon answers on %s)", ErrNoDaemon, socket)
+		}
+		return nil, fmt.Errorf("connect to %s: %w", socket, err)
+	}
+	return c, nil
+}
+
+// CallStream sends a request the daemon answers with a stream (Stream)
+// and hands each of its lines to fn, in order (the line is valid only
+// until fn returns). It returns ctx's error when
+// ctx ended the stream, ErrStreamEnded when the daemon closed it, fn's
+// error when fn returned one, or else the one-line reason it failed.
+func CallStream(ctx context.Context, socket, op string, args any, fn func(line json.RawMessage) error) error {
+	req := Request{Op: op}
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return fmt.Errorf("encode %s request: %w", op, err)
+		}
+		req.Args = b
+	}
+	dctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	c, err := dial(dctx, socket)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblocks the read
+	defer stop()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return streamErr(ctx, fmt.Errorf("send %s request: %w", op, err))
+	}
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 0, 4096), readLimit)
+	if !sc.Scan() {
+		if err := sc.Err(); err != nil {
+			return streamErr(ctx, fmt.Errorf("read %s response: %w", op, err))
+		}
+		return streamErr(ctx, fmt.Errorf("read %s response: %w", op, io.ErrUnexpectedEOF))
+	}
+	var resp Response
+	if err := json.Unmarshal(sc.Bytes(), &resp); err != nil {
+		return fmt.Errorf("read %s response: %w", op, err)
+	}
+	if resp.Error != "" {
+		return errors.New(resp.Error)
+	}
+	c.SetDeadline(time.Time{}) // the stream waits as long as nothing happens
+	for sc.Scan() {
+		if err := fn(json.RawMessage(sc.Bytes())); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return streamErr(ctx, fmt.Errorf("read %s stream: %w", op, err))
+	}
+	return streamErr(ctx, ErrStreamEnded)
+}
+
+// streamErr is ctx's error if ctx ended the stream (closing the
+// connection), else err.
+func streamErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // describeMode names what a path is, for a message.
