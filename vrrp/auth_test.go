@@ -237,3 +237,25 @@ func TestAuthDropsCountedAndLogged(t *testing.T) {
 		t.Errorf("stats drops %v", s.Drops)
 	}
 }
+
+// TestSendAHAllocatesNothing: with AH every advert is built anew (ID,
+// sequence number, ICV), into the same buffer, allocating nothing.
+func TestSendAHAllocatesNothing(t *testing.T) {
+	tg := newTestGroup(t, 100, nil)
+	mb := tg.members[0]
+	mb.cfg.Version = 2
+	mb.ah = newAHState(pw1)
+	mb.conn = &countConn{src: netip.MustParseAddr("10.10.1.2")}
+	send := func() {
+		tg.mu.Lock()
+		tg.send(mb, 150)
+		tg.mu.Unlock()
+	}
+	send()
+	if n := testing.AllocsPerRun(100, send); n != 0 {
+		t.Errorf("%.1f allocations per AH advert, want 0", n)
+	}
+	if c := mb.conn.(*countConn); c.sent != 102 || mb.stats.sendErrors.Load() != 0 {
+		t.Errorf("sent %d, %d errors; want 102, 0", c.sent, mb.stats.sendErrors.Load())
+	}
+}
