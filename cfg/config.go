@@ -78,7 +78,27 @@ type Instance struct {
 	TrackScripts   []string // names of TrackScript entries
 	GARP           GARP
 	Notify         Notify
+	Auth           Auth // version 2 only
 }
+
+// Authentication types (Auth.Type).
+const (
+	AuthNone = ""
+	AuthPass = "pass" // a clear-text password in each advert
+	AuthAH   = "ah"   // an IP Authentication Header (protocol 51), HMAC-MD5-96
+)
+
+// Auth is an instance's VRRPv2 authentication, as keepalived implements
+// it.
+type Auth struct {
+	Type string // AuthNone, AuthPass or AuthAH
+	// Password as written; only its first PasswordLen bytes are used.
+	Password string
+}
+
+// PasswordLen is how much of a password VRRPv2 carries (keepalived cuts
+// a longer one).
+const PasswordLen = 8
 
 // TrackInterface makes an instance follow an interface's carrier.
 type TrackInterface struct {

@@ -52,6 +52,11 @@ func checkInvariants(t *testing.T, c Config) {
 				t.Fatalf("instance %s mixes families", in.Name)
 			}
 		}
+		switch a := in.Auth; {
+		case a == Auth{}:
+		case a.Type != AuthPass && a.Type != AuthAH, a.Password == "", in.Version != 2, in.Family != IPv4:
+			t.Fatalf("accepted authentication %+v in a version %d %s instance", a, in.Version, in.Family)
+		}
 	}
 	if s := c.Sync; s != nil {
 		if len(s.Links) == 0 || len(s.Links) > MaxLinks {

@@ -25,6 +25,7 @@ var blockSchemas = map[string]*hcl.BodySchema{
 	"vrrp_instance":   instanceSchema,
 	"track_interface": trackIfaceSchema,
 	"garp":            garpSchema,
+	"authentication":  authSchema,
 	"track_script":    trackScriptSchema,
 	"sync_group":      syncGroupSchema,
 	"notify":          notifySchema,

@@ -63,6 +63,11 @@ type (
 		TrackIfaces    []*trackIfaceSyntax
 		GARP           *garpSyntax
 		Notify         *notifySyntax
+		Auth           *authSyntax
+	}
+	authSyntax struct {
+		DefRange       hcl.Range
+		Type, Password attr[string]
 	}
 	trackIfaceSyntax struct {
 		block
@@ -153,8 +158,10 @@ var (
 			{Type: "track_interface", LabelNames: []string{"name"}},
 			{Type: "garp"},
 			{Type: "notify"},
+			{Type: "authentication"},
 		},
 	}
+	authSchema        = attrsSchema("type", "password")
 	trackIfaceSchema  = attrsSchema("weight")
 	garpSchema        = attrsSchema("repeat", "interval", "delay", "refresh")
 	trackScriptSchema = attrsSchema("command", "interval", "timeout", "rise", "fall", "weight")
@@ -396,6 +403,12 @@ func (d *decoder) instance(b *hcl.Block) *instanceSyntax {
 	}
 	if nb := d.single(c, "notify"); nb != nil {
 		s.Notify = d.notify(nb)
+	}
+	if ab := d.single(c, "authentication"); ab != nil {
+		ac := d.content(ab.Body, authSchema)
+		s.Auth = &authSyntax{DefRange: ab.DefRange}
+		decodeAttr(d, ac.Attributes, "type", &s.Auth.Type)
+		decodeAttr(d, ac.Attributes, "password", &s.Auth.Password)
 	}
 	return s
 }

@@ -67,6 +67,7 @@ func (v *validator) instance(s *instanceSyntax) Instance {
 			in.UnicastPeers = append(in.UnicastPeers, a.Unmap())
 		}
 	}
+	in.Auth = v.auth(s, in.Version)
 	for _, t := range s.TrackIfaces {
 		v.ifaceName(t.NameRange, t.Name)
 		in.TrackInterface = append(in.TrackInterface, TrackInterface{

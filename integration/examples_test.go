@@ -21,7 +21,8 @@ func TestExampleNft(t *testing.T) {
 		l.MustExec(t, lab.RoleFW1, "nft", "-f", path)
 	}
 	out := l.MustExec(t, lab.RoleFW1, "nft", "list", "table", "inet", "ctha")
-	for _, want := range []string{"chain raw_prerouting", "chain raw_output", "chain input", "notrack", "udp dport 3780"} {
+	for _, want := range []string{"chain raw_prerouting", "chain raw_output", "chain input", "notrack", "udp dport 3780",
+		`ip protocol ah iifname { "lan", "wan" } notrack`, `ip protocol ah iifname { "lan", "wan" } ip ttl != 255`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table inet ctha lacks %q:\n%s", want, out)
 		}

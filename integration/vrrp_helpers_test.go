@@ -24,6 +24,8 @@ type pairOpts struct {
 	trackWeight  int    // with trackWAN: 0 = FAULT while down
 	lanOnly      bool   // only the lan instance, outside any sync group
 	unicastPeer  string // send adverts to this peer instead of multicast
+	authType     string // "pass" or "ah": an authentication block with password
+	password     string
 }
 
 func (o pairOpts) config() string {
@@ -51,6 +53,9 @@ func (o pairOpts) config() string {
 		}
 		if o.preemptDelay > 0 {
 			fmt.Fprintf(&b, "  preempt_delay = %q\n", o.preemptDelay.String())
+		}
+		if o.authType != "" {
+			fmt.Fprintf(&b, "  authentication {\n    type = %q\n    password = %q\n  }\n", o.authType, o.password)
 		}
 		if o.trackWAN && in.iface == "lan" {
 			fmt.Fprintf(&b, "  track_interface \"wan\" {\n    weight = %d\n  }\n", o.trackWeight)

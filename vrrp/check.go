@@ -25,15 +25,16 @@ const (
 	DropFamily         // version 2 over IPv6, or addresses of the wrong family
 	DropInterval       // zero, or (version 2) not our interval
 	DropVRID           // another virtual router on this link (normal on shared links)
-	DropAuth           // version 2 authentication (ctha uses none)
+	DropAuth           // version 2 authentication failed: another type or password, a bad AH
 	DropSource         // IPv6 sent from a non-link-local address
 	DropPeer           // unicast mode: not from a configured peer
 	DropOwn            // our own advert looped back
+	DropSequence       // AH: sequence number not above the last one sent or accepted (a replay, or a restarted peer)
 	numDrops
 )
 
 var dropNames = [...]string{"none", "interface", "ttl", "length", "version", "type", "checksum",
-	"family", "interval", "vrid", "auth", "source", "peer", "own"}
+	"family", "interval", "vrid", "auth", "source", "peer", "own", "sequence"}
 
 func (d Drop) String() string {
 	if int(d) < len(dropNames) {
@@ -52,6 +53,8 @@ type receiver struct {
 	vips         []netip.Addr
 	unicastPeers []netip.Addr
 	skipChecksum bool // IPv6: the kernel verified it
+	auth         Auth
+	ah           *ahState // with AuthAH: the member's, shared by its receivers
 }
 
 // check applies RFC 5798 section 7.1's receive checks. The advert is valid
@@ -67,7 +70,18 @@ func (r *receiver) check(p PacketIn) (ad packet.Advert, drop Drop, mismatch bool
 	case p.TTL != packet.TTL:
 		return ad, DropTTL, false
 	}
-	ad, err := packet.Parse(p.Payload, p.Src, p.Dst, r.skipChecksum)
+	payload := p.Payload
+	var ah packet.AHHeader
+	if r.auth.Type == AuthAH {
+		if vrid, ok := ahVRID(p.IP); ok && vrid != r.vrid {
+			return ad, DropVRID, false
+		}
+		var err error
+		if payload, ah, err = r.ah.openPacket(p.IP, len(r.unicastPeers) > 0); err != nil {
+			return ad, authDrop(err), false
+		}
+	}
+	ad, err := packet.Parse(payload, p.Src, p.Dst, r.skipChecksum)
 	if err != nil {
 		return ad, parseDrop(err), false
 	}
@@ -76,7 +90,7 @@ func (r *receiver) check(p PacketIn) (ad packet.Advert, drop Drop, mismatch bool
 		return ad, DropVRID, false
 	case ad.Version != r.version:
 		return ad, DropVersion, false
-	case ad.Version == 2 && ad.AuthType != 0:
+	case ad.Version == 2 && !r.checkAuth(&ad):
 		return ad, DropAuth, false
 	case ad.Version == 2 && ad.Interval != r.interval:
 		return ad, DropInterval, false
@@ -84,6 +98,9 @@ func (r *receiver) check(p PacketIn) (ad packet.Advert, drop Drop, mismatch bool
 		return ad, DropSource, false
 	case len(r.unicastPeers) > 0 && !slices.Contains(r.unicastPeers, p.Src):
 		return ad, DropPeer, false
+	// Last: only a valid advert moves the counter on.
+	case r.auth.Type == AuthAH && !r.ah.acceptSeq(ah.Seq):
+		return ad, DropSequence, false
 	}
 	return ad, DropNone, !sameAddrs(ad.Addrs, r.vips)
 }
@@ -97,6 +114,7 @@ func parseDrop(err error) Drop {
 		{packet.ErrVersion, DropVersion}, {packet.ErrType, DropType},
 		{packet.ErrChecksum, DropChecksum}, {packet.ErrFamily, DropFamily},
 		{packet.ErrInterval, DropInterval}, {packet.ErrAddrs, DropLength},
+		{packet.ErrAuth, DropAuth},
 	} {
 		if errors.Is(err, m.err) {
 			return m.drop

@@ -53,6 +53,7 @@ type Instance struct {
 	TrackInterface []TrackInterface
 	TrackScripts   []string // names of Config.TrackScripts entries
 	GARP           GARP
+	Auth           Auth // version 2 only
 }
 
 // TrackInterface makes an instance follow an interface's carrier.

@@ -89,6 +89,10 @@ type member struct {
 	mismatch atomic.Value // string
 	// prepared holds the adverts send built, one per destination.
 	prepared []preparedAdvert
+	// ah is the AH state of an instance with AuthAH, nil otherwise;
+	// authLog limits the log of adverts that fail authentication.
+	ah      *ahState
+	authLog dropLog
 	// masterAddr and masterStr: the current master, as status shows it.
 	masterAddr netip.Addr
 	masterStr  string
@@ -307,6 +311,14 @@ func (g *Group) send(mb *member, prio uint8) {
 	if len(mb.prepared) != n {
 		mb.prepared = make([]preparedAdvert, n)
 	}
+	// With AH every advert differs (its ID, sequence number and ICV):
+	// one sequence number per round, as keepalived counts.
+	var ip packet.IPv4
+	var seq uint32
+	if mb.ah != nil {
+		ip = packet.IPv4{TOS: tosNetworkControl, ID: mb.ah.nextID(), TTL: packet.TTL, Src: src}
+		seq = mb.ah.nextSeq()
+	}
 	for j := range n {
 		dst := packet.Group4
 		switch {
@@ -318,8 +330,17 @@ func (g *Group) send(mb *member, prio uint8) {
 		p := &mb.prepared[j]
 		key := advertKey{prio: prio, src: src, dst: dst, recv: recv, version: mb.cfg.Version, vrid: mb.cfg.VRID, interval: mb.cfg.AdvertInterval}
 		var err error
-		if p.key != key || p.b == nil {
+		if mb.ah != nil {
 			ad := packet.Advert{Version: key.version, VRID: key.vrid, Priority: prio, Interval: key.interval, Addrs: recv.vips}
+			ip.Dst = dst
+			if p.b, err = mb.ah.seal.Append(p.b[:0], ip, seq, &ad, len(mb.cfg.UnicastPeers) > 0); err != nil {
+				p.b = nil
+			}
+		} else if p.key != key || p.b == nil {
+			ad := packet.Advert{Version: key.version, VRID: key.vrid, Priority: prio, Interval: key.interval, Addrs: recv.vips}
+			if recv.auth.Type == AuthPass {
+				ad.AuthType, ad.AuthData = packet.AuthPass, recv.auth.Password
+			}
 			if p.b, err = ad.Append(p.b[:0], src, dst); err != nil {
 				p.b = nil
 			} else {

@@ -88,6 +88,9 @@ func diffInstances(old, new Config) (changes []instanceChange, restart []string)
 		if o.Version != n.Version || o.Family != n.Family {
 			fixed = append(fixed, "version")
 		}
+		if o.Auth != n.Auth {
+			fixed = append(fixed, "authentication")
+		}
 		if (o.Priority == 255) != (n.Priority == 255) {
 			fixed = append(fixed, "address owner (priority 255)")
 		}

@@ -50,6 +50,8 @@ func TestDiffInstances(t *testing.T) {
 			c.Instances[0].TrackInterface = []TrackInterface{{Name: "sync", Weight: -20}}
 		}, restart: "instance lan: trackers"},
 		{name: "address owner", edit: func(c *Config) { c.Instances[0].Priority = 255 }, restart: "address owner"},
+		{name: "authentication", edit: func(c *Config) { c.Instances[0].Auth = Auth{Type: AuthPass, Password: pw1} },
+			restart: "instance lan: authentication"},
 		{name: "VIPs of a virtual MAC", edit: func(c *Config) {
 			c.Instances[0].VirtualMAC = true
 		}, restart: "virtual_mac"},

@@ -120,7 +120,7 @@ func dialInstance(in Instance) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: interface %s: %w", in.Name, in.Interface, err)
 	}
-	return dialConn(ifi, in.Family == IPv6, len(in.UnicastPeers) == 0)
+	return dialConn(ifi, in.Family == IPv6, len(in.UnicastPeers) == 0, in.Auth.Type == AuthAH)
 }
 
 func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, opts Options) error {
@@ -191,6 +191,9 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 			return err
 		}
 		mb := &member{name: in.Name, cfg: in, conn: cn, stats: &counters{}, log: log}
+		if in.Auth.Type == AuthAH {
+			mb.ah = newAHState(in.Auth.Password)
+		}
 		g.members = append(g.members, mb)
 		if mb.vips, err = opts.NewVIPs(in, log); err != nil {
 			return fmt.Errorf("instance %s: %w", in.Name, err)
@@ -204,6 +207,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
 			ifindex: mb.bound, own: cn.Source(), unicastPeers: in.UnicastPeers,
 			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.VIPs),
+			auth: in.Auth, ah: mb.ah,
 		})
 		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
 		r.links = appendUnique(r.links, in.Interface)
@@ -336,6 +340,9 @@ func (g *Group) accept(i int, p PacketIn, at time.Time) (inbound, bool) {
 	ad, drop, differs := recv.check(p)
 	if drop != DropNone {
 		mb.stats.drops[drop].Add(1)
+		if drop == DropAuth || drop == DropSequence {
+			mb.logAuthDrop(drop, p.Src, at)
+		}
 		return inbound{}, false
 	}
 	mb.stats.advertsReceived.Add(1)

@@ -16,7 +16,10 @@ import (
 
 // PacketIn is a received VRRP packet with what the receive checks need.
 type PacketIn struct {
-	Payload  []byte
+	Payload []byte
+	// IP is the whole IPv4 packet, header first, when the conn has it
+	// (AH authenticates the header); nil otherwise.
+	IP       []byte
 	Src, Dst netip.Addr
 	TTL      int // TTL or hop limit
 	Ifindex  int
@@ -40,20 +43,30 @@ const tosNetworkControl = 0xc0
 
 // dialConn opens a raw VRRP socket on ifi for one address family, bound
 // to the interface (so adverts from other links are never seen), joined
-// to the VRRP group when multicast is set.
-func dialConn(ifi *net.Interface, family6, multicast bool) (Conn, error) {
+// to the VRRP group when multicast is set. With ah (IPv4 only) it is a
+// socket of IP protocol 51 (AH) with IP_HDRINCL: it sends whole IPv4
+// packets, built with their AH, and reads them whole.
+func dialConn(ifi *net.Interface, family6, multicast, ah bool) (Conn, error) {
 	src, err := sourceAddr(ifi, family6)
 	if err != nil {
 		return nil, err
 	}
 	network, laddr, newConn := "ip4:112", "0.0.0.0", newConn4
-	if family6 {
+	switch {
+	case family6 && ah:
+		return nil, fmt.Errorf("vrrp socket on %s: AH over IPv6", ifi.Name)
+	case family6:
 		network, laddr, newConn = "ip6:112", "::", newConn6
+	case ah:
+		network = fmt.Sprintf("ip4:%d", packet.ProtocolAH)
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
 			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+			if serr == nil && ah {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_HDRINCL, 1)
+			}
 			if serr != nil {
 				return
 			}
@@ -76,6 +89,7 @@ func dialConn(ifi *net.Interface, family6, multicast bool) (Conn, error) {
 		pc.Close()
 		return nil, fmt.Errorf("vrrp socket on %s: %w", ifi.Name, err)
 	}
+	c.hdrincl = ah
 	return c, nil
 }
 
@@ -118,6 +132,8 @@ type rawConn struct {
 	ifi     *net.Interface
 	src     netip.Addr
 	family6 bool
+	// hdrincl: an AH socket; packets are sent and read whole.
+	hdrincl bool
 	// read receives one packet: its length, sender and the fields of its
 	// control message (zero values when the kernel sent none).
 	read func(b []byte) (n int, from net.Addr, cm controlIn, err error)
@@ -232,6 +248,9 @@ func newConn6(pc net.PacketConn, ifi *net.Interface, src netip.Addr, multicast b
 // ReadPacket returns the packet with the TTL or hop limit, destination and
 // interface index the receive checks need.
 func (c *rawConn) ReadPacket(buf []byte) (PacketIn, error) {
+	if c.hdrincl {
+		return c.readWhole(buf)
+	}
 	n, from, cm, err := c.read(buf)
 	if err != nil {
 		return PacketIn{}, err
@@ -334,12 +353,45 @@ func (c *rawConn) readNow(buf []byte) (PacketIn, error) {
 	if err := cm.Parse(oob); err != nil {
 		return PacketIn{}, fmt.Errorf("control message: %w", err)
 	}
+	return c.packet4(b, cm.IfIndex)
+}
+
+// packet4 returns a received IPv4 packet b, header first.
+func (c *rawConn) packet4(b []byte, ifindex int) (PacketIn, error) {
 	h, err := ipv4.ParseHeader(b)
 	if err != nil || h.Len > len(b) {
 		return PacketIn{}, fmt.Errorf("IPv4 header: %v", err)
 	}
-	return PacketIn{Payload: b[h.Len:], TTL: h.TTL, Ifindex: cm.IfIndex,
+	return PacketIn{Payload: b[h.Len:], IP: b, TTL: h.TTL, Ifindex: ifindex,
 		Src: c.addr(h.Src), Dst: c.addr(h.Dst)}, nil
+}
+
+// readWhole reads an IPv4 packet, header included, waiting for one
+// through the netpoller (ReadPacket of an AH socket).
+func (c *rawConn) readWhole(buf []byte) (PacketIn, error) {
+	var (
+		oob     [128]byte
+		n, oobn int
+		rerr    error
+	)
+	err := c.sc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob[:], unix.MSG_DONTWAIT)
+		return !errors.Is(rerr, unix.EAGAIN)
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		if errors.Is(err, unix.EBADF) {
+			err = net.ErrClosed
+		}
+		return PacketIn{}, err
+	}
+	var cm ipv4.ControlMessage
+	if err := cm.Parse(oob[:oobn]); err != nil {
+		return PacketIn{}, fmt.Errorf("control message: %w", err)
+	}
+	return c.packet4(buf[:n], cm.IfIndex)
 }
 
 func (c *rawConn) Source() netip.Addr { return c.src }

@@ -21,7 +21,8 @@ import (
 // pair in a namespace of its own, as the timing thread does: sendmsg of a
 // prepared packet (allocating nothing), ppoll, then a read that does not
 // wait. Both families: the IPv4 socket delivers the IP header, the IPv6
-// one the sender in a socket address.
+// one the sender in a socket address. An AH socket sends and reads whole
+// IPv4 packets (IP_HDRINCL).
 func TestRawConnTimingPath(t *testing.T) {
 	lab.RequireNetns(t)
 	var r [4]byte
@@ -58,7 +59,7 @@ func TestRawConnTimingPath(t *testing.T) {
 	}
 	// dialIn opens a raw socket on link in namespace ns, from a thread
 	// that stays there (never unlocked: it ends with its goroutine).
-	dialIn := func(ns netns.NsHandle, link string, family6 bool) (*rawConn, int, error) {
+	dialIn := func(ns netns.NsHandle, link string, family6, ah bool) (*rawConn, int, error) {
 		type result struct {
 			c     *rawConn
 			index int
@@ -76,7 +77,7 @@ func TestRawConnTimingPath(t *testing.T) {
 				ch <- result{err: err}
 				return
 			}
-			c, err := dialConn(ifi, family6, true)
+			c, err := dialConn(ifi, family6, true, ah)
 			if err != nil {
 				ch <- result{err: err}
 				return
@@ -87,18 +88,19 @@ func TestRawConnTimingPath(t *testing.T) {
 		return r.c, r.index, r.err
 	}
 
-	for _, family6 := range []bool{false, true} {
+	for _, v := range []struct{ family6, ah bool }{{false, false}, {true, false}, {false, true}} {
+		family6 := v.family6
 		type pair struct {
 			a, b *rawConn
 			ib   int
 		}
 		var p pair
 		var err error
-		if p.a, _, err = dialIn(nss[0], "va", family6); err != nil {
+		if p.a, _, err = dialIn(nss[0], "va", family6, v.ah); err != nil {
 			t.Fatalf("family6=%v: %v", family6, err)
 		}
 		defer p.a.Close()
-		if p.b, p.ib, err = dialIn(nss[1], "vb", family6); err != nil {
+		if p.b, p.ib, err = dialIn(nss[1], "vb", family6, v.ah); err != nil {
 			t.Fatalf("family6=%v: %v", family6, err)
 		}
 		defer p.b.Close()
@@ -113,6 +115,12 @@ func TestRawConnTimingPath(t *testing.T) {
 			ad.Addrs = []netip.Addr{netip.MustParseAddr("fd00:10:9::fe")}
 		}
 		pkt, err := ad.Append(nil, p.a.Source(), dst)
+		if v.ah { // a whole IPv4 packet, as the member builds it
+			ad.Version = 2
+			ad.Interval = time.Second
+			pkt, err = packet.NewAH(packet.Password{'x'}).Append(nil,
+				packet.IPv4{TOS: tosNetworkControl, ID: 1, TTL: packet.TTL, Src: p.a.Source(), Dst: dst}, 1, &ad, false)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +150,16 @@ func TestRawConnTimingPath(t *testing.T) {
 			t.Errorf("family6=%v: received from %v to %v, TTL %d, ifindex %d; want from %v to %v, TTL %d, ifindex %d",
 				family6, in.Src, in.Dst, in.TTL, in.Ifindex, p.a.Source(), dst, packet.TTL, p.ib)
 		}
-		got, err := packet.Parse(in.Payload, in.Src, in.Dst, family6)
+		payload := in.Payload
+		if v.ah {
+			if len(in.IP) != len(pkt) {
+				t.Fatalf("AH: read %d bytes of IP packet, sent %d", len(in.IP), len(pkt))
+			}
+			if payload, _, err = packet.NewAH(packet.Password{'x'}).Open(in.IP, false); err != nil {
+				t.Fatalf("AH: the packet read does not verify: %v", err)
+			}
+		}
+		got, err := packet.Parse(payload, in.Src, in.Dst, family6)
 		if err != nil || got.Priority != 150 || got.VRID != 51 {
 			t.Errorf("family6=%v: received advert %+v, %v", family6, got, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/ctsync"
 	"github.com/ctha/ctha/vrrp"
+	"github.com/ctha/ctha/vrrp/packet"
 )
 
 // The engines own their configuration types; these translate from the
@@ -27,6 +28,7 @@ func vrrpConfig(c *cfg.Config) vrrp.Config {
 		for _, t := range in.TrackInterface {
 			vi.TrackInterface = append(vi.TrackInterface, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight})
 		}
+		vi.Auth = vrrpAuth(in.Auth)
 		v.Instances = append(v.Instances, vi)
 	}
 	for _, s := range c.TrackScripts {
@@ -39,6 +41,22 @@ func vrrpConfig(c *cfg.Config) vrrp.Config {
 		v.SyncGroups = append(v.SyncGroups, vrrp.SyncGroup{Name: g.Name, Instances: g.Instances, Conntrack: g.Conntrack})
 	}
 	return v
+}
+
+// vrrpAuth is an instance's authentication; the password is cut to the
+// 8 bytes VRRPv2 carries (the configuration warned).
+func vrrpAuth(a cfg.Auth) vrrp.Auth {
+	var out vrrp.Auth
+	switch a.Type {
+	case cfg.AuthPass:
+		out.Type = vrrp.AuthPass
+	case cfg.AuthAH:
+		out.Type = vrrp.AuthAH
+	default:
+		return out
+	}
+	out.Password, _ = packet.NewPassword(a.Password)
+	return out
 }
 
 // syncConfig is the conntrack_sync part of a configuration, s, on the

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/vrrp"
+	"github.com/ctha/ctha/vrrp/packet"
 )
 
 // fill sets every field reachable from v to a value other than its zero.
@@ -90,7 +92,21 @@ func TestEngineConfigs(t *testing.T) {
 		t.Fatalf("vrrp config lost entries: %+v", v)
 	}
 	for i := range v.Instances {
-		sameFields(t, "vrrp.Instance", reflect.ValueOf(v.Instances[i]), reflect.ValueOf(c.Instances[i]))
+		sameFields(t, "vrrp.Instance", reflect.ValueOf(v.Instances[i]), reflect.ValueOf(c.Instances[i]), "Auth")
+	}
+	// Auth: the type by name, the password cut to the 8 bytes on the wire.
+	for _, tt := range []struct {
+		in   cfg.Auth
+		want vrrp.Auth
+	}{
+		{cfg.Auth{}, vrrp.Auth{}},
+		{cfg.Auth{Type: cfg.AuthPass, Password: "secret1"}, vrrp.Auth{Type: vrrp.AuthPass, Password: packet.Password{'s', 'e', 'c', 'r', 'e', 't', '1'}}},
+		{cfg.Auth{Type: cfg.AuthAH, Password: "123456789"}, vrrp.Auth{Type: vrrp.AuthAH, Password: packet.Password{'1', '2', '3', '4', '5', '6', '7', '8'}}},
+	} {
+		c.Instances[0].Auth = tt.in
+		if got := vrrpConfig(&c).Instances[0].Auth; got != tt.want {
+			t.Errorf("authentication %+v translated as %+v, want %+v", tt.in, got, tt.want)
+		}
 	}
 	for i := range v.TrackScripts {
 		sameFields(t, "vrrp.TrackScript", reflect.ValueOf(v.TrackScripts[i]), reflect.ValueOf(c.TrackScripts[i]))

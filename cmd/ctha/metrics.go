@@ -28,7 +28,7 @@ var (
 	descPriority      = prometheus.NewDesc("ctha_vrrp_effective_priority", "Priority after trackers and demotions.", []string{"instance"}, nil)
 	descTransitions   = prometheus.NewDesc("ctha_vrrp_transitions_total", "State transitions.", []string{"instance"}, nil)
 	descAdverts       = prometheus.NewDesc("ctha_vrrp_adverts_total", "VRRP adverts by direction.", []string{"instance", "direction"}, nil)
-	descVRRPDrops     = prometheus.NewDesc("ctha_vrrp_drops_total", "Received VRRP packets dropped, by reason.", []string{"instance", "reason"}, nil)
+	descVRRPDrops     = prometheus.NewDesc("ctha_vrrp_drops_total", "Received VRRP packets dropped, by reason (auth: failed VRRPv2 authentication; sequence: an AH sequence number not above the last).", []string{"instance", "reason"}, nil)
 	descNotifySkipped = prometheus.NewDesc("ctha_notify_skipped_total", "Transitions (the group's and its instances') the notify commands did not run for: the group or instance had moved on before the previous command finished.", []string{"group"}, nil)
 	descVIPsRestored  = prometheus.NewDesc("ctha_vrrp_vips_restored_total", "Virtual IPs removed under the master by someone else and put back.", []string{"instance"}, nil)
 	descTakeover      = prometheus.NewDesc("ctha_vrrp_last_takeover_seconds", "Master_Down timer to first gratuitous ARP/NA of the last takeover.", []string{"instance"}, nil)

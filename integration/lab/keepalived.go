@@ -30,6 +30,9 @@ type KeepalivedInstance struct {
 	UnicastPeers []netip.Addr // unicast instead of multicast adverts, if any
 	// Notify scripts: a path, possibly followed by arguments.
 	NotifyMaster, NotifyBackup, NotifyFault string
+	// AuthType "PASS" or "AH" (VRRPv2) writes an authentication block
+	// with AuthPass; "" none.
+	AuthType, AuthPass string
 }
 
 // KeepalivedConfig is rendered into a keepalived.conf by Render.
@@ -200,6 +203,15 @@ func (in KeepalivedInstance) render(b *strings.Builder) []error {
 			fmt.Fprintf(b, "\t\t%s dev %s\n", p, in.Interface)
 		}
 		b.WriteString("\t}\n")
+	}
+	switch {
+	case in.AuthType == "":
+	case in.AuthType != "PASS" && in.AuthType != "AH":
+		fail("auth type %q: want PASS or AH", in.AuthType)
+	case !keepalivedName.MatchString(in.AuthPass):
+		fail("auth pass %q: want letters, digits, '_', '.', '-'", in.AuthPass)
+	default:
+		fmt.Fprintf(b, "\tauthentication {\n\t\tauth_type %s\n\t\tauth_pass %s\n\t}\n", in.AuthType, in.AuthPass)
 	}
 	writeVIPs("virtual_ipaddress", vips)
 	writeVIPs("virtual_ipaddress_excluded", excluded)

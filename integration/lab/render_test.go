@@ -98,6 +98,8 @@ func TestKeepalivedRenderErrors(t *testing.T) {
 			AdvertInterval: 1500 * time.Millisecond, VIPs: []netip.Prefix{LANVIP6},
 		}}}, []string{"whole seconds", "VRRPv2 has no IPv6"}},
 		{"duplicate", KeepalivedConfig{Instances: []KeepalivedInstance{good, good}}, []string{"duplicate"}},
+		{"auth", KeepalivedConfig{Instances: []KeepalivedInstance{{Name: "lan", Interface: "lan", VRID: 1, Priority: 100,
+			VIPs: []netip.Prefix{LANVIP}, AuthType: "pass", AuthPass: "a b"}}}, []string{"auth type"}},
 		{"group of one", KeepalivedConfig{SyncGroup: "g", Instances: []KeepalivedInstance{good}}, []string{"at least 2"}},
 		{"group notify without group", KeepalivedConfig{NotifyMaster: "/x", Instances: []KeepalivedInstance{good}}, []string{"need a SyncGroup"}},
 		{"quote in notify", KeepalivedConfig{Instances: []KeepalivedInstance{{

@@ -52,6 +52,25 @@ func TestKeepalivedGolden(t *testing.T) {
 // printed in a tcpdump -xx capture.
 func readCapture(t *testing.T, path string) (src, dst netip.Addr, payload []byte) {
 	t.Helper()
+	ip := readIPPacket(t, path)
+	switch ip[0] >> 4 {
+	case 4:
+		ihl := int(ip[0]&0x0f) * 4
+		return netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), ip[ihl:]
+	case 6:
+		if ip[6] != Protocol {
+			t.Fatalf("%s: IPv6 next header %d, want VRRP directly", path, ip[6])
+		}
+		return netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40])), ip[40:]
+	}
+	t.Fatalf("%s: not an IP packet", path)
+	return
+}
+
+// readIPPacket returns the IP packet of the Ethernet frame printed in a
+// tcpdump -xx capture.
+func readIPPacket(t *testing.T, path string) []byte {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -72,17 +91,8 @@ func readCapture(t *testing.T, path string) (src, dst netip.Addr, payload []byte
 		frame = append(frame, b...)
 	}
 	const ethLen = 14
-	ip := frame[ethLen:]
-	switch ip[0] >> 4 {
-	case 4:
-		ihl := int(ip[0]&0x0f) * 4
-		return netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), ip[ihl:]
-	case 6:
-		if ip[6] != Protocol {
-			t.Fatalf("%s: IPv6 next header %d, want VRRP directly", path, ip[6])
-		}
-		return netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40])), ip[40:]
+	if len(frame) <= ethLen {
+		t.Fatalf("%s: no frame", path)
 	}
-	t.Fatalf("%s: not an IP packet", path)
-	return
+	return frame[ethLen:]
 }
