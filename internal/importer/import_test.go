@@ -23,10 +23,7 @@ var update = flag.Bool("update", false, "write the golden files (testdata/*/want
 // Empty this set once it has: TestGoldenValid then checks them too, and
 // fails for any case still listed here that validates.
 var needsNewKeys = map[string]bool{
-	"debian-ftfw":    true, // authentication
-	"debian-alarm":   true,
-	"debian-notrack": true,
-	"group-weights":  true, // virtual_routes
+	"group-weights": true, // virtual_routes
 	"ipv6":           true, // track_file, track_process, excluded_virtual_ips, virtual_routes, virtual_rules
 }
 
