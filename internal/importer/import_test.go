@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "write the golden files (testdata/*/want
 // fails for any case still listed here that validates.
 var needsNewKeys = map[string]bool{
 	"group-weights": true, // virtual_routes
-	"ipv6":           true, // track_file, track_process, excluded_virtual_ips, virtual_routes, virtual_rules
+	"ipv6":          true, // track_file, track_process, excluded_virtual_ips, virtual_routes, virtual_rules
 }
 
 // cases returns the directories of testdata, each a case: keepalived.conf
