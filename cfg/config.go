@@ -78,6 +78,12 @@ type Instance struct {
 	TrackScripts   []string // names of TrackScript entries
 	GARP           GARP
 	Notify         Notify
+	// keepalived's everyday extras (config_extras.go).
+	ExtraVIPs      []ExtraVIP
+	Routes         []Route
+	Rules          []Rule
+	TrackFiles     []TrackFile
+	TrackProcesses []TrackProcess
 }
 
 // TrackInterface makes an instance follow an interface's carrier.

@@ -63,6 +63,7 @@ type (
 		TrackIfaces    []*trackIfaceSyntax
 		GARP           *garpSyntax
 		Notify         *notifySyntax
+		instanceExtrasSyntax
 	}
 	trackIfaceSyntax struct {
 		block
@@ -148,9 +149,11 @@ var (
 	instanceSchema = &hcl.BodySchema{
 		Attributes: attrsSchema("interface", "vrid", "priority", "version", "advert_interval",
 			"preempt", "preempt_delay", "virtual_ips", "unicast_peers", "virtual_mac",
-			"track_scripts").Attributes,
+			"track_scripts", "excluded_virtual_ips", "virtual_routes", "virtual_rules").Attributes,
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "track_interface", LabelNames: []string{"name"}},
+			{Type: "track_file", LabelNames: []string{"path"}},
+			{Type: "track_process", LabelNames: []string{"name"}},
 			{Type: "garp"},
 			{Type: "notify"},
 		},
@@ -397,6 +400,7 @@ func (d *decoder) instance(b *hcl.Block) *instanceSyntax {
 	if nb := d.single(c, "notify"); nb != nil {
 		s.Notify = d.notify(nb)
 	}
+	d.instanceExtras(c, &s.instanceExtrasSyntax)
 	return s
 }
 

@@ -53,6 +53,12 @@ type Instance struct {
 	TrackInterface []TrackInterface
 	TrackScripts   []string // names of Config.TrackScripts entries
 	GARP           GARP
+	// keepalived's everyday extras (config_extras.go).
+	ExtraVIPs      []ExtraVIP
+	Routes         []Route
+	Rules          []Rule
+	TrackFiles     []TrackFile
+	TrackProcesses []TrackProcess
 }
 
 // TrackInterface makes an instance follow an interface's carrier.

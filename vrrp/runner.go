@@ -108,6 +108,8 @@ func New(c Config, opts Options) (*Runner, error) {
 		}
 	}
 	r.initLinks()
+	r.initFiles()
+	r.initProcesses()
 	return r, nil
 }
 
@@ -198,7 +200,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 		mb.recv.Store(&receiver{
 			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
 			ifindex: mb.bound, own: cn.Source(), unicastPeers: in.UnicastPeers,
-			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.VIPs),
+			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.AdvertVIPs()),
 		})
 		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
 		r.links = appendUnique(r.links, in.Interface)
@@ -213,6 +215,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 				}
 			}
 		}
+		mb.trackers = append(mb.trackers, extraTrackers(in)...)
 	}
 	return nil
 }
@@ -253,6 +256,7 @@ func (r *Runner) Run(ctx context.Context) {
 		defer r.wg.Done()
 		r.watchAddrs(trackCtx)
 	}()
+	r.wg.Go(func() { r.watchRouteChanges(trackCtx) })
 
 	var groups sync.WaitGroup
 	for _, g := range r.groups {
