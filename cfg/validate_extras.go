@@ -34,15 +34,16 @@ func (v *validator) instanceExtras(s *instanceSyntax, in *Instance) {
 		}
 	}
 	for _, t := range s.TrackFiles {
+		tf := TrackFile{
+			Path:    filepath.Clean(t.Name),
+			Weight:  v.intIn(t.Weight, "weight", DefaultTrackFileWeight, -254, 254),
+			Reverse: boolOr(t.Reverse, false),
+		}
 		if !filepath.IsAbs(t.Name) {
 			v.errorf(t.NameRange, "track_file %q: the file must be an absolute path, e.g. \"/run/ctha/weight\"", t.Name)
 			continue
 		}
-		in.TrackFiles = append(in.TrackFiles, TrackFile{
-			Path:    filepath.Clean(t.Name),
-			Weight:  v.intIn(t.Weight, "weight", DefaultTrackFileWeight, -254, 254),
-			Reverse: boolOr(t.Reverse, false),
-		})
+		in.TrackFiles = append(in.TrackFiles, tf)
 	}
 	for _, t := range s.TrackProcesses {
 		p := TrackProcess{
