@@ -225,7 +225,7 @@ func (v *validator) hostExtras(f *fileSyntax, c *Config, h Host, ifs map[string]
 	for i, in := range c.Instances {
 		s := f.Instances[i]
 		for _, e := range in.ExtraVIPs {
-			if _, ok := ifs[e.Interface]; ok || !validIfaceName(e.Interface) {
+			if _, ok := ifs[e.Interface]; ok || !validIfaceName(e.Interface) || e.Interface == in.Interface {
 				continue
 			}
 			what, r := "virtual IP", s.VirtualIPs.Range
