@@ -80,6 +80,19 @@ func newExtrasVIPs(main VIPs, in Instance, log *slog.Logger) (_ VIPs, err error)
 		if err := h.SetSocketTimeout(5 * time.Second); err != nil {
 			return nil, fmt.Errorf("set rtnetlink timeout: %w", err)
 		}
+		// Route dumps on a socket of their own with strict checking: the
+		// kernel then dumps only the table asked for (since 4.20; older
+		// ones dump all, and the table is filtered here). Rule dumps
+		// fail with it, so they stay on the first.
+		d, err := vnl.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("open rtnetlink: %w", err)
+		}
+		x.rs.dump = d
+		if err := d.SetSocketTimeout(5 * time.Second); err != nil {
+			return nil, fmt.Errorf("set rtnetlink timeout: %w", err)
+		}
+		_ = d.SetStrictCheck(true)
 	}
 	return x, nil
 }
@@ -184,6 +197,9 @@ func (x *extrasVIPs) closeExtras() error {
 	if x.rs != nil && x.rs.nl != nil {
 		x.rs.nl.Close()
 		x.rs.nl = nil
+		if x.rs.dump != nil {
+			x.rs.dump.Close()
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/mdlayher/netlink"
 	vnl "github.com/vishvananda/netlink"
@@ -17,6 +18,7 @@ import (
 // goroutine only.
 type routeSet struct {
 	nl     *vnl.Handle
+	dump   *vnl.Handle // route dumps (strict checking)
 	routes []Route
 	rules  []Rule
 }
@@ -112,7 +114,7 @@ func (s *routeSet) hasRoute(r Route) (bool, error) {
 	if err != nil {
 		return false, nil // its interface is gone: so is the route
 	}
-	list, err := s.nl.RouteListFiltered(want.Family, &vnl.Route{Table: want.Table}, vnl.RT_FILTER_TABLE)
+	list, err := s.dump.RouteListFiltered(want.Family, &vnl.Route{Table: want.Table}, vnl.RT_FILTER_TABLE)
 	if err != nil {
 		return false, fmt.Errorf("list routes: %w", err)
 	}
@@ -282,10 +284,19 @@ func (s *routeSet) down() error {
 const routeGroups = unix.RTMGRP_LINK | unix.RTMGRP_IPV4_ROUTE | unix.RTMGRP_IPV6_ROUTE |
 	unix.RTMGRP_IPV4_RULE | 1<<(unix.RTNLGRP_IPV6_RULE-1)
 
-// watchRoutes calls fn after each change of the namespace's links, routes
-// and rules until ctx is done (a lost message, ENOBUFS, counts as a
-// change). It returns an error only when it could not start.
-func watchRoutes(ctx context.Context, fn func(), onErr func(error)) error {
+// routeKey identifies a route in a change message: what the kernel
+// deletes a route by.
+type routeKey struct {
+	table int
+	to    netip.Prefix
+}
+
+// watchRoutes calls fn after each change that may concern routes: a
+// deletion of one of routes (in the kernel's change messages), any rule
+// or link change, a lost message (ENOBUFS), until ctx is done. Other
+// route changes (a BGP daemon's churn) do not wake anybody. It returns an
+// error only when it could not start.
+func watchRoutes(ctx context.Context, routes []routeKey, fn func(), onErr func(error)) error {
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Groups: routeGroups})
 	if err != nil {
 		return fmt.Errorf("route watch: %w", err)
@@ -294,7 +305,7 @@ func watchRoutes(ctx context.Context, fn func(), onErr func(error)) error {
 	defer stop()
 	defer c.Close()
 	for {
-		_, err := c.Receive()
+		msgs, err := c.Receive()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -307,6 +318,54 @@ func watchRoutes(ctx context.Context, fn func(), onErr func(error)) error {
 			}
 			continue
 		}
-		fn()
+		if err != nil || slices.ContainsFunc(msgs, func(m netlink.Message) bool { return concerns(m, routes) }) {
+			fn()
+		}
 	}
+}
+
+// concerns reports whether a change message may concern the routes.
+func concerns(m netlink.Message, routes []routeKey) bool {
+	switch m.Header.Type {
+	case unix.RTM_NEWROUTE:
+		return false // a route added never makes one of ours missing
+	case unix.RTM_DELROUTE:
+		k, ok := parseRouteKey(m.Data)
+		return !ok || slices.Contains(routes, k)
+	}
+	return true // links and rules
+}
+
+// parseRouteKey reads a route message's table and destination.
+func parseRouteKey(b []byte) (routeKey, bool) {
+	if len(b) < unix.SizeofRtMsg {
+		return routeKey{}, false
+	}
+	family, dstLen, table := b[0], int(b[1]), int(b[4])
+	var dst netip.Addr
+	if family == unix.AF_INET {
+		dst = netip.IPv4Unspecified()
+	} else {
+		dst = netip.IPv6Unspecified()
+	}
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofRtMsg:])
+	if err != nil {
+		return routeKey{}, false
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.RTA_DST:
+			a, ok := netip.AddrFromSlice(ad.Bytes())
+			if !ok {
+				return routeKey{}, false
+			}
+			dst = a
+		case unix.RTA_TABLE:
+			table = int(ad.Uint32())
+		}
+	}
+	if ad.Err() != nil {
+		return routeKey{}, false
+	}
+	return routeKey{table: table, to: netip.PrefixFrom(dst.Unmap(), dstLen)}, true
 }

@@ -126,12 +126,18 @@ func (r *Runner) wakeGroups() {
 // links, routes and rules, when an instance holds routes or rules. Only
 // with the kernel's Host: tests with a fake one have no routes to watch.
 func (r *Runner) watchRouteChanges(ctx context.Context) {
-	if r.opts.Host != linkwatch.Kernel || !slices.ContainsFunc(r.conf.Instances, func(in Instance) bool {
-		return len(in.Routes)+len(in.Rules) > 0
-	}) {
+	var routes []routeKey
+	held := false
+	for _, in := range r.conf.Instances {
+		held = held || len(in.Routes)+len(in.Rules) > 0
+		for _, rt := range in.Routes {
+			routes = append(routes, routeKey{table: tableOrMain(rt.Table), to: rt.To})
+		}
+	}
+	if r.opts.Host != linkwatch.Kernel || !held {
 		return
 	}
-	err := watchRoutes(ctx, r.wakeGroups, func(err error) {
+	err := watchRoutes(ctx, routes, r.wakeGroups, func(err error) {
 		r.log.Warn("route watch failed; the routes are still checked every "+vipCheckEvery.String(), "err", err)
 	})
 	if err != nil {
