@@ -79,6 +79,12 @@ type Instance struct {
 	GARP           GARP
 	Notify         Notify
 	Auth           Auth // version 2 only
+	// keepalived's everyday extras (config_extras.go).
+	ExtraVIPs      []ExtraVIP
+	Routes         []Route
+	Rules          []Rule
+	TrackFiles     []TrackFile
+	TrackProcesses []TrackProcess
 }
 
 // Authentication types (Auth.Type).

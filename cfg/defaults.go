@@ -33,6 +33,10 @@ const (
 
 	DefaultNotifyTimeout = 10 * time.Second
 
+	// keepalived's defaults for track_file and track_process.
+	DefaultTrackFileWeight = 1
+	DefaultProcessQuorum   = 1
+
 	// MaxHookTimeout bounds the timeout of a track script and of a
 	// notify command: past it, a hung command is a stuck tracker or a
 	// group whose later notifications wait behind it. Neither needs more.

@@ -40,6 +40,7 @@ func (v *validator) host(f *fileSyntax, c *Config, h Host) {
 		v.errorf(start, "cannot list this machine's interfaces to check the configuration against them: %v", err)
 	} else {
 		v.hostInstances(f, c, ifs)
+		v.hostExtras(f, c, h, ifs)
 		v.hostLinks(f, c, ifs)
 	}
 	v.hostCommands(f, h)

@@ -24,6 +24,8 @@ var blockSchemas = map[string]*hcl.BodySchema{
 	"log":             logSchema,
 	"vrrp_instance":   instanceSchema,
 	"track_interface": trackIfaceSchema,
+	"track_file":      trackFileSchema,
+	"track_process":   trackProcessSchema,
 	"garp":            garpSchema,
 	"authentication":  authSchema,
 	"track_script":    trackScriptSchema,

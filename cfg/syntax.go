@@ -64,6 +64,7 @@ type (
 		GARP           *garpSyntax
 		Notify         *notifySyntax
 		Auth           *authSyntax
+		instanceExtrasSyntax
 	}
 	authSyntax struct {
 		DefRange       hcl.Range
@@ -153,9 +154,11 @@ var (
 	instanceSchema = &hcl.BodySchema{
 		Attributes: attrsSchema("interface", "vrid", "priority", "version", "advert_interval",
 			"preempt", "preempt_delay", "virtual_ips", "unicast_peers", "virtual_mac",
-			"track_scripts").Attributes,
+			"track_scripts", "excluded_virtual_ips", "virtual_routes", "virtual_rules").Attributes,
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "track_interface", LabelNames: []string{"name"}},
+			{Type: "track_file", LabelNames: []string{"path"}},
+			{Type: "track_process", LabelNames: []string{"name"}},
 			{Type: "garp"},
 			{Type: "notify"},
 			{Type: "authentication"},
@@ -410,6 +413,7 @@ func (d *decoder) instance(b *hcl.Block) *instanceSyntax {
 		decodeAttr(d, ac.Attributes, "type", &s.Auth.Type)
 		decodeAttr(d, ac.Attributes, "password", &s.Auth.Password)
 	}
+	d.instanceExtras(c, &s.instanceExtrasSyntax)
 	return s
 }
 

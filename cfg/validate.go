@@ -92,9 +92,14 @@ func (v *validator) uniqueInstances(f *fileSyntax, c *Config) {
 		} else {
 			routers[r] = in.Name
 		}
-		for j, p := range in.VIPs {
+		all := append([]ExtraVIP(nil), in.ExtraVIPs...)
+		for _, p := range in.VIPs {
+			all = append(all, ExtraVIP{Prefix: p})
+		}
+		for _, e := range all {
+			p := e.Prefix
 			if other, dup := vips[p.Addr()]; dup && other != in.Name {
-				v.errorf(s.VirtualIPs.elem(j), "virtual IP %s is also in vrrp_instance %q", p.Addr(), other)
+				v.errorf(elemWith(s, e, s.VirtualIPs.Range), "virtual IP %s is also in vrrp_instance %q", p.Addr(), other)
 			} else {
 				vips[p.Addr()] = in.Name
 			}

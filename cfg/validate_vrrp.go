@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // Advertisement interval limits (RFC 3768 and RFC 5798).
@@ -46,7 +48,8 @@ func (v *validator) instance(s *instanceSyntax) Instance {
 	if s.PreemptDelay.ok() && in.PreemptDelay > 0 && !in.Preempt {
 		v.warnf(s.PreemptDelay.Range, "preempt_delay has no effect with preempt = false")
 	}
-	in.VIPs, in.Family = v.vips(s)
+	in.VIPs, in.ExtraVIPs, in.Family = v.vips(s)
+	v.instanceExtras(s, &in)
 	if in.Family == IPv6 && in.Version == 2 {
 		r := s.block.DefRange
 		if s.Version.Set {
@@ -99,36 +102,30 @@ func (v *validator) advertInterval(a attr[string], version int) time.Duration {
 	return d
 }
 
-// vips parses the virtual IPs; they must all be of one family.
-func (v *validator) vips(s *instanceSyntax) ([]netip.Prefix, Family) {
+// vips parses the virtual IPs; the advertised ones (all but the
+// excluded) must all be of one family. An entry "ADDR/LEN dev IFACE"
+// puts the address on another interface than the instance's.
+func (v *validator) vips(s *instanceSyntax) ([]netip.Prefix, []ExtraVIP, Family) {
 	a := s.VirtualIPs
 	if !v.required(a.Set, s.block, "vrrp_instance", "virtual_ips") || a.Bad {
-		return nil, 0
+		return nil, nil, 0
 	}
 	if len(a.Val) == 0 {
 		v.errorf(a.Range, "virtual_ips must hold at least one address")
-		return nil, 0
+		return nil, nil, 0
 	}
 	var (
 		out    []netip.Prefix
+		extras []ExtraVIP
 		family Family
 		first  netip.Prefix
 		seen   = map[netip.Addr]bool{}
 	)
 	for i, str := range a.Val {
-		p, err := parsePrefix(str)
-		switch {
-		case err != nil:
-			v.errorf(a.elem(i), "virtual IP %q is not an address or prefix (write e.g. \"192.0.2.1/24\" or \"2001:db8::1/64\")", str)
-			continue
-		case !p.Addr().IsGlobalUnicast() && !p.Addr().IsLinkLocalUnicast():
-			v.errorf(a.elem(i), "virtual IP %s is not a unicast address", p.Addr())
-			continue
-		case seen[p.Addr()]:
-			v.errorf(a.elem(i), "virtual IP %s is listed twice", p.Addr())
+		p, dev, ok := v.vipEntry(a.elem(i), "virtual IP", str, seen)
+		if !ok {
 			continue
 		}
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
 		f := familyOf(p.Addr())
 		if family == 0 {
 			family, first = f, p
@@ -138,9 +135,45 @@ func (v *validator) vips(s *instanceSyntax) ([]netip.Prefix, Family) {
 			continue
 		}
 		seen[p.Addr()] = true
-		out = append(out, p)
+		if dev != "" && (!s.Interface.ok() || dev != s.Interface.Val) {
+			extras = append(extras, ExtraVIP{Prefix: p, Interface: dev})
+		} else {
+			out = append(out, p)
+		}
 	}
-	return out, family
+	extras = append(extras, v.excludedVIPs(s, seen)...)
+	return out, extras, family
+}
+
+// vipEntry parses one entry of virtual_ips or excluded_virtual_ips:
+// "ADDR/LEN", a bare address, or either followed by "dev IFACE".
+func (v *validator) vipEntry(r hcl.Range, what, str string, seen map[netip.Addr]bool) (netip.Prefix, string, bool) {
+	words := strings.Fields(str)
+	var dev string
+	switch {
+	case len(words) == 3 && words[1] == "dev":
+		dev = words[2]
+		if !validIfaceName(dev) {
+			v.errorf(r, "%s %q: %q is not a valid interface name (1-15 characters, no '/', ':' or spaces)", what, str, dev)
+			return netip.Prefix{}, "", false
+		}
+	case len(words) != 1:
+		v.errorf(r, "%s %q: write \"ADDR/LEN\" or \"ADDR/LEN dev IFACE\", e.g. \"203.0.113.5/32 dev eth3\"", what, str)
+		return netip.Prefix{}, "", false
+	}
+	p, err := parsePrefix(words[0])
+	switch {
+	case err != nil:
+		v.errorf(r, "%s %q is not an address or prefix (write e.g. \"192.0.2.1/24\" or \"2001:db8::1/64\")", what, str)
+		return netip.Prefix{}, "", false
+	case !p.Addr().IsGlobalUnicast() && !p.Addr().IsLinkLocalUnicast():
+		v.errorf(r, "%s %s is not a unicast address", what, p.Addr())
+		return netip.Prefix{}, "", false
+	case seen[p.Addr().Unmap()]:
+		v.errorf(r, "%s %s is listed twice", what, p.Addr())
+		return netip.Prefix{}, "", false
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()), dev, true
 }
 
 func (v *validator) garp(s *garpSyntax) GARP {

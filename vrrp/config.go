@@ -54,6 +54,12 @@ type Instance struct {
 	TrackScripts   []string // names of Config.TrackScripts entries
 	GARP           GARP
 	Auth           Auth // version 2 only
+	// keepalived's everyday extras (config_extras.go).
+	ExtraVIPs      []ExtraVIP
+	Routes         []Route
+	Rules          []Rule
+	TrackFiles     []TrackFile
+	TrackProcesses []TrackProcess
 }
 
 // TrackInterface makes an instance follow an interface's carrier.

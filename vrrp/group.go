@@ -112,18 +112,21 @@ type tracked struct {
 	name   string
 	weight int // 0: FAULT while down; >0 added while up; <0 added while down
 	up     bool
+	// reverse (track_file, track_process) negates the weight, and with
+	// weight 0 makes up the FAULT state.
+	reverse bool
+	// file: a track_file's, whose value (not up) counts.
+	file  bool
+	value int
 }
 
 // effective returns the priority and fault the member's trackers give.
 func (mb *member) effective(extra int) (uint8, bool) {
 	adj, fault := extra, false
 	for _, t := range mb.trackers {
-		switch {
-		case t.weight == 0 && !t.up:
-			fault = true
-		case t.weight > 0 && t.up, t.weight < 0 && !t.up:
-			adj += t.weight
-		}
+		a, f := t.contribution()
+		adj += a
+		fault = fault || f
 	}
 	if mb.stale() {
 		fault = true
@@ -149,6 +152,7 @@ type trackUpdate struct {
 	name  string
 	up    bool
 	index int // a link's interface index; 0: a script, or unknown
+	value int // a track_file's value
 }
 
 type hookResult struct {
@@ -440,9 +444,13 @@ func (g *Group) applyTracker(u trackUpdate) {
 			}
 		}
 		for _, t := range mb.trackers {
-			if t.name == u.name && t.up != u.up {
-				t.up, changed = u.up, true
-				mb.log.Info("tracker changed", "tracker", u.name, "up", u.up)
+			if t.name == u.name && (t.up != u.up || t.value != u.value) {
+				t.up, t.value, changed = u.up, u.value, true
+				if t.file {
+					mb.log.Info("tracker changed", "tracker", u.name, "value", u.value)
+				} else {
+					mb.log.Info("tracker changed", "tracker", u.name, "up", u.up)
+				}
 			}
 		}
 	}

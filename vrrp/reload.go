@@ -100,8 +100,12 @@ func diffInstances(old, new Config) (changes []instanceChange, restart []string)
 		if o.VirtualMAC != n.VirtualMAC || o.VirtualMAC && !slices.Equal(o.VIPs, n.VIPs) {
 			fixed = append(fixed, "virtual_mac")
 		}
-		if !slices.Equal(o.TrackInterface, n.TrackInterface) || !slices.Equal(o.TrackScripts, n.TrackScripts) {
+		if !slices.Equal(o.TrackInterface, n.TrackInterface) || !slices.Equal(o.TrackScripts, n.TrackScripts) ||
+			!slices.Equal(o.TrackFiles, n.TrackFiles) || !slices.Equal(o.TrackProcesses, n.TrackProcesses) {
 			fixed = append(fixed, "trackers")
+		}
+		if !slices.Equal(o.Routes, n.Routes) || !slices.Equal(o.Rules, n.Rules) {
+			fixed = append(fixed, "virtual_routes, virtual_rules")
 		}
 		if len(fixed) > 0 {
 			restart = append(restart, fmt.Sprintf("instance %s: %s", o.Name, strings.Join(fixed, ", ")))
@@ -121,6 +125,10 @@ func diffInstances(old, new Config) (changes []instanceChange, restart []string)
 		if added, removed := prefixDiff(o.VIPs, n.VIPs); len(added)+len(removed) > 0 {
 			ch.vips = true
 			ch.what = append(ch.what, fmt.Sprintf("virtual_ips +%v -%v", added, removed))
+		}
+		if !slices.Equal(o.ExtraVIPs, n.ExtraVIPs) {
+			ch.vips = true
+			ch.what = append(ch.what, "virtual IPs on other interfaces or excluded")
 		}
 		if o.GARP != n.GARP {
 			ch.vips = true
@@ -235,7 +243,7 @@ func (g *Group) reconfigure(i int, in Instance, vips VIPs) {
 	mb.m.Priority, mb.m.AdvertInterval = in.Priority, in.AdvertInterval
 	mb.m.Preempt, mb.m.PreemptDelay = in.Preempt, in.PreemptDelay
 	rc := *mb.recv.Load()
-	rc.interval, rc.vips = in.AdvertInterval, vipAddrs(in.VIPs)
+	rc.interval, rc.vips = in.AdvertInterval, vipAddrs(in.AdvertVIPs())
 	mb.recv.Store(&rc)
 	if vips != nil {
 		old := mb.vips
@@ -246,7 +254,7 @@ func (g *Group) reconfigure(i int, in Instance, vips VIPs) {
 				mb.log.Error("adding virtual IPs failed", "err", err)
 			}
 		}
-		if err := old.Retire(in.VIPs); err != nil {
+		if err := old.Retire(in.allVIPs()); err != nil {
 			mb.stats.vipErrors.Add(1)
 			mb.log.Error("removing dropped virtual IPs failed", "err", err)
 		}

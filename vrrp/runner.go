@@ -112,6 +112,8 @@ func New(c Config, opts Options) (*Runner, error) {
 		}
 	}
 	r.initLinks()
+	r.initFiles()
+	r.initProcesses()
 	return r, nil
 }
 
@@ -206,7 +208,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 		mb.recv.Store(&receiver{
 			version: in.Version, vrid: in.VRID, interval: in.AdvertInterval,
 			ifindex: mb.bound, own: cn.Source(), unicastPeers: in.UnicastPeers,
-			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.VIPs),
+			skipChecksum: in.Family == IPv6, vips: vipAddrs(in.AdvertVIPs()),
 			auth: in.Auth, ah: mb.ah,
 		})
 		mb.trackers = append(mb.trackers, &tracked{name: linkTracker(in.Interface), up: true})
@@ -222,6 +224,7 @@ func (r *Runner) addGroup(name string, implicit bool, ins []Instance, c Config, 
 				}
 			}
 		}
+		mb.trackers = append(mb.trackers, extraTrackers(in)...)
 	}
 	return nil
 }
@@ -262,6 +265,7 @@ func (r *Runner) Run(ctx context.Context) {
 		defer r.wg.Done()
 		r.watchAddrs(trackCtx)
 	}()
+	r.wg.Go(func() { r.watchRouteChanges(trackCtx) })
 
 	var groups sync.WaitGroup
 	for _, g := range r.groups {

@@ -46,6 +46,8 @@ func (r *Runner) startTrackers(ctx context.Context) {
 			r.watchLinks(ctx)
 		}()
 	}
+	r.startFileTrackers(ctx)
+	r.startProcessTrackers(ctx)
 	for _, s := range r.scripts {
 		r.wg.Add(1)
 		go func() {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/ctha/ctha/internal/linkwatch"
 )
 
 // vipCheckEvery: the VIPs are checked against the kernel at least this
@@ -19,7 +21,12 @@ const vipCheckEvery = 5 * time.Second
 // starting (INIT) are left to RemoveStale.
 func (g *Group) reconcileVIPs() {
 	for _, mb := range g.members {
-		if mb.m.State == Init || len(mb.cfg.VIPs) == 0 {
+		want := mb.cfg.allVIPs()
+		if mb.m.State == Init {
+			continue
+		}
+		g.reconcileRoutes(mb)
+		if len(want) == 0 {
 			continue
 		}
 		present, err := mb.vips.Present()
@@ -28,9 +35,9 @@ func (g *Group) reconcileVIPs() {
 			continue
 		}
 		switch master := mb.m.State == Master; {
-		case master && len(present) < len(mb.cfg.VIPs):
+		case master && len(present) < len(want):
 			var missing []string
-			for _, p := range mb.cfg.VIPs {
+			for _, p := range want {
 				if !slices.Contains(present, p) {
 					missing = append(missing, p.String())
 				}
@@ -57,6 +64,39 @@ func (g *Group) reconcileVIPs() {
 	}
 }
 
+// reconcileRoutes does for a member's virtual routes and rules what
+// reconcileVIPs does for its addresses: the kernel drops a route when its
+// link goes down, or someone deletes it; a master puts it back (once the
+// link is up again), a non-master removes what it holds.
+func (g *Group) reconcileRoutes(mb *member) {
+	rh, ok := mb.vips.(routeHolder)
+	if !ok || len(mb.cfg.Routes)+len(mb.cfg.Rules) == 0 {
+		return
+	}
+	if mb.m.State == Master {
+		missing, err := rh.MissingRoutes()
+		if err != nil || len(missing) == 0 {
+			return
+		}
+		if err := rh.RoutesUp(); err != nil {
+			// A route through a link that is down fails until it is up.
+			mb.log.Debug("restoring routes and rules removed under the master failed", "routes", missing, "err", err)
+			return
+		}
+		mb.log.Warn("routes or rules removed under the master: restored", "routes", missing)
+		return
+	}
+	present, err := rh.PresentRoutes()
+	if err != nil || len(present) == 0 {
+		return
+	}
+	if err := rh.RoutesDown(); err != nil {
+		mb.log.Error("removing routes and rules found on a non-master failed", "routes", present, "err", err)
+		return
+	}
+	mb.log.Warn("routes or rules found while not master: removed", "routes", present, "state", mb.m.State)
+}
+
 // watchAddrs tells every group when the kernel's addresses change, so
 // that it reconciles its VIPs at once.
 func (r *Runner) watchAddrs(ctx context.Context) {
@@ -72,5 +112,38 @@ func (r *Runner) watchAddrs(ctx context.Context) {
 	})
 	if err != nil {
 		r.log.Warn("cannot watch addresses; the virtual IPs are checked every "+vipCheckEvery.String(), "err", err)
+	}
+}
+
+// wakeGroups asks every group to reconcile its VIPs, routes and rules.
+func (r *Runner) wakeGroups() {
+	for _, g := range r.groups {
+		select {
+		case g.addrs <- struct{}{}:
+		default: // one pending check covers any number of changes
+		}
+	}
+}
+
+// watchRouteChanges wakes the groups at every change of the kernel's
+// links, routes and rules, when an instance holds routes or rules. Only
+// with the kernel's Host: tests with a fake one have no routes to watch.
+func (r *Runner) watchRouteChanges(ctx context.Context) {
+	var routes []routeKey
+	held := false
+	for _, in := range r.conf.Instances {
+		held = held || len(in.Routes)+len(in.Rules) > 0
+		for _, rt := range in.Routes {
+			routes = append(routes, routeKey{table: tableOrMain(rt.Table), to: rt.To})
+		}
+	}
+	if r.opts.Host != linkwatch.Kernel || !held {
+		return
+	}
+	err := watchRoutes(ctx, routes, r.wakeGroups, func(err error) {
+		r.log.Warn("route watch failed; the routes are still checked every "+vipCheckEvery.String(), "err", err)
+	})
+	if err != nil {
+		r.log.Warn("cannot watch routes; they are checked every "+vipCheckEvery.String(), "err", err)
 	}
 }

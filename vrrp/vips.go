@@ -32,7 +32,11 @@ func NewAddrVIPs(in Instance, log *slog.Logger) (VIPs, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &addrVIPs{Manager: m, iface: in.Interface, vips: in.VIPs}, nil
+	main := &addrVIPs{Manager: m, iface: in.Interface, vips: in.VIPs}
+	if len(in.ExtraVIPs)+len(in.Routes)+len(in.Rules) == 0 {
+		return main, nil
+	}
+	return newExtrasVIPs(main, in, log)
 }
 
 // RemoveStale removes the instance's addresses left by a crashed run.

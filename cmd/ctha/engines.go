@@ -29,6 +29,7 @@ func vrrpConfig(c *cfg.Config) vrrp.Config {
 			vi.TrackInterface = append(vi.TrackInterface, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight})
 		}
 		vi.Auth = vrrpAuth(in.Auth)
+		vrrpExtras(&vi, in)
 		v.Instances = append(v.Instances, vi)
 	}
 	for _, s := range c.TrackScripts {
@@ -82,4 +83,25 @@ func syncConfig(s *cfg.Sync, node string) ctsync.Config {
 			Peers: l.Peers, MulticastGroup: l.MulticastGroup, Port: l.Port})
 	}
 	return c
+}
+
+// vrrpExtras translates an instance's keepalived extras: VIPs on other
+// interfaces and excluded ones, routes, rules, track_file, track_process.
+func vrrpExtras(vi *vrrp.Instance, in cfg.Instance) {
+	for _, e := range in.ExtraVIPs {
+		vi.ExtraVIPs = append(vi.ExtraVIPs, vrrp.ExtraVIP{Prefix: e.Prefix, Interface: e.Interface, Excluded: e.Excluded})
+	}
+	for _, r := range in.Routes {
+		vi.Routes = append(vi.Routes, vrrp.Route{To: r.To, Via: r.Via, Dev: r.Dev, Table: r.Table, Metric: r.Metric})
+	}
+	for _, r := range in.Rules {
+		vi.Rules = append(vi.Rules, vrrp.Rule{From: r.From, To: r.To, Table: r.Table, Priority: r.Priority})
+	}
+	for _, t := range in.TrackFiles {
+		vi.TrackFiles = append(vi.TrackFiles, vrrp.TrackFile{Path: t.Path, Weight: t.Weight, Reverse: t.Reverse})
+	}
+	for _, p := range in.TrackProcesses {
+		vi.TrackProcesses = append(vi.TrackProcesses, vrrp.TrackProcess{Name: p.Name, FullCommand: p.FullCommand,
+			Quorum: p.Quorum, QuorumMax: p.QuorumMax, Weight: p.Weight, Reverse: p.Reverse})
+	}
 }

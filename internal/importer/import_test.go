@@ -15,18 +15,6 @@ import (
 
 var update = flag.Bool("update", false, "write the golden files (testdata/*/want.hcl, want.txt) again")
 
-// needsNewKeys are the cases whose output uses keys that other work adds
-// to cfg's schema (authentication, track_file, track_process,
-// excluded_virtual_ips, virtual_routes, virtual_rules, "ADDR/LEN dev
-// IFACE" virtual IPs). Their output is compared with the golden file all
-// the same; cfg validation is expected to fail until cfg has the keys.
-// Empty this set once it has: TestGoldenValid then checks them too, and
-// fails for any case still listed here that validates.
-var needsNewKeys = map[string]bool{
-	"group-weights": true, // virtual_routes
-	"ipv6":          true, // track_file, track_process, excluded_virtual_ips, virtual_routes, virtual_rules
-}
-
 // cases returns the directories of testdata, each a case: keepalived.conf
 // and/or conntrackd.conf, want.hcl and want.txt.
 func cases(t *testing.T) []string {
@@ -112,15 +100,6 @@ func TestGoldenValid(t *testing.T) {
 				t.Skip("no output")
 			}
 			_, diags := cfg.ParseWith(src, path, cfg.Options{Offline: true})
-			if needsNewKeys[name] {
-				if !diags.HasErrors() {
-					t.Errorf("%s validates: remove %q from needsNewKeys", path, name)
-				}
-				for _, d := range diags {
-					t.Logf("expected until cfg has the new keys: %s", cfg.Format(d))
-				}
-				return
-			}
 			for _, d := range diags {
 				if d.Severity == hcl.DiagError {
 					t.Errorf("%s", cfg.Format(d))

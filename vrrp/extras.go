@@ -1,0 +1,237 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/ctha/ctha/addr"
+	vnl "github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// routeHolder is what reconcileVIPs needs of an instance's routes and
+// rules, when its VIPs manager holds some (extrasVIPs).
+type routeHolder interface {
+	// MissingRoutes and PresentRoutes describe the routes and rules the
+	// kernel lacks and holds.
+	MissingRoutes() ([]string, error)
+	PresentRoutes() ([]string, error)
+	RoutesUp() error
+	RoutesDown() error
+}
+
+// extraSet is the virtual IPs of one interface and family other than
+// the instance's own list.
+type extraSet struct {
+	iface string
+	vips  []netip.Prefix
+	m     *addr.Manager
+}
+
+// extrasVIPs is an instance's addresses when it has keepalived's extras:
+// VIPs on other interfaces, excluded VIPs, routes and rules. Up adds the
+// VIPs, then the routes and rules; Down removes them in reverse order.
+type extrasVIPs struct {
+	main   VIPs
+	noMain bool // the instance's own interface holds no VIP
+	extras []*extraSet
+	rs     *routeSet // nil: no routes nor rules
+}
+
+// newExtrasVIPs wraps main with the instance's extras; it owns main
+// from then on.
+func newExtrasVIPs(main VIPs, in Instance, log *slog.Logger) (_ VIPs, err error) {
+	x := &extrasVIPs{main: main, noMain: len(in.VIPs) == 0}
+	defer func() {
+		if err != nil {
+			x.Close()
+		}
+	}()
+	for _, e := range in.ExtraVIPs {
+		i := slices.IndexFunc(x.extras, func(s *extraSet) bool {
+			return s.iface == e.Interface && s.vips[0].Addr().Is4() == e.Prefix.Addr().Is4()
+		})
+		if i < 0 {
+			x.extras = append(x.extras, &extraSet{iface: e.Interface})
+			i = len(x.extras) - 1
+		}
+		x.extras[i].vips = append(x.extras[i].vips, e.Prefix)
+	}
+	for _, s := range x.extras {
+		s.m, err = addr.New(addr.Config{
+			Interface: s.iface, VRID: in.VRID, VIPs: s.vips,
+			GARP: addr.GARP{Repeat: in.GARP.Repeat, Interval: in.GARP.Interval,
+				Delay: in.GARP.Delay, Refresh: in.GARP.Refresh},
+		}, log)
+		if err != nil {
+			return nil, fmt.Errorf("virtual IPs on %s: %w", s.iface, err)
+		}
+	}
+	if len(in.Routes)+len(in.Rules) > 0 {
+		h, err := vnl.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("open rtnetlink: %w", err)
+		}
+		x.rs = &routeSet{nl: h, routes: in.Routes, rules: in.Rules}
+		if err := h.SetSocketTimeout(5 * time.Second); err != nil {
+			return nil, fmt.Errorf("set rtnetlink timeout: %w", err)
+		}
+		// Route dumps on a socket of their own with strict checking: the
+		// kernel then dumps only the table asked for (since 4.20; older
+		// ones dump all, and the table is filtered here). Rule dumps
+		// fail with it, so they stay on the first.
+		d, err := vnl.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("open rtnetlink: %w", err)
+		}
+		x.rs.dump = d
+		if err := d.SetSocketTimeout(5 * time.Second); err != nil {
+			return nil, fmt.Errorf("set rtnetlink timeout: %w", err)
+		}
+		_ = d.SetStrictCheck(true)
+	}
+	return x, nil
+}
+
+func (x *extrasVIPs) Up() (time.Time, error) {
+	first, err := x.main.Up()
+	errs := []error{err}
+	for _, s := range x.extras {
+		t, err := s.m.Up()
+		if first.IsZero() {
+			first = t
+		}
+		errs = append(errs, err)
+	}
+	if x.rs != nil {
+		errs = append(errs, x.rs.up())
+	}
+	return first, errors.Join(errs...)
+}
+
+func (x *extrasVIPs) Down() error {
+	var errs []error
+	if x.rs != nil {
+		errs = append(errs, x.rs.down())
+	}
+	for _, s := range x.extras {
+		errs = append(errs, s.m.Down())
+	}
+	return errors.Join(append(errs, x.main.Down())...)
+}
+
+func (x *extrasVIPs) Announce() error {
+	var errs []error
+	if err := x.main.Announce(); !x.noMain || !errors.Is(err, addr.ErrNotUp) {
+		errs = append(errs, err)
+	}
+	for _, s := range x.extras {
+		if err := s.m.Announce(); !errors.Is(err, addr.ErrNotUp) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (x *extrasVIPs) Present() ([]netip.Prefix, error) {
+	out, err := x.main.Present()
+	errs := []error{err}
+	for _, s := range x.extras {
+		p, err := s.m.Present()
+		out = append(out, p...)
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// RemoveStale removes what a crashed run left: addresses, then routes and
+// rules (only the addresses are returned).
+func (x *extrasVIPs) RemoveStale() ([]netip.Prefix, error) {
+	out, err := x.main.RemoveStale()
+	errs := []error{err}
+	for _, s := range x.extras {
+		p, err := addr.RemoveStale(s.iface, s.vips)
+		out = append(out, p...)
+		errs = append(errs, err)
+	}
+	if x.rs != nil {
+		errs = append(errs, x.rs.down())
+	}
+	return out, errors.Join(errs...)
+}
+
+// Retire removes the extra addresses not in keep and closes. The routes
+// and rules stay: a reload that changes them needs a restart.
+func (x *extrasVIPs) Retire(keep []netip.Prefix) error {
+	errs := []error{x.main.Retire(keep)}
+	for _, s := range x.extras {
+		var drop []netip.Prefix
+		for _, p := range s.vips {
+			if !slices.Contains(keep, p) {
+				drop = append(drop, p)
+			}
+		}
+		if len(drop) > 0 {
+			_, err := addr.RemoveStale(s.iface, drop)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(append(errs, x.closeExtras())...)
+}
+
+func (x *extrasVIPs) Close() error {
+	return errors.Join(x.main.Close(), x.closeExtras())
+}
+
+func (x *extrasVIPs) closeExtras() error {
+	var errs []error
+	for _, s := range x.extras {
+		if s.m != nil {
+			errs = append(errs, s.m.Close())
+		}
+	}
+	if x.rs != nil && x.rs.nl != nil {
+		x.rs.nl.Close()
+		x.rs.nl = nil
+		if x.rs.dump != nil {
+			x.rs.dump.Close()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (x *extrasVIPs) MissingRoutes() ([]string, error) { return x.routes(false) }
+func (x *extrasVIPs) PresentRoutes() ([]string, error) { return x.routes(true) }
+
+func (x *extrasVIPs) routes(held bool) ([]string, error) {
+	if x.rs == nil || x.rs.nl == nil {
+		return nil, nil
+	}
+	if held {
+		return x.rs.present()
+	}
+	return x.rs.missing()
+}
+
+func (x *extrasVIPs) RoutesUp() error {
+	if x.rs == nil || x.rs.nl == nil {
+		return nil
+	}
+	return x.rs.up()
+}
+
+func (x *extrasVIPs) RoutesDown() error {
+	if x.rs == nil || x.rs.nl == nil {
+		return nil
+	}
+	return x.rs.down()
+}
+
+var (
+	_ VIPs        = (*extrasVIPs)(nil)
+	_ routeHolder = (*extrasVIPs)(nil)
+)
