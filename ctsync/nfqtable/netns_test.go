@@ -265,8 +265,20 @@ func TestTableQueueNetns(t *testing.T) {
 		t.Errorf("second Open: %v, want ErrQueueTaken", err)
 	}
 
+	// Close lets a held packet pass: the connection opens at once, not
+	// after the SYN's retransmission (1 s).
+	policy.Store(hold)
+	held := make(chan error, 1)
+	start := time.Now()
+	go func() { held <- l.dial(l.addrs[0], 3*time.Second) }()
+	next()
 	if err := q.Close(); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+	if err := <-held; err != nil {
+		t.Errorf("connect with its SYN held at Close: %v", err)
+	} else if took := time.Since(start); took > 800*time.Millisecond {
+		t.Errorf("connect with its SYN held at Close took %v: the SYN was dropped, not accepted", took)
 	}
 	<-done
 	if s := q.Stats(); s.Malformed != 0 || s.Overruns != 0 || s.Overflow != 0 || s.VerdictErrors != 0 {
