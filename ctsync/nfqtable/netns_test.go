@@ -1,6 +1,7 @@
 package nfqtable
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -300,11 +301,34 @@ func TestTableQueueNetns(t *testing.T) {
 		t.Errorf("the administrator's table changed:\nbefore:\n%s\nafter:\n%s", adminBefore, after)
 	}
 
-	// `nft flush ruleset`, then the reconcile.
+	// `nft flush ruleset`, then the reconcile, woken by Watch.
 	if err := l.table.Install(testQueue, MatchTCPSyn()); err != nil {
 		t.Fatalf("Install: %v", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	woken := make(chan struct{}, 1)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- l.table.Watch(ctx, func() {
+			select {
+			case woken <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-watched; !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch returned %v, want context.Canceled", err)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // Watch joins the group
 	l.ns.Exec("nft", "flush", "ruleset")
+	select {
+	case <-woken:
+	case <-time.After(2 * time.Second):
+		t.Errorf("Watch was not woken by flush ruleset")
+	}
 	if ok, err := l.table.Check(); ok || err != nil {
 		t.Errorf("Check after flush ruleset = %v, %v; want false", ok, err)
 	}

@@ -73,6 +73,7 @@ type Options struct {
 // never touches another table. Its methods are safe for concurrent use.
 type Table struct {
 	conn  *nftables.Conn
+	netns int // 0: the calling thread's
 	force Mode
 
 	mu    sync.Mutex // guards the fields below
@@ -91,7 +92,7 @@ func New(opts Options) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &Table{conn: c, force: opts.ForceMode}, nil
+	return &Table{conn: c, netns: opts.NetNS, force: opts.ForceMode}, nil
 }
 
 // ErrUnsupported is wrapped by Install's error when the kernel lacks every
