@@ -72,6 +72,9 @@ func TestBindNetns(t *testing.T) {
 	if _, ok := <-q.Packets(); ok {
 		t.Errorf("Packets still open after Close")
 	}
+	if err := q.Err(); err != nil {
+		t.Errorf("Err after Close = %v, want nil", err)
+	}
 	if err := q.Verdict(1, Accept); !errors.Is(err, ErrClosed) {
 		t.Errorf("Verdict after Close: %v, want ErrClosed", err)
 	}

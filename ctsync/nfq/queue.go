@@ -97,6 +97,7 @@ type Queue struct {
 	seq      atomic.Uint32
 	lastID   atomic.Uint32 // the id of the last packet read
 	closing  atomic.Bool
+	readErr  atomic.Pointer[error] // why the reader stopped, if not Close
 	closeErr error
 	once     sync.Once
 	wg       sync.WaitGroup // the reader
@@ -230,6 +231,16 @@ func (q *Queue) Glue() bool { return q.glue }
 // Packets returns the channel of queued packets. It is closed when the
 // queue is closed, or when reading fails (Err).
 func (q *Queue) Packets() <-chan Packet { return q.out }
+
+// Err returns why Packets was closed if not by Close: the socket failed.
+// The kernel then holds new packets until the queue is closed, so the
+// caller should Close and Open again.
+func (q *Queue) Err() error {
+	if p := q.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Stats returns the counters.
 func (q *Queue) Stats() Stats {

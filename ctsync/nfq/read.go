@@ -2,6 +2,7 @@ package nfq
 
 import (
 	"errors"
+	"fmt"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,9 +28,11 @@ func (q *Queue) read(copyRange uint32) {
 			continue
 		case errors.Is(err, unix.EINTR):
 			continue
+		case q.closing.Load():
+			return // Close, or a failed Open
 		default:
-			// Closed (Close or a failed Open), or a socket error that
-			// leaves nothing to read: the Packets channel closes.
+			err = fmt.Errorf("nfqueue %d: receive: %w", q.num, err)
+			q.readErr.Store(&err)
 			return
 		}
 		if n > len(buf) { // MSG_TRUNC: the datagram was larger

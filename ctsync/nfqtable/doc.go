@@ -10,7 +10,7 @@
 // Mode reports which one is in use. Check tells whether the tables are still
 // as installed (`nft flush ruleset` removes them) and Reinstall puts them back;
 // the caller logs that. Watch wakes such a reconcile on every change of the
-// ruleset, so nobody polls. Nothing here reads or changes another table.
+// ruleset, so nobody polls. Nothing here changes another table.
 //
 // Table's methods are safe for concurrent use. The package never logs.
 package nfqtable
