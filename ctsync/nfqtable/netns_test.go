@@ -24,13 +24,13 @@ const testQueue = 3170
 // lab is one namespace with ctha's table and TCP listeners on both
 // loopback addresses: a connection's SYN crosses postrouting there.
 type lab struct {
-	t     *testing.T
+	t     testing.TB
 	ns    *nstest.NS
 	table *Table
 	addrs []string // listeners: "127.0.0.1:port", "[::1]:port"
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	ns := nstest.New(t, "nfqt")
 	tab, err := New(Options{NetNS: int(ns.Handle)})
