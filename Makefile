@@ -11,6 +11,8 @@ FUZZMINIMIZETIME ?= 0s
 TESTFLAGS ?= -p 1 -count=1 -timeout 25m
 
 export CGO_ENABLED = 0
+# Tools .ci/deps unpacks rather than installs (promtool) come first.
+export PATH := $(CURDIR)/.cache/bin:$(PATH)
 
 .PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-perf bench bench-docs soak demo deps-demo deps-test man deb deb-check help clean
 

@@ -207,16 +207,19 @@ type election struct {
 	failover.Election // the runner
 	d                 *daemonState
 
-	mu      sync.Mutex
+	mu      sync.Mutex        // held across a demotion: see Demote
 	demoted map[[2]string]int // group, reason -> adjustment in force
 }
 
+// Demote holds e.mu across the runner's Demote, so that two calls for the
+// same group and reason publish in the order they took effect (the
+// group's goroutine, which the runner's Demote waits for, never takes it).
 func (e *election) Demote(ctx context.Context, group, reason string, adjust int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if err := e.Election.Demote(ctx, group, reason, adjust); err != nil {
 		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	k := [2]string{group, reason}
 	old, had := e.demoted[k]
 	switch {
