@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ctha/ctha/integration/lab"
+	"github.com/ctha/ctha/internal/control"
 )
 
 // bootScript runs in the lab firewall's network namespace (via `ip netns
@@ -229,6 +231,32 @@ func (b *sdBoot) in(argv ...string) (string, error) {
 	return string(out), err
 }
 
+// waitPriority waits until the instance's effective priority, as `ctha
+// status --json` run inside the booted systemd shows it, is want.
+func (b *sdBoot) waitPriority(t *testing.T, instance string, want int) {
+	t.Helper()
+	var got int
+	err := lab.WaitFor(5*time.Second, 100*time.Millisecond, func() (bool, error) {
+		out, err := b.in("/usr/sbin/ctha", "status", "--json")
+		if err != nil {
+			return false, nil
+		}
+		var st control.Status
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return false, nil
+		}
+		for _, in := range st.Instances {
+			if in.Name == instance {
+				got = int(in.EffectivePriority)
+			}
+		}
+		return got == want, nil
+	})
+	if err != nil {
+		t.Errorf("instance %s's effective priority is %d, want %d", instance, got, want)
+	}
+}
+
 func (b *sdBoot) systemctl(args ...string) (string, error) {
 	return b.in(append([]string{"systemctl", "--no-pager"}, args...)...)
 }
@@ -399,6 +427,16 @@ func TestSystemdStatus(t *testing.T) {
 	if !strings.Contains(conf, "ctha-notified") {
 		t.Fatal(`examples/fw1.hcl has no "conntrack = true" to add the notify block after`)
 	}
+	// track_process under ProtectProc=invisible (issue 18): the notified
+	// unit's sleep, a process of another unit holding every capability
+	// ctha lacks, counts. /proc's hidepid hides a process from those
+	// outside the mount's group (root's) that may not ptrace it; ctha is
+	// root, group root.
+	conf = strings.Replace(conf, `virtual_ips     = ["10.10.1.1/24"]`, `virtual_ips     = ["10.10.1.1/24"]
+  track_process "sleep" { weight = 10 }`, 1)
+	if !strings.Contains(conf, "track_process") {
+		t.Fatal(`examples/fw1.hcl has no lan virtual_ips line to add track_process after`)
+	}
 	sd := bootSystemd(t, l, lab.RoleFW1, conf, map[string]string{"ctha-notified.service": notifiedUnit})
 	fw2 := startNode(t, l, lab.RoleFW2, exampleConfig(t, "fw2.hcl"))
 
@@ -421,6 +459,7 @@ func TestSystemdStatus(t *testing.T) {
 	sd.checkStatusLine(t, "fw MASTER | lan MASTER, wan MASTER | sync peer up, ")
 	sd.checkHardening(t, mainPID)
 	restarted := sd.waitRestarted(t, "ctha-notified.service", "")
+	sd.waitPriority(t, "lan", 160) // 150 + the sleep's 10
 	if got := readEvents(t, l.NS(lab.RoleFW1)); got != "1" || sd.show("NRestarts") != "0" || sd.show("MainPID") != mainPID {
 		t.Errorf("first start from nf_conntrack_events=2: fw1's value %s, NRestarts %s; want 1 and a start that worked the first time",
 			got, sd.show("NRestarts"))
