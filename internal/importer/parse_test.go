@@ -234,6 +234,12 @@ func TestMapping(t *testing.T) {
 		{name: "CommitTimeout is no commit_timeout", ct: ct("FTFW", "CommitTimeout 180"), not: []string{"commit_timeout ="}, warn: "CommitTimeout 180 not carried: it is the timeout conntrackd gives committed entries"},
 		{name: "DisableExternalCache", ct: ct("FTFW", "DisableExternalCache on"), want: []string{`cache = "direct"`}},
 		{name: "alarm", ct: ct("ALARM", "RefreshTime 5\n CacheTimeout 30"), want: []string{`mode             = "alarm"`, `refresh_interval = "5s"`, `cache_timeout    = "30s"`}},
+		{name: "track_interface reverse is not carried", ka: ka("track_interface {\n  eth1 weight 10 reverse\n }", "192.0.2.1"),
+			not: []string{`track_interface "eth1"`}, warn: "reverse: ctha's track_interface has no reverse"},
+		{name: "track_process weight defaults to keepalived's 0", ka: "vrrp_track_process p {\n process bird\n}\n" + ka("track_process {\n  p\n }", "192.0.2.1"),
+			want: []string{"track_process \"bird\" {\n    weight = 0\n  }"}},
+		{name: "track_process noreverse at the instance", ka: "vrrp_track_process p {\n process bird\n weight 5 reverse\n}\n" + ka("track_process {\n  p weight 7 noreverse\n }", "192.0.2.1"),
+			want: []string{"weight = 7"}, not: []string{"reverse"}},
 		{name: "hook without conntrackd", ka: "vrrp_sync_group g {\n group {\n  a\n }\n notify_master \"/etc/conntrackd/primary-backup.sh primary\"\n}\n" + ka("", "192.0.2.1"),
 			not: []string{"\n  conntrack = true", "primary-backup.sh primary\"]"}, warn: "primary-backup.sh hooks found but no conntrack_sync"},
 	}
