@@ -172,7 +172,7 @@ func removeAttr(items []item, name string) []item {
 func (k *keepalived) trackWeight(b *block, e *stmt, kind string, def, lo, hi int) (int, bool) {
 	w, rev, ok := k.trackWeightReverse(b, e, def, false, lo, hi)
 	if ok && rev {
-		k.skip(b, e.pos, e.key(), fmt.Sprintf("reverse: ctha's %s has no reverse", kind))
+		k.skip(b, e.pos, kind+" "+e.key(), fmt.Sprintf("ctha's %s has no reverse", kind))
 		return 0, false
 	}
 	return w, ok

@@ -235,7 +235,7 @@ func TestMapping(t *testing.T) {
 		{name: "DisableExternalCache", ct: ct("FTFW", "DisableExternalCache on"), want: []string{`cache = "direct"`}},
 		{name: "alarm", ct: ct("ALARM", "RefreshTime 5\n CacheTimeout 30"), want: []string{`mode             = "alarm"`, `refresh_interval = "5s"`, `cache_timeout    = "30s"`}},
 		{name: "track_interface reverse is not carried", ka: ka("track_interface {\n  eth1 weight 10 reverse\n }", "192.0.2.1"),
-			not: []string{`track_interface "eth1"`}, warn: "reverse: ctha's track_interface has no reverse"},
+			not: []string{`track_interface "eth1"`}, warn: "track_interface eth1 not carried: ctha's track_interface has no reverse"},
 		{name: "track_process weight defaults to keepalived's 0", ka: "vrrp_track_process p {\n process bird\n}\n" + ka("track_process {\n  p\n }", "192.0.2.1"),
 			want: []string{"track_process \"bird\" {\n    weight = 0\n  }"}},
 		{name: "track_process noreverse at the instance", ka: "vrrp_track_process p {\n process bird\n weight 5 reverse\n}\n" + ka("track_process {\n  p weight 7 noreverse\n }", "192.0.2.1"),
