@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/ctha/ctha/cfg"
 	"github.com/ctha/ctha/internal/importer"
@@ -84,13 +88,42 @@ func (c *cli) importCmd(args []string) int {
 // writeFile writes data to a new file at path, mode 0600: a running
 // configuration is never replaced by an import.
 func writeFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	return writeNew(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeNew creates the file at path, mode 0600, whole or not at all:
+// write fills a temporary file in the same directory, which is then
+// linked to path. The link fails if path exists (nothing is replaced),
+// and the temporary file is removed whatever happens, so a failed write
+// leaves nothing that would refuse the next attempt.
+func writeNew(path string, write func(io.Writer) error) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s: %w (ctha import never overwrites a file)", path, fs.ErrExist)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp") // mode 0600
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
 	}
-	return f.Close()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s: %w (ctha import never overwrites a file)", path, fs.ErrExist)
+		}
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +37,7 @@ func TestImport(t *testing.T) {
 	if _, diags := cfg.LoadWith(path, cfg.Options{Offline: true}); diags.HasErrors() {
 		t.Errorf("ctha check refuses the output: %v", diags)
 	}
-	if code, _, errs := runCLI("import", "--keepalived", filepath.Join(dir, "keepalived.conf"), "-o", path); code != exitFail || !strings.Contains(errs, "file exists") {
+	if code, _, errs := runCLI("import", "--keepalived", filepath.Join(dir, "keepalived.conf"), "-o", path); code != exitFail || !strings.Contains(errs, "already exists") {
 		t.Errorf("import -o over an existing file: exit %d, %q; want a refusal", code, errs)
 	}
 	b, _ := os.ReadFile(path)
@@ -71,5 +74,40 @@ func TestImportFails(t *testing.T) {
 		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "ctha: ") {
 			t.Errorf("ctha %v: last line %q does not begin ctha:", tc.args, last)
 		}
+	}
+}
+
+// TestWriteNew: a write that fails leaves neither the file nor a
+// temporary one, so the next attempt succeeds; an existing file is never
+// replaced.
+func TestWriteNew(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ctha.hcl")
+	boom := errors.New("disk full")
+	err := writeNew(path, func(w io.Writer) error {
+		if _, err := io.WriteString(w, "vrrp_instance \"half"); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("failed write: err = %v, want %v", err, boom)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a failed write left %v", ents)
+	}
+	if err := writeFile(path, []byte("# one\n")); err != nil {
+		t.Fatalf("write after a failed one: %v", err)
+	}
+	if err := writeFile(path, []byte("# two\n")); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("write over a file: err = %v, want it refused", err)
+	}
+	b, _ := os.ReadFile(path)
+	st, err := os.Stat(path)
+	if string(b) != "# one\n" || err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("file %q, mode %v (%v); want the first write, 0600", b, st.Mode(), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("directory holds %v; want the file alone", ents)
 	}
 }

@@ -54,12 +54,17 @@ type kaTrackFile struct {
 }
 
 type kaTrackProc struct {
-	process string
-	weight  int
-	reverse bool
-	pos     pos
-	bad     string  // why it cannot be carried
-	delays  []*stmt // its delays, which ctha has not
+	process string // with its parameters, when given
+	// full: match the command line (parameters given, or param_match);
+	// fullCmd: keepalived's full_command was written.
+	full, fullCmd bool
+	quorum        int
+	quorumMax     int // -1: none
+	weight        int
+	reverse       bool
+	pos           pos
+	bad           string  // why it cannot be carried
+	delays        []*stmt // its delays, which ctha has not
 }
 
 type kaGroup struct {

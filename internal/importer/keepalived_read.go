@@ -82,7 +82,11 @@ func (r *kaReader) expand(stmts []*stmt, dir string, depth int) ([]*stmt, error)
 			pattern = filepath.Join(dir, pattern)
 		}
 		var matches []string
-		for _, p := range expandBraces(pattern) {
+		patterns, err := expandBraces(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s %q: %v", s.pos, s.key(), s.args()[0], err)
+		}
+		for _, p := range patterns {
 			m, err := r.fs.glob(p)
 			if err != nil {
 				return nil, fmt.Errorf("%s: include %q: %v", s.pos, s.args()[0], err)
@@ -110,12 +114,41 @@ func (r *kaReader) expand(stmts []*stmt, dir string, depth int) ([]*stmt, error)
 	return out, nil
 }
 
+// Limits of an include pattern's braces.
+const (
+	maxPatterns  = 64      // patterns one include line expands to
+	maxBraceWork = 1 << 20 // bytes scanned and built to expand them
+)
+
 // expandBraces expands csh-style braces, as keepalived's glob does:
-// "a/{b,c}.conf" is "a/b.conf" and "a/c.conf". At most 64 patterns.
-func expandBraces(p string) []string {
+// "a/{b,c}.conf" is "a/b.conf" and "a/c.conf". More than maxPatterns
+// patterns is an error, and so is a pattern whose expansion would take
+// more than maxBraceWork bytes of work: the budget is shared by the whole
+// recursion, so n groups cost at most the budget, not 2^n.
+func expandBraces(p string) ([]string, error) {
+	e := braceExpansion{work: maxBraceWork}
+	if err := e.expand(p); err != nil {
+		return nil, err
+	}
+	return e.out, nil
+}
+
+// braceExpansion is one pattern's expansion: the patterns so far and the
+// work left.
+type braceExpansion struct {
+	out  []string
+	work int
+}
+
+func (e *braceExpansion) expand(p string) error {
+	// Each call scans p and has built it: that is its cost.
+	e.work -= len(p) + 1
+	if e.work < 0 {
+		return fmt.Errorf("its braces take too long to expand (more than %d bytes of patterns)", maxBraceWork)
+	}
 	open := strings.IndexByte(p, '{')
 	if open < 0 {
-		return []string{p}
+		return e.add(p)
 	}
 	depth, close := 0, -1
 	var commas []int
@@ -134,23 +167,23 @@ func expandBraces(p string) []string {
 			}
 		}
 	}
-	if close < 0 {
-		return []string{p}
+	if close < 0 { // an unmatched brace is a character
+		return e.add(p)
 	}
-	var alts []string
 	start := open + 1
 	for _, c := range append(commas, close) {
-		alts = append(alts, p[start:c])
+		if err := e.expand(p[:open] + p[start:c] + p[close+1:]); err != nil {
+			return err
+		}
 		start = c + 1
 	}
-	var out []string
-	for _, a := range alts {
-		for _, e := range expandBraces(p[:open] + a + p[close+1:]) {
-			if len(out) == 64 {
-				return out
-			}
-			out = append(out, e)
-		}
+	return nil
+}
+
+func (e *braceExpansion) add(p string) error {
+	if len(e.out) == maxPatterns {
+		return fmt.Errorf("its braces expand to more than %d patterns", maxPatterns)
 	}
-	return out
+	e.out = append(e.out, p)
+	return nil
 }

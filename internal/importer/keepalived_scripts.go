@@ -129,8 +129,10 @@ func (k *keepalived) trackFile(s *stmt) {
 			}
 			f.weight = w
 			f.reverse = len(args) > 1 && args[1] == "reverse"
+		case "init_file":
+			k.skip(k.top, t.pos, "track_file init_file", "ctha does not create the file (a missing one reads as 0); create it with tmpfiles.d or the unit")
 		default:
-			k.skip(k.top, t.pos, "track_file "+t.key(), "ctha's track_file has a path and a weight only")
+			k.skip(k.top, t.pos, "track_file "+t.key(), "ctha's track_file has a file, a weight and reverse only")
 		}
 	}
 	if f.path == "" {
@@ -140,16 +142,52 @@ func (k *keepalived) trackFile(s *stmt) {
 	k.files[s.args()[0]] = f
 }
 
+// trackProc reads a vrrp_track_process block as keepalived's handlers
+// do, in order: a quorum above quorum_max, or a quorum_max below the
+// quorum, is ignored (and said so).
 func (k *keepalived) trackProc(s *stmt) {
-	p := &kaTrackProc{weight: 1, pos: s.pos}
+	name := s.args()[0]
+	// keepalived's defaults: weight 0 (FAULT without a quorum), quorum 1,
+	// no quorum_max.
+	p := &kaTrackProc{quorum: 1, quorumMax: -1, pos: s.pos}
+	var params, partial bool // parameters given; param_match initial or partial
+	ignore := func(t *stmt, why string) {
+		k.skip(k.top, t.pos, fmt.Sprintf("%s of vrrp_track_process %s", strings.Join(t.words, " "), name), why)
+	}
 	for _, t := range s.body {
 		args := t.args()
 		switch t.key() {
 		case "process":
-			if len(args) != 1 {
-				p.bad = "ctha matches a process by name, not by its parameters"
+			switch {
+			case len(args) == 0:
+				ignore(t, "no process name")
+				continue
+			case p.process != "":
+				ignore(t, "keepalived takes the first process line only")
+				continue
 			}
-			p.process = first(args)
+			p.process = strings.Join(args, " ")
+			if len(args) > 1 {
+				// keepalived matches the command line then, the
+				// parameters exactly: ctha's full_command.
+				params, p.full = true, true
+				for _, a := range args {
+					if a == "" || strings.ContainsAny(a, " \t") {
+						p.bad = fmt.Sprintf("the parameter %q holds a space: ctha's full_command matches the command line's words joined by spaces, and cannot tell it from two", a)
+					}
+				}
+			}
+		case "param_match":
+			switch first(args) {
+			case "":
+				p.full = true // exact: the parameters, or none
+			case "initial", "partial":
+				partial = true
+			default:
+				ignore(t, "keepalived knows param_match, param_match initial and param_match partial only")
+			}
+		case "full_command":
+			p.fullCmd = true
 		case "weight":
 			w, ok := integer(first(args), -254, 254)
 			if !ok {
@@ -159,25 +197,55 @@ func (k *keepalived) trackProc(s *stmt) {
 			p.weight = w
 			p.reverse = len(args) > 1 && args[1] == "reverse"
 		case "quorum":
-			if first(args) != "1" {
-				p.bad = "ctha counts one process; quorum " + first(args) + " has no equivalent"
+			n, ok := integer(first(args), 1, 65535)
+			switch {
+			case !ok:
+				ignore(t, "keepalived ignores a quorum outside 1-65535")
+			case p.quorumMax >= 0 && n > p.quorumMax:
+				ignore(t, "keepalived ignores a quorum above quorum_max")
+			default:
+				p.quorum = n
 			}
-		case "quorum_max", "full_command", "param_match":
-			p.bad = "ctha matches one process by name; " + t.key() + " has no equivalent"
+		case "quorum_max":
+			n, ok := integer(first(args), 0, 65535)
+			switch {
+			case !ok:
+				ignore(t, "keepalived ignores a quorum_max outside 0-65535")
+			case (n != 0 || p.quorum > 1) && n < p.quorum:
+				ignore(t, "keepalived ignores a quorum_max below the quorum")
+			default:
+				p.quorumMax = n
+				if n == 0 {
+					p.quorum = 0 // up while no such process runs
+				} else if p.quorum == 0 {
+					p.quorum = 1
+				}
+			}
 		case "delay", "fork_delay", "terminate_delay":
 			p.delays = append(p.delays, t)
 		default:
 			p.bad = "ctha's track_process has no " + t.key()
 		}
 	}
-	if p.process == "" && p.bad == "" {
+	switch {
+	case p.bad != "":
+	case p.process == "":
 		p.bad = "it names no process"
+	case partial:
+		p.bad = "param_match initial or partial has no ctha equivalent: ctha's full_command matches the whole command line exactly"
+	case p.fullCmd && !params && !p.full:
+		// keepalived compares the command's first word alone then.
+		p.bad = fmt.Sprintf("keepalived's full_command without parameters matches a command line whose first word is %q, whatever follows; ctha's full_command matches the whole command line: name the process by its whole command line, with full_command = true", p.process)
+	case !p.fullCmd && !p.full && len(p.process) > maxComm:
+		p.bad = fmt.Sprintf("a process name (comm) has at most %d characters, so keepalived never matched %q; match the command line with full_command", maxComm, p.process)
 	}
-	if p.reverse && p.bad == "" {
-		p.bad = "weight ... reverse has no ctha equivalent"
-	}
-	k.procs[s.args()[0]] = p
+	p.full = p.full || p.fullCmd
+	k.procs[name] = p
 }
+
+// maxComm is the longest process name the kernel keeps (TASK_COMM_LEN 16
+// with its NUL).
+const maxComm = 15
 
 // scriptRef returns the track_script name an instance uses for script
 // name with weight w, writing a copy of the script when w is not its own.

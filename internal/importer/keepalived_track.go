@@ -32,7 +32,7 @@ func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 		switch t.key() {
 		case "track_interface":
 			for _, e := range t.body {
-				w, ok := k.trackWeight(b, e, 0, -253, 253)
+				w, ok := k.trackWeight(b, e, "track_interface", 0, -253, 253)
 				if !ok {
 					continue
 				}
@@ -61,7 +61,7 @@ func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 					k.skip(b, e.pos, "track_script "+e.words[0], "the vrrp_script is not carried")
 					continue
 				}
-				w, ok := k.trackWeight(b, e, sc.weight, -253, 253)
+				w, ok := k.trackWeight(b, e, "track_script", sc.weight, -253, 253)
 				if !ok {
 					continue
 				}
@@ -81,11 +81,7 @@ func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 					k.skip(b, e.pos, "track_file "+e.words[0], "no track_file of that name")
 					continue
 				}
-				if f.reverse {
-					k.skip(b, e.pos, "track_file "+e.words[0], "weight ... reverse has no ctha equivalent")
-					continue
-				}
-				w, ok := k.trackWeight(b, e, f.weight, -254, 254)
+				w, rev, ok := k.trackWeightReverse(b, e, f.weight, f.reverse, -254, 254)
 				if !ok {
 					continue
 				}
@@ -98,6 +94,9 @@ func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 					tb.note(note)
 				}
 				tb.num("weight", w)
+				if rev {
+					tb.boolean("reverse", true)
+				}
 			}
 		case "track_process":
 			for _, e := range t.body {
@@ -110,7 +109,7 @@ func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 					k.skip(b, e.pos, "track_process "+e.words[0], p.bad)
 					continue
 				}
-				w, ok := k.trackWeight(b, e, p.weight, -254, 254)
+				w, rev, ok := k.trackWeightReverse(b, e, p.weight, p.reverse, -254, 254)
 				if !ok {
 					continue
 				}
@@ -126,6 +125,18 @@ func (k *keepalived) tracking(b *block, body []*stmt, g *kaGroup, owner bool) {
 					tb.note(note)
 				}
 				tb.num("weight", w)
+				if rev {
+					tb.boolean("reverse", true)
+				}
+				if p.quorum != 1 {
+					tb.num("quorum", p.quorum)
+				}
+				if p.quorumMax >= 0 {
+					tb.num("quorum_max", p.quorumMax)
+				}
+				if p.full {
+					tb.boolean("full_command", true)
+				}
 			}
 		case "track_bfd":
 			k.skip(b, t.pos, "track_bfd", kaInstanceReasons["track_bfd"])
@@ -156,33 +167,50 @@ func removeAttr(items []item, name string) []item {
 	return out
 }
 
-// trackWeight reads "NAME [weight N] [reverse|noreverse|no_reverse]";
-// def when no weight is given.
-func (k *keepalived) trackWeight(b *block, e *stmt, def, lo, hi int) (int, bool) {
-	w := def
+// trackWeight reads "NAME [weight N]" of a tracker that has no reverse
+// in ctha (track_interface, track_script); def when no weight is given.
+func (k *keepalived) trackWeight(b *block, e *stmt, kind string, def, lo, hi int) (int, bool) {
+	w, rev, ok := k.trackWeightReverse(b, e, def, false, lo, hi)
+	if ok && rev {
+		k.skip(b, e.pos, kind+" "+e.key(), fmt.Sprintf("ctha's %s has no reverse", kind))
+		return 0, false
+	}
+	return w, ok
+}
+
+// trackWeightReverse reads "NAME [weight N [reverse|noreverse]]" as
+// keepalived does: without a weight the tracker's own weight and reverse
+// (def, defRev) apply.
+func (k *keepalived) trackWeightReverse(b *block, e *stmt, def int, defRev bool, lo, hi int) (int, bool, bool) {
+	w, rev := def, defRev
 	args := e.args()
-	for i := 0; i < len(args); i++ {
-		switch args[i] {
-		case "weight":
-			if i+1 >= len(args) {
-				k.skip(b, e.pos, e.key(), "weight without a value")
-				return 0, false
-			}
-			n, ok := integer(args[i+1], lo, hi)
-			if !ok {
-				k.skip(b, e.pos, e.key(), fmt.Sprintf("weight must be from %d to %d", lo, hi))
-				return 0, false
-			}
-			w = n
-			i++
+	if len(args) == 0 {
+		return w, rev, true
+	}
+	if args[0] != "weight" {
+		k.skip(b, e.pos, e.key(), fmt.Sprintf("unknown option %q", args[0]))
+		return 0, false, false
+	}
+	if len(args) < 2 {
+		k.skip(b, e.pos, e.key(), "weight without a value")
+		return 0, false, false
+	}
+	n, ok := integer(args[1], lo, hi)
+	if !ok {
+		k.skip(b, e.pos, e.key(), fmt.Sprintf("weight must be from %d to %d", lo, hi))
+		return 0, false, false
+	}
+	w = n
+	for _, a := range args[2:] {
+		switch a {
 		case "reverse":
-			k.skip(b, e.pos, e.key(), "weight ... reverse has no ctha equivalent")
-			return 0, false
+			rev = true
 		case "noreverse", "no_reverse":
+			rev = false
 		default:
-			k.skip(b, e.pos, e.key(), fmt.Sprintf("unknown option %q", args[i]))
-			return 0, false
+			k.skip(b, e.pos, e.key(), fmt.Sprintf("unknown option %q", a))
+			return 0, false, false
 		}
 	}
-	return w, true
+	return w, rev, true
 }

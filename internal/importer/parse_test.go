@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ctha/ctha/cfg"
 	"github.com/hashicorp/hcl/v2"
@@ -86,9 +87,50 @@ func TestNothingUsable(t *testing.T) {
 }
 
 func TestExpandBraces(t *testing.T) {
-	got := strings.Join(expandBraces("/a/{b,c/{d,e}}.conf"), " ")
-	if want := "/a/b.conf /a/c/d.conf /a/c/e.conf"; got != want {
-		t.Errorf("got %q, want %q", got, want)
+	tests := []struct {
+		name, pattern, want, err string
+	}{
+		{name: "nested", pattern: "/a/{b,c/{d,e}}.conf", want: "/a/b.conf /a/c/d.conf /a/c/e.conf"},
+		{name: "none", pattern: "/a/*.conf", want: "/a/*.conf"},
+		{name: "unmatched brace is a character", pattern: "/a/{b,c", want: "/a/{b,c"},
+		{name: "64 patterns", pattern: strings.Repeat("{a,b}", 6), want: "64"},
+		{name: "65 patterns", pattern: strings.Repeat("{a,b}", 6) + "{x,y}", err: "more than 64 patterns"},
+		{name: "one alternative deep", pattern: strings.Repeat("{", 2000) + "a" + strings.Repeat("}", 2000), err: "too long to expand"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := expandBraces(tt.pattern)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want it to say %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := strings.Join(got, " ")
+			if tt.want == "64" {
+				s = fmt.Sprint(len(got))
+			}
+			if s != tt.want {
+				t.Errorf("got %q, want %q", s, tt.want)
+			}
+		})
+	}
+}
+
+// TestIncludeBraceBomb: an include line of 40 brace groups (2^40
+// patterns) fails at once, at its line, instead of expanding for days.
+func TestIncludeBraceBomb(t *testing.T) {
+	m := mapFiles{"/k.conf": "global_defs {\n}\ninclude /etc/" + strings.Repeat("{a,b}", 40) + ".conf\n"}
+	start := time.Now()
+	_, err := convert(Options{Keepalived: "/k.conf"}, m)
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("took %v", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "k.conf:3: include") || !strings.Contains(err.Error(), "more than 64 patterns") {
+		t.Errorf("err = %v, want FILE:3: include ...: more than 64 patterns", err)
 	}
 }
 
@@ -125,10 +167,18 @@ func same(t *testing.T, a, b string) bool {
 	return err1 == nil && err2 == nil && string(x) == string(y)
 }
 
-// fuzzCheck: whatever the input, no panic, and a successful import is
-// HCL that parses.
+// fuzzTime bounds one fuzz input's import: work that grows
+// exponentially with the input (a brace bomb) fails instead of hanging.
+const fuzzTime = 2 * time.Second
+
+// fuzzCheck: whatever the input, no panic, no more than fuzzTime, and a
+// successful import is HCL that parses.
 func fuzzCheck(t *testing.T, o Options, m mapFiles) {
+	start := time.Now()
 	res, err := convert(o, m)
+	if took := time.Since(start); took > fuzzTime {
+		t.Fatalf("import took %v (more than %v)", took, fuzzTime)
+	}
 	if err != nil && !errors.Is(err, ErrNothing) {
 		return
 	}
@@ -149,6 +199,8 @@ func seeds(f *testing.F, name string) {
 func FuzzKeepalived(f *testing.F) {
 	seeds(f, "keepalived.conf")
 	f.Add("vrrp_instance a {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress { 192.0.2.1 }\n}\n")
+	// 2^24 patterns: the expansion that once ran for seconds per line.
+	f.Add("include /etc/keepalived/" + strings.Repeat("{a,b}", 24) + ".conf\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		fuzzCheck(t, Options{Keepalived: "/k.conf"}, mapFiles{"/k.conf": src})
 	})
@@ -182,6 +234,12 @@ func TestMapping(t *testing.T) {
 		{name: "CommitTimeout is no commit_timeout", ct: ct("FTFW", "CommitTimeout 180"), not: []string{"commit_timeout ="}, warn: "CommitTimeout 180 not carried: it is the timeout conntrackd gives committed entries"},
 		{name: "DisableExternalCache", ct: ct("FTFW", "DisableExternalCache on"), want: []string{`cache = "direct"`}},
 		{name: "alarm", ct: ct("ALARM", "RefreshTime 5\n CacheTimeout 30"), want: []string{`mode             = "alarm"`, `refresh_interval = "5s"`, `cache_timeout    = "30s"`}},
+		{name: "track_interface reverse is not carried", ka: ka("track_interface {\n  eth1 weight 10 reverse\n }", "192.0.2.1"),
+			not: []string{`track_interface "eth1"`}, warn: "track_interface eth1 not carried: ctha's track_interface has no reverse"},
+		{name: "track_process weight defaults to keepalived's 0", ka: "vrrp_track_process p {\n process bird\n}\n" + ka("track_process {\n  p\n }", "192.0.2.1"),
+			want: []string{"track_process \"bird\" {\n    weight = 0\n  }"}},
+		{name: "track_process noreverse at the instance", ka: "vrrp_track_process p {\n process bird\n weight 5 reverse\n}\n" + ka("track_process {\n  p weight 7 noreverse\n }", "192.0.2.1"),
+			want: []string{"weight = 7"}, not: []string{"reverse"}},
 		{name: "hook without conntrackd", ka: "vrrp_sync_group g {\n group {\n  a\n }\n notify_master \"/etc/conntrackd/primary-backup.sh primary\"\n}\n" + ka("", "192.0.2.1"),
 			not: []string{"\n  conntrack = true", "primary-backup.sh primary\"]"}, warn: "primary-backup.sh hooks found but no conntrack_sync"},
 	}
