@@ -96,6 +96,9 @@ type member struct {
 	// masterAddr and masterStr: the current master, as status shows it.
 	masterAddr netip.Addr
 	masterStr  string
+	// routesWarned is 1 + the transition count when restoring routes
+	// last failed with a warning: one warning per state.
+	routesWarned uint64
 	// lastGARP is how long the last takeover took from the group's
 	// Master_Down (or preemption) to this member's first GARP / NA.
 	lastGARP time.Duration

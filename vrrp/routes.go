@@ -76,9 +76,10 @@ func tableOrMain(t int) int {
 	return t
 }
 
-// nlRoute builds the kernel's form of r.
+// nlRoute builds the kernel's form of r, tagged with ctha's protocol.
 func (s *routeSet) nlRoute(r Route) (*vnl.Route, error) {
-	nr := &vnl.Route{Dst: ipNet(r.To), Table: tableOrMain(r.Table), Priority: r.Metric, Family: familyOfPrefix(r.To)}
+	nr := &vnl.Route{Dst: ipNet(r.To), Table: tableOrMain(r.Table), Priority: r.Metric,
+		Family: familyOfPrefix(r.To), Protocol: RouteProtocol}
 	if r.Via.IsValid() {
 		nr.Gw = r.Via.AsSlice()
 	}
@@ -92,57 +93,115 @@ func (s *routeSet) nlRoute(r Route) (*vnl.Route, error) {
 	return nr, nil
 }
 
+// nlRule builds the kernel's form of r, tagged with ctha's protocol
+// (FRA_PROTOCOL: the kernel keeps it since 4.17).
 func (s *routeSet) nlRule(r Rule) *vnl.Rule {
 	nr := vnl.NewRule()
-	p := r.From
-	if !p.IsValid() {
-		p = r.To
-	}
-	nr.Family = familyOfPrefix(p)
+	nr.Family = ruleFamily(r)
 	nr.Src, nr.Dst = ipNet(r.From), ipNet(r.To)
 	nr.Table = r.Table
+	nr.Protocol = RouteProtocol
 	if r.Priority != 0 {
 		nr.Priority = r.Priority
 	}
 	return nr
 }
 
-// hasRoute reports whether the kernel holds r (same destination, table,
-// gateway, interface when given, metric when given).
-func (s *routeSet) hasRoute(r Route) (bool, error) {
-	want, err := s.nlRoute(r)
+// ifindex is the index of r's interface: 0 when r names none, false when
+// it is gone (and so are its routes).
+func (s *routeSet) ifindex(r Route) (int, bool) {
+	if r.Dev == "" {
+		return 0, true
+	}
+	l, err := s.nl.LinkByName(r.Dev)
 	if err != nil {
-		return false, nil // its interface is gone: so is the route
+		return 0, false
 	}
-	list, err := s.dump.RouteListFiltered(want.Family, &vnl.Route{Table: want.Table}, vnl.RT_FILTER_TABLE)
-	if err != nil {
-		return false, fmt.Errorf("list routes: %w", err)
-	}
-	for _, got := range list {
-		if prefixOf(got.Dst, want.Family) != r.To {
-			continue
-		}
-		if r.Via.IsValid() && !got.Gw.Equal(want.Gw) && !viaMultipath(got, want.Gw) {
-			continue
-		}
-		if want.LinkIndex != 0 && got.LinkIndex != want.LinkIndex {
-			continue
-		}
-		if r.Metric != 0 && got.Priority != r.Metric {
-			continue
-		}
-		return true, nil
-	}
-	return false, nil
+	return l.Attrs().Index, true
 }
 
-func viaMultipath(r vnl.Route, gw net.IP) bool {
-	for _, nh := range r.MultiPath {
-		if nh.Gw.Equal(gw) {
+// held is the kernel's routes and rules that carry ctha's protocol, in
+// the tables and families of the set: one dump per family and table (the
+// kernel filters route dumps by table and protocol since 4.20/5.3 with
+// strict checking; older ones send all and the library filters), and
+// one rule dump per family.
+type held struct {
+	routes []vnl.Route
+	rules  []vnl.Rule
+}
+
+func (s *routeSet) snapshot() (held, error) {
+	type key struct{ family, table int }
+	var h held
+	var errs []error
+	seen := map[key]bool{}
+	for _, r := range s.routes {
+		k := key{familyOfPrefix(r.To), tableOrMain(r.Table)}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		list, err := s.dump.RouteListFiltered(k.family, &vnl.Route{Table: k.table, Protocol: RouteProtocol},
+			vnl.RT_FILTER_TABLE|vnl.RT_FILTER_PROTOCOL)
+		if errors.Is(err, unix.ENOENT) {
+			continue // a strict dump of a table that does not exist
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list routes of table %d: %w", k.table, err))
+			continue
+		}
+		h.routes = append(h.routes, list...)
+	}
+	fams := map[int]bool{}
+	for _, r := range s.rules {
+		f := ruleFamily(r)
+		if fams[f] {
+			continue
+		}
+		fams[f] = true
+		list, err := s.nl.RuleListFiltered(f, nil, 0)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list rules: %w", err))
+			continue
+		}
+		for _, got := range list {
+			if got.Protocol == RouteProtocol {
+				h.rules = append(h.rules, got)
+			}
+		}
+	}
+	return h, errors.Join(errs...)
+}
+
+// route returns the kernel's route that is r, if any.
+func (h held) route(r Route, ifindex int) (vnl.Route, bool) {
+	for _, got := range h.routes {
+		if routeMatches(r, ifindex, got) {
+			return got, true
+		}
+	}
+	return vnl.Route{}, false
+}
+
+func (h held) hasRule(r Rule) bool {
+	for _, got := range h.rules {
+		if ruleMatches(r, got) {
 			return true
 		}
 	}
 	return false
+}
+
+// slot returns a route of ctha's where r goes (same family, table,
+// destination and metric) but with another gateway or interface.
+func (h held) slot(r Route) (vnl.Route, bool) {
+	for _, got := range h.routes {
+		if got.Table == tableOrMain(r.Table) && prefixOf(got.Dst, familyOfPrefix(r.To)) == r.To &&
+			got.Priority == kernelMetric(r) {
+			return got, true
+		}
+	}
+	return vnl.Route{}, false
 }
 
 // prefixOf converts a route's destination (nil: the default route).
@@ -159,25 +218,6 @@ func prefixOf(n *net.IPNet, family int) netip.Prefix {
 	}
 	bits, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), bits)
-}
-
-// hasRule reports whether the kernel holds r.
-func (s *routeSet) hasRule(r Rule) (bool, error) {
-	want := s.nlRule(r)
-	list, err := s.nl.RuleListFiltered(want.Family, &vnl.Rule{Table: r.Table}, vnl.RT_FILTER_TABLE)
-	if err != nil {
-		return false, fmt.Errorf("list rules: %w", err)
-	}
-	for _, got := range list {
-		if prefixOf2(got.Src) != r.From || prefixOf2(got.Dst) != r.To {
-			continue
-		}
-		if r.Priority != 0 && got.Priority != r.Priority {
-			continue
-		}
-		return true, nil
-	}
-	return false, nil
 }
 
 // prefixOf2 converts a rule's selector (nil: any).
@@ -198,80 +238,101 @@ func (s *routeSet) present() ([]string, error) {
 	return s.filter(true)
 }
 
-func (s *routeSet) filter(held bool) ([]string, error) {
+func (s *routeSet) filter(want bool) ([]string, error) {
+	h, err := s.snapshot()
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	var errs []error
 	for _, r := range s.routes {
-		ok, err := s.hasRoute(r)
-		if err != nil {
-			errs = append(errs, err)
-		} else if ok == held {
+		ifindex, ok := s.ifindex(r)
+		if ok {
+			_, ok = h.route(r, ifindex)
+		}
+		if ok == want {
 			out = append(out, r.text())
 		}
 	}
 	for _, r := range s.rules {
-		ok, err := s.hasRule(r)
-		if err != nil {
-			errs = append(errs, err)
-		} else if ok == held {
+		if h.hasRule(r) == want {
 			out = append(out, r.text())
 		}
 	}
-	return out, errors.Join(errs...)
+	return out, nil
 }
 
-// up installs every route (replacing, so it is idempotent) and every rule
-// the kernel lacks. Every one is tried; the errors are joined.
+// up installs every route and rule the kernel lacks, tagged with ctha's
+// protocol. A route is added, never replaced: where someone else's route
+// holds the same table, destination and metric, the kernel refuses it
+// (EEXIST) and it is left alone (ErrRouteConflict); a route of ctha's
+// there (an earlier configuration's gateway) is replaced. Every one is
+// tried; the errors are joined.
 func (s *routeSet) up() error {
+	h, err := s.snapshot()
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, r := range s.routes {
 		nr, err := s.nlRoute(r)
 		if err == nil {
-			err = s.nl.RouteReplace(nr)
+			if _, ok := h.route(r, nr.LinkIndex); ok {
+				continue
+			}
+			err = s.nl.RouteAdd(nr)
+			if errors.Is(err, unix.EEXIST) {
+				if old, ok := h.slot(r); ok {
+					if err = s.nl.RouteDel(delRoute(old)); err == nil {
+						err = s.nl.RouteAdd(nr)
+					}
+				} else {
+					err = ErrRouteConflict
+				}
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("add route %s: %w", r.text(), err))
 		}
 	}
 	for _, r := range s.rules {
-		ok, err := s.hasRule(r)
-		if err == nil && !ok {
-			if err = s.nl.RuleAdd(s.nlRule(r)); errors.Is(err, unix.EEXIST) {
-				err = nil
-			}
+		if h.hasRule(r) {
+			continue
 		}
-		if err != nil {
+		if err := s.nl.RuleAdd(s.nlRule(r)); err != nil {
 			errs = append(errs, fmt.Errorf("add %s: %w", r.text(), err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// down removes the rules and routes (absent ones are fine).
+// down removes the rules and routes of ctha's that are the set's: only
+// objects listed with ctha's protocol and exactly the set's selectors,
+// each deleted by all its fields (absent ones are fine).
 func (s *routeSet) down() error {
+	h, err := s.snapshot()
+	if err != nil {
+		return err
+	}
 	var errs []error
-	for _, r := range s.rules {
-		// RuleDel removes one match; a rule added twice goes too.
-		for range 8 {
-			err := s.nl.RuleDel(s.nlRule(r))
-			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-				break
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("remove %s: %w", r.text(), err))
-				break
-			}
+	for _, got := range h.rules {
+		if !slices.ContainsFunc(s.rules, func(r Rule) bool { return ruleMatches(r, got) }) {
+			continue
+		}
+		err := s.nl.RuleDel(delRule(got))
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("remove rule %v: %w", got, err))
 		}
 	}
 	for _, r := range s.routes {
-		ok, err := s.hasRoute(r)
-		if err != nil || !ok {
+		ifindex, ok := s.ifindex(r)
+		if !ok {
 			continue
 		}
-		nr, err := s.nlRoute(r)
-		if err == nil {
-			err = s.nl.RouteDel(nr)
+		got, ok := h.route(r, ifindex)
+		if !ok {
+			continue
 		}
+		err := s.nl.RouteDel(delRoute(got))
 		if err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("remove route %s: %w", r.text(), err))
 		}

@@ -75,12 +75,23 @@ func (g *Group) reconcileRoutes(mb *member) {
 	}
 	if mb.m.State == Master {
 		missing, err := rh.MissingRoutes()
-		if err != nil || len(missing) == 0 {
+		if err == nil && len(missing) == 0 {
 			return
 		}
-		if err := rh.RoutesUp(); err != nil {
-			// A route through a link that is down fails until it is up.
-			mb.log.Debug("restoring routes and rules removed under the master failed", "routes", missing, "err", err)
+		if err == nil {
+			err = rh.RoutesUp()
+		}
+		if err != nil {
+			// A route through a link that is down fails until it is up; a
+			// route of someone else's where ours goes stays in the way.
+			// Warned once per state, counted every time.
+			mb.stats.vipErrors.Add(1)
+			log := mb.log.Debug
+			if t := mb.stats.transitions.Load() + 1; mb.routesWarned != t {
+				mb.routesWarned, log = t, mb.log.Warn
+			}
+			log("restoring routes and rules under the master failed (retried every "+vipCheckEvery.String()+")",
+				"routes", missing, "err", err)
 			return
 		}
 		mb.log.Warn("routes or rules removed under the master: restored", "routes", missing)
