@@ -353,7 +353,7 @@ type routeKey struct {
 }
 
 // watchRoutes calls fn after each change that may concern routes: a
-// deletion of one of routes (in the kernel's change messages), any rule
+// route added or deleted where one of routes goes, any rule
 // or link change, a lost message (ENOBUFS), until ctx is done. Other
 // route changes (a BGP daemon's churn) do not wake anybody. It returns an
 // error only when it could not start.
@@ -388,9 +388,9 @@ func watchRoutes(ctx context.Context, routes []routeKey, fn func(), onErr func(e
 // concerns reports whether a change message may concern the routes.
 func concerns(m netlink.Message, routes []routeKey) bool {
 	switch m.Header.Type {
-	case unix.RTM_NEWROUTE:
-		return false // a route added never makes one of ours missing
-	case unix.RTM_DELROUTE:
+	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
+		// A route added where one of ours goes may have replaced it
+		// (`ip route replace`); elsewhere, it is somebody else's churn.
 		k, ok := parseRouteKey(m.Data)
 		return !ok || slices.Contains(routes, k)
 	}

@@ -23,8 +23,8 @@ func routeMsg(typ uint16, family byte, table int, dst netip.Prefix) netlink.Mess
 	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ)}, Data: append(b, attrs...)}
 }
 
-// TestRouteWatchConcerns: only the deletion of one of ours (or a link or
-// rule change) wakes the groups; a routing daemon's churn does not.
+// TestRouteWatchConcerns: only a route added or deleted where one of ours
+// goes (or a link or rule change) wakes the groups; a routing daemon's churn does not.
 func TestRouteWatchConcerns(t *testing.T) {
 	ours := netip.MustParsePrefix("198.51.100.0/24")
 	routes := []routeKey{{table: unix.RT_TABLE_MAIN, to: ours}, {table: 1000, to: netip.MustParsePrefix("2001:db8:5::/48")}}
@@ -35,7 +35,8 @@ func TestRouteWatchConcerns(t *testing.T) {
 		want bool
 	}{
 		{"ours deleted", routeMsg(unix.RTM_DELROUTE, unix.AF_INET, unix.RT_TABLE_MAIN, ours), true},
-		{"ours added", routeMsg(unix.RTM_NEWROUTE, unix.AF_INET, unix.RT_TABLE_MAIN, ours), false},
+		{"ours added or replaced", routeMsg(unix.RTM_NEWROUTE, unix.AF_INET, unix.RT_TABLE_MAIN, ours), true},
+		{"another added", routeMsg(unix.RTM_NEWROUTE, unix.AF_INET, unix.RT_TABLE_MAIN, other), false},
 		{"another deleted", routeMsg(unix.RTM_DELROUTE, unix.AF_INET, unix.RT_TABLE_MAIN, other), false},
 		{"ours in another table", routeMsg(unix.RTM_DELROUTE, unix.AF_INET, 100, ours), false},
 		{"IPv6 in a table over 255", routeMsg(unix.RTM_DELROUTE, unix.AF_INET6, 1000, netip.MustParsePrefix("2001:db8:5::/48")), true},
