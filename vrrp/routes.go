@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	vnl "github.com/vishvananda/netlink"
@@ -345,6 +346,10 @@ func (s *routeSet) down() error {
 const routeGroups = unix.RTMGRP_LINK | unix.RTMGRP_IPV4_ROUTE | unix.RTMGRP_IPV6_ROUTE |
 	unix.RTMGRP_IPV4_RULE | 1<<(unix.RTNLGRP_IPV6_RULE-1)
 
+// watchMaxBackoff bounds the pause after a receive error of the route
+// watch.
+const watchMaxBackoff = 5 * time.Second
+
 // routeKey identifies a route in a change message: what the kernel
 // deletes a route by.
 type routeKey struct {
@@ -365,20 +370,33 @@ func watchRoutes(ctx context.Context, routes []routeKey, fn func(), onErr func(e
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	defer c.Close()
+	var backoff time.Duration
 	for {
 		msgs, err := c.Receive()
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil && !errors.Is(err, unix.ENOBUFS) {
-			if onErr != nil {
+			if errors.Is(err, net.ErrClosed) {
+				if onErr != nil {
+					onErr(err)
+				}
+				return nil
+			}
+			// An error that stays would spin: report the first of a run,
+			// then wait longer each time (the 5 s checks go on).
+			if backoff == 0 && onErr != nil {
 				onErr(err)
 			}
-			if errors.Is(err, net.ErrClosed) {
+			backoff = min(max(2*backoff, 10*time.Millisecond), watchMaxBackoff)
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-time.After(backoff):
 			}
 			continue
 		}
+		backoff = 0
 		if err != nil || slices.ContainsFunc(msgs, func(m netlink.Message) bool { return concerns(m, routes) }) {
 			fn()
 		}

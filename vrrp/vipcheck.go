@@ -84,28 +84,36 @@ func (g *Group) reconcileRoutes(mb *member) {
 		if err != nil {
 			// A route through a link that is down fails until it is up; a
 			// route of someone else's where ours goes stays in the way.
-			// Warned once per state, counted every time.
-			mb.stats.vipErrors.Add(1)
-			log := mb.log.Debug
-			if t := mb.stats.transitions.Load() + 1; mb.routesWarned != t {
-				mb.routesWarned, log = t, mb.log.Warn
-			}
-			log("restoring routes and rules under the master failed (retried every "+vipCheckEvery.String()+")",
-				"routes", missing, "err", err)
+			g.routesFailed(mb, "restoring routes and rules under the master failed", missing, err)
 			return
 		}
 		mb.log.Warn("routes or rules removed under the master: restored", "routes", missing)
 		return
 	}
 	present, err := rh.PresentRoutes()
-	if err != nil || len(present) == 0 {
+	if err == nil && len(present) == 0 {
 		return
 	}
-	if err := rh.RoutesDown(); err != nil {
-		mb.log.Error("removing routes and rules found on a non-master failed", "routes", present, "err", err)
+	if err == nil {
+		err = rh.RoutesDown()
+	}
+	if err != nil {
+		g.routesFailed(mb, "removing routes and rules on a non-master failed", present, err)
 		return
 	}
 	mb.log.Warn("routes or rules found while not master: removed", "routes", present, "state", mb.m.State)
+}
+
+// routesFailed counts a failed check of the routes and rules, every
+// time, and logs it as a warning once per state (then at debug level:
+// the check is retried every few seconds).
+func (g *Group) routesFailed(mb *member, msg string, routes []string, err error) {
+	mb.stats.vipErrors.Add(1)
+	log := mb.log.Debug
+	if t := mb.stats.transitions.Load() + 1; mb.routesWarned != t {
+		mb.routesWarned, log = t, mb.log.Warn
+	}
+	log(msg+" (retried every "+vipCheckEvery.String()+")", "routes", routes, "err", err)
 }
 
 // watchAddrs tells every group when the kernel's addresses change, so
