@@ -164,11 +164,13 @@ func (x *extrasVIPs) RemoveStale() ([]netip.Prefix, error) {
 	return out, errors.Join(errs...)
 }
 
-// Retire removes the extra addresses not in keep and closes. The routes
-// and rules stay: a reload that changes them needs a restart.
-func (x *extrasVIPs) Retire(keep []netip.Prefix) error {
-	errs := []error{x.main.Retire(keep)}
+// Retire removes the addresses next does not place on the same
+// interface (a VIP moved from wan to lan goes from wan) and closes. The
+// routes and rules stay: a reload that changes them needs a restart.
+func (x *extrasVIPs) Retire(next Instance) error {
+	errs := []error{x.main.Retire(next)}
 	for _, s := range x.extras {
+		keep := next.vipsOn(s.iface)
 		var drop []netip.Prefix
 		for _, p := range s.vips {
 			if !slices.Contains(keep, p) {

@@ -58,10 +58,10 @@ type VIPs interface {
 	// RemoveStale removes the instance's addresses left by a crashed run
 	// and says which it found.
 	RemoveStale() ([]netip.Prefix, error)
-	// Retire hands over to a replacement after a reload: it stops the
-	// announcements, removes the addresses that are not in keep, and
-	// closes.
-	Retire(keep []netip.Prefix) error
+	// Retire hands over to a replacement configured as next after a
+	// reload: it stops the announcements, removes the addresses next does
+	// not place on the same interface, and closes.
+	Retire(next Instance) error
 	Close() error
 }
 

@@ -5,6 +5,7 @@ import (
 
 	vnl "github.com/vishvananda/netlink"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/mdlayher/netlink"
@@ -153,5 +154,27 @@ func TestDelRouteExact(t *testing.T) {
 	rl.Family, rl.Table, rl.Priority, rl.Protocol = vnl.FAMILY_V4, 100, 1000, RouteProtocol
 	if dr := delRule(*rl); dr.Priority != 1000 || dr.Protocol != RouteProtocol || dr.Table != 100 {
 		t.Errorf("delRule = %+v", dr)
+	}
+}
+
+// TestVIPsOn: what a reload keeps on an interface is what the new
+// configuration places there: a VIP moved from wan to lan leaves wan.
+func TestVIPsOn(t *testing.T) {
+	a, b, c := netip.MustParsePrefix("10.10.1.1/24"), netip.MustParsePrefix("10.10.2.1/24"), netip.MustParsePrefix("203.0.113.5/32")
+	in := Instance{Interface: "lan", VIPs: []netip.Prefix{a},
+		ExtraVIPs: []ExtraVIP{{Prefix: b, Interface: "lan"}, {Prefix: c, Interface: "wan", Excluded: true}}}
+	for _, tc := range []struct {
+		iface string
+		want  []netip.Prefix
+	}{
+		{"lan", []netip.Prefix{a, b}},
+		{"wan", []netip.Prefix{c}},
+		{"dmz", nil},
+	} {
+		t.Run(tc.iface, func(t *testing.T) {
+			if got := in.vipsOn(tc.iface); !slices.Equal(got, tc.want) {
+				t.Errorf("vipsOn(%s) = %v, want %v", tc.iface, got, tc.want)
+			}
+		})
 	}
 }
