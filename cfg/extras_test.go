@@ -2,6 +2,7 @@ package cfg
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -143,5 +144,29 @@ func TestExtrasHost(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, lines(diags)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
+// TestExtrasHostAfterInvalidRoute: a route's warning points at its own
+// object even after an invalid route that was skipped.
+func TestExtrasHostAfterInvalidRoute(t *testing.T) {
+	src := `vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+  virtual_routes = [{ to = "nonsense", dev = "lan" },
+                    { to = "198.51.100.0/24", dev = "eth8" }]
+}
+`
+	_, diags := ParseWith([]byte(src), "x.hcl", Options{Host: labFW1})
+	var got []string
+	for _, l := range lines(diags) {
+		if strings.Contains(l, "eth8") {
+			got = append(got, l)
+		}
+	}
+	want := []string{`x.hcl:6,53: warning: interface "eth8" does not exist on this machine; the route to 198.51.100.0/24 fails until it appears`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s\n%v", diff, lines(diags))
 	}
 }

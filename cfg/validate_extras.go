@@ -23,9 +23,11 @@ const (
 // instanceExtras checks keepalived's everyday extras of an instance:
 // routes, rules, track_file and track_process.
 func (v *validator) instanceExtras(s *instanceSyntax, in *Instance) {
-	for _, o := range s.VirtualRoutes.Objs {
+	s.routeObjs = nil
+	for j, o := range s.VirtualRoutes.Objs {
 		if r, ok := v.route(o); ok {
 			in.Routes = append(in.Routes, r)
+			s.routeObjs = append(s.routeObjs, j)
 		}
 	}
 	for _, o := range s.VirtualRules.Objs {
@@ -236,10 +238,10 @@ func (v *validator) hostExtras(f *fileSyntax, c *Config, h Host, ifs map[string]
 			v.errorf(r, "%s %s: interface %q does not exist on this machine", what, e.Prefix, e.Interface)
 		}
 		for j, rt := range in.Routes {
-			if _, ok := ifs[rt.Dev]; ok || rt.Dev == "" || j >= len(s.VirtualRoutes.Objs) {
+			if _, ok := ifs[rt.Dev]; ok || rt.Dev == "" || j >= len(s.routeObjs) {
 				continue
 			}
-			v.warnf(s.VirtualRoutes.Objs[j].Fields["dev"].Range, "interface %q does not exist on this machine; the route to %s fails until it appears", rt.Dev, rt.To)
+			v.warnf(s.VirtualRoutes.Objs[s.routeObjs[j]].Fields["dev"].Range, "interface %q does not exist on this machine; the route to %s fails until it appears", rt.Dev, rt.To)
 		}
 		for _, t := range in.TrackFiles {
 			dir := filepath.Dir(t.Path)
