@@ -187,13 +187,15 @@ type Group struct {
 	now           func() time.Time
 	runtimeTimers bool // Options.RuntimeTimers
 
-	in       chan inbound
-	track    chan trackUpdate
-	addrs    chan struct{} // the kernel's addresses changed: reconcileVIPs
-	ctl      chan func()
-	hookDone chan hookResult
-	doneCh   chan struct{} // closed when run returns
-	deferred bool          // start with preemption deferred
+	in    chan inbound
+	track chan trackUpdate
+	addrs chan struct{} // the kernel's addresses changed: reconcileVIPs
+	ctl   chan func()
+	// routeKick asks the route checker (checkRoutes) for a check.
+	routeKick chan struct{}
+	hookDone  chan hookResult
+	doneCh    chan struct{} // closed when run returns
+	deferred  bool          // start with preemption deferred
 
 	ctx        context.Context // run's
 	queue      []queued

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -16,12 +17,119 @@ import (
 
 // routeSet is an instance's virtual routes and rules in the kernel
 // (rtnetlink). Its methods are called from the instance's group
-// goroutine only.
+// goroutine only, except check (the group's route checker), which has
+// handles of its own.
 type routeSet struct {
-	nl     *vnl.Handle
-	dump   *vnl.Handle // route dumps (strict checking)
+	rtnl   // up's and down's; nl nil once closed
 	routes []Route
 	rules  []Rule
+	chk    routeCheck
+}
+
+// routeCheck is the route checker's handles; close takes them away.
+type routeCheck struct {
+	mu sync.Mutex
+	h  rtnl // nl nil once closed
+}
+
+// rtnl is a pair of rtnetlink handles: nl for changes and rule dumps,
+// dump for route dumps (with strict checking, so that the kernel
+// filters them; rule dumps fail with it).
+type rtnl struct {
+	nl, dump *vnl.Handle
+}
+
+// openRtnl opens a pair with a timeout of 5 s on each request.
+func openRtnl() (p rtnl, err error) {
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	for _, h := range []**vnl.Handle{&p.nl, &p.dump} {
+		if *h, err = vnl.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return p, fmt.Errorf("open rtnetlink: %w", err)
+		}
+		if err := (*h).SetSocketTimeout(5 * time.Second); err != nil {
+			return p, fmt.Errorf("set rtnetlink timeout: %w", err)
+		}
+	}
+	// Since 4.20 the kernel then dumps only the table and protocol asked
+	// for; older ones dump all, and the library filters.
+	_ = p.dump.SetStrictCheck(true)
+	return p, nil
+}
+
+func (p *rtnl) close() {
+	if p.nl != nil {
+		p.nl.Close()
+	}
+	if p.dump != nil {
+		p.dump.Close()
+	}
+	p.nl, p.dump = nil, nil
+}
+
+// newRouteSet opens the handles of in's routes and rules.
+func newRouteSet(in Instance) (*routeSet, error) {
+	s := &routeSet{routes: in.Routes, rules: in.Rules}
+	var err error
+	if s.rtnl, err = openRtnl(); err != nil {
+		return nil, err
+	}
+	if s.chk.h, err = openRtnl(); err != nil {
+		s.rtnl.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// close closes both pairs; it waits for a check under way.
+func (s *routeSet) close() {
+	s.rtnl.close()
+	s.chk.mu.Lock()
+	defer s.chk.mu.Unlock()
+	s.chk.h.close()
+}
+
+// routeReport is what a check found, as text: the routes and rules the
+// kernel lacks, and those it holds.
+type routeReport struct {
+	missing, present []string
+}
+
+// check compares the kernel with the set, on the checker's handles: it
+// may run on another goroutine than up and down. After close it reports
+// nothing.
+func (s *routeSet) check() (routeReport, error) {
+	s.chk.mu.Lock()
+	defer s.chk.mu.Unlock()
+	if s.chk.h.nl == nil {
+		return routeReport{}, nil
+	}
+	h, err := s.chk.h.snapshot(s.routes, s.rules)
+	if err != nil {
+		return routeReport{}, err
+	}
+	var rep routeReport
+	add := func(ok bool, text string) {
+		if ok {
+			rep.present = append(rep.present, text)
+		} else {
+			rep.missing = append(rep.missing, text)
+		}
+	}
+	for _, r := range s.routes {
+		ifindex, ok := s.chk.h.ifindex(r)
+		if ok {
+			_, ok = h.route(r, ifindex)
+		}
+		add(ok, r.text())
+	}
+	for _, r := range s.rules {
+		add(h.hasRule(r), r.text())
+	}
+	return rep, nil
 }
 
 func (r Route) text() string {
@@ -110,11 +218,11 @@ func (s *routeSet) nlRule(r Rule) *vnl.Rule {
 
 // ifindex is the index of r's interface: 0 when r names none, false when
 // it is gone (and so are its routes).
-func (s *routeSet) ifindex(r Route) (int, bool) {
+func (p rtnl) ifindex(r Route) (int, bool) {
 	if r.Dev == "" {
 		return 0, true
 	}
-	l, err := s.nl.LinkByName(r.Dev)
+	l, err := p.nl.LinkByName(r.Dev)
 	if err != nil {
 		return 0, false
 	}
@@ -131,18 +239,18 @@ type held struct {
 	rules  []vnl.Rule
 }
 
-func (s *routeSet) snapshot() (held, error) {
+func (p rtnl) snapshot(routes []Route, rules []Rule) (held, error) {
 	type key struct{ family, table int }
 	var h held
 	var errs []error
 	seen := map[key]bool{}
-	for _, r := range s.routes {
+	for _, r := range routes {
 		k := key{familyOfPrefix(r.To), tableOrMain(r.Table)}
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		list, err := s.dump.RouteListFiltered(k.family, &vnl.Route{Table: k.table, Protocol: RouteProtocol},
+		list, err := p.dump.RouteListFiltered(k.family, &vnl.Route{Table: k.table, Protocol: RouteProtocol},
 			vnl.RT_FILTER_TABLE|vnl.RT_FILTER_PROTOCOL)
 		if errors.Is(err, unix.ENOENT) {
 			continue // a strict dump of a table that does not exist
@@ -154,13 +262,13 @@ func (s *routeSet) snapshot() (held, error) {
 		h.routes = append(h.routes, list...)
 	}
 	fams := map[int]bool{}
-	for _, r := range s.rules {
+	for _, r := range rules {
 		f := ruleFamily(r)
 		if fams[f] {
 			continue
 		}
 		fams[f] = true
-		list, err := s.nl.RuleListFiltered(f, nil, 0)
+		list, err := p.nl.RuleListFiltered(f, nil, 0)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list rules: %w", err))
 			continue
@@ -229,39 +337,6 @@ func prefixOf2(n *net.IPNet) netip.Prefix {
 	return prefixOf(n, 0)
 }
 
-// missing returns the routes and rules the kernel lacks, as text.
-func (s *routeSet) missing() ([]string, error) {
-	return s.filter(false)
-}
-
-// present returns the routes and rules the kernel holds, as text.
-func (s *routeSet) present() ([]string, error) {
-	return s.filter(true)
-}
-
-func (s *routeSet) filter(want bool) ([]string, error) {
-	h, err := s.snapshot()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, r := range s.routes {
-		ifindex, ok := s.ifindex(r)
-		if ok {
-			_, ok = h.route(r, ifindex)
-		}
-		if ok == want {
-			out = append(out, r.text())
-		}
-	}
-	for _, r := range s.rules {
-		if h.hasRule(r) == want {
-			out = append(out, r.text())
-		}
-	}
-	return out, nil
-}
-
 // up installs every route and rule the kernel lacks, tagged with ctha's
 // protocol. A route is added, never replaced: where someone else's route
 // holds the same table, destination and metric, the kernel refuses it
@@ -269,7 +344,7 @@ func (s *routeSet) filter(want bool) ([]string, error) {
 // there (an earlier configuration's gateway) is replaced. Every one is
 // tried; the errors are joined.
 func (s *routeSet) up() error {
-	h, err := s.snapshot()
+	h, err := s.snapshot(s.routes, s.rules)
 	if err != nil {
 		return err
 	}
@@ -310,7 +385,7 @@ func (s *routeSet) up() error {
 // objects listed with ctha's protocol and exactly the set's selectors,
 // each deleted by all its fields (absent ones are fine).
 func (s *routeSet) down() error {
-	h, err := s.snapshot()
+	h, err := s.snapshot(s.routes, s.rules)
 	if err != nil {
 		return err
 	}
@@ -325,7 +400,7 @@ func (s *routeSet) down() error {
 		}
 	}
 	for _, r := range s.routes {
-		ifindex, ok := s.ifindex(r)
+		ifindex, ok := s.rtnl.ifindex(r)
 		if !ok {
 			continue
 		}
