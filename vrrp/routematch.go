@@ -40,7 +40,7 @@ func routeMatches(r Route, ifindex int, got vnl.Route) bool {
 		family = vnl.FAMILY_V6
 	}
 	switch {
-	case got.Protocol != RouteProtocol, got.Table != tableOrMain(r.Table),
+	case got.Protocol != RouteProtocol, got.Family != family, got.Table != tableOrMain(r.Table),
 		prefixOf(got.Dst, family) != r.To, got.Priority != kernelMetric(r),
 		len(got.MultiPath) > 0:
 		return false

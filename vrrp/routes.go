@@ -305,7 +305,7 @@ func (h held) hasRule(r Rule) bool {
 // destination and metric) but with another gateway or interface.
 func (h held) slot(r Route) (vnl.Route, bool) {
 	for _, got := range h.routes {
-		if got.Table == tableOrMain(r.Table) && prefixOf(got.Dst, familyOfPrefix(r.To)) == r.To &&
+		if got.Family == familyOfPrefix(r.To) && got.Table == tableOrMain(r.Table) && prefixOf(got.Dst, got.Family) == r.To &&
 			got.Priority == kernelMetric(r) {
 			return got, true
 		}

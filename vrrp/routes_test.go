@@ -78,6 +78,7 @@ func TestRouteMatches(t *testing.T) {
 			vnl.Route{Family: vnl.FAMILY_V4, Table: 254, LinkIndex: 3, Gw: net.ParseIP("10.10.2.1"), Priority: 100, Protocol: unix.RTPROT_BOOT}, false},
 		{"ours with a gateway we do not have", v4, 3, ours(vnl.Route{Family: vnl.FAMILY_V4, Table: 254, LinkIndex: 3, Gw: net.ParseIP("10.10.2.1")}), false},
 		{"ours with another metric", v4, 3, ours(vnl.Route{Family: vnl.FAMILY_V4, Table: 254, LinkIndex: 3, Priority: 100}), false},
+		{"an IPv6 default route of ours", v4, 3, ours(vnl.Route{Family: vnl.FAMILY_V6, Table: 254, LinkIndex: 3}), false},
 		{"ours on another interface", v4, 3, ours(vnl.Route{Family: vnl.FAMILY_V4, Table: 254, LinkIndex: 4}), false},
 		{"the same route, protocol boot", via, 0,
 			vnl.Route{Family: vnl.FAMILY_V4, Table: 254, Dst: ipnet("198.51.100.0/24"), Gw: net.ParseIP("10.10.2.100"), Protocol: unix.RTPROT_BOOT}, false},
