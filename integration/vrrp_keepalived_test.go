@@ -28,7 +28,8 @@ func extrasConfig(node string, prio int, weightFile, process string) string {
   excluded_virtual_ips = ["203.0.113.5/32 dev wan", "fd00:10:1::99/64"]
   virtual_routes  = [{ to = "198.51.100.0/24", via = "10.10.2.100" },
                      { to = "2001:db8:5::/48", dev = "wan", table = 100 },
-                     { to = "192.0.2.0/24", dev = "wan" }]
+                     { to = "192.0.2.0/24", dev = "wan" },
+                     { to = "0.0.0.0/0", dev = "wan", metric = 50 }]
   virtual_rules   = [{ from = "10.10.1.0/24", table = 100, priority = 1000 },
                      { to = "2001:db8:7::/48", table = 100, priority = 1001 }]
   track_file %q { weight = 1 }
@@ -53,6 +54,7 @@ func extrasHeld(l *lab.Lab, role string, want bool) []string {
 		{"excluded VIP 203.0.113.5 on wan", []string{"ip", "-4", "addr", "show", "dev", "wan"}, "203.0.113.5/32"},
 		{"excluded VIP fd00:10:1::99 on lan", []string{"ip", "-6", "addr", "show", "dev", "lan"}, "fd00:10:1::99/64"},
 		{"route 198.51.100.0/24", []string{"ip", "-4", "route", "show", "proto", "167", "198.51.100.0/24"}, "via 10.10.2.100"},
+		{"default route metric 50", []string{"ip", "-4", "route", "show", "proto", "167", "default"}, "dev wan metric 50"},
 		{"route 2001:db8:5::/48 table 100", []string{"ip", "-6", "route", "show", "table", "100", "proto", "167", "2001:db8:5::/48"}, "dev wan"},
 		{"rule 1000", []string{"ip", "-4", "rule", "show"}, "1000:\tfrom 10.10.1.0/24 lookup 100 proto 167"},
 		{"rule 1001", []string{"ip", "-6", "rule", "show"}, "1001:\tfrom all to 2001:db8:7::/48 lookup 100 proto 167"},
@@ -73,14 +75,17 @@ func extrasHeld(l *lab.Lab, role string, want bool) []string {
 }
 
 // adminObjects are routes and a rule of fw2's administrator next to
-// TestVRRPExtras's virtual ones: the same prefixes with another metric,
-// a rule with the same selectors and a fwmark besides, and (192.0.2.0/24)
-// a route exactly where a virtual route goes. ctha must never touch them.
+// TestVRRPExtras's virtual ones: the same prefixes with another metric
+// (a default route via a gateway among them), a rule with the same
+// selectors and a fwmark besides, and (192.0.2.0/24) a route exactly
+// where a virtual route goes. ctha must never touch them.
 var adminObjects = []struct{ add, show []string }{
 	{[]string{"ip", "route", "add", "198.51.100.0/24", "via", "10.10.2.100", "metric", "100"},
 		[]string{"ip", "-4", "route", "show", "198.51.100.0/24", "metric", "100"}},
 	{[]string{"ip", "-6", "route", "add", "2001:db8:5::/48", "dev", "wan", "table", "100", "metric", "2048"},
 		[]string{"ip", "-6", "route", "show", "table", "100", "2001:db8:5::/48", "metric", "2048"}},
+	{[]string{"ip", "route", "add", "default", "via", "10.10.2.100", "dev", "wan", "metric", "117"},
+		[]string{"ip", "-4", "route", "show", "default", "metric", "117"}},
 	{[]string{"ip", "route", "add", "192.0.2.0/24", "via", "10.10.2.254"},
 		[]string{"ip", "-4", "route", "show", "192.0.2.0/24", "via", "10.10.2.254"}},
 	{[]string{"ip", "rule", "add", "from", "10.10.1.0/24", "fwmark", "1", "table", "100", "priority", "1000"},
@@ -168,12 +173,12 @@ func TestVRRPExtras(t *testing.T) {
 	// fw2's administrator's routes and rule: ctha's start-up (removing
 	// what an earlier run left), its checks as a backup, its failovers
 	// must leave them; the rule, added once ctha runs, wakes a check.
-	for _, o := range adminObjects[:3] {
+	for _, o := range adminObjects[:4] {
 		l.MustExec(t, lab.RoleFW2, o.add...)
 	}
 	fw2 := startNode(t, l, lab.RoleFW2, extrasConfig("fw2", 100, w2, ""))
 	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
-	l.MustExec(t, lab.RoleFW2, adminObjects[3].add...)
+	l.MustExec(t, lab.RoleFW2, adminObjects[4].add...)
 	waitExtras(t, l, lab.RoleFW1, true, 2*time.Second, fw1)
 	waitExtras(t, l, lab.RoleFW2, false, 2*time.Second, fw2)
 	if out, err := l.Exec(lab.RoleFW1, "ip", "route", "show", "192.0.2.0/24", "proto", "167"); err != nil || !strings.Contains(out, "dev wan") {
