@@ -145,7 +145,11 @@ func waitEffective(t *testing.T, n *node, want int, timeout time.Duration) {
 // follow the master; the adverts list the VIPs but not the excluded
 // ones; what is deleted under the master (and the route the kernel drops
 // with its link) comes back; a track file and a tracked process move the
-// effective priority, and the master with it.
+// effective priority, and the master with it. ctha's routes and rules
+// carry protocol 167, and the backup's administrator's routes and rule
+// (adminObjects) survive its start, its checks and the failovers; where
+// one holds a virtual route's place, fw2 as master reports the conflict
+// and leaves it.
 func TestVRRPExtras(t *testing.T) {
 	lab.RequireNetns(t)
 	lab.RequireCommands(t, "tcpdump")
