@@ -243,6 +243,7 @@ func (v *validator) hostExtras(f *fileSyntax, c *Config, h Host, ifs map[string]
 			}
 			v.warnf(s.VirtualRoutes.Objs[s.routeObjs[j]].Fields["dev"].Range, "interface %q does not exist on this machine; the route to %s fails until it appears", rt.Dev, rt.To)
 		}
+		v.routeConflicts(s, in, h)
 		for _, t := range in.TrackFiles {
 			dir := filepath.Dir(t.Path)
 			fi, err := h.Stat(dir)
@@ -253,6 +254,42 @@ func (v *validator) hostExtras(f *fileSyntax, c *Config, h Host, ifs map[string]
 				if filepath.Clean(ts.Name) == t.Path {
 					v.warnf(ts.NameRange, "directory %s does not exist; the file counts as 0 (keepalived's value for a missing file)", dir)
 				}
+			}
+		}
+	}
+}
+
+// routeConflicts warns about each virtual route whose place a route of
+// someone else's holds on this machine, when h can list routes.
+func (v *validator) routeConflicts(s *instanceSyntax, in Instance, h Host) {
+	rh, ok := h.(RouteHost)
+	if !ok {
+		return
+	}
+	tables := map[int][]HostRoute{}
+	for j, rt := range in.Routes {
+		if j >= len(s.routeObjs) {
+			break
+		}
+		table := rt.Table
+		if table == 0 {
+			table = 254 // main
+		}
+		list, seen := tables[table]
+		if !seen {
+			list, _ = rh.ForeignRoutes(table) // unreadable: nothing to say
+			tables[table] = list
+		}
+		metric := rt.Metric
+		if metric == 0 && rt.To.Addr().Is6() {
+			metric = 1024
+		}
+		for _, hr := range list {
+			if hr.To == rt.To && hr.Metric == metric {
+				v.warnf(s.VirtualRoutes.Objs[s.routeObjs[j]].Range,
+					"a route to %s with metric %d, not ctha's, is in table %d on this machine: ctha will not replace it, nor add this route while it is there (give one of them another metric)",
+					rt.To, metric, table)
+				break
 			}
 		}
 	}
