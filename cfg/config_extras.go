@@ -49,7 +49,7 @@ type TrackProcess struct {
 	// joined by spaces), not the process name (comm).
 	FullCommand bool
 	Quorum      int
-	QuorumMax   int // 0: no maximum
+	QuorumMax   int // -1: no maximum
 	Weight      int
 	Reverse     bool
 }

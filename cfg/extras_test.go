@@ -2,6 +2,7 @@ package cfg
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -140,6 +141,65 @@ func TestExtrasHost(t *testing.T) {
 		`x.hcl:5,27: excluded virtual IP 203.0.113.5/32: interface "dummy0" does not exist on this machine`,
 		`x.hcl:6,53: warning: interface "eth8" does not exist on this machine; the route to 198.51.100.0/24 fails until it appears`,
 		`x.hcl:7,14: warning: directory /nowhere does not exist; the file counts as 0 (keepalived's value for a missing file)`,
+	}
+	if diff := cmp.Diff(want, lines(diags)); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
+// TestExtrasHostAfterInvalidRoute: a route's warning points at its own
+// object even after an invalid route that was skipped.
+func TestExtrasHostAfterInvalidRoute(t *testing.T) {
+	src := `vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+  virtual_routes = [{ to = "nonsense", dev = "lan" },
+                    { to = "198.51.100.0/24", dev = "eth8" }]
+}
+`
+	_, diags := ParseWith([]byte(src), "x.hcl", Options{Host: labFW1})
+	var got []string
+	for _, l := range lines(diags) {
+		if strings.Contains(l, "eth8") {
+			got = append(got, l)
+		}
+	}
+	want := []string{`x.hcl:6,53: warning: interface "eth8" does not exist on this machine; the route to 198.51.100.0/24 fails until it appears`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s\n%v", diff, lines(diags))
+	}
+}
+
+// routeHost is labFW1 with routes of someone else's.
+type routeHost struct {
+	fakeHost
+	routes map[int][]HostRoute
+}
+
+func (h routeHost) ForeignRoutes(table int) ([]HostRoute, error) { return h.routes[table], nil }
+
+// TestExtrasRouteConflict: a virtual route whose place (table,
+// destination, metric; IPv6's default metric is 1024) someone else's
+// route holds is a warning; another metric is not.
+func TestExtrasRouteConflict(t *testing.T) {
+	src := `vrrp_instance "lan" {
+  interface   = "lan"
+  vrid        = 51
+  virtual_ips = ["10.10.1.1/24"]
+  virtual_routes = [{ to = "198.51.100.0/24", via = "10.10.2.254" },
+                    { to = "2001:db8:5::/48", dev = "wan", table = 100 },
+                    { to = "0.0.0.0/0", dev = "wan", metric = 50 }]
+}
+`
+	h := routeHost{fakeHost: labFW1, routes: map[int][]HostRoute{
+		254: {{To: netip.MustParsePrefix("198.51.100.0/24")}, {To: netip.MustParsePrefix("0.0.0.0/0"), Metric: 100}},
+		100: {{To: netip.MustParsePrefix("2001:db8:5::/48"), Metric: 1024}},
+	}}
+	_, diags := ParseWith([]byte(src), "x.hcl", Options{Host: h})
+	want := []string{
+		`x.hcl:5,21: warning: a route to 198.51.100.0/24 with metric 0, not ctha's, is in table 254 on this machine: ctha will not replace it, nor add this route while it is there (give one of them another metric)`,
+		`x.hcl:6,21: warning: a route to 2001:db8:5::/48 with metric 1024, not ctha's, is in table 100 on this machine: ctha will not replace it, nor add this route while it is there (give one of them another metric)`,
 	}
 	if diff := cmp.Diff(want, lines(diags)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)

@@ -24,6 +24,24 @@ type Host interface {
 	Stat(path string) (fs.FileInfo, error)
 }
 
+// RouteHost is a Host that also lists the kernel's routes: the checks
+// then warn about a virtual route whose place (table, destination,
+// metric) a route of someone else's holds, which ctha leaves alone and
+// so never adds its own.
+type RouteHost interface {
+	Host
+	// ForeignRoutes lists the routes of the table (both families) that
+	// ctha did not add.
+	ForeignRoutes(table int) ([]HostRoute, error)
+}
+
+// HostRoute is a route in the kernel: its destination and its metric
+// (as the kernel has it: an IPv6 route added without one has 1024).
+type HostRoute struct {
+	To     netip.Prefix
+	Metric int
+}
+
 // The host checks hold the configuration against the machine. What
 // `ctha run` would fail on is an error: an instance's or a sync link's
 // interface that does not exist, an instance's interface without the

@@ -13,9 +13,13 @@ import (
 // routes and rules that follow the role, track_file and track_process.
 type (
 	instanceExtrasSyntax struct {
-		ExcludedVIPs   attr[[]string]
-		VirtualRoutes  objList
-		VirtualRules   objList
+		ExcludedVIPs  attr[[]string]
+		VirtualRoutes objList
+		VirtualRules  objList
+		// routeObjs is, for each route the validator accepted (in the
+		// order of Instance.Routes), its index in VirtualRoutes.Objs:
+		// invalid ones are skipped, so the two lists differ.
+		routeObjs      []int
 		TrackFiles     []*trackFileSyntax
 		TrackProcesses []*trackProcessSyntax
 	}

@@ -23,9 +23,11 @@ const (
 // instanceExtras checks keepalived's everyday extras of an instance:
 // routes, rules, track_file and track_process.
 func (v *validator) instanceExtras(s *instanceSyntax, in *Instance) {
-	for _, o := range s.VirtualRoutes.Objs {
+	s.routeObjs = nil
+	for j, o := range s.VirtualRoutes.Objs {
 		if r, ok := v.route(o); ok {
 			in.Routes = append(in.Routes, r)
+			s.routeObjs = append(s.routeObjs, j)
 		}
 	}
 	for _, o := range s.VirtualRules.Objs {
@@ -236,11 +238,12 @@ func (v *validator) hostExtras(f *fileSyntax, c *Config, h Host, ifs map[string]
 			v.errorf(r, "%s %s: interface %q does not exist on this machine", what, e.Prefix, e.Interface)
 		}
 		for j, rt := range in.Routes {
-			if _, ok := ifs[rt.Dev]; ok || rt.Dev == "" || j >= len(s.VirtualRoutes.Objs) {
+			if _, ok := ifs[rt.Dev]; ok || rt.Dev == "" || j >= len(s.routeObjs) {
 				continue
 			}
-			v.warnf(s.VirtualRoutes.Objs[j].Fields["dev"].Range, "interface %q does not exist on this machine; the route to %s fails until it appears", rt.Dev, rt.To)
+			v.warnf(s.VirtualRoutes.Objs[s.routeObjs[j]].Fields["dev"].Range, "interface %q does not exist on this machine; the route to %s fails until it appears", rt.Dev, rt.To)
 		}
+		v.routeConflicts(s, in, h)
 		for _, t := range in.TrackFiles {
 			dir := filepath.Dir(t.Path)
 			fi, err := h.Stat(dir)
@@ -251,6 +254,42 @@ func (v *validator) hostExtras(f *fileSyntax, c *Config, h Host, ifs map[string]
 				if filepath.Clean(ts.Name) == t.Path {
 					v.warnf(ts.NameRange, "directory %s does not exist; the file counts as 0 (keepalived's value for a missing file)", dir)
 				}
+			}
+		}
+	}
+}
+
+// routeConflicts warns about each virtual route whose place a route of
+// someone else's holds on this machine, when h can list routes.
+func (v *validator) routeConflicts(s *instanceSyntax, in Instance, h Host) {
+	rh, ok := h.(RouteHost)
+	if !ok {
+		return
+	}
+	tables := map[int][]HostRoute{}
+	for j, rt := range in.Routes {
+		if j >= len(s.routeObjs) {
+			break
+		}
+		table := rt.Table
+		if table == 0 {
+			table = 254 // main
+		}
+		list, seen := tables[table]
+		if !seen {
+			list, _ = rh.ForeignRoutes(table) // unreadable: nothing to say
+			tables[table] = list
+		}
+		metric := rt.Metric
+		if metric == 0 && rt.To.Addr().Is6() {
+			metric = 1024
+		}
+		for _, hr := range list {
+			if hr.To == rt.To && hr.Metric == metric {
+				v.warnf(s.VirtualRoutes.Objs[s.routeObjs[j]].Range,
+					"a route to %s with metric %d, not ctha's, is in table %d on this machine: ctha will not replace it, nor add this route while it is there (give one of them another metric)",
+					rt.To, metric, table)
+				break
 			}
 		}
 	}

@@ -27,7 +27,9 @@ func extrasConfig(node string, prio int, weightFile, process string) string {
   virtual_ips     = ["10.10.1.1/24", "10.10.2.1/24 dev wan"]
   excluded_virtual_ips = ["203.0.113.5/32 dev wan", "fd00:10:1::99/64"]
   virtual_routes  = [{ to = "198.51.100.0/24", via = "10.10.2.100" },
-                     { to = "2001:db8:5::/48", dev = "wan", table = 100 }]
+                     { to = "2001:db8:5::/48", dev = "wan", table = 100 },
+                     { to = "192.0.2.0/24", dev = "wan" },
+                     { to = "0.0.0.0/0", dev = "wan", metric = 50 }]
   virtual_rules   = [{ from = "10.10.1.0/24", table = 100, priority = 1000 },
                      { to = "2001:db8:7::/48", table = 100, priority = 1001 }]
   track_file %q { weight = 1 }
@@ -51,10 +53,11 @@ func extrasHeld(l *lab.Lab, role string, want bool) []string {
 		{"VIP 10.10.2.1 on wan", []string{"ip", "-4", "addr", "show", "dev", "wan"}, "10.10.2.1/24"},
 		{"excluded VIP 203.0.113.5 on wan", []string{"ip", "-4", "addr", "show", "dev", "wan"}, "203.0.113.5/32"},
 		{"excluded VIP fd00:10:1::99 on lan", []string{"ip", "-6", "addr", "show", "dev", "lan"}, "fd00:10:1::99/64"},
-		{"route 198.51.100.0/24", []string{"ip", "-4", "route", "show", "198.51.100.0/24"}, "via 10.10.2.100"},
-		{"route 2001:db8:5::/48 table 100", []string{"ip", "-6", "route", "show", "table", "100", "2001:db8:5::/48"}, "dev wan"},
-		{"rule 1000", []string{"ip", "-4", "rule", "show"}, "1000:\tfrom 10.10.1.0/24 lookup 100"},
-		{"rule 1001", []string{"ip", "-6", "rule", "show"}, "1001:\tfrom all to 2001:db8:7::/48 lookup 100"},
+		{"route 198.51.100.0/24", []string{"ip", "-4", "route", "show", "proto", "167", "198.51.100.0/24"}, "via 10.10.2.100"},
+		{"default route metric 50", []string{"ip", "-4", "route", "show", "proto", "167", "default"}, "dev wan metric 50"},
+		{"route 2001:db8:5::/48 table 100", []string{"ip", "-6", "route", "show", "table", "100", "proto", "167", "2001:db8:5::/48"}, "dev wan"},
+		{"rule 1000", []string{"ip", "-4", "rule", "show"}, "1000:\tfrom 10.10.1.0/24 lookup 100 proto 167"},
+		{"rule 1001", []string{"ip", "-6", "rule", "show"}, "1001:\tfrom all to 2001:db8:7::/48 lookup 100 proto 167"},
 	}
 	var wrong []string
 	for _, c := range checks {
@@ -69,6 +72,34 @@ func extrasHeld(l *lab.Lab, role string, want bool) []string {
 		}
 	}
 	return wrong
+}
+
+// adminObjects are routes and a rule of fw2's administrator next to
+// TestVRRPExtras's virtual ones: the same prefixes with another metric
+// (a default route via a gateway among them), a rule with the same
+// selectors and a fwmark besides, and (192.0.2.0/24) a route exactly
+// where a virtual route goes. ctha must never touch them.
+var adminObjects = []struct{ add, show []string }{
+	{[]string{"ip", "route", "add", "198.51.100.0/24", "via", "10.10.2.100", "metric", "100"},
+		[]string{"ip", "-4", "route", "show", "198.51.100.0/24", "metric", "100"}},
+	{[]string{"ip", "-6", "route", "add", "2001:db8:5::/48", "dev", "wan", "table", "100", "metric", "2048"},
+		[]string{"ip", "-6", "route", "show", "table", "100", "2001:db8:5::/48", "metric", "2048"}},
+	{[]string{"ip", "route", "add", "default", "via", "10.10.2.100", "dev", "wan", "metric", "117"},
+		[]string{"ip", "-4", "route", "show", "default", "metric", "117"}},
+	{[]string{"ip", "route", "add", "192.0.2.0/24", "via", "10.10.2.254"},
+		[]string{"ip", "-4", "route", "show", "192.0.2.0/24", "via", "10.10.2.254"}},
+	{[]string{"ip", "rule", "add", "from", "10.10.1.0/24", "fwmark", "1", "table", "100", "priority", "1000"},
+		[]string{"ip", "-4", "rule", "show", "fwmark", "1"}},
+}
+
+// checkAdmin fails unless role holds all of adminObjects.
+func checkAdmin(t *testing.T, l *lab.Lab, role, when string) {
+	t.Helper()
+	for _, o := range adminObjects {
+		if out, err := l.Exec(role, o.show...); err != nil || strings.TrimSpace(out) == "" {
+			t.Errorf("%s: the administrator's %q is gone (%v)", when, strings.Join(o.add[1:], " "), err)
+		}
+	}
 }
 
 // waitExtras waits until role holds everything (want) or nothing.
@@ -114,7 +145,11 @@ func waitEffective(t *testing.T, n *node, want int, timeout time.Duration) {
 // follow the master; the adverts list the VIPs but not the excluded
 // ones; what is deleted under the master (and the route the kernel drops
 // with its link) comes back; a track file and a tracked process move the
-// effective priority, and the master with it.
+// effective priority, and the master with it. ctha's routes and rules
+// carry protocol 167, and the backup's administrator's routes and rule
+// (adminObjects) survive its start, its checks and the failovers; where
+// one holds a virtual route's place, fw2 as master reports the conflict
+// and leaves it.
 func TestVRRPExtras(t *testing.T) {
 	lab.RequireNetns(t)
 	lab.RequireCommands(t, "tcpdump")
@@ -139,10 +174,22 @@ func TestVRRPExtras(t *testing.T) {
 
 	fw1 := startNode(t, l, lab.RoleFW1, extrasConfig("fw1", 150, w1, name))
 	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
+	// fw2's administrator's routes and rule: ctha's start-up (removing
+	// what an earlier run left), its checks as a backup, its failovers
+	// must leave them; the rule, added once ctha runs, wakes a check.
+	for _, o := range adminObjects[:4] {
+		l.MustExec(t, lab.RoleFW2, o.add...)
+	}
 	fw2 := startNode(t, l, lab.RoleFW2, extrasConfig("fw2", 100, w2, ""))
 	waitState(t, fw2, "lan", "BACKUP", 3*time.Second)
+	l.MustExec(t, lab.RoleFW2, adminObjects[4].add...)
 	waitExtras(t, l, lab.RoleFW1, true, 2*time.Second, fw1)
 	waitExtras(t, l, lab.RoleFW2, false, 2*time.Second, fw2)
+	if out, err := l.Exec(lab.RoleFW1, "ip", "route", "show", "192.0.2.0/24", "proto", "167"); err != nil || !strings.Contains(out, "dev wan") {
+		t.Errorf("fw1 lacks its virtual route 192.0.2.0/24 dev wan: %q %v", out, err)
+	}
+	time.Sleep(200 * time.Millisecond) // the check the rule woke
+	checkAdmin(t, l, lab.RoleFW2, "a backup's start and check")
 	if got := effective(t, fw1); got != 150 {
 		t.Fatalf("fw1: effective priority %d with its process running and no weight file, want 150", got)
 	}
@@ -200,6 +247,17 @@ func TestVRRPExtras(t *testing.T) {
 	waitState(t, fw1, "lan", "BACKUP", 3*time.Second)
 	waitExtras(t, l, lab.RoleFW2, true, 2*time.Second, fw2)
 	waitExtras(t, l, lab.RoleFW1, false, 2*time.Second, fw1)
+	checkAdmin(t, l, lab.RoleFW2, "fw2 master")
+	// Where the administrator's route holds 192.0.2.0/24, fw2 adds none
+	// and says so.
+	if err := lab.WaitFor(time.Second, 20*time.Millisecond, func() (bool, error) {
+		return strings.Contains(fw2.proc.Log(), "another route (not ctha's) holds the same table, destination and metric"), nil
+	}); err != nil {
+		t.Errorf("fw2 did not report the conflict on 192.0.2.0/24\n%s", fw2.proc.Tail(20))
+	}
+	if out, _ := l.Exec(lab.RoleFW2, "ip", "route", "show", "192.0.2.0/24", "proto", "167"); strings.TrimSpace(out) != "" {
+		t.Errorf("fw2 holds a route of ctha's next to the administrator's 192.0.2.0/24: %q", out)
+	}
 
 	// Back to 0: fw1 preempts.
 	if err := os.WriteFile(w1, []byte("0\n"), 0o644); err != nil {
@@ -209,6 +267,7 @@ func TestVRRPExtras(t *testing.T) {
 	waitState(t, fw1, "lan", "MASTER", 3*time.Second)
 	waitExtras(t, l, lab.RoleFW1, true, 2*time.Second, fw1)
 	waitExtras(t, l, lab.RoleFW2, false, 2*time.Second, fw2)
+	checkAdmin(t, l, lab.RoleFW2, "fw2 back to backup")
 
 	// track_process: the process ends, weight -60: fw2 takes over.
 	proc.Kill()
@@ -216,6 +275,7 @@ func TestVRRPExtras(t *testing.T) {
 	waitState(t, fw2, "lan", "MASTER", 3*time.Second)
 	waitExtras(t, l, lab.RoleFW2, true, 2*time.Second, fw2)
 	waitExtras(t, l, lab.RoleFW1, false, 2*time.Second, fw1)
+	checkAdmin(t, l, lab.RoleFW2, "the end")
 	t.Logf("whole run %v (of which restoring what was deleted and the wan link's routes, until %v)",
 		time.Since(start).Round(time.Millisecond), restored.Sub(start).Round(time.Millisecond))
 }

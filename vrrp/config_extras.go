@@ -61,6 +61,21 @@ func (in Instance) AdvertVIPs() []netip.Prefix {
 }
 
 // allVIPs returns every address the master holds.
+// vipsOn returns the VIPs (listed, other and excluded) in places on
+// iface.
+func (in Instance) vipsOn(iface string) []netip.Prefix {
+	var out []netip.Prefix
+	if iface == in.Interface {
+		out = append(out, in.VIPs...)
+	}
+	for _, e := range in.ExtraVIPs {
+		if e.Interface == iface {
+			out = append(out, e.Prefix)
+		}
+	}
+	return out
+}
+
 func (in Instance) allVIPs() []netip.Prefix {
 	out := append([]netip.Prefix(nil), in.VIPs...)
 	for _, e := range in.ExtraVIPs {

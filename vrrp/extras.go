@@ -9,17 +9,15 @@ import (
 	"time"
 
 	"github.com/ctha/ctha/addr"
-	vnl "github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // routeHolder is what reconcileVIPs needs of an instance's routes and
 // rules, when its VIPs manager holds some (extrasVIPs).
 type routeHolder interface {
-	// MissingRoutes and PresentRoutes describe the routes and rules the
-	// kernel lacks and holds.
-	MissingRoutes() ([]string, error)
-	PresentRoutes() ([]string, error)
+	// CheckRoutes describes the routes and rules the kernel lacks and
+	// holds. It is safe to call from another goroutine than the group's
+	// (the route checker), concurrently with the other methods.
+	CheckRoutes() (routeReport, error)
 	RoutesUp() error
 	RoutesDown() error
 }
@@ -72,27 +70,9 @@ func newExtrasVIPs(main VIPs, in Instance, log *slog.Logger) (_ VIPs, err error)
 		}
 	}
 	if len(in.Routes)+len(in.Rules) > 0 {
-		h, err := vnl.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return nil, fmt.Errorf("open rtnetlink: %w", err)
+		if x.rs, err = newRouteSet(in); err != nil {
+			return nil, err
 		}
-		x.rs = &routeSet{nl: h, routes: in.Routes, rules: in.Rules}
-		if err := h.SetSocketTimeout(5 * time.Second); err != nil {
-			return nil, fmt.Errorf("set rtnetlink timeout: %w", err)
-		}
-		// Route dumps on a socket of their own with strict checking: the
-		// kernel then dumps only the table asked for (since 4.20; older
-		// ones dump all, and the table is filtered here). Rule dumps
-		// fail with it, so they stay on the first.
-		d, err := vnl.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return nil, fmt.Errorf("open rtnetlink: %w", err)
-		}
-		x.rs.dump = d
-		if err := d.SetSocketTimeout(5 * time.Second); err != nil {
-			return nil, fmt.Errorf("set rtnetlink timeout: %w", err)
-		}
-		_ = d.SetStrictCheck(true)
 	}
 	return x, nil
 }
@@ -164,11 +144,13 @@ func (x *extrasVIPs) RemoveStale() ([]netip.Prefix, error) {
 	return out, errors.Join(errs...)
 }
 
-// Retire removes the extra addresses not in keep and closes. The routes
-// and rules stay: a reload that changes them needs a restart.
-func (x *extrasVIPs) Retire(keep []netip.Prefix) error {
-	errs := []error{x.main.Retire(keep)}
+// Retire removes the addresses next does not place on the same
+// interface (a VIP moved from wan to lan goes from wan) and closes. The
+// routes and rules stay: a reload that changes them needs a restart.
+func (x *extrasVIPs) Retire(next Instance) error {
+	errs := []error{x.main.Retire(next)}
 	for _, s := range x.extras {
+		keep := next.vipsOn(s.iface)
 		var drop []netip.Prefix
 		for _, p := range s.vips {
 			if !slices.Contains(keep, p) {
@@ -194,27 +176,18 @@ func (x *extrasVIPs) closeExtras() error {
 			errs = append(errs, s.m.Close())
 		}
 	}
-	if x.rs != nil && x.rs.nl != nil {
-		x.rs.nl.Close()
-		x.rs.nl = nil
-		if x.rs.dump != nil {
-			x.rs.dump.Close()
-		}
+	if x.rs != nil {
+		x.rs.close()
 	}
 	return errors.Join(errs...)
 }
 
-func (x *extrasVIPs) MissingRoutes() ([]string, error) { return x.routes(false) }
-func (x *extrasVIPs) PresentRoutes() ([]string, error) { return x.routes(true) }
-
-func (x *extrasVIPs) routes(held bool) ([]string, error) {
-	if x.rs == nil || x.rs.nl == nil {
-		return nil, nil
+// CheckRoutes may run on another goroutine than the other methods.
+func (x *extrasVIPs) CheckRoutes() (routeReport, error) {
+	if x.rs == nil {
+		return routeReport{}, nil
 	}
-	if held {
-		return x.rs.present()
-	}
-	return x.rs.missing()
+	return x.rs.check()
 }
 
 func (x *extrasVIPs) RoutesUp() error {

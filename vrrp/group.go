@@ -58,10 +58,10 @@ type VIPs interface {
 	// RemoveStale removes the instance's addresses left by a crashed run
 	// and says which it found.
 	RemoveStale() ([]netip.Prefix, error)
-	// Retire hands over to a replacement after a reload: it stops the
-	// announcements, removes the addresses that are not in keep, and
-	// closes.
-	Retire(keep []netip.Prefix) error
+	// Retire hands over to a replacement configured as next after a
+	// reload: it stops the announcements, removes the addresses next does
+	// not place on the same interface, and closes.
+	Retire(next Instance) error
 	Close() error
 }
 
@@ -96,6 +96,9 @@ type member struct {
 	// masterAddr and masterStr: the current master, as status shows it.
 	masterAddr netip.Addr
 	masterStr  string
+	// routesWarned is 1 + the transition count when restoring routes
+	// last failed with a warning: one warning per state.
+	routesWarned uint64
 	// lastGARP is how long the last takeover took from the group's
 	// Master_Down (or preemption) to this member's first GARP / NA.
 	lastGARP time.Duration
@@ -184,13 +187,15 @@ type Group struct {
 	now           func() time.Time
 	runtimeTimers bool // Options.RuntimeTimers
 
-	in       chan inbound
-	track    chan trackUpdate
-	addrs    chan struct{} // the kernel's addresses changed: reconcileVIPs
-	ctl      chan func()
-	hookDone chan hookResult
-	doneCh   chan struct{} // closed when run returns
-	deferred bool          // start with preemption deferred
+	in    chan inbound
+	track chan trackUpdate
+	addrs chan struct{} // the kernel's addresses changed: reconcileVIPs
+	ctl   chan func()
+	// routeKick asks the route checker (checkRoutes) for a check.
+	routeKick chan struct{}
+	hookDone  chan hookResult
+	doneCh    chan struct{} // closed when run returns
+	deferred  bool          // start with preemption deferred
 
 	ctx        context.Context // run's
 	queue      []queued

@@ -54,7 +54,7 @@ func (f *fakeVIPs) Announce() error                      { f.announce++; return 
 func (f *fakeVIPs) Present() ([]netip.Prefix, error)     { return nil, errors.New("not a kernel") }
 func (f *fakeVIPs) RemoveStale() ([]netip.Prefix, error) { return nil, nil }
 func (f *fakeVIPs) Close() error                         { return nil }
-func (f *fakeVIPs) Retire(keep []netip.Prefix) error     { f.retired = keep; return nil }
+func (f *fakeVIPs) Retire(next Instance) error           { f.retired = next.allVIPs(); return nil }
 
 // fakeHooks blocks BeforeMaster until released or cancelled.
 type fakeHooks struct {

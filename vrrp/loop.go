@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -29,6 +30,9 @@ func (g *Group) run(ctx context.Context) {
 	}
 	vipCheck := time.NewTicker(vipCheckEvery)
 	defer vipCheck.Stop()
+	var checker sync.WaitGroup
+	defer checker.Wait()
+	checker.Go(func() { g.checkRoutes(ctx) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -100,6 +104,7 @@ func (g *Group) checkVIPs() {
 		g.retryStale()
 		g.reconcileVIPs()
 	})
+	g.kickRouteCheck()
 }
 
 // retryStale reopens the members whose interface was created again, and

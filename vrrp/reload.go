@@ -254,7 +254,7 @@ func (g *Group) reconfigure(i int, in Instance, vips VIPs) {
 				mb.log.Error("adding virtual IPs failed", "err", err)
 			}
 		}
-		if err := old.Retire(in.allVIPs()); err != nil {
+		if err := old.Retire(in); err != nil {
 			mb.stats.vipErrors.Add(1)
 			mb.log.Error("removing dropped virtual IPs failed", "err", err)
 		}

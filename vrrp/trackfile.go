@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -136,62 +137,106 @@ func trackFiles(ins []Instance) []string {
 	return out
 }
 
+// trackFileMaxBackoff bounds the wait between attempts to watch a
+// directory that does not exist (yet, or any more).
+const trackFileMaxBackoff = 2 * time.Second
+
+// watchMask: keepalived's events on the directory's entries, and the
+// directory itself deleted or moved (the watch then ends: IN_IGNORED).
+const watchMask = unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+
 // watchTrackFile reports the file's value at each change until ctx is
 // done: inotify on its directory (a write closed, a rename, a deletion:
 // keepalived's events), as keepalived does. A deleted file counts as 0.
-func watchTrackFile(ctx context.Context, path string, report func(int)) error {
+// When the kernel's event queue overflowed, the file is read again.
+// While the directory does not exist (at start, or deleted or moved
+// away), the file counts as 0 and the watch is tried again, waiting
+// longer each time up to trackFileMaxBackoff; onErr hears the first
+// failure of each such run.
+func watchTrackFile(ctx context.Context, path string, report func(int), onErr func(error)) error {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return fmt.Errorf("inotify: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "inotify")
 	defer f.Close()
-	dir, base := filepath.Split(path)
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CLOSE_WRITE|unix.IN_DELETE|unix.IN_MOVE); err != nil {
-		return fmt.Errorf("watch %s: %w", dir, err)
-	}
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
-	last, _ := readTrackFile(path)
-	report(last) // a change before the watch began is not missed
+	dir, base := filepath.Split(path)
+	last, reported := 0, false
+	update := func() {
+		if v, ok := readTrackFile(path); ok && (!reported || v != last) {
+			last, reported = v, true
+			report(v)
+		}
+	}
 	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	var backoff time.Duration
 	for {
-		n, err := f.Read(buf)
-		if ctx.Err() != nil {
-			return nil
-		}
+		wd, err := unix.InotifyAddWatch(fd, dir, watchMask)
+		update() // a change before the watch began is not missed
 		if err != nil {
-			return fmt.Errorf("read inotify: %w", err)
-		}
-		if !namesFile(buf[:n], base) {
+			if backoff == 0 && onErr != nil {
+				onErr(fmt.Errorf("watch %s: %w", dir, err))
+			}
+			backoff = min(max(2*backoff, 50*time.Millisecond), trackFileMaxBackoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
 			continue
 		}
-		if v, ok := readTrackFile(path); ok && v != last {
-			last = v
-			report(v)
+		backoff = 0
+		for ended := false; !ended; {
+			n, err := f.Read(buf)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("read inotify: %w", err)
+			}
+			ev := scanEvents(buf[:n], base, int32(wd))
+			if ev.file || ev.overflow || ev.ended {
+				update()
+			}
+			if ended = ev.ended; ended {
+				// A directory moved away keeps its watch: drop it.
+				_, _ = unix.InotifyRmWatch(fd, uint32(wd))
+			}
 		}
 	}
 }
 
-// namesFile reports whether one of the inotify events in b is about the
-// file named base.
-func namesFile(b []byte, base string) bool {
+// inotifyEvents sums up a read of inotify events.
+type inotifyEvents struct {
+	file     bool // one is about the tracked file
+	overflow bool // the kernel's queue overflowed: events were lost
+	ended    bool // the watch ended (its directory deleted or moved away)
+}
+
+// scanEvents reads the inotify events in b for the file named base and
+// the watch wd.
+func scanEvents(b []byte, base string, wd int32) inotifyEvents {
+	var ev inotifyEvents
 	for len(b) >= unix.SizeofInotifyEvent {
 		// struct inotify_event: wd, mask, cookie, len, then the name.
+		w, mask := int32(binary.NativeEndian.Uint32(b[0:4])), binary.NativeEndian.Uint32(b[4:8])
 		end := unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(b[12:16]))
 		if end > len(b) {
-			return false
+			ev.overflow = true // cannot happen; read the file to be sure
+			return ev
 		}
+		ev.overflow = ev.overflow || mask&unix.IN_Q_OVERFLOW != 0
+		ev.ended = ev.ended || w == wd && mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0
 		name := b[unix.SizeofInotifyEvent:end]
 		for len(name) > 0 && name[len(name)-1] == 0 {
 			name = name[:len(name)-1]
 		}
-		if string(name) == base {
-			return true
-		}
+		ev.file = ev.file || string(name) == base && len(name) > 0
 		b = b[end:]
 	}
-	return false
+	return ev
 }
 
 // startFileTrackers watches every tracked file until ctx is done.
@@ -200,6 +245,8 @@ func (r *Runner) startFileTrackers(ctx context.Context) {
 		r.wg.Go(func() {
 			err := watchTrackFile(ctx, path, func(v int) {
 				r.broadcast(ctx, trackUpdate{name: fileTracker(path), up: true, value: v})
+			}, func(err error) {
+				r.log.Warn("cannot watch a track file's directory; the file counts as 0, retrying", "tracker", path, "err", err)
 			})
 			if err != nil {
 				r.log.Error("cannot watch a track file; it keeps its last value", "tracker", path, "err", err)

@@ -2,10 +2,13 @@ package vrrp
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseStrtol(t *testing.T) {
@@ -105,7 +108,7 @@ func TestWatchTrackFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan int, 16)
 	done := make(chan error, 1)
-	go func() { done <- watchTrackFile(ctx, p, func(v int) { got <- v }) }()
+	go func() { done <- watchTrackFile(ctx, p, func(v int) { got <- v }, nil) }()
 	next := func(want int) {
 		t.Helper()
 		select {
@@ -137,5 +140,94 @@ func TestWatchTrackFile(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatchTrackFileDirectory: a directory missing at start is watched
+// once it appears; deleted, the file counts as 0, and once it is back
+// its file is read again.
+func TestWatchTrackFileDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	p := filepath.Join(dir, "weight")
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan int, 16)
+	errs := make(chan error, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- watchTrackFile(ctx, p, func(v int) { got <- v }, func(err error) { errs <- err })
+	}()
+	next := func(want int) {
+		t.Helper()
+		select {
+		case v := <-got:
+			if v != want {
+				t.Fatalf("reported %d, want %d", v, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no report of %d", want)
+		}
+	}
+	write := func(v string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next(0) // no directory: 0
+	select {
+	case <-errs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the missing directory was not reported")
+	}
+	write("7\n")
+	next(7)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	next(0)
+	write("9\n")
+	next(9)
+	write("3\n") // watched again: a write is seen
+	next(3)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanEvents: an overflow, the watch's end and the file's own events
+// are told apart.
+func TestScanEvents(t *testing.T) {
+	event := func(wd int32, mask uint32, name string) []byte {
+		b := make([]byte, unix.SizeofInotifyEvent)
+		binary.NativeEndian.PutUint32(b[0:4], uint32(wd))
+		binary.NativeEndian.PutUint32(b[4:8], mask)
+		n := 0
+		if name != "" {
+			n = (len(name) + 16) &^ 15
+		}
+		binary.NativeEndian.PutUint32(b[12:16], uint32(n))
+		return append(b, append([]byte(name), make([]byte, n-len(name))...)...)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want inotifyEvents
+	}{
+		{"the file written", event(1, unix.IN_CLOSE_WRITE, "weight"), inotifyEvents{file: true}},
+		{"another file", event(1, unix.IN_CLOSE_WRITE, "weight2"), inotifyEvents{}},
+		{"overflow", event(-1, unix.IN_Q_OVERFLOW, ""), inotifyEvents{overflow: true}},
+		{"directory deleted", append(event(1, unix.IN_DELETE_SELF, ""), event(1, unix.IN_IGNORED, "")...), inotifyEvents{ended: true}},
+		{"an old watch's end", event(0, unix.IN_IGNORED, ""), inotifyEvents{}},
+		{"both", append(event(1, unix.IN_DELETE, "weight"), event(1, unix.IN_IGNORED, "")...), inotifyEvents{file: true, ended: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := scanEvents(tc.b, "weight", 1); got != tc.want {
+				t.Errorf("scanEvents = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

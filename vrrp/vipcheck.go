@@ -25,7 +25,6 @@ func (g *Group) reconcileVIPs() {
 		if mb.m.State == Init {
 			continue
 		}
-		g.reconcileRoutes(mb)
 		if len(want) == 0 {
 			continue
 		}
@@ -64,37 +63,100 @@ func (g *Group) reconcileVIPs() {
 	}
 }
 
+// checkRoutes is the group's route checker: at each kick (the VIP
+// checks' events and ticks) it compares each member's virtual routes and
+// rules with the kernel, off the group's goroutine and lock (a dump of
+// a large table, or a kernel that stalls, must not hold the adverts
+// back), and posts what it found to the group's goroutine, which acts on
+// it (reconcileRoutes). It returns when ctx is done.
+func (g *Group) checkRoutes(ctx context.Context) {
+	type job struct {
+		name string
+		rh   routeHolder
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.routeKick:
+		}
+		var jobs []job
+		g.mu.Lock()
+		for _, mb := range g.members {
+			if rh, ok := mb.vips.(routeHolder); ok && len(mb.cfg.Routes)+len(mb.cfg.Rules) > 0 && mb.m.State != Init {
+				jobs = append(jobs, job{mb.name, rh})
+			}
+		}
+		g.mu.Unlock()
+		for _, j := range jobs {
+			rep, err := j.rh.CheckRoutes()
+			select {
+			case g.ctl <- func() { g.reconcileRoutes(j.name, j.rh, rep, err) }:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// kickRouteCheck asks the route checker for a check.
+func (g *Group) kickRouteCheck() {
+	select {
+	case g.routeKick <- struct{}{}:
+	default: // one pending check covers any number of changes
+	}
+}
+
 // reconcileRoutes does for a member's virtual routes and rules what
-// reconcileVIPs does for its addresses: the kernel drops a route when its
-// link goes down, or someone deletes it; a master puts it back (once the
-// link is up again), a non-master removes what it holds.
-func (g *Group) reconcileRoutes(mb *member) {
-	rh, ok := mb.vips.(routeHolder)
-	if !ok || len(mb.cfg.Routes)+len(mb.cfg.Rules) == 0 {
+// reconcileVIPs does for its addresses, from what the route checker
+// found (rep, err): the kernel drops a route when its link goes down, or
+// someone deletes it; a master puts it back (once the link is up again),
+// a non-master removes what it holds. The report may predate a
+// transition: up and down look at the kernel again before they act.
+// The caller holds g.mu.
+func (g *Group) reconcileRoutes(name string, rh routeHolder, rep routeReport, err error) {
+	i := slices.IndexFunc(g.members, func(mb *member) bool { return mb.name == name })
+	if i < 0 || any(g.members[i].vips) != any(rh) || g.members[i].m.State == Init {
+		return // reloaded or removed since, or starting
+	}
+	mb := g.members[i]
+	if err != nil {
+		g.routesFailed(mb, "checking routes and rules failed", nil, err)
 		return
 	}
 	if mb.m.State == Master {
-		missing, err := rh.MissingRoutes()
-		if err != nil || len(missing) == 0 {
+		if len(rep.missing) == 0 {
 			return
 		}
 		if err := rh.RoutesUp(); err != nil {
-			// A route through a link that is down fails until it is up.
-			mb.log.Debug("restoring routes and rules removed under the master failed", "routes", missing, "err", err)
+			// A route through a link that is down fails until it is up; a
+			// route of someone else's where ours goes stays in the way.
+			g.routesFailed(mb, "restoring routes and rules under the master failed", rep.missing, err)
 			return
 		}
-		mb.log.Warn("routes or rules removed under the master: restored", "routes", missing)
+		mb.log.Warn("routes or rules removed under the master: restored", "routes", rep.missing)
 		return
 	}
-	present, err := rh.PresentRoutes()
-	if err != nil || len(present) == 0 {
+	if len(rep.present) == 0 {
 		return
 	}
 	if err := rh.RoutesDown(); err != nil {
-		mb.log.Error("removing routes and rules found on a non-master failed", "routes", present, "err", err)
+		g.routesFailed(mb, "removing routes and rules on a non-master failed", rep.present, err)
 		return
 	}
-	mb.log.Warn("routes or rules found while not master: removed", "routes", present, "state", mb.m.State)
+	mb.log.Warn("routes or rules found while not master: removed", "routes", rep.present, "state", mb.m.State)
+}
+
+// routesFailed counts a failed check of the routes and rules, every
+// time, and logs it as a warning once per state (then at debug level:
+// the check is retried every few seconds).
+func (g *Group) routesFailed(mb *member, msg string, routes []string, err error) {
+	mb.stats.vipErrors.Add(1)
+	log := mb.log.Debug
+	if t := mb.stats.transitions.Load() + 1; mb.routesWarned != t {
+		mb.routesWarned, log = t, mb.log.Warn
+	}
+	log(msg+" (retried every "+vipCheckEvery.String()+")", "routes", routes, "err", err)
 }
 
 // watchAddrs tells every group when the kernel's addresses change, so

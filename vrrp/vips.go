@@ -44,9 +44,10 @@ func (a *addrVIPs) RemoveStale() ([]netip.Prefix, error) {
 	return addr.RemoveStale(a.iface, a.vips)
 }
 
-// Retire removes the addresses not in keep and closes the manager (Close
-// leaves the VIPs where they are).
-func (a *addrVIPs) Retire(keep []netip.Prefix) error {
+// Retire removes the addresses next does not place on the interface and
+// closes the manager (Close leaves the VIPs where they are).
+func (a *addrVIPs) Retire(next Instance) error {
+	keep := next.vipsOn(a.iface)
 	var drop []netip.Prefix
 	for _, p := range a.vips {
 		if !slices.Contains(keep, p) {

@@ -6,6 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+
+	"github.com/ctha/ctha/cfg"
+	"github.com/ctha/ctha/vrrp"
+	vnl "github.com/vishvananda/netlink"
 )
 
 // systemHost answers the host checks of `ctha check` (cfg.Host) from
@@ -46,3 +50,32 @@ func (systemHost) Interfaces() (map[string][]netip.Prefix, error) {
 }
 
 func (systemHost) Stat(path string) (fs.FileInfo, error) { return os.Stat(path) }
+
+// ForeignRoutes lists the table's routes that ctha did not add (they do
+// not carry vrrp.RouteProtocol).
+func (systemHost) ForeignRoutes(table int) ([]cfg.HostRoute, error) {
+	list, err := vnl.RouteListFiltered(vnl.FAMILY_ALL, &vnl.Route{Table: table}, vnl.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("list routes of table %d: %w", table, err)
+	}
+	var out []cfg.HostRoute
+	for _, r := range list {
+		if r.Protocol == vrrp.RouteProtocol || r.Table != table {
+			continue
+		}
+		var to netip.Prefix
+		if r.Dst == nil {
+			to = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+			if r.Family == vnl.FAMILY_V6 {
+				to = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+			}
+		} else if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+			bits, _ := r.Dst.Mask.Size()
+			to = netip.PrefixFrom(a.Unmap(), bits)
+		}
+		out = append(out, cfg.HostRoute{To: to, Metric: r.Priority})
+	}
+	return out, nil
+}
+
+var _ cfg.RouteHost = systemHost{}

@@ -101,7 +101,11 @@ func (v *vips) RemoveStale() ([]netip.Prefix, error) {
 	return present, v.Down()
 }
 
-func (v *vips) Retire(keep []netip.Prefix) error {
+func (v *vips) Retire(next vrrp.Instance) error {
+	keep := append([]netip.Prefix(nil), next.VIPs...)
+	for _, e := range next.ExtraVIPs {
+		keep = append(keep, e.Prefix)
+	}
 	v.a.mu.Lock()
 	defer v.a.mu.Unlock()
 	for _, p := range v.prefixes {
