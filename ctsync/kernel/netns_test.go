@@ -2,26 +2,17 @@ package kernel
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
-	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/ctha/ctha/ctsync/ct"
-	"github.com/ctha/ctha/integration/lab"
+	"github.com/ctha/ctha/internal/nstest"
 )
 
-// testNS is a network namespace of one test, removed when the test ends.
+// testNS is a network namespace of one test (internal/nstest), removed
+// when the test ends.
 type testNS struct {
-	t    *testing.T
-	name string
-	h    netns.NsHandle
+	*nstest.NS
+	t *testing.T
 }
 
 // newNS creates a namespace with nf_conntrack_events=1. It skips the test
@@ -29,86 +20,27 @@ type testNS struct {
 // (lab.RequireNetns).
 func newNS(t *testing.T) *testNS {
 	t.Helper()
-	lab.RequireNetns(t)
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf(format, args...)
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "ctk" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		unavailable("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", name, err)
-	}
-	t.Cleanup(func() { h.Close() })
-	n := &testNS{t: t, name: name, h: h}
+	n := &testNS{NS: nstest.New(t, "ctk"), t: t}
 	n.exec("sysctl", "-qw", "net.netfilter.nf_conntrack_events=1")
 	return n
 }
 
 // in runs fn on an OS thread switched into the namespace; sockets opened
-// there stay in it. The thread is switched back and unlocked afterwards.
-func (n *testNS) in(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter %s: %w", n.name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine rather
-			// than run other goroutines in the wrong namespace.
-			errc <- fmt.Errorf("leave %s: %w", n.name, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// there stay in it.
+func (n *testNS) in(fn func() error) error { return n.In(fn) }
 
 // exec runs a command in the namespace and returns its output.
 func (n *testNS) exec(args ...string) string {
 	n.t.Helper()
-	out, err := n.try(args...)
-	if err != nil {
-		n.t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return out
+	return n.Exec(args...)
 }
 
-func (n *testNS) try(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name}, args...)...).CombinedOutput()
-	return string(out), err
-}
+func (n *testNS) try(args ...string) (string, error) { return n.Try(args...) }
 
 // nft loads a ruleset into the namespace.
 func (n *testNS) nft(ruleset string) {
 	n.t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", n.name, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(ruleset)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := n.TryInput(ruleset, "nft", "-f", "-"); err != nil {
 		n.t.Fatalf("nft: %v: %s", err, out)
 	}
 }

@@ -208,16 +208,25 @@ func writeResponse(w io.Writer, r Response) error {
 	return json.NewEncoder(w).Encode(r)
 }
 
-// Call sends one request to the daemon on socket and decodes its result
-// into out (which may be nil). The error is one line, fit to show a user.
-func Call(ctx context.Context, socket, op string, args, out any) error {
+// newRequest is the request for op with args (nil: none).
+func newRequest(op string, args any) (Request, error) {
 	req := Request{Op: op}
 	if args != nil {
 		b, err := json.Marshal(args)
 		if err != nil {
-			return fmt.Errorf("encode %s request: %w", op, err)
+			return req, fmt.Errorf("encode %s request: %w", op, err)
 		}
 		req.Args = b
+	}
+	return req, nil
+}
+
+// Call sends one request to the daemon on socket and decodes its result
+// into out (which may be nil). The error is one line, fit to show a user.
+func Call(ctx context.Context, socket, op string, args, out any) error {
+	req, err := newRequest(op, args)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -270,13 +279,9 @@ func dial(ctx context.Context, socket string) (net.Conn, error) {
 // ctx ended the stream, ErrStreamEnded when the daemon closed it, fn's
 // error when fn returned one, or else the one-line reason it failed.
 func CallStream(ctx context.Context, socket, op string, args any, fn func(line json.RawMessage) error) error {
-	req := Request{Op: op}
-	if args != nil {
-		b, err := json.Marshal(args)
-		if err != nil {
-			return fmt.Errorf("encode %s request: %w", op, err)
-		}
-		req.Args = b
+	req, err := newRequest(op, args)
+	if err != nil {
+		return err
 	}
 	dctx, cancel := context.WithTimeout(ctx, ioTimeout)
 	c, err := dial(dctx, socket)
