@@ -35,8 +35,6 @@ func (n *testNS) exec(args ...string) string {
 	return n.Exec(args...)
 }
 
-func (n *testNS) try(args ...string) (string, error) { return n.Try(args...) }
-
 // nft loads a ruleset into the namespace.
 func (n *testNS) nft(ruleset string) {
 	n.t.Helper()
