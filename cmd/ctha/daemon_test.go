@@ -71,7 +71,7 @@ func (n *notifySocket) waitFor(t *testing.T, want string) string {
 
 type daemonProc struct {
 	cmd    *exec.Cmd
-	stderr *strings.Builder
+	stderr *lockedBuffer // written by exec's copier while the test reads it
 	done   chan error
 }
 
@@ -86,7 +86,7 @@ func startDaemon(t *testing.T, ns string, env []string, args ...string) *daemonP
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), "CTHA_TEST_MAIN=1"), env...)
-	d := &daemonProc{cmd: cmd, stderr: &strings.Builder{}, done: make(chan error, 1)}
+	d := &daemonProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
