@@ -149,6 +149,7 @@ conntrack_sync {
 			Name: "sync0", Interface: "sync", Port: DefaultSyncPort,
 			Local: netip.MustParseAddr("10.10.3.1"), Peer: netip.MustParseAddr("10.10.3.2"), Peers: []netip.Addr{netip.MustParseAddr("10.10.3.2")},
 		}},
+		DeferQueue:         DefaultDeferQueue,
 		Key:                c.Sync.Key, // checked below
 		KeyFile:            "sync.key",
 		Filter:             Filter{IgnoreAddresses: DefaultIgnoreAddresses},
@@ -387,6 +388,8 @@ func TestMultiprimary(t *testing.T) {
 		peer      string // the link's Peer
 		peers     int    // how many it lists (0: 1)
 		snat      [2]uint16
+		deferFor  time.Duration
+		queue     uint16 // 0: DefaultDeferQueue
 	}{
 		{name: "valid", src: file("  topology = \"multiprimary\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
 		{name: "cache direct said", src: file("  topology = \"multiprimary\"\n  cache = \"direct\"\n", ""), topology: TopologyMultiprimary, peer: "10.10.3.2"},
@@ -415,6 +418,23 @@ func TestMultiprimary(t *testing.T) {
 		{name: "snat port range in primary-backup", src: file("  snat_port_range = \"20000-29999\"\n", "  conntrack = true\n"),
 			want:     []string{`mp.hcl:22,21: warning: snat_port_range is only used with topology = "multiprimary"`},
 			topology: TopologyPrimaryBackup, peer: "10.10.3.2", snat: [2]uint16{20000, 29999}},
+		{name: "defer", src: file("  topology = \"multiprimary\"\n  defer = \"20ms\"\n", ""),
+			topology: TopologyMultiprimary, peer: "10.10.3.2", deferFor: 20 * time.Millisecond},
+		{name: "defer with its queue", src: file("  topology = \"multiprimary\"\n  defer = \"5ms\"\n  defer_queue = 42\n", ""),
+			topology: TopologyMultiprimary, peer: "10.10.3.2", deferFor: 5 * time.Millisecond, queue: 42},
+		{name: "defer off", src: file("  topology = \"multiprimary\"\n  defer = \"0s\"\n", ""),
+			topology: TopologyMultiprimary, peer: "10.10.3.2"},
+		{name: "defer in primary-backup", src: file("  defer = \"20ms\"\n", "  conntrack = true\n"),
+			want: []string{`mp.hcl:22,11: defer needs topology = "multiprimary"`}},
+		{name: "defer too long", src: file("  topology = \"multiprimary\"\n  defer = \"2s\"\n", ""),
+			want: []string{`mp.hcl:22,11: defer must be at most 1s`}},
+		{name: "defer negative", src: file("  topology = \"multiprimary\"\n  defer = \"-1ms\"\n", ""),
+			want: []string{`mp.hcl:22,11: defer must not be negative`}},
+		{name: "defer queue out of range", src: file("  topology = \"multiprimary\"\n  defer = \"20ms\"\n  defer_queue = 70000\n", ""),
+			want: []string{`mp.hcl:23,17: defer_queue must be from 0 to 65535, got 70000`}},
+		{name: "defer queue without defer", src: file("  topology = \"multiprimary\"\n  defer_queue = 7\n", ""),
+			want:     []string{`mp.hcl:22,17: warning: defer_queue is only used with defer`},
+			topology: TopologyMultiprimary, peer: "10.10.3.2", queue: 7},
 		{name: "two peers in primary-backup", src: strings.Replace(file("", "  conntrack = true\n"), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
 			want: []string{`mp.hcl:22,3: 2 peers: primary-backup has one (topology = "multiprimary" has up to 7)`}},
 		{name: "two peers in alarm mode", src: strings.Replace(file("  topology = \"multiprimary\"\n  mode = \"alarm\"\n", ""), `["10.10.3.2"]`, `["10.10.3.2", "10.10.3.3"]`, 1),
@@ -461,6 +481,13 @@ func TestMultiprimary(t *testing.T) {
 			}
 			if got := c.Sync.Links[0].Peer; got != netip.MustParseAddr(tc.peer) || c.Sync.Links[0].MulticastGroup.IsValid() {
 				t.Errorf("link peer %v (multicast %v), want %s", got, c.Sync.Links[0].MulticastGroup, tc.peer)
+			}
+			want := uint16(DefaultDeferQueue)
+			if tc.queue != 0 {
+				want = tc.queue
+			}
+			if c.Sync.Defer != tc.deferFor || c.Sync.DeferQueue != want {
+				t.Errorf("defer %v queue %d, want %v queue %d", c.Sync.Defer, c.Sync.DeferQueue, tc.deferFor, want)
 			}
 			if c.Sync.SNATPorts != tc.snat {
 				t.Errorf("snat_port_range %v, want %v", c.Sync.SNATPorts, tc.snat)

@@ -189,6 +189,11 @@ type Sync struct {
 	// SNATPorts is snat_port_range, the ports this node's SNAT rules
 	// translate to ([0, 0]: none).
 	SNATPorts [2]uint16
+	// Defer is how long, at most, a packet that creates or advances a
+	// state waits until every live peer has written it (multiprimary's
+	// defer; 0: off). DeferQueue is the NFQUEUE number it uses.
+	Defer      time.Duration
+	DeferQueue uint16
 
 	// Key authenticates the sync protocol; zero when InsecureNoAuth.
 	Key            auth.Key

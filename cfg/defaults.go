@@ -52,6 +52,10 @@ const (
 	DefaultRefreshInterval    = 15 * time.Second  // alarm mode
 	DefaultCacheTimeout       = 180 * time.Second // alarm mode
 	DefaultExpectations       = true
+	// DefaultDeferQueue is defer_queue's default NFQUEUE number; MaxDefer
+	// bounds defer (a SYN's first retransmission comes after 1 s).
+	DefaultDeferQueue = 3170
+	MaxDefer          = time.Second
 
 	// MaxPeers is the most addresses a link's peers may list (8 nodes).
 	MaxPeers = 7

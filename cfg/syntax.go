@@ -99,6 +99,8 @@ type (
 		Mode, Cache        attr[string]
 		Topology           attr[string]
 		SNATPortRange      attr[string]
+		Defer              attr[string]
+		DeferQueue         attr[int]
 		Links              []*linkSyntax
 		AuthKeyFile        attr[string]
 		InsecureNoAuth     attr[bool]
@@ -174,7 +176,7 @@ var (
 	}
 	notifySchema = attrsSchema("master", "backup", "fault", "stop", "notify", "timeout")
 	syncSchema   = &hcl.BodySchema{
-		Attributes: attrsSchema("mode", "cache", "topology", "snat_port_range", "auth_key_file", "insecure_no_auth",
+		Attributes: attrsSchema("mode", "cache", "topology", "snat_port_range", "defer", "defer_queue", "auth_key_file", "insecure_no_auth",
 			"tcp_window_tracking", "expectations", "commit_timeout", "purge_delay",
 			"startup_sync_timeout", "refresh_interval", "cache_timeout").Attributes,
 		Blocks: []hcl.BlockHeaderSchema{
@@ -462,6 +464,8 @@ func (d *decoder) sync(b *hcl.Block) *syncSyntax {
 	decodeAttr(d, a, "cache", &s.Cache)
 	decodeAttr(d, a, "topology", &s.Topology)
 	decodeAttr(d, a, "snat_port_range", &s.SNATPortRange)
+	decodeAttr(d, a, "defer", &s.Defer)
+	decodeAttr(d, a, "defer_queue", &s.DeferQueue)
 	decodeAttr(d, a, "auth_key_file", &s.AuthKeyFile)
 	decodeAttr(d, a, "insecure_no_auth", &s.InsecureNoAuth)
 	decodeAttr(d, a, "tcp_window_tracking", &s.TCPWindowTracking)

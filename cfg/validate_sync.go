@@ -69,6 +69,7 @@ func (v *validator) sync(s *syncSyntax) Sync {
 			v.warnf(s.SNATPortRange.Range, "snat_port_range is only used with topology = %q", TopologyMultiprimary)
 		}
 	}
+	v.deferral(s, &c)
 	if c.Mode == ModeAlarm {
 		if c.CacheTimeout <= c.RefreshInterval {
 			r := s.DefRange
@@ -89,6 +90,23 @@ func (v *validator) sync(s *syncSyntax) Sync {
 	v.peerCount(s, &c)
 	v.key(s, &c)
 	return c
+}
+
+// deferral checks defer and defer_queue: multiprimary only, and no longer
+// than a lost SYN's first retransmission (1 s), which it exists to avoid.
+func (v *validator) deferral(s *syncSyntax, c *Sync) {
+	c.Defer = v.duration(s.Defer, "defer", 0, nonNegative)
+	c.DeferQueue = uint16(v.intIn(s.DeferQueue, "defer_queue", DefaultDeferQueue, 0, 65535))
+	switch {
+	case c.Defer > MaxDefer:
+		v.errorf(s.Defer.Range, "defer must be at most %s (a held SYN waits no longer than its retransmission would), got %q", MaxDefer, s.Defer.Val)
+	case c.Defer > 0 && c.Topology != TopologyMultiprimary:
+		v.errorf(s.Defer.Range, "defer needs topology = %q: in primary-backup one node forwards every flow, so no packet can reach a node that lacks its state", TopologyMultiprimary)
+	case c.Defer > 0 && c.Mode == ModeAlarm:
+		v.errorf(s.Defer.Range, "defer needs mode = %q: alarm mode has no acknowledgements to wait for", ModeReliable)
+	case c.Defer == 0 && s.DeferQueue.Set:
+		v.warnf(s.DeferQueue.Range, "defer_queue is only used with defer (which is off)")
+	}
 }
 
 func (v *validator) links(s *syncSyntax) []Link {

@@ -22,6 +22,11 @@ type Config struct {
 	// announced to the peers, whose overlap is reported. Zero: none.
 	SNATPorts PortRange
 	Links     []Link // 1..4, in order of preference
+	// Defer (multiprimary) is the longest a packet that creates or
+	// advances a state waits until every live peer has written it (0:
+	// off); DeferQueue, the NFQUEUE it waits in (defer.go).
+	Defer      time.Duration
+	DeferQueue uint16
 
 	// Key authenticates the protocol; the zero key is the
 	// insecure_no_auth mode's.
@@ -166,6 +171,9 @@ func (c *Config) check() error {
 	}
 	if c.Topology == Multiprimary && c.Cache != Direct {
 		return fmt.Errorf("conntrack sync: multiprimary needs the direct cache")
+	}
+	if c.Defer > 0 && (c.Topology != Multiprimary || c.Mode != Reliable) {
+		return fmt.Errorf("conntrack sync: defer needs the multiprimary topology and the reliable mode")
 	}
 	n := len(c.Links[0].Peers)
 	for _, l := range c.Links {

@@ -15,6 +15,7 @@ import (
 	"github.com/ctha/ctha/ctsync/auth"
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
+	"github.com/ctha/ctha/ctsync/nfq"
 	"github.com/ctha/ctha/ctsync/proto"
 	"github.com/ctha/ctha/ctsync/wire"
 )
@@ -75,6 +76,11 @@ type Options struct {
 	// Host is what the engine watches of the links' interfaces (rtnetlink
 	// by default).
 	Host linkwatch.Host
+	// OpenQueue binds the NFQUEUE of defer (nfq.Open by default);
+	// DeferRules returns the nftables rules that feed it (ctha's
+	// tables, package nfqtable, by default).
+	OpenQueue  func(num uint16) (PacketQueue, error)
+	DeferRules func() (DeferRules, error)
 	// RuntimeTimers: the loop waits with the Go runtime's timers rather
 	// than a timerfd (up to a millisecond later; a fake clock, such as
 	// testing/synctest's, needs them).
@@ -123,6 +129,12 @@ type Engine struct {
 	// since when each has another master too.
 	masterOf   map[string]bool
 	splitSince map[string]time.Time
+	// Defer (defer.go): nil when off. The write acks the writer has
+	// written, for the loop to answer (every node answers them).
+	dq          *deferral
+	writtenMu   sync.Mutex
+	written     []written
+	writtenWake chan struct{}
 
 	events  chan eventBatch
 	inbox   chan datagram
@@ -168,13 +180,19 @@ func New(c Config, opts Options) (*Engine, error) {
 	if opts.Host == nil {
 		opts.Host = linkwatch.Kernel
 	}
+	if opts.OpenQueue == nil {
+		opts.OpenQueue = openQueue
+	}
+	if opts.DeferRules == nil {
+		opts.DeferRules = newDeferRules
+	}
 	e := &Engine{
 		cfg: c, opts: opts, log: opts.Log.With("sync", c.Links[0].Name),
 		flt:      newFilter(c.Filter),
 		internal: cache{}, external: extCache{},
 		events: make(chan eventBatch, 64), inbox: make(chan datagram, 1024),
 		ctl: make(chan func()), done: make(chan struct{}), changed: make(chan struct{}, 1),
-		dumpDone: make(chan *bgDump, 1),
+		dumpDone: make(chan *bgDump, 1), writtenWake: make(chan struct{}, 1),
 		wr:       writer{queue: make(chan writeJob, writeQueue)},
 		masterOf: map[string]bool{}, splitSince: map[string]time.Time{},
 	}
@@ -218,6 +236,17 @@ func New(c Config, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("conntrack sync: %w", err)
 		}
 	}
+	if c.Defer > 0 {
+		// Last: nothing after it fails, and its rules queue packets.
+		if e.dq, err = openDeferral(&c, opts); err != nil {
+			if e.timer != nil {
+				e.timer.Close()
+			}
+			e.lis.Close()
+			e.kern.Close()
+			return nil, err
+		}
+	}
 	e.exp.init()
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
 	// No role yet: not master. A multiprimary node forwards at all times:
@@ -252,7 +281,15 @@ func (e *Engine) Run(ctx context.Context) {
 		defer rtimer.Stop()
 	}
 	e.startLinks(ctx)
+	var queued <-chan nfq.Packet
+	if e.dq != nil {
+		queued = e.dq.q.Packets()
+		e.wg.Go(func() { e.dq.keepRules(ctx, e.log) })
+	}
 	defer func() {
+		if e.dq != nil {
+			e.dq.close(e.log)
+		}
 		e.lis.Close()
 		e.ls.Close()
 		if e.timer != nil {
@@ -275,6 +312,11 @@ func (e *Engine) Run(ctx context.Context) {
 		now := time.Now()
 		nextProbe := e.tickLinks(ctx, now)
 		e.flush(now)
+		if e.dq != nil {
+			if t := e.deferTick(now); !t.IsZero() {
+				nextProbe = earliest(nextProbe, t)
+			}
+		}
 		e.publish(now) // before maintain's dumps, which may take a while
 		e.maintain(ctx, now)
 		e.publish(time.Now())
@@ -314,6 +356,26 @@ func (e *Engine) Run(ctx context.Context) {
 			}
 		case d := <-e.inbox:
 			e.onDatagram(ctx, d)
+		case p, ok := <-queued:
+			if !ok {
+				e.log.Error("defer stopped: the queue failed; packets pass without waiting", "err", e.dq.q.Err())
+				queued = nil
+				break
+			}
+			e.onQueued(&p, time.Now())
+			for range deferBurst - 1 { // what else is queued, before the next flush
+				select {
+				case p, ok = <-queued:
+				default:
+					ok = false
+				}
+				if !ok {
+					break
+				}
+				e.onQueued(&p, time.Now())
+			}
+		case <-e.writtenWake:
+			e.sendWritten()
 		case f := <-e.ctl:
 			f()
 		case d := <-e.dumpDone:
@@ -396,6 +458,9 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 	p.epoch = d.h.Epoch
 	p.guard.Accept(d.h)
 	e.linkHeard(p, d.link, d.src, d.payload, time.Now())
+	if e.dq != nil {
+		e.onWritten(p, d.payload, time.Now())
+	}
 	e.stats.datagramsIn.Add(1)
 	if p.ep.PeerRestarted() {
 		e.log.Info("peer restarted; it will send a complete copy", "peer", p.name())
@@ -472,7 +537,9 @@ func (e *Engine) onEvents(ctx context.Context, b eventBatch) {
 			switch e.admitEvent(ev, k) { // filter.go
 			case admitStore:
 				e.internal.put(&ev.Flow)
-				e.queue(k)
+				if e.dq == nil || !e.dq.echoed(&ev.Flow) {
+					e.queue(k)
+				}
 				continue
 			case admitHold:
 				continue
@@ -577,6 +644,7 @@ func (e *Engine) mirror(k ct.Key) bool {
 func (e *Engine) apply(ctx context.Context, p *peer, ds []proto.Delivery) {
 	var ops []flowOp // in the order the peer sent them
 	var exps expectBatch
+	var acks []uint32 // write acks: answered once ops are written
 	now := time.Now().UnixNano()
 	inBulk := p.bulkSeen != nil // some of ops belong to the peer's bulk copy
 	for _, d := range ds {
@@ -658,6 +726,9 @@ func (e *Engine) apply(ctx context.Context, p *peer, ds []proto.Delivery) {
 					}
 				case wire.KindExpect, wire.KindExpectDestroy:
 					e.applyExpect(&r, &exps) // expect.go
+				case wire.KindWriteAck:
+					acks = append(acks, r.Token)
+					continue
 				default:
 					continue // a newer peer's record kind
 				}
@@ -672,7 +743,11 @@ func (e *Engine) apply(ctx context.Context, p *peer, ds []proto.Delivery) {
 		}
 	}
 	e.planExpects(&exps, masters(ops))
-	e.queueWrite(writeJob{flows: ops, exps: exps, bulk: inBulk})
+	j := writeJob{flows: ops, exps: exps, bulk: inBulk}
+	if len(acks) > 0 {
+		j.acks, j.ackPeer = acks, p
+	}
+	e.queueWrite(j)
 }
 
 func earliest(a, b time.Time) time.Time {

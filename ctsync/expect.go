@@ -37,7 +37,13 @@ type recordSource struct{ e *Engine }
 // AppendRecord implements proto.Source.
 func (s recordSource) AppendRecord(b []byte, k ct.Key) []byte {
 	if !k.Expect {
-		return s.e.internal.AppendRecord(b, k)
+		b = s.e.internal.AppendRecord(b, k)
+		if d := s.e.dq; d != nil {
+			if t, ok := d.byKey[k]; ok {
+				b = wire.AppendWriteAck(b, t) // a packet waits for it (defer.go)
+			}
+		}
+		return b
 	}
 	if x, ok := s.e.exp.internal[k]; ok {
 		return wire.AppendExpect(b, &x)

@@ -33,6 +33,8 @@ type Status struct {
 	// of while a peer claims them too, for longer than a preemption
 	// takes; sorted.
 	SplitGroups []string
+	// Defer is multiprimary's defer (nil when off); filled by Status.
+	Defer *DeferStatus
 }
 
 // PeerStatus is one peer in Status.
@@ -164,8 +166,12 @@ func (e *Engine) Changed() <-chan struct{} { return e.changed }
 // Status returns the engine's last published state.
 func (e *Engine) Status() Status {
 	e.statusMu.Lock()
-	defer e.statusMu.Unlock()
-	return e.status
+	s := e.status
+	e.statusMu.Unlock()
+	if e.dq != nil {
+		s.Defer = e.dq.status()
+	}
+	return s
 }
 
 // Role is a node's part in the pair, as its sync group's VRRP state sets

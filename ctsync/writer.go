@@ -58,6 +58,10 @@ type writeJob struct {
 	flows   []flowOp
 	exps    expectBatch
 	barrier chan struct{}
+	// acks are write acks of peer ackPeer, answered once the job is
+	// written (Engine.noteWritten).
+	acks    []uint32
+	ackPeer *peer
 	// bulk: the flows belong to the peer's bulk copy (a rejoin): with the
 	// events paused they may be written over two sockets.
 	bulk bool
@@ -149,7 +153,7 @@ type kernelWriter interface {
 // queueWrite hands a job to the writer; it waits when the writer is
 // writeQueue jobs behind. Nothing is queued in external mode.
 func (e *Engine) queueWrite(j writeJob) {
-	if len(j.flows) == 0 && !j.exps.any() && j.barrier == nil {
+	if len(j.flows) == 0 && !j.exps.any() && j.barrier == nil && j.acks == nil {
 		return
 	}
 	e.wr.backlog.Add(int64(len(j.flows)))
@@ -212,7 +216,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 		// or a barrier ends the group.
 		group = append(group[:0], j.flows...)
 		bulk := j.bulk
-		for j.barrier == nil && !j.exps.any() && len(group) < writeGroup {
+		for j.barrier == nil && j.acks == nil && !j.exps.any() && len(group) < writeGroup {
 			var ok bool
 			select {
 			case j, ok = <-e.wr.queue:
@@ -246,6 +250,9 @@ func (e *Engine) runWriter(ctx context.Context) {
 		}
 		if j.barrier != nil {
 			close(j.barrier)
+		}
+		if j.acks != nil {
+			e.noteWritten(j.ackPeer, j.acks)
 		}
 		if cap(group) > 4*writeGroup {
 			group = nil // let a bulk's array go

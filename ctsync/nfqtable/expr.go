@@ -86,3 +86,23 @@ func And(ms ...Match) Match {
 	}
 	return out
 }
+
+// MatchL4Proto matches packets of IP protocol proto (`meta l4proto N`).
+func MatchL4Proto(proto uint8) Match {
+	return Match{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+	}
+}
+
+// MatchCTStatusClear matches packets whose conntrack entry has none of the
+// IPS_* status bits (`ct status & bits == 0`), e.g. IPS_DST_NAT (0x20):
+// not destination-NATed.
+func MatchCTStatusClear(bits uint32) Match {
+	return Match{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+	}
+}

@@ -76,10 +76,10 @@ type Table struct {
 	netns int // 0: the calling thread's
 	force Mode
 
-	mu    sync.Mutex // guards the fields below
-	mode  Mode
-	queue uint16
-	match Match
+	mu      sync.Mutex // guards the fields below
+	mode    Mode
+	queue   uint16
+	matches []Match
 }
 
 // New returns a Table; it talks to the kernel only when used.
@@ -99,11 +99,15 @@ func New(opts Options) (*Table, error) {
 // queue expression tried (native, compat, or the one forced).
 var ErrUnsupported = errors.New("the kernel lacks the queue expression tried")
 
-// Install replaces ctha's tables, in one transaction, with one that sends
-// the packets match selects to queue num, with bypass: while no process is
-// bound to the queue they pass. It tries the native queue expression, then
-// the compat target, and remembers which one works (Mode).
-func (t *Table) Install(queue uint16, match Match) error {
+// Install replaces ctha's tables, in one transaction, with ones that send
+// the packets each match selects (a rule per match; none: every packet) to
+// queue num, with bypass: while no process is bound to the queue they
+// pass. It tries the native queue expression, then the compat target, and
+// remembers which one works (Mode).
+func (t *Table) Install(queue uint16, matches ...Match) error {
+	if len(matches) == 0 {
+		matches = []Match{nil}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	modes := []Mode{ModeNative, ModeCompat}
@@ -115,9 +119,9 @@ func (t *Table) Install(queue uint16, match Match) error {
 	}
 	var errs []error
 	for _, m := range modes {
-		err := t.installLocked(queue, match, m)
+		err := t.installLocked(queue, matches, m)
 		if err == nil {
-			t.mode, t.queue, t.match = m, queue, match
+			t.mode, t.queue, t.matches = m, queue, matches
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%v: %w", m, err))
@@ -141,15 +145,15 @@ func (t *Table) Reinstall() (bool, error) {
 		return false, err
 	}
 	t.mu.Lock()
-	queue, match, mode := t.queue, t.match, t.mode
+	queue, matches, mode := t.queue, t.matches, t.mode
 	t.mu.Unlock()
 	if mode == ModeNone {
 		return false, fmt.Errorf("reinstall tables %s: never installed", TableName)
 	}
-	return true, t.Install(queue, match)
+	return true, t.Install(queue, matches...)
 }
 
-func (t *Table) installLocked(queue uint16, match Match, m Mode) error {
+func (t *Table) installLocked(queue uint16, matches []Match, m Mode) error {
 	for _, fam := range families {
 		tab := table(fam)
 		// Create, delete, create: replaces the table whether or not it
@@ -158,7 +162,9 @@ func (t *Table) installLocked(queue uint16, match Match, m Mode) error {
 		t.conn.DelTable(tab)
 		t.conn.AddTable(tab)
 		ch := t.conn.AddChain(chain(tab))
-		t.conn.AddRule(&nftables.Rule{Table: tab, Chain: ch, Exprs: Rule(queue, match, m), UserData: comment(queue)})
+		for _, match := range matches {
+			t.conn.AddRule(&nftables.Rule{Table: tab, Chain: ch, Exprs: Rule(queue, match, m), UserData: comment(queue)})
+		}
 	}
 	return t.conn.Flush()
 }
@@ -188,8 +194,9 @@ func (t *Table) Remove() error {
 }
 
 // Check reports whether ctha's tables are in the kernel as Install left
-// them: each with the chain in postrouting at Priority and one rule that
-// carries its comment and ends with the queue expression. False after `nft flush ruleset` or an administrator's change.
+// them: each with the chain in postrouting at Priority and its rules, each
+// carrying its comment and ending with the queue expression. False after
+// `nft flush ruleset` or an administrator's change.
 func (t *Table) Check() (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -227,13 +234,20 @@ func (t *Table) checkLocked(fam nftables.TableFamily) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("check table %s %s: rules: %w", famName(fam), TableName, err)
 	}
-	if len(rules) != 1 || len(rules[0].Exprs) == 0 {
+	if len(rules) != len(t.matches) {
 		return false, nil
 	}
-	got, _ := userdata.GetString(rules[0].UserData, userdata.TypeComment)
 	want, _ := userdata.GetString(comment(t.queue), userdata.TypeComment)
-	last := rules[0].Exprs[len(rules[0].Exprs)-1]
-	return got == want && reflect.DeepEqual(last, QueueExpr(t.queue, t.mode)), nil
+	for _, r := range rules {
+		if len(r.Exprs) == 0 {
+			return false, nil
+		}
+		got, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+		if got != want || !reflect.DeepEqual(r.Exprs[len(r.Exprs)-1], QueueExpr(t.queue, t.mode)) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func famName(fam nftables.TableFamily) string {

@@ -143,6 +143,7 @@ type Endpoint struct {
 	queued     map[ct.Key]struct{}
 	lastKeep   time.Time
 	lastData   time.Time // when the last new data message left
+	urgent     bool      // the next Output does not hold data back (Urgent)
 	recBytes   uint64    // bytes and count of the records sent, for
 	recs       uint64    // the size estimate of holding
 	bulkReq    bool      // ask the peer for a bulk in the next payload
@@ -183,6 +184,11 @@ func New(cfg Config, src Source) *Endpoint {
 
 // SetRole sets the role the keep-alives announce.
 func (e *Endpoint) SetRole(r Role) { e.role = r }
+
+// Urgent makes the next Output send what is pending at once rather than
+// hold it back to fill a datagram (Config.Coalesce): a packet waits for it
+// (multiprimary's defer).
+func (e *Endpoint) Urgent() { e.urgent = true }
 
 // RequestBulk asks the peer for a complete copy.
 func (e *Endpoint) RequestBulk() { e.bulkReq = true }
@@ -234,7 +240,7 @@ func (e *Endpoint) NextTimeout(now time.Time) time.Time {
 	if len(e.unacked) > 0 {
 		early(e.rtoDue())
 	}
-	if e.holding(now) {
+	if e.holding(now) { // not urgent: NextTimeout follows Output
 		early(e.lastData.Add(e.cfg.Coalesce))
 	}
 	if t.Before(now) {

@@ -292,6 +292,7 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 		e.lastKeep = now
 		e.stats.KeepalivesSent++
 	}
+	e.urgent = false
 	return p.flush(out)
 }
 
@@ -299,7 +300,7 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 // message left less than Coalesce ago and the records pending would not
 // fill another, at the average size of those sent so far.
 func (e *Endpoint) holding(now time.Time) bool {
-	if e.cfg.Coalesce <= 0 || len(e.pending) == 0 || e.lastData.IsZero() || now.Sub(e.lastData) >= e.cfg.Coalesce {
+	if e.urgent || e.cfg.Coalesce <= 0 || len(e.pending) == 0 || e.lastData.IsZero() || now.Sub(e.lastData) >= e.cfg.Coalesce {
 		return false
 	}
 	avg := uint64(32)

@@ -15,7 +15,8 @@
 // Every record is a kind byte, the length of its body as a uvarint
 // (encoding/binary), and the body:
 //
-//	kind   u8       1 update, 2 destroy, 3 expect, 4 expect destroy; 0 is
+//	kind   u8       1 update, 2 destroy, 3 expect, 4 expect destroy,
+//	                5 write ack; 0 is
 //	                malformed; any other kind is
 //	                skipped by a reader that does not know it
 //	length uvarint  number of body bytes that follow
@@ -23,6 +24,16 @@
 //
 // Multi-byte integers are big-endian when fixed-size; uvarints are
 // encoding/binary's (7 bits per byte, low group first).
+//
+// # Write ack body
+//
+//	token  uvarint  at most 2^32-1
+//
+// A write ack follows the update whose writing a sender waits for
+// (multiprimary's defer): the receiver reports the token, outside this
+// codec, once everything before the record is in its kernel. A reader that
+// does not know the kind skips it, and the sender's wait then ends by its
+// timeout.
 //
 // # Update body
 //

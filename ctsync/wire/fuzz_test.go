@@ -17,6 +17,8 @@ func appendRecord(b []byte, r *Record) []byte {
 		return AppendExpect(b, r.Expect)
 	case KindExpectDestroy:
 		return AppendExpectDestroy(b, r.Expect.Key())
+	case KindWriteAck:
+		return AppendWriteAck(b, r.Token)
 	}
 	return AppendUpdate(b, &r.Flow)
 }
@@ -24,6 +26,7 @@ func appendRecord(b []byte, r *Record) []byte {
 // FuzzParseRecord parses every record of the input, writes each known one
 // again and parses that back: the same record, and a canonical encoding.
 func FuzzParseRecord(f *testing.F) {
+	f.Add(AppendWriteAck(nil, 1<<20))
 	for _, tt := range roundTrips {
 		f.Add(AppendUpdate(nil, &tt.flow))
 		f.Add(AppendDestroy(nil, tt.flow.Key()))

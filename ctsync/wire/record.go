@@ -25,11 +25,15 @@ const (
 	// KindExpectDestroy names an expectation that is gone: its tuple and
 	// zone.
 	KindExpectDestroy Kind = 4
+	// KindWriteAck asks the receiver to report, with Token, once every
+	// record before it in the stream is written into its kernel
+	// (multiprimary's defer). The report travels outside this codec.
+	KindWriteAck Kind = 5
 )
 
 // Known reports whether this version of the package decodes records of
 // kind k.
-func (k Kind) Known() bool { return k >= KindUpdate && k <= KindExpectDestroy }
+func (k Kind) Known() bool { return k >= KindUpdate && k <= KindWriteAck }
 
 func (k Kind) String() string {
 	switch k {
@@ -41,6 +45,8 @@ func (k Kind) String() string {
 		return "expect"
 	case KindExpectDestroy:
 		return "expect destroy"
+	case KindWriteAck:
+		return "write ack"
 	}
 	return "kind " + strconv.Itoa(int(k))
 }
@@ -65,6 +71,8 @@ type Record struct {
 	// Expect is the expectation of an expect record; of an expect destroy
 	// only Tuple and Zone are set. Nil for the other kinds.
 	Expect *ct.Expect
+	// Token is a write ack's token.
+	Token uint32
 }
 
 // Flag bits of the byte that starts an update or destroy body.
@@ -160,6 +168,14 @@ func AppendDestroy(b []byte, k ct.Key) []byte {
 	return end(b, body)
 }
 
+// AppendWriteAck appends a record asking the receiver to report token once
+// every record before it is written into its kernel.
+func AppendWriteAck(b []byte, token uint32) []byte {
+	b, body := begin(b, KindWriteAck)
+	b = binary.AppendUvarint(b, uint64(token))
+	return end(b, body)
+}
+
 // begin appends a record's kind and a one-byte placeholder for its length,
 // and returns where the body starts.
 func begin(b []byte, k Kind) ([]byte, int) {
@@ -220,6 +236,8 @@ func ParseRecord(b []byte) (r Record, rest []byte, err error) {
 	case KindExpectDestroy:
 		r.Expect = new(ct.Expect)
 		d.expectDestroy(r.Expect)
+	case KindWriteAck:
+		d.writeAck(&r.Token)
 	case 0:
 		d.fail("reserved kind", ErrMalformed)
 	default:
@@ -229,6 +247,20 @@ func ParseRecord(b []byte) (r Record, rest []byte, err error) {
 		return Record{}, nil, d.err
 	}
 	return r, rest, nil
+}
+
+// writeAck reads a write ack's body: the token alone, in its shortest
+// encoding (the body is canonical, as AppendWriteAck writes it).
+func (d *decoder) writeAck(token *uint32) {
+	n := len(d.b)
+	*token = uint32(d.uvarint(math.MaxUint32, "token"))
+	switch {
+	case d.err != nil:
+	case n-len(d.b) != len(binary.AppendUvarint(nil, uint64(*token))):
+		d.fail("token: not in its shortest form", ErrMalformed)
+	case len(d.b) != 0:
+		d.fail("bytes after the token", ErrMalformed)
+	}
 }
 
 // decoder reads the fields of one record body; the first error sticks.

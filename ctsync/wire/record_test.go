@@ -2,6 +2,8 @@ package wire
 
 import (
 	"bytes"
+	"errors"
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -285,5 +287,34 @@ func TestAllocs(t *testing.T) {
 	b := AppendUpdate(nil, &f)
 	if n := testing.AllocsPerRun(100, func() { _, _, _ = ParseRecord(b) }); n != 0 {
 		t.Errorf("ParseRecord: %v allocs, want 0", n)
+	}
+}
+
+func TestWriteAckRoundTrip(t *testing.T) {
+	f := established(cl4, srv4)
+	for _, token := range []uint32{0, 1, 127, 128, 1 << 20, math.MaxUint32} {
+		b := AppendUpdate(nil, &f)
+		b = AppendWriteAck(b, token)
+		_, rest, err := ParseRecord(b)
+		if err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		r, rest, err := ParseRecord(rest)
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("write ack %d: %v (rest %x)", token, err, rest)
+		}
+		if want := (Record{Kind: KindWriteAck, Token: token}); !cmp.Equal(want, r) {
+			t.Errorf("write ack %d: got %+v", token, r)
+		}
+	}
+	for name, body := range map[string][]byte{
+		"2^32":          {0x80, 0x80, 0x80, 0x80, 0x10}, // not truncated to 32 bits
+		"overlong zero": {0x80, 0x00},
+		"trailing byte": {0x01, 0x00},
+	} {
+		b := append([]byte{byte(KindWriteAck), byte(len(body))}, body...)
+		if _, _, err := ParseRecord(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("write ack %s: err %v, want ErrMalformed", name, err)
+		}
 	}
 }

@@ -86,3 +86,11 @@ func icmpInverse(proto, typ uint8) uint8 {
 	}
 	return typ
 }
+
+// Inverse returns the reply tuple the kernel gives a flow of original
+// tuple o that is not NATed (see invert).
+func Inverse(o ct.Tuple) ct.Tuple {
+	var r ct.Tuple
+	invert(&r, &o)
+	return r
+}
