@@ -78,6 +78,7 @@ func syncConfig(s *cfg.Sync, node string) ctsync.Config {
 		c.Topology = ctsync.Multiprimary
 	}
 	c.SNATPorts = ctsync.PortRange{Lo: s.SNATPorts[0], Hi: s.SNATPorts[1]}
+	c.Defer, c.DeferQueue = s.Defer, s.DeferQueue
 	for _, l := range s.Links {
 		c.Links = append(c.Links, ctsync.Link{Name: l.Name, Interface: l.Interface, Local: l.Local,
 			Peers: l.Peers, MulticastGroup: l.MulticastGroup, Port: l.Port})

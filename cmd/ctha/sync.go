@@ -47,6 +47,11 @@ func syncStatus(ss *control.SyncStatus, s ctsync.Status, now time.Time) {
 	ss.PeerRole = s.PeerRole.String() // null in multiprimary's JSON
 	ss.InternalEntries, ss.ExternalEntries = s.Internal, s.External
 	ss.SNATPortRange, ss.SNATOverlap = s.SNATPorts.String(), s.SNATOverlap
+	if df := s.Defer; df != nil {
+		ss.Defer = &control.DeferStatus{TimeoutMS: durationMS(df.Timeout), Queue: df.Queue, Source: df.Source, Rule: df.Rule,
+			Held: df.Held, ReleasedAcked: df.ReleasedAcked, ReleasedTimeout: df.ReleasedTimeout, NotDeferred: df.NotDeferred,
+			Pending: df.Pending, P99US: float64(df.P99.Microseconds()), Reinstalls: df.Reinstalls}
+	}
 	if c := s.LastCommit; c != nil {
 		ss.LastCommit = &control.CommitStatus{Entries: c.Entries, Failed: c.Failed, TookMS: durationMS(c.Took)}
 	}

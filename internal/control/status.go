@@ -104,6 +104,33 @@ type SyncStatus struct {
 	// SNATOverlap whether a peer's overlaps it.
 	SNATPortRange string `json:"snat_port_range"`
 	SNATOverlap   bool   `json:"snat_overlap"`
+	// Defer is multiprimary's defer; null when it is off.
+	Defer *DeferStatus `json:"defer"`
+}
+
+// DeferStatus is defer's part of the sync status: the packets that create
+// or advance a state held until every live peer has written it.
+type DeferStatus struct {
+	TimeoutMS float64 `json:"timeout_ms"` // defer
+	Queue     uint16  `json:"queue"`      // defer_queue
+	// Source is where a held packet's state comes from: "conntrack" (the
+	// kernel's glue, NAT included) or "headers" (flows without NAT).
+	Source string `json:"source"`
+	// Rule is how ctha's nftables rules queue packets: "native" or "compat".
+	Rule string `json:"rule"`
+	// Held counts the packets held; ReleasedAcked those released when
+	// every live peer had written their state; ReleasedTimeout those
+	// released at the timeout; NotDeferred those passed at once.
+	Held            uint64 `json:"held"`
+	ReleasedAcked   uint64 `json:"released_acked"`
+	ReleasedTimeout uint64 `json:"released_timeout"`
+	NotDeferred     uint64 `json:"not_deferred"`
+	Pending         int    `json:"pending"`
+	// P99US is the 99th percentile of the time the latest packets were
+	// held, in microseconds.
+	P99US float64 `json:"p99_us"`
+	// Reinstalls counts ctha's tables found missing or changed and put back.
+	Reinstalls uint64 `json:"reinstalls"`
 }
 
 // MarshalJSON writes peer_role as null in multiprimary; the document is
