@@ -48,6 +48,14 @@ var (
 	descNATConflicts  = prometheus.NewDesc("ctha_sync_nat_conflicts_total", "Peers' flows not written: a local flow has the same translated tuple (snat_port_range).", nil, nil)
 	descSNATOutside   = prometheus.NewDesc("ctha_sync_snat_out_of_range_total", "This node's new flows translated to a port outside its snat_port_range.", nil, nil)
 	descSNATOverlap   = prometheus.NewDesc("ctha_sync_snat_overlap", "1 while a peer's SNAT port range overlaps this node's.", nil, nil)
+
+	// defer (multiprimary), present while it is on.
+	descDeferHeld     = prometheus.NewDesc("ctha_sync_defer_held_total", "Packets held until every live peer had written their state (defer).", nil, nil)
+	descDeferReleased = prometheus.NewDesc("ctha_sync_defer_released_total", "Held packets released, by reason: acked (every live peer wrote the state) or timeout (defer passed).", []string{"reason"}, nil)
+	descDeferNot      = prometheus.NewDesc("ctha_sync_defer_not_deferred_total", "Queued packets passed at once: no live peer, a source-NATed flow without the conntrack glue, this node's own traffic.", nil, nil)
+	descDeferPending  = prometheus.NewDesc("ctha_sync_defer_pending", "Packets held now.", nil, nil)
+	descDeferP99      = prometheus.NewDesc("ctha_sync_defer_hold_p99_seconds", "99th percentile of the time the latest held packets waited.", nil, nil)
+	descDeferRules    = prometheus.NewDesc("ctha_sync_defer_reinstalls_total", "ctha's nftables tables found missing or changed (a flush ruleset) and put back.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
@@ -55,7 +63,8 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 		descVRRPDrops, descVIPsRestored, descTakeover, descEntries, descDatagrams, descSyncDrops,
 		descRetransmits, descOverruns, descKernelFail, descCommit, descCommitFailed,
 		descLinkUp, descLinkActive, descLinkSwitches, descBulksStale, descBulkRetries,
-		descNATConflicts, descSNATOutside, descSNATOverlap} {
+		descNATConflicts, descSNATOutside, descSNATOverlap,
+		descDeferHeld, descDeferReleased, descDeferNot, descDeferPending, descDeferP99, descDeferRules} {
 		ch <- d
 	}
 }
@@ -96,6 +105,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descEntries, float64(st.Internal), "internal")
 		gauge(descEntries, float64(st.External), "external")
 		gauge(descSNATOverlap, b2f(st.SNATOverlap))
+		if df := st.Defer; df != nil {
+			counter(descDeferHeld, df.Held)
+			counter(descDeferReleased, df.ReleasedAcked, "acked")
+			counter(descDeferReleased, df.ReleasedTimeout, "timeout")
+			counter(descDeferNot, df.NotDeferred)
+			gauge(descDeferPending, float64(df.Pending))
+			gauge(descDeferP99, df.P99.Seconds())
+			counter(descDeferRules, df.Reinstalls)
+		}
 		for _, l := range st.Links {
 			gauge(descLinkUp, b2f(l.Up), l.Name)
 			gauge(descLinkActive, b2f(l.Active), l.Name)
