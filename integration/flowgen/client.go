@@ -19,8 +19,12 @@ const (
 	DefaultAliveWindow    = 2 * time.Second
 	DefaultProgressEvery  = time.Second
 	minGapThreshold       = 150 * time.Millisecond
-	maxGapsPerFlow        = 64
-	dialConcurrency       = 64
+	// SlowConnect: a flow's setup (dial to first echo) this long or
+	// longer lost a packet of its handshake (TCP's first retransmission
+	// comes after 1 s) or waited for a state; counted in Report.SlowConnects.
+	SlowConnect     = 500 * time.Millisecond
+	maxGapsPerFlow  = 64
+	dialConcurrency = 64
 )
 
 // Client opens Flows TCP connections to Addr and measures, per flow,
@@ -92,6 +96,7 @@ type flow struct {
 	id    int
 	conn  *net.TCPConn
 	local string
+	setup time.Duration // dial to the first echo
 
 	mu           sync.Mutex
 	sent         uint64
@@ -260,6 +265,7 @@ func (r *run) connectAll(ctx context.Context) ([]*flow, error) {
 }
 
 func (r *run) connect(ctx context.Context, d *net.Dialer, id int) (*flow, error) {
+	begin := time.Now()
 	c, err := d.DialContext(ctx, "tcp", r.c.Addr)
 	if err != nil {
 		return nil, err
@@ -299,6 +305,7 @@ func (r *run) connect(ctx context.Context, d *net.Dialer, id int) (*flow, error)
 		tc.Close()
 		return nil, context.Cause(ctx)
 	}
+	f.setup = time.Since(begin)
 	return f, nil
 }
 

@@ -98,6 +98,10 @@ func TestAllSurvive(t *testing.T) {
 	if rep.Flows != 20 || rep.Survived != 20 || rep.Failed != 0 || rep.Errored != 0 {
 		t.Errorf("flows %d survived %d failed %d errored %d, want 20/20/0/0", rep.Flows, rep.Survived, rep.Failed, rep.Errored)
 	}
+	if rep.ConnectMs.Min <= 0 || rep.ConnectMs.Max >= 500 || rep.SlowConnects != 0 || rep.PerFlow[0].ConnectMs <= 0 {
+		t.Errorf("setup times %+v (flow 0: %v ms), %d slow: want every one measured, none slow on loopback",
+			rep.ConnectMs, rep.PerFlow[0].ConnectMs, rep.SlowConnects)
+	}
 	if rep.LongestGapMs <= 0 || rep.LongestGapMs > 500 {
 		t.Errorf("longest gap %v ms, want in (0, 500]", rep.LongestGapMs)
 	}

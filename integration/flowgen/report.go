@@ -45,6 +45,12 @@ type Report struct {
 	Sent       uint64 `json:"sent"`   // messages sent, all flows
 	Echoes     uint64 `json:"echoes"` // echoes received, all flows
 
+	// ConnectMs summarises the flows' setup times (dial to the first
+	// echo); SlowConnects counts those of SlowConnect or longer: a lost
+	// SYN or SYN-ACK (a retransmission after 1 s).
+	ConnectMs    GapStats `json:"connect_ms"`
+	SlowConnects int      `json:"slow_connects"`
+
 	PerFlow []FlowReport `json:"per_flow"`
 }
 
@@ -61,6 +67,8 @@ type GapStats struct {
 type FlowReport struct {
 	ID    int    `json:"id"`
 	Local string `json:"local"` // local address: the conntrack tuple's source
+	// ConnectMs is the flow's setup time: dial to the first echo.
+	ConnectMs float64 `json:"connect_ms"`
 	// Survived: no error and an echo within AliveWindow before End.
 	Survived bool `json:"survived"`
 	// LongestGapMs is the longest time between two consecutive echoes,
@@ -126,6 +134,7 @@ func (r *run) report(flows []*flow, start, end time.Time, reason string) Report 
 		fr := FlowReport{
 			ID:              f.id,
 			Local:           f.local,
+			ConnectMs:       ms(f.setup),
 			LongestGapMs:    ms(f.longest),
 			LongestGapStart: utc(f.longestStart),
 			Sent:            f.sent,
@@ -167,6 +176,14 @@ func (r *run) report(flows []*flow, start, end time.Time, reason string) Report 
 		rep.PerFlow = append(rep.PerFlow, fr)
 	}
 	rep.Failed = rep.Flows - rep.Survived
+	setups := make([]float64, 0, len(flows))
+	for _, f := range flows {
+		setups = append(setups, ms(f.setup))
+		if f.setup >= SlowConnect {
+			rep.SlowConnects++
+		}
+	}
+	rep.ConnectMs = gapStats(setups)
 	rep.FirstGapStart, rep.LastGapEnd = utc(firstGap), utc(lastGap)
 	rep.GapsMs = gapStats(longest)
 	rep.LongestGapMs = rep.GapsMs.Max
