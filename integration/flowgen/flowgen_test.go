@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,4 +328,47 @@ func containsAny(s, alternatives string) bool {
 		}
 	}
 	return false
+}
+
+// TestRateClient: on loopback every connection of a short run at a
+// modest rate is made, from the sources in turn, and timed.
+func TestRateClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	from := map[string]int{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			mu.Lock()
+			from[host]++
+			mu.Unlock()
+			c.Close()
+		}
+	}()
+	rc := RateClient{Addr: ln.Addr().String(), Rate: 1000, Duration: 300 * time.Millisecond,
+		Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")}}
+	rep, err := rc.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Attempted < 250 || rep.Attempted > 310 || rep.Failed != 0 || rep.Connected != rep.Attempted || rep.Skipped != 0 {
+		t.Errorf("report %+v: want about 300 attempts, all connected", rep)
+	}
+	if rep.HandshakeUs.P50 <= 0 || rep.HandshakeUs.Max < rep.HandshakeUs.P50 || rep.Slow != 0 {
+		t.Errorf("handshake times %+v, %d slow", rep.HandshakeUs, rep.Slow)
+	}
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if from["127.0.0.1"] < 100 || from["127.0.0.2"] < 100 {
+		t.Errorf("connections by source %v: want both sources in turn", from)
+	}
 }
