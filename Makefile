@@ -14,7 +14,7 @@ export CGO_ENABLED = 0
 # Tools .ci/deps unpacks rather than installs (promtool) come first.
 export PATH := $(CURDIR)/.cache/bin:$(PATH)
 
-.PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-perf bench bench-docs soak demo deps-demo deps-test man deb deb-check help clean
+.PHONY: all build test test-race lint fuzz chaos bench-vrrp bench-defer bench-perf bench bench-docs soak demo deps-demo deps-test man deb deb-check help clean
 
 all: lint test build
 
@@ -63,6 +63,11 @@ demo: deps-demo build
 bench-vrrp:
 	CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results \
 	  $(GO) test -run '^$$' -bench BenchmarkVRRPTakeover -benchtime 1x -timeout 10m -v ./integration/ | grep -v '^=== '
+
+## bench-defer: what multiprimary's defer costs a new flow (20k/s, on and off) and the highest new-flow rate; writes integration/bench/results/defer-DATE.json (root)
+bench-defer:
+	CTHA_REQUIRE_NETNS=1 CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results \
+	  $(GO) test -run '^$$' -bench BenchmarkDefer -benchtime 1x -timeout 20m -v ./integration/ | grep -v '^=== '
 
 ## bench-perf: in-process figures for 1M flows: codec, caches, the whole pipeline
 bench-perf:

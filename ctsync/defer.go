@@ -132,6 +132,7 @@ type deferral struct {
 	order   []uint32          // tokens in the order held: their deadlines' order
 	next    uint32            // the next token
 	echo    map[ct.Key]sent   // states sent for held packets, until the kernel's event repeats them
+	swept   time.Time         // echo's last sweep
 	release []uint32          // packet ids to accept (flushVerdicts)
 
 	held, acked, timedOut, notDeferred, reinstalls, verdictErrors atomic.Uint64
@@ -395,9 +396,12 @@ func (e *Engine) deferTick(now time.Time) time.Time {
 	if len(d.order) == 0 {
 		d.order = d.order[:0:0] // let a burst's array go
 	}
-	for k, s := range d.echo {
-		if now.Sub(s.at) > deferEchoTTL {
-			delete(d.echo, k)
+	if now.Sub(d.swept) >= time.Second {
+		d.swept = now
+		for k, s := range d.echo {
+			if now.Sub(s.at) > deferEchoTTL {
+				delete(d.echo, k) // no event came: the packet was dropped after all
+			}
 		}
 	}
 	e.flushVerdicts()
@@ -459,11 +463,19 @@ type written struct {
 	tokens []uint32
 }
 
-// noteWritten is called by the writer once the records before write acks
-// of peer p are in the kernel.
-func (e *Engine) noteWritten(p *peer, tokens []uint32) {
+// appendAcks appends job j's write acks, if any.
+func appendAcks(ws []written, j writeJob) []written {
+	if len(j.acks) > 0 {
+		ws = append(ws, written{j.ackPeer, j.acks})
+	}
+	return ws
+}
+
+// noteWritten is called by the writer once the records before these write
+// acks are in the kernel.
+func (e *Engine) noteWritten(ws []written) {
 	e.writtenMu.Lock()
-	e.written = append(e.written, written{p, tokens})
+	e.written = append(e.written, ws...)
 	e.writtenMu.Unlock()
 	select {
 	case e.writtenWake <- struct{}{}:
@@ -471,30 +483,43 @@ func (e *Engine) noteWritten(p *peer, tokens []uint32) {
 	}
 }
 
-// sendWritten answers the write acks the writer has written.
+// sendWritten answers the write acks the writer has written: for each
+// peer, as few datagrams as its tokens fit in.
 func (e *Engine) sendWritten() {
 	e.writtenMu.Lock()
 	ws := e.written
 	e.written = nil
 	e.writtenMu.Unlock()
 	var buf, body []byte
-	for _, w := range ws {
-		for toks := w.tokens; len(toks) > 0; {
-			body = body[:0]
-			for len(toks) > 0 && len(body) < maxPayload-16 {
-				body = binary.AppendUvarint(body, uint64(toks[0]))
-				toks = toks[1:]
+	for _, p := range e.peers {
+		body = body[:0]
+		send := func() {
+			if len(body) == 0 {
+				return
 			}
 			msg := append([]byte{typeWritten}, binary.AppendUvarint(nil, uint64(len(body)))...)
 			msg = append(msg, body...)
+			body = body[:0]
 			e.seq++
 			buf = auth.Seal(buf[:0], &e.cfg.Key, auth.Header{Sender: e.sender, Epoch: e.epoch, Seq: e.seq}, msg)
-			if err := e.sendTo(w.p, buf); err != nil {
+			if err := e.sendTo(p, buf); err != nil {
 				e.stats.sendErrors.Add(1)
-				continue
+				return
 			}
 			e.stats.datagramsOut.Add(1)
 		}
+		for _, w := range ws {
+			if w.p != p {
+				continue
+			}
+			for _, t := range w.tokens {
+				if len(body) >= maxPayload-16 {
+					send()
+				}
+				body = binary.AppendUvarint(body, uint64(t))
+			}
+		}
+		send()
 	}
 }
 

@@ -10,8 +10,11 @@ package ctsync_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -256,4 +259,39 @@ func TestDeferPair(t *testing.T) {
 			t.Errorf("stopped: rules removed %v, queue closed %v", ra.removed, qa.closed)
 		}
 	})
+}
+
+// TestDeferQueueTaken: a queue number another process holds stops the
+// engine from starting, with an error that says what to change; rules
+// that cannot be installed leave no queue bound.
+func TestDeferQueueTaken(t *testing.T) {
+	n := newMPNode(t, 1, 2)
+	c := ctsync.Config{Topology: ctsync.Multiprimary, NodeName: n.name, Defer: 20 * time.Millisecond, DeferQueue: 3170,
+		Links: []ctsync.Link{{Name: "sync0", Interface: "sync", Local: n.addr, Peers: n.peers, Port: 3780}}}
+	nw := sim.NewNet(1)
+	opts := ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: n.dir, Kernel: n.table, Listen: nw.Listener(n.host),
+		Host: n.host, RuntimeTimers: true,
+		OpenQueue: func(num uint16) (ctsync.PacketQueue, error) {
+			return nil, fmt.Errorf("bind queue %d: %w", num, nfq.ErrQueueTaken)
+		},
+		DeferRules: func() (ctsync.DeferRules, error) { return &fakeRules{}, nil }}
+	_, err := ctsync.New(c, opts)
+	if err == nil || !errors.Is(err, nfq.ErrQueueTaken) || !strings.Contains(err.Error(), "defer_queue") || !strings.Contains(err.Error(), "3170") {
+		t.Errorf("queue taken: %v; want an error naming NFQUEUE 3170 and defer_queue", err)
+	}
+
+	q := newFakeQueue()
+	opts.OpenQueue = func(uint16) (ctsync.PacketQueue, error) { return q, nil }
+	opts.DeferRules = func() (ctsync.DeferRules, error) { return nil, errors.New("nftables: operation not permitted") }
+	if _, err := ctsync.New(c, opts); err == nil || !strings.Contains(err.Error(), "operation not permitted") {
+		t.Errorf("rules refused: %v", err)
+	}
+	if !q.closed {
+		t.Error("rules refused: the queue is still bound")
+	}
+
+	c.Topology = ctsync.PrimaryBackup
+	if _, err := ctsync.New(c, opts); err == nil || !strings.Contains(err.Error(), "defer needs the multiprimary topology") {
+		t.Errorf("defer in primary-backup: %v", err)
+	}
 }

@@ -59,10 +59,17 @@ const (
 
 // progress compares two states of one flow: +1 when b is ahead of a, -1
 // when it is behind, 0 when neither (the same state, or no order). TCP
-// states are ordered by how far the connection went; otherwise the
-// SEEN_REPLY and ASSURED bits only ever get set.
+// states are ordered by how far the connection went, except that a new
+// SYN_SENT after CLOSE or TIME_WAIT is a new connection on the same tuple
+// (the kernel reopens the entry too): ahead, as CLOSE after SYN_SENT (a
+// refused connection) is; between the two the later update wins.
+// Otherwise the SEEN_REPLY
+// and ASSURED bits only ever get set.
 func progress(a, b *ct.Flow) int {
 	if a.Orig.Proto == ct.ProtoTCP {
+		if reopens(a.TCP.State, b.TCP.State) {
+			return 1 // and SYN_SENT to CLOSE (refused) is ahead too: the later one wins
+		}
 		if ra, rb := tcpRank(a.TCP.State), tcpRank(b.TCP.State); ra != rb {
 			if rb > ra {
 				return 1
@@ -81,6 +88,13 @@ func progress(a, b *ct.Flow) int {
 		return -1
 	}
 	return 0
+}
+
+// reopens reports whether TCP state to after from is a new connection on
+// the tuple: a SYN after the end of the previous one (conntrack's
+// tcp_conntracks: SYN in CLOSE or TIME_WAIT -> SYN_SENT).
+func reopens(from, to uint8) bool {
+	return (from == ct.TCPClose || from == ct.TCPTimeWait) && (to == ct.TCPSynSent || to == ct.TCPSynSent2)
 }
 
 // tcpRank orders conntrack's TCP states by how far a connection went.

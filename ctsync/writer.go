@@ -204,6 +204,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 		}
 	}()
 	var group []flowOp
+	var acks []written // the write acks of the group's jobs
 	for {
 		var j writeJob
 		select {
@@ -215,8 +216,12 @@ func (e *Engine) runWriter(ctx context.Context) {
 		// write costs less than many small ones. A job with expectations
 		// or a barrier ends the group.
 		group = append(group[:0], j.flows...)
+		acks = appendAcks(acks[:0], j)
 		bulk := j.bulk
-		for j.barrier == nil && j.acks == nil && !j.exps.any() && len(group) < writeGroup {
+		// Write acks do not end a group: they are answered once it is
+		// written, and under load one write of many jobs keeps the
+		// writer ahead where a write per job (per datagram) fell behind.
+		for j.barrier == nil && !j.exps.any() && len(group) < writeGroup {
 			var ok bool
 			select {
 			case j, ok = <-e.wr.queue:
@@ -227,6 +232,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 				break
 			}
 			group = append(group, j.flows...)
+			acks = appendAcks(acks, j)
 			bulk = bulk || j.bulk
 		}
 		// Only a bulk copy (a rejoin, which the node waits for) is
@@ -251,8 +257,8 @@ func (e *Engine) runWriter(ctx context.Context) {
 		if j.barrier != nil {
 			close(j.barrier)
 		}
-		if j.acks != nil {
-			e.noteWritten(j.ackPeer, j.acks)
+		if len(acks) > 0 {
+			e.noteWritten(acks)
 		}
 		if cap(group) > 4*writeGroup {
 			group = nil // let a bulk's array go

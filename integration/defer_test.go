@@ -26,7 +26,7 @@ const asymTable = "103"
 
 // asymRoutes sets up the asymmetric paths (lab.Options.SplitVIPs gives
 // the VIPs).
-func asymRoutes(t *testing.T, l *lab.Lab) {
+func asymRoutes(t testing.TB, l *lab.Lab) {
 	t.Helper()
 	srv, cl := lab.RoleServer, lab.RoleClient
 	for _, c := range []struct {

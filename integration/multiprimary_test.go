@@ -371,7 +371,7 @@ func (f *mpFlows) end(t *testing.T) flowgen.Report {
 }
 
 // waitFile fails the test unless path appears within timeout.
-func waitFile(t *testing.T, path string, timeout time.Duration) {
+func waitFile(t testing.TB, path string, timeout time.Duration) {
 	t.Helper()
 	if err := waitFileErr(path, timeout); err != nil {
 		t.Fatalf("%s: %v", path, err)

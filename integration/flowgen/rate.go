@@ -1,13 +1,7 @@
 package flowgen
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -29,10 +23,24 @@ type RateClient struct {
 	Duration time.Duration
 	// Timeout bounds each handshake (default 3 s): longer is a failure.
 	Timeout time.Duration
-	// Inflight bounds the handshakes under way (default 4096); an attempt
-	// due while it is reached is counted in Skipped, not made.
+	// Inflight bounds the handshakes under way (default 16384); an
+	// attempt due while it is reached is counted in Skipped, not made.
 	Inflight int
+
+	// UDPRate, if set, is a background load of new flows besides the
+	// timed handshakes: UDP datagrams at this rate to the server's
+	// address, each to the next port of UDPPorts (each datagram a new
+	// flow, until the ports come round again), from each source in turn.
+	// A flow's state is what costs a firewall; nothing needs to answer.
+	UDPRate  int
+	UDPPorts [2]uint16
 }
+
+// Defaults of RateClient.
+const (
+	DefaultRateTimeout  = 3 * time.Second
+	DefaultRateInflight = 16384
+)
 
 // RateReport is what a RateClient measured.
 type RateReport struct {
@@ -55,82 +63,8 @@ type RateReport struct {
 	Slow int `json:"slow"`
 	// FirstError is the first failure's error, if any.
 	FirstError string `json:"first_error,omitempty"`
-}
-
-// Run opens connections for Duration and returns the report.
-func (c *RateClient) Run(ctx context.Context) (RateReport, error) {
-	if c.Addr == "" || c.Rate <= 0 || c.Duration <= 0 {
-		return RateReport{}, errors.New("rate client: Addr, Rate and Duration are required")
-	}
-	timeout, inflight := c.Timeout, c.Inflight
-	if timeout <= 0 {
-		timeout = 3 * time.Second
-	}
-	if inflight <= 0 {
-		inflight = 4096
-	}
-	var (
-		mu       sync.Mutex
-		times    = make([]float64, 0, int(float64(c.Rate)*c.Duration.Seconds())+1)
-		failed   int
-		firstErr string
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, inflight)
-		skipped  atomic.Int64
-	)
-	attempt := func(i int) {
-		defer wg.Done()
-		defer func() { <-sem }()
-		d := net.Dialer{Timeout: timeout}
-		if len(c.Sources) > 0 {
-			d.LocalAddr = &net.TCPAddr{IP: c.Sources[i%len(c.Sources)].AsSlice()}
-		}
-		begin := time.Now()
-		conn, err := d.DialContext(ctx, "tcp", c.Addr)
-		took := time.Since(begin)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			failed++
-			if firstErr == "" {
-				firstErr = err.Error()
-			}
-			return
-		}
-		times = append(times, float64(took.Microseconds()))
-		conn.(*net.TCPConn).SetLinger(0)
-		conn.Close()
-	}
-	start := time.Now()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	n := 0
-	for now := start; now.Sub(start) < c.Duration && ctx.Err() == nil; now = <-tick.C {
-		due := int(float64(c.Rate) * now.Sub(start).Seconds())
-		for ; n < due; n++ {
-			select {
-			case sem <- struct{}{}:
-				wg.Add(1)
-				go attempt(n)
-			default:
-				skipped.Add(1)
-			}
-		}
-	}
-	end := time.Now()
-	wg.Wait()
-	rep := RateReport{Target: c.Addr, Rate: c.Rate, DurationMs: ms(end.Sub(start)),
-		Connected: len(times), Failed: failed, Skipped: int(skipped.Load()), FirstError: firstErr}
-	rep.Attempted = rep.Connected + rep.Failed
-	rep.AchievedPerSec = float64(rep.Connected) / end.Sub(start).Seconds()
-	rep.HandshakeUs = gapStats(times)
-	for _, us := range times {
-		if us >= float64(SlowConnect.Microseconds()) {
-			rep.Slow++
-		}
-	}
-	if ctx.Err() != nil {
-		return rep, fmt.Errorf("rate client: %w", context.Cause(ctx))
-	}
-	return rep, nil
+	// UDPSent counts the background load's datagrams (new flows) sent;
+	// UDPErrors those refused by the kernel.
+	UDPSent   int `json:"udp_sent"`
+	UDPErrors int `json:"udp_errors"`
 }

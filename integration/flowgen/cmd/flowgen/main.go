@@ -6,6 +6,7 @@
 //	flowgen server -listen ADDR [flags]
 //	flowgen client -connect ADDR [flags]
 //	flowgen rate -connect ADDR -rate N -duration D [flags]
+//	flowgen sink -listen ADDR [-ready FILE]
 //
 // Exit status: 0 ok, 1 error (including a bad command line).
 package main
@@ -17,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -42,6 +44,7 @@ const usage = `usage:
                  [-gap-threshold D]
   flowgen rate -connect ADDR -rate N -duration D [-sources A,B,...]
                [-timeout D] [-json FILE]
+  flowgen sink -listen ADDR [-ready FILE]
 
 Run "flowgen server -h" or "flowgen client -h" for the flags.
 Exit status: 0 ok, 1 error.
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return client(ctx, args[1:], stdout, stderr)
 	case "rate":
 		return rate(ctx, args[1:], stdout, stderr)
+	case "sink":
+		return sink(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -351,6 +356,8 @@ func rate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.Duration, "duration", 0, "how long connections are opened (required)")
 	fs.DurationVar(&c.Timeout, "timeout", 3*time.Second, "longest handshake: longer is a failure")
 	sources := fs.String("sources", "", "comma-separated local addresses to connect from, in turn")
+	fs.IntVar(&c.UDPRate, "udp-rate", 0, "background load: new UDP flows per second to the server's address (0: none)")
+	udpPorts := fs.String("udp-ports", "10000-60000", "the background load's destination ports, LO-HI: one new flow per datagram until they come round")
 	jsonOut := fs.String("json", "", "write the report to this file (atomically) instead of stdout")
 	if ok, code := parse(fs, args); !ok {
 		return code
@@ -366,6 +373,10 @@ func rate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		c.Sources = append(c.Sources, a)
 	}
+	if _, err := fmt.Sscanf(*udpPorts, "%d-%d", &c.UDPPorts[0], &c.UDPPorts[1]); err != nil {
+		fmt.Fprintf(stderr, "flowgen rate: -udp-ports %q: want LO-HI\n", *udpPorts)
+		return exitFail
+	}
 	rep, err := c.Run(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "flowgen rate: %v\n", err)
@@ -380,7 +391,56 @@ func rate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "%s\n", b)
 	}
-	fmt.Fprintf(stderr, "flowgen rate: %d of %d connected (%.0f/s), %d failed, %d skipped; handshake p50 %.0f us, p99 %.0f us\n",
-		rep.Connected, rep.Attempted, rep.AchievedPerSec, rep.Failed, rep.Skipped, rep.HandshakeUs.P50, rep.HandshakeUs.P99)
+	fmt.Fprintf(stderr, "flowgen rate: %d of %d connected (%.0f/s), %d failed, %d skipped; handshake p50 %.0f us, p99 %.0f us; %d UDP flows sent (%d refused)\n",
+		rep.Connected, rep.Attempted, rep.AchievedPerSec, rep.Failed, rep.Skipped, rep.HandshakeUs.P50, rep.HandshakeUs.P99, rep.UDPSent, rep.UDPErrors)
 	return exitOK
+}
+
+// sink accepts connections and closes each at once: the server of
+// flowgen rate, whose connections carry nothing (the client's reset ends
+// them, so neither end keeps a TIME_WAIT).
+func sink(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "", "address to listen on, host:port (required)")
+	ready := fs.String("ready", "", "also write the \"listening ADDR\" line to this file, atomically, once listening")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if err := removeStale(*ready); err != nil {
+		fmt.Fprintf(stderr, "flowgen sink: %v\n", err)
+		return exitFail
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowgen sink: %v\n", err)
+		return exitFail
+	}
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	line := fmt.Sprintf("listening %s\n", ln.Addr())
+	if *ready != "" {
+		if err := writeAtomic(*ready, []byte(line)); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "flowgen sink: %v\n", err)
+			return exitFail
+		}
+	}
+	fmt.Fprint(stdout, line)
+	n := 0
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintf(stderr, "flowgen sink: stopped (%v), %d connections\n", context.Cause(ctx), n)
+				return exitOK
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return exitFail
+			}
+			continue // a connection reset before it was accepted
+		}
+		n++
+		c.Close() // a FIN, not a reset: one that came before the client saw its handshake done would fail it
+	}
 }
