@@ -105,8 +105,13 @@ func (s *State) Flow() (ct.Flow, Dropped, error) {
 		x.SeqAdjOrig = ct.SeqAdj{Position: s.SeqAdj[0], OffsetBefore: s.SeqAdj[1], OffsetAfter: s.SeqAdj[2]}
 		x.SeqAdjRepl = ct.SeqAdj{Position: s.SeqAdj[3], OffsetBefore: s.SeqAdj[4], OffsetAfter: s.SeqAdj[5]}
 	}
-	x.SCTPState, x.SCTPVTagOrig, x.SCTPVTagR = s.SCTPState, s.SCTPVTagOrig, s.VTagRepl
-	x.DCCPState, x.DCCPRole = s.DCCPState, s.DCCPRole
+	// Attributes of another protocol than the flow's are ignored.
+	switch s.Proto {
+	case ct.ProtoSCTP:
+		x.SCTPState, x.SCTPVTagOrig, x.SCTPVTagR = s.SCTPState, s.SCTPVTagOrig, s.VTagRepl
+	case ct.ProtoDCCP:
+		x.DCCPState, x.DCCPRole = s.DCCPState, s.DCCPRole
+	}
 	if x != (ct.Extra{}) {
 		f.Extra = &x
 	}

@@ -143,10 +143,12 @@ func TestGolden(t *testing.T) {
 				if f.Orig.Proto == ct.ProtoTCP {
 					want.Has |= HasWScaleOrig | HasWScaleRepl
 				}
-				if diff := cmp.Diff(want, s, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				if diff := cmp.Diff(want, s, addrCmp); diff != "" {
 					t.Errorf("StateOf (-conntrackd +ours):\n%s", diff)
 				}
 			}
 		})
 	}
 }
+
+var addrCmp = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
