@@ -184,6 +184,11 @@ func (e *Endpoint) PeerUp(now time.Time) bool {
 	return !e.lastHeard.IsZero() && now.Sub(e.lastHeard) < e.cfg.PeerTimeout
 }
 
+// HelloDone reports whether the peer answered our HELLO (HELLO_BACK):
+// until then every message we send says HELLO, and a conntrackd peer
+// takes each one as a fresh start of our sequence numbers.
+func (e *Endpoint) HelloDone() bool { return !e.sayHello }
+
 // Stats returns the counters.
 func (e *Endpoint) Stats() Stats { return e.stats }
 

@@ -66,9 +66,10 @@ var (
 )
 
 type gmsg struct {
-	Type  Type
-	Flags Flags
-	Flow  ct.Flow
+	Type     Type
+	Flags    Flags
+	Flow     ct.Flow
+	From, To uint32
 }
 
 // TestGolden decodes datagrams captured from a real conntrackd 1.4.7 to
@@ -81,18 +82,22 @@ func TestGolden(t *testing.T) {
 		want []gmsg
 	}{
 		{"alive-hello.hex", []gmsg{{Type: TypeCtl, Flags: FlagAlive | FlagHello}}},
-		{"ipv4-tcp-snat.hex", []gmsg{{TypeCTNew, FlagHello, p(gTCPSNAT)}}},
-		{"ipv4-udp-dnat-mark.hex", []gmsg{{TypeCTNew, FlagHello, p(gUDPDNAT)}}},
-		{"ipv4-icmp-echo.hex", []gmsg{{TypeCTNew, FlagHello, p(gICMP)}}},
-		{"ipv6-tcp-synsent.hex", []gmsg{{TypeCTNew, FlagHello, p(gTCP6)}}},
-		{"ipv6-udp-dnat.hex", []gmsg{{TypeCTNew, FlagHello, p(gUDP6)}}},
-		{"ipv6-icmpv6-echo.hex", []gmsg{{TypeCTNew, FlagHello, p(gICMP6)}}},
-		{"ipv4-udp-del.hex", []gmsg{{TypeCTDel, FlagHello, p(gUDPDNAT)}}},
+		{"ctd-first-ack-hello.hex", []gmsg{{Type: TypeCtl, Flags: FlagAck | FlagHello | FlagHelloBack, From: 1796669219, To: 1796669219}}},
+		{"ctd-ack.hex", []gmsg{{Type: TypeCtl, Flags: FlagAck, From: 1796669220, To: 1796669220}}},
+		{"ctd-nack.hex", []gmsg{{Type: TypeCtl, Flags: FlagNack, From: 1796669223, To: 1796669223}}},
+		{"ctd-resync.hex", []gmsg{{Type: TypeCtl, Flags: FlagResync, From: 0, To: 0}}},
+		{"ipv4-tcp-snat.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gTCPSNAT)}}},
+		{"ipv4-udp-dnat-mark.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gUDPDNAT)}}},
+		{"ipv4-icmp-echo.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gICMP)}}},
+		{"ipv6-tcp-synsent.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gTCP6)}}},
+		{"ipv6-udp-dnat.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gUDP6)}}},
+		{"ipv6-icmpv6-echo.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gICMP6)}}},
+		{"ipv4-udp-del.hex", []gmsg{{Type: TypeCTDel, Flags: FlagHello, Flow: p(gUDPDNAT)}}},
 		{"bulk.hex", []gmsg{
-			{TypeCTNew, FlagHello, p(gICMP)}, {TypeCTNew, FlagHello, p(gUDP6)},
-			{TypeCTDel, FlagHello, p(gUDPDNAT)}, {TypeCTNew, FlagHello, p(gUDP)},
-			{TypeCTNew, FlagHello, p(gICMP6)}, {TypeCTNew, FlagHello, p(gTCP6)},
-			{TypeCTNew, FlagHello, p(gTCPSNAT)}, {TypeCTNew, FlagHello, p(gTCPEst)},
+			{Type: TypeCTNew, Flags: FlagHello, Flow: p(gICMP)}, {Type: TypeCTNew, Flags: FlagHello, Flow: p(gUDP6)},
+			{Type: TypeCTDel, Flags: FlagHello, Flow: p(gUDPDNAT)}, {Type: TypeCTNew, Flags: FlagHello, Flow: p(gUDP)},
+			{Type: TypeCTNew, Flags: FlagHello, Flow: p(gICMP6)}, {Type: TypeCTNew, Flags: FlagHello, Flow: p(gTCP6)},
+			{Type: TypeCTNew, Flags: FlagHello, Flow: p(gTCPSNAT)}, {Type: TypeCTNew, Flags: FlagHello, Flow: p(gTCPEst)},
 		}},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
@@ -104,7 +109,7 @@ func TestGolden(t *testing.T) {
 			var got []gmsg
 			var again []byte
 			for _, m := range msgs {
-				g := gmsg{Type: m.Type, Flags: m.Flags}
+				g := gmsg{Type: m.Type, Flags: m.Flags, From: m.From, To: m.To}
 				if m.Type.IsState() {
 					f, d, err := m.Flow()
 					if err != nil {
