@@ -112,8 +112,10 @@
 // the control messages) sent with a number in the range; a NACK from..to
 // sends those objects again, with their state of now and new numbers,
 // and the ACK/NACK/RESYNC messages in the range again. Nothing is resent
-// on a timer. A deleted flow stays in conntrackd's cache, sent as
-// CT_DEL, until acknowledged and purged.
+// on a timer. The resend queue holds ResendQueueSize entries (default
+// 131072); when it is full the oldest is forgotten. An ACK or NACK whose
+// to is before its from is malformed. A deleted flow stays in
+// conntrackd's cache, sent as CT_DEL, until acknowledged and purged.
 //
 // Receiver: a message with the expected number, or after a gap, is
 // applied at once; a gap is answered with an ACK of what came in order
@@ -128,7 +130,8 @@
 // message with HELLO_BACK comes; it flags the next message it sends
 // HELLO_BACK after each HELLO it receives. A message with HELLO is taken
 // whatever its number (the receiver's tracking restarts from it), and the
-// receiver drops its own resend queue of control messages. So while a
+// receiver empties its whole resend queue (objects and control messages
+// it waited to have acknowledged: it will not resend them). So while a
 // peer says HELLO, gaps in its numbers go unnoticed. A restarted
 // conntrackd does not ask for the table nor send its own: that is
 // StartupResync, or conntrackd -n (RESYNC) and -B (send the internal

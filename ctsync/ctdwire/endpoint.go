@@ -219,6 +219,10 @@ func (e *Endpoint) Input(dgram []byte, now time.Time, deliver []Msg) ([]Msg, err
 			e.stats.Malformed++
 			continue
 		}
+		if m.Type == TypeCtl && m.Flags&(FlagAck|FlagNack) != 0 && before(m.To, m.From) {
+			e.stats.Malformed++ // as conntrackd
+			continue
+		}
 		if m.Flags&FlagHelloBack != 0 {
 			e.sayHello = false
 		}
