@@ -7,8 +7,8 @@ import (
 	"fmt"
 )
 
-// Attribute types of a flow (NTA_*). 1.4.7 knows 0..31 and rejects a
-// message with any other (msg2ct): there is no zone attribute.
+// Attribute types of a flow (NTA_*). 1.4.7 knows 0..32 and rejects a
+// message with any other (msg2ct).
 const (
 	ntaIPv4         = 0  // src, dst: 4 bytes each, network order
 	ntaIPv6         = 1  // src, dst: 16 bytes each
@@ -42,7 +42,8 @@ const (
 	ntaSNATIPv6     = 29 // 16 bytes
 	ntaDNATIPv6     = 30 // 16 bytes
 	ntaSynproxy     = 31 // its, isn, tsoff: u32 each
-	ntaMax          = 32
+	ntaZone         = 32 // u16, only for a zone other than 0
+	ntaMax          = 33
 )
 
 // Attribute types of an expectation (NTA_EXP_*).

@@ -69,11 +69,12 @@
 //	29 SNAT_IPV6, 30 DNAT_IPV6   16 bytes each
 //	31 SYNPROXY     its, isn, tsoff u32; conntrackd sends it for every
 //	                flow, zeros unless the flow went through SYNPROXY
+//	32 ZONE         u16, only for a zone other than 0 (the kernel reports
+//	                no zone 0); 1.4.7 has it (TestConntrackd: zone both
+//	                ways), and rejects 33 and above
 //
-// There is no zone attribute in 1.4.7 (a later patch proposed NTA_ZONE =
-// 32, which 1.4.7 rejects as unknown). There is no reply tuple: the
-// receiver rebuilds it as the original one inverted (as the kernel does),
-// with the NAT attributes applied.
+// There is no reply tuple: the receiver rebuilds it as the original one
+// inverted (as the kernel does), with the NAT attributes applied.
 //
 // Byte order: every integer is big-endian, except SPAT_PORT, DPAT_PORT
 // and ICMP_ID. conntrackd byte-swaps these values although
@@ -94,15 +95,16 @@
 // reported as Dropped bits, which the caller counts:
 //
 //   - from conntrackd: a master tuple (DroppedMaster), non-zero SYNPROXY
-//     offsets (DroppedSynproxy), labels above 127 (DroppedLabels); the
-//     zone is always 0; attributes of another protocol are ignored.
-//   - to conntrackd: a zone other than 0 (DroppedZone: the flow would
-//     land in zone 0; refuse it), TCP window flags (DroppedTCPFlags:
+//     offsets (DroppedSynproxy), labels above 127 (DroppedLabels);
+//     attributes of another protocol are ignored.
+//   - to conntrackd: TCP window flags (DroppedTCPFlags:
 //     conntrackd does not carry them), the DCCP handshake sequence
 //     (DroppedDCCPSeq), a reply tuple NAT attributes cannot express, such
 //     as an ICMP identifier changed by NAT (DroppedReply), a helper name
 //     over 11 characters (DroppedHelper).
-//   - expectations: the NAT tuple (DroppedExpectNAT); zone likewise.
+//   - expectations: the NAT tuple (DroppedExpectNAT); a zone other than
+//     0 (DroppedZone: expectation messages have no zone attribute, the
+//     expectation would land in zone 0; refuse it).
 //
 // # FTFW: what a conntrackd peer does
 //

@@ -10,7 +10,7 @@ import (
 
 // Dropped says what of a flow or an expectation could not be carried
 // from one side to the other. The mapping never fails for it: the caller
-// counts it (and may refuse the flow, as for a zone).
+// counts it (and may refuse the object, as for an expectation in a zone).
 type Dropped uint16
 
 // What can be dropped.
@@ -23,8 +23,8 @@ const (
 	DroppedSynproxy
 	// DroppedLabels: labels above bit 127 (ct.Extra holds 128).
 	DroppedLabels
-	// DroppedZone: a zone other than 0; conntrackd 1.4.7 has no zone
-	// attribute (and rejects a message with an unknown one).
+	// DroppedZone: an expectation's zone other than 0; expectation
+	// messages have no zone attribute (flows have one).
 	DroppedZone
 	// DroppedTCPFlags: the TCP window flags, which conntrackd does not carry.
 	DroppedTCPFlags
@@ -55,7 +55,7 @@ func (d Dropped) String() string {
 
 // Flow maps a flow message to a ct.Flow. The reply tuple is the original
 // one inverted (as the kernel does for a flow without NAT), with the NAT
-// attributes applied. The zone is 0. It fails with ErrIncomplete without
+// attributes applied. It fails with ErrIncomplete without
 // addresses or protocol.
 func (s *State) Flow() (ct.Flow, Dropped, error) {
 	var f ct.Flow
@@ -84,7 +84,7 @@ func (s *State) Flow() (ct.Flow, Dropped, error) {
 	if s.has(HasDPATPort) {
 		f.Reply.SrcPort = s.DPAT
 	}
-	f.Status, f.Timeout, f.Mark = s.Status, s.Timeout, s.Mark
+	f.Status, f.Timeout, f.Mark, f.Zone = s.Status, s.Timeout, s.Mark, s.Zone
 	if s.Proto == ct.ProtoTCP {
 		f.TCP = ct.TCPInfo{State: s.TCPState, WScaleOrig: s.WScaleOrig, WScaleRepl: s.WScaleRepl}
 	}
@@ -127,7 +127,8 @@ func (s *State) Flow() (ct.Flow, Dropped, error) {
 // StateOf maps a ct.Flow to the attributes conntrackd 1.4.7 sends for it,
 // in its order: addresses, status, protocol, the protocol's own (ports,
 // TCP state and window scales, SCTP, DCCP, ICMP), timeout (if not 0),
-// mark, NAT, sequence adjustment, helper, labels. No master, no SYNPROXY.
+// mark, NAT, sequence adjustment, helper, labels, zone (if not 0). No
+// master, no SYNPROXY.
 func StateOf(f *ct.Flow) (State, Dropped) {
 	var d Dropped
 	s := State{Has: HasStatus | HasL4Proto | HasMark, Status: f.Status, Proto: f.Orig.Proto, Mark: f.Mark}
@@ -216,7 +217,8 @@ func StateOf(f *ct.Flow) (State, Dropped) {
 		}
 	}
 	if f.Zone != 0 {
-		d |= DroppedZone
+		s.Has |= HasZone
+		s.Zone = f.Zone
 	}
 	if g, _, err := s.Flow(); err != nil || g.Reply != f.Reply {
 		d |= DroppedReply

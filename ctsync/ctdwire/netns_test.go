@@ -79,6 +79,8 @@ type ctdLab struct {
 	dest   *net.UDPAddr
 	recv   chan []byte
 	record []string // hex of every datagram conntrackd sent
+	cmd    *exec.Cmd
+	exited chan error
 }
 
 func startCtdLab(t *testing.T) *ctdLab {
@@ -122,42 +124,60 @@ func startCtdLab(t *testing.T) *ctdLab {
 	if err := os.WriteFile(l.conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", a.Name, "conntrackd", "-C", l.conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start conntrackd: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	l.start()
 	t.Cleanup(func() {
-		// `ip netns exec` execs conntrackd: the pid is the daemon's.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(3 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		l.stop()
 		if t.Failed() {
 			log, _ := os.ReadFile(filepath.Join(l.dir, "conntrackd.log"))
 			t.Logf("conntrackd.log:\n%s", log)
 		}
 	})
+	return l
+}
+
+// start runs conntrackd in the foreground in its namespace and waits
+// until it answers on its control socket.
+func (l *ctdLab) start() {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", l.a.Name, "conntrackd", "-C", l.conf)
+	if err := cmd.Start(); err != nil {
+		l.t.Fatalf("start conntrackd: %v", err)
+	}
+	l.cmd, l.exited = cmd, make(chan error, 1)
+	go func() { l.exited <- cmd.Wait() }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := l.ctl("-s"); err == nil {
-			break
+			return
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("conntrackd exited: %v", err)
+		case err := <-l.exited:
+			l.cmd = nil
+			l.t.Fatalf("conntrackd exited: %v", err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("conntrackd does not answer on its control socket")
+			l.t.Fatal("conntrackd does not answer on its control socket")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return l
+}
+
+// stop stops the daemon by its pid (`ip netns exec` execs conntrackd:
+// the pid is the daemon's): SIGTERM, which removes its lock file, then
+// SIGKILL after 3 s.
+func (l *ctdLab) stop() {
+	if l.cmd == nil {
+		return
+	}
+	_ = l.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-l.exited:
+	case <-time.After(3 * time.Second):
+		_ = l.cmd.Process.Kill()
+		<-l.exited
+	}
+	l.cmd = nil
 }
 
 // ctl runs `conntrackd -C conf args...` in the daemon's namespace.
@@ -211,13 +231,13 @@ func hasState(d []byte) bool {
 
 // pump runs the endpoint on the real socket until done returns true or
 // the timeout passes.
-func (p *peerSide) pump(what string, timeout time.Duration, done func() bool) {
-	p.l.t.Helper()
+func (p *peerSide) pump(t *testing.T, what string, timeout time.Duration, done func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !done() {
 		now := time.Now()
 		if now.After(deadline) {
-			p.l.t.Fatalf("%s: not done after %v; stats %+v", what, timeout, p.ep.Stats())
+			t.Fatalf("%s: not done after %v; stats %+v", what, timeout, p.ep.Stats())
 		}
 		for _, d := range p.ep.Output(now, nil) {
 			if p.dropOut && hasState(d) {
@@ -225,7 +245,7 @@ func (p *peerSide) pump(what string, timeout time.Duration, done func() bool) {
 				continue
 			}
 			if _, err := p.l.conn.WriteToUDP(d, p.l.dest); err != nil {
-				p.l.t.Fatalf("send: %v", err)
+				t.Fatalf("send: %v", err)
 			}
 		}
 		wait := time.Until(p.ep.NextTimeout(time.Now()))
@@ -233,7 +253,7 @@ func (p *peerSide) pump(what string, timeout time.Duration, done func() bool) {
 		select {
 		case d, ok := <-p.l.recv:
 			if !ok {
-				p.l.t.Fatal("socket closed")
+				t.Fatal("socket closed")
 			}
 			p.l.record = append(p.l.record, hex.EncodeToString(d))
 			if p.dropIn && hasState(d) {
@@ -242,7 +262,7 @@ func (p *peerSide) pump(what string, timeout time.Duration, done func() bool) {
 			}
 			ms, err := p.ep.Input(d, time.Now(), nil)
 			if err != nil {
-				p.l.t.Fatalf("input %x: %v", d, err)
+				t.Fatalf("input %x: %v", d, err)
 			}
 			for _, m := range ms {
 				p.bulk.Observe(time.Now())
@@ -251,7 +271,7 @@ func (p *peerSide) pump(what string, timeout time.Duration, done func() bool) {
 				}
 				f, _, err := m.Flow()
 				if err != nil {
-					p.l.t.Fatalf("%v: %v", &m, err)
+					t.Fatalf("%v: %v", &m, err)
 				}
 				p.types[f.Key()] = m.Type
 				if m.Type == TypeCTDel {
@@ -277,7 +297,7 @@ func TestConntrackd(t *testing.T) {
 
 	// HELLO: conntrackd flags its messages HELLO until we answer, we
 	// ours until it answers.
-	p.pump("hello", 5*time.Second, func() bool { return p.ep.HelloDone() && p.ep.PeerUp(time.Now()) })
+	p.pump(t, "hello", 5*time.Second, func() bool { return p.ep.HelloDone() && p.ep.PeerUp(time.Now()) })
 	if !p.ep.PeerRestarted() {
 		t.Error("first contact not reported")
 	}
@@ -290,7 +310,7 @@ func TestConntrackd(t *testing.T) {
 		want.Orig.Src = cl.As16()
 		want.Mark = 42
 		k := want.Key()
-		p.pump("TCP flow from conntrackd", 5*time.Second, func() bool { _, ok := p.got[k]; return ok })
+		p.pump(t, "TCP flow from conntrackd", 5*time.Second, func() bool { _, ok := p.got[k]; return ok })
 		got := p.got[k]
 		if got.Timeout > 300 || got.Timeout < 290 {
 			t.Errorf("timeout %d, want about 300", got.Timeout)
@@ -303,7 +323,7 @@ func TestConntrackd(t *testing.T) {
 			t.Errorf("type %v, want CT_NEW", p.types[k])
 		}
 		l.a.Exec("conntrack", "-D", "-p", "tcp", "-s", cl.String())
-		p.pump("CT_DEL from conntrackd", 5*time.Second, func() bool { _, ok := p.got[k]; return !ok })
+		p.pump(t, "CT_DEL from conntrackd", 5*time.Second, func() bool { _, ok := p.got[k]; return !ok })
 	})
 
 	t.Run("we NACK a lost datagram", func(t *testing.T) {
@@ -314,7 +334,7 @@ func TestConntrackd(t *testing.T) {
 		before := p.ep.Stats().NacksSent
 		// The loss shows with conntrackd's next message (an ALIVE
 		// within a second); it resends on our NACK.
-		p.pump("UDP flow resent on NACK", 5*time.Second, func() bool { _, ok := p.got[k]; return ok })
+		p.pump(t, "UDP flow resent on NACK", 5*time.Second, func() bool { _, ok := p.got[k]; return ok })
 		if p.ep.Stats().NacksSent == before {
 			t.Errorf("no NACK sent")
 		}
@@ -325,13 +345,13 @@ func TestConntrackd(t *testing.T) {
 	t.Run("us to conntrackd", func(t *testing.T) {
 		p.own[ours.Key()] = ours
 		p.ep.Queue(ours.Key())
-		p.pump("external cache", 5*time.Second, func() bool {
+		p.pump(t, "external cache", 5*time.Second, func() bool {
 			out, _ := l.ctl("-e")
 			return strings.Contains(out, "src=10.10.1.50 dst=10.10.2.50 sport=33333 dport=443")
 		})
 		// conntrackd acknowledges (after ACKWindowSize messages, or
 		// after a second without sending).
-		p.pump("ACK", 5*time.Second, func() bool { return p.ep.Unacked() == 0 })
+		p.pump(t, "ACK", 5*time.Second, func() bool { return p.ep.Unacked() == 0 })
 	})
 
 	t.Run("conntrackd NACKs our lost datagram", func(t *testing.T) {
@@ -340,11 +360,11 @@ func TestConntrackd(t *testing.T) {
 		p.own[lost.Key()] = lost
 		p.ep.Queue(lost.Key())
 		p.dropOut = true
-		p.pump("lose one", time.Second, func() bool { return !p.dropOut })
+		p.pump(t, "lose one", time.Second, func() bool { return !p.dropOut })
 		p.own[next.Key()] = next
 		p.ep.Queue(next.Key())
 		before := p.ep.Stats().Resent
-		p.pump("external cache after NACK", 5*time.Second, func() bool {
+		p.pump(t, "external cache after NACK", 5*time.Second, func() bool {
 			out, _ := l.ctl("-e")
 			return strings.Contains(out, "sport=33334") && strings.Contains(out, "sport=33335")
 		})
@@ -355,13 +375,13 @@ func TestConntrackd(t *testing.T) {
 
 	t.Run("resync", func(t *testing.T) {
 		l.a.Exec("conntrack", "-I", "-p", "icmp", "-s", "10.10.1.100", "-d", "10.10.2.100", "--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "77", "-t", "30")
-		p.pump("ICMP flow", 5*time.Second, func() bool { _, ok := p.got[gICMP.Key()]; return ok })
+		p.pump(t, "ICMP flow", 5*time.Second, func() bool { _, ok := p.got[gICMP.Key()]; return ok })
 		internal, _ := l.ctl("-i")
 		p.got = map[ct.Key]ct.Flow{}
 		p.ep.RequestResync()
 		p.bulk = BulkWatch{Quiet: 500 * time.Millisecond}
 		p.bulk.Start(time.Now())
-		p.pump("resync", 5*time.Second, func() bool { return p.bulk.Done(time.Now()) })
+		p.pump(t, "resync", 5*time.Second, func() bool { return p.bulk.Done(time.Now()) })
 		// The answer is conntrackd's internal cache: the UDP and ICMP
 		// flows (the TCP one is gone).
 		if len(p.got) != strings.Count(internal, "\n") || len(p.got) < 2 {
@@ -379,13 +399,72 @@ func TestConntrackd(t *testing.T) {
 		if _, err := l.ctl("-n"); err != nil {
 			t.Fatal(err)
 		}
-		p.pump("external cache after -n", 5*time.Second, func() bool {
+		p.pump(t, "external cache after -n", 5*time.Second, func() bool {
 			out, _ := l.ctl("-e")
 			return strings.Contains(out, "sport=33333") && strings.Contains(out, "sport=33335")
 		})
 		if p.ep.Stats().ResyncsAsked == 0 {
 			t.Errorf("no RESYNC seen")
 		}
+	})
+
+	t.Run("an unknown attribute voids the message", func(t *testing.T) {
+		// Attribute 33 is past 1.4.7's last (NTA_ZONE, 32): conntrackd
+		// counts the message malformed and applies none of it.
+		z := with(ours, func(f *ct.Flow) { f.Orig.SrcPort, f.Reply.DstPort = 33336, 33336 })
+		s, _ := StateOf(&z)
+		m := Msg{Type: TypeCTNew, Seq: p.ep.nextSeq, Attrs: appendU16(AppendState(nil, &s), ntaMax, 7)}
+		p.ep.nextSeq++
+		if _, err := l.conn.WriteToUDP(AppendMsg(nil, &m), l.dest); err != nil {
+			t.Fatal(err)
+		}
+		p.pump(t, "malformed counted", 3*time.Second, func() bool {
+			out, _ := l.ctl("-s")
+			return !strings.Contains(out, " 0 Malformed msgs")
+		})
+		if out, _ := l.ctl("-e"); strings.Contains(out, "sport=33336") {
+			t.Errorf("the flow with an unknown attribute was applied")
+		}
+	})
+
+	t.Run("zone both ways", func(t *testing.T) {
+		z := with(ours, func(f *ct.Flow) { f.Orig.SrcPort, f.Reply.DstPort, f.Zone = 33337, 33337, 7 })
+		p.own[z.Key()] = z
+		p.ep.Queue(z.Key())
+		p.pump(t, "zoned flow in the external cache", 3*time.Second, func() bool {
+			out, _ := l.ctl("-e")
+			return strings.Contains(out, "sport=33337 dport=443 [ASSURED] mark=5 zone=7")
+		})
+		l.a.Exec("conntrack", "-I", "-p", "udp", "-s", "10.10.1.104", "-d", "10.10.2.100", "--sport", "40004", "--dport", "53", "-t", "30", "-w", "9")
+		k := gUDP.Key()
+		k.Orig.Src, k.Orig.SrcPort, k.Zone = netip.MustParseAddr("10.10.1.104").As16(), 40004, 9
+		p.pump(t, "zoned flow from conntrackd", 3*time.Second, func() bool { _, ok := p.got[k]; return ok })
+	})
+
+	t.Run("conntrackd restarts", func(t *testing.T) {
+		// A new conntrackd says HELLO with new numbers; we take them,
+		// answer HELLO_BACK, and it needs our table again (we send it
+		// on PeerRestarted here; conntrackd would need -B or StartupResync).
+		l.stop()
+		p.ep.PeerRestarted()
+		l.start()
+		p.pump(t, "restart seen", 5*time.Second, func() bool {
+			if p.ep.PeerRestarted() {
+				for k := range p.own {
+					p.ep.Queue(k)
+				}
+				return true
+			}
+			return false
+		})
+		p.pump(t, "table sent again", 5*time.Second, func() bool {
+			out, _ := l.ctl("-e")
+			return strings.Contains(out, "sport=33333") && strings.Contains(out, "sport=33335")
+		})
+		l.a.Exec("conntrack", "-I", "-p", "udp", "-s", "10.10.1.103", "-d", "10.10.2.100", "--sport", "40003", "--dport", "53", "-t", "30")
+		k := gUDP.Key()
+		k.Orig.Src, k.Orig.SrcPort = netip.MustParseAddr("10.10.1.103").As16(), 40003
+		p.pump(t, "a flow from the new conntrackd", 5*time.Second, func() bool { _, ok := p.got[k]; return ok })
 	})
 
 	t.Run("a stranger is believed", func(t *testing.T) {
@@ -405,7 +484,7 @@ func TestConntrackd(t *testing.T) {
 		if _, err := c.WriteToUDP(d, l.dest); err != nil {
 			t.Fatal(err)
 		}
-		p.pump("forged flow in the external cache", 3*time.Second, func() bool {
+		p.pump(t, "forged flow in the external cache", 3*time.Second, func() bool {
 			out, _ := l.ctl("-e")
 			return strings.Contains(out, "sport=44444")
 		})

@@ -11,7 +11,7 @@ import (
 
 // Attribute presence bits of State.Has: bit n is attribute type n.
 const (
-	HasIPv4 uint32 = 1 << iota
+	HasIPv4 uint64 = 1 << iota
 	HasIPv6
 	HasL4Proto
 	HasPort
@@ -43,13 +43,14 @@ const (
 	HasSNATIPv6
 	HasDNATIPv6
 	HasSynproxy
+	HasZone
 )
 
 // State is the content of a flow message (CT_NEW, CT_UPD, CT_DEL): every
 // attribute conntrackd 1.4.7 knows, with Has saying which were present.
 // Decoding and encoding a State is lossless, in conntrackd's order.
 type State struct {
-	Has uint32 // Has* bits
+	Has uint64 // Has* bits
 
 	Src, Dst         netip.Addr // NTA_IPV4 or NTA_IPV6
 	Proto            uint8      // NTA_L4PROTO
@@ -80,9 +81,10 @@ type State struct {
 	Helper                 string
 	Labels                 []uint32 // word i holds labels 32i..32i+31
 	Synproxy               [3]uint32
+	Zone                   uint16
 }
 
-func (s *State) has(bits uint32) bool { return s.Has&bits == bits }
+func (s *State) has(bits uint64) bool { return s.Has&bits == bits }
 
 // swap16 is how conntrackd on a little-endian host writes the NAT ports
 // and the ICMP identifier: it byte-swaps a value libnetfilter_conntrack
@@ -206,6 +208,9 @@ func AppendState(b []byte, s *State) []byte {
 			v = binary.BigEndian.AppendUint32(v, x)
 		}
 		b = appendAttr(b, ntaSynproxy, v...)
+	}
+	if s.has(HasZone) {
+		b = appendU16(b, ntaZone, s.Zone)
 	}
 	return b
 }
@@ -385,6 +390,8 @@ func (s *State) parse(a *attrs, typ uint16, v []byte) bool {
 		return words(s.Labels)
 	case ntaSynproxy:
 		return words(s.Synproxy[:])
+	case ntaZone:
+		return u16(&s.Zone)
 	}
 	return true
 }
