@@ -93,6 +93,8 @@ func TestGolden(t *testing.T) {
 		{"ipv6-udp-dnat.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gUDP6)}}},
 		{"ipv6-icmpv6-echo.hex", []gmsg{{Type: TypeCTNew, Flags: FlagHello, Flow: p(gICMP6)}}},
 		{"ipv4-udp-del.hex", []gmsg{{Type: TypeCTDel, Flags: FlagHello, Flow: p(gUDPDNAT)}}},
+		{"ipv4-udp-zone.hex", []gmsg{{Type: TypeCTNew, Flow: p(with(flow(ct.NewTuple(ct.ProtoUDP, netip.MustParseAddr("10.10.1.104"), srv4, 40004, 53), 0x8, 30),
+			func(f *ct.Flow) { f.Zone = 9 }))}}},
 		{"bulk.hex", []gmsg{
 			{Type: TypeCTNew, Flags: FlagHello, Flow: p(gICMP)}, {Type: TypeCTNew, Flags: FlagHello, Flow: p(gUDP6)},
 			{Type: TypeCTDel, Flags: FlagHello, Flow: p(gUDPDNAT)}, {Type: TypeCTNew, Flags: FlagHello, Flow: p(gUDP)},

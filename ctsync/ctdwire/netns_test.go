@@ -85,6 +85,7 @@ type ctdLab struct {
 
 func startCtdLab(t *testing.T) *ctdLab {
 	t.Helper()
+	lab.RequireNetns(t)
 	lab.RequireCommands(t, "conntrackd", "conntrack")
 	a := nstest.New(t, "ctdA")
 	b := nstest.New(t, "ctdB")
