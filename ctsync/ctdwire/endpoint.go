@@ -40,9 +40,11 @@ type Config struct {
 	// good, unsent; this is the safety net. Keep it above the peer's ACK
 	// interval (Window messages, or Alive when idle).
 	ResendAfter time.Duration
-	// MaxReorder: a late message that says HELLO after this long without
-	// a message from the peer is taken as the peer's restart (its new
-	// sequence numbers started below the old ones) rather than dropped.
+	// MaxReorder: a late message that says HELLO, from a peer that had
+	// stopped saying HELLO, after this long without a message from the
+	// peer (or the fourth such in a row) is taken as the peer's restart
+	// with sequence numbers below the old ones, rather than dropped; the
+	// ones dropped before are NACKed.
 	MaxReorder time.Duration
 	// MaxCtlResend bounds the ACK, NACK and RESYNC messages kept for a
 	// resend on NACK (conntrackd: ResendQueueSize).
@@ -118,13 +120,19 @@ type Endpoint struct {
 	ackFrom     uint32
 	ackFromSet  bool
 	lastHeard   time.Time
-	peerHello   bool // the last message from the peer said HELLO
+	peerHello   bool   // the last message from the peer said HELLO
+	lateHellos  int    // late HELLOs in a row from a peer that had stopped
+	lateFrom    uint32 // the lowest of them
 	restarted   bool
 	resyncAsked bool
 
 	stats Stats
 	buf   []byte
 }
+
+// lateHelloRestart late HELLOs in a row are a restart of the peer with
+// lower sequence numbers.
+const lateHelloRestart = 4
 
 // sentObj is the last message an object went in.
 type sentObj struct {
@@ -227,21 +235,34 @@ func (e *Endpoint) Input(dgram []byte, now time.Time, deliver []Msg) ([]Msg, err
 			e.sayHello = false
 		}
 		hello := m.Flags&FlagHello != 0
-		if hello {
-			e.sayHelloBack = true
-		}
 		exp := e.lastSeq + 1
 		late := e.seqSet && m.Seq != exp && before(m.Seq, exp)
 		quiet := now.Sub(e.lastHeard) >= e.cfg.MaxReorder
 		e.lastHeard = now
+		restart := !e.seqSet || (hello && !late && !e.peerHello)
+		if hello && late && !e.peerHello {
+			// A HELLO numbered before what we took, from a peer that
+			// had stopped saying HELLO: a straggler of its handshake,
+			// or its restart with lower numbers. A restart goes on
+			// saying HELLO; a straggler comes alone.
+			if e.lateHellos == 0 || before(m.Seq, e.lateFrom) {
+				e.lateFrom = m.Seq
+			}
+			e.lateHellos++
+			restart = quiet || e.lateHellos >= lateHelloRestart
+		}
 		switch {
-		case !e.seqSet || (hello && ((!late && !e.peerHello) || (late && quiet))):
+		case restart:
 			// First contact, or the peer restarted: its sequence
 			// numbers start afresh, and what we owed its last run
 			// is moot.
 			e.restarted = true
 			e.ctlSent = nil
 			e.ackFromSet, e.window = false, e.cfg.Window
+			if e.lateHellos > 1 && before(e.lateFrom, m.Seq) {
+				// The new run's messages we dropped.
+				e.queueCtl(FlagNack, e.lateFrom, m.Seq-1)
+			}
 		case m.Seq == exp:
 		case late:
 			e.stats.Late++
@@ -254,6 +275,12 @@ func (e *Endpoint) Input(dgram []byte, now time.Time, deliver []Msg) ([]Msg, err
 			e.queueCtl(FlagNack, exp, m.Seq-1)
 			e.window = e.cfg.Window
 			e.ackFromSet = false
+		}
+		e.lateHellos = 0
+		if hello {
+			// Answered only when taken: a restarted peer whose
+			// HELLOs we still drop goes on saying HELLO.
+			e.sayHelloBack = true
 		}
 		e.peerHello = hello
 		deliver = e.digest(m, deliver)

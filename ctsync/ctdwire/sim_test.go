@@ -38,14 +38,47 @@ type simNode struct {
 	own  table
 	peer table
 	ep   *Endpoint
+	// A resync this node asked for: the peer's objects it brought.
+	bulk BulkWatch
+	seen map[uint16]bool
 }
 
-func (n *simNode) apply(t *testing.T, ms []Msg) {
+// onPeer reacts to the endpoint's events as an engine would: a peer met
+// for the first time, or restarted, gets our whole table, and we ask for
+// its own; a RESYNC gets our whole table.
+func (n *simNode) onPeer(now time.Time) {
+	restarted := n.ep.PeerRestarted()
+	if restarted || n.ep.ResyncRequested() {
+		for id := range n.own {
+			n.ep.Queue(simKey(id))
+		}
+	}
+	if restarted {
+		n.ep.RequestResync()
+		n.bulk.Start(now)
+		n.seen = map[uint16]bool{}
+	}
+	if n.bulk.Done(now) {
+		// What the bulk did not mention is gone.
+		for id := range n.peer {
+			if !n.seen[id] {
+				delete(n.peer, id)
+			}
+		}
+		n.seen = nil
+	}
+}
+
+func (n *simNode) apply(t *testing.T, now time.Time, ms []Msg) {
 	t.Helper()
 	for _, m := range ms {
 		f, d, err := m.Flow()
 		if err != nil || d != 0 {
 			t.Fatalf("%s: %v: %v dropped %v", n.name, &m, err, d)
+		}
+		if n.seen != nil {
+			n.seen[f.Orig.SrcPort] = true
+			n.bulk.Observe(now)
 		}
 		if m.Type == TypeCTDel {
 			delete(n.peer, f.Orig.SrcPort)
@@ -112,23 +145,27 @@ func TestSimLossyLink(t *testing.T) {
 		loss, dup float64
 		delay     time.Duration
 		window    int
+		restartAt time.Duration
 	}{
 		{name: "clean", delay: time.Millisecond, window: 300},
 		{name: "loss 10%", loss: 0.10, delay: 2 * time.Millisecond, window: 16},
 		{name: "loss 30% dup 10% reorder", loss: 0.30, dup: 0.10, delay: 40 * time.Millisecond, window: 8},
 		{name: "dup 30% reorder", dup: 0.30, delay: 80 * time.Millisecond, window: 300},
+		{name: "restart", delay: 2 * time.Millisecond, window: 16, restartAt: 5 * time.Second},
+		{name: "restart loss 10% reorder", loss: 0.10, delay: 20 * time.Millisecond, window: 16, restartAt: 5 * time.Second},
 	} {
 		for seed := uint64(1); seed <= 3; seed++ {
 			t.Run(fmt.Sprintf("%s seed %d", tc.name, seed), func(t *testing.T) {
-				simRun(t, seed, tc.loss, tc.dup, tc.delay, tc.window)
+				simRun(t, seed, tc.loss, tc.dup, tc.delay, tc.window, tc.restartAt)
 			})
 		}
 	}
 }
 
-func simRun(t *testing.T, seed uint64, loss, dup float64, delay time.Duration, window int) {
+func simRun(t *testing.T, seed uint64, loss, dup float64, delay time.Duration, window int, restartAt time.Duration) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	now := time.Unix(1_700_000_000, 0)
+	start := now
 	var nodes [2]*simNode
 	for i := range nodes {
 		own := table{}
@@ -159,12 +196,19 @@ func simRun(t *testing.T, seed uint64, loss, dup float64, delay time.Duration, w
 			if err != nil {
 				t.Fatalf("%s: %v", n.name, err)
 			}
-			n.apply(t, ms)
-			if n.ep.ResyncRequested() {
-				t.Fatalf("%s: unexpected resync", n.name)
-			}
+			n.apply(t, now, ms)
+			n.onPeer(now)
+		}
+		if restartAt > 0 && now.Equal(start.Add(restartAt)) {
+			// Node 1 restarts: a new endpoint with lower sequence
+			// numbers, its copy of the peer's table lost, its own
+			// (the kernel's) kept.
+			n := nodes[1]
+			n.ep = New(Config{InitialSeq: 1, Window: window, MaxDatagram: 300, ResendAfter: 2 * time.Second}, n.own)
+			n.peer = table{}
 		}
 		for i, n := range nodes {
+			n.onPeer(now)
 			if !n.ep.NextTimeout(now).After(now) {
 				l.send(now, 1-i, n.ep.Output(now, nil))
 			}
