@@ -152,14 +152,27 @@
 //
 // # Endpoint
 //
-// Endpoint does the same on ctha's side, with two additions a conntrackd
-// peer does not see: objects unacknowledged for Config.ResendAfter are
-// sent again (conntrackd loses a message sent while its peer still says
-// HELLO, or whose NACK went missing for good), and a late HELLO is taken
-// as a restart only after Config.MaxReorder without a message (so a
-// reordered HELLO of the running peer does not bring back an old state).
+// Endpoint does the same on ctha's side, with additions a conntrackd
+// peer does not see:
+//
+//   - objects unacknowledged for Config.ResendAfter are sent again
+//     (conntrackd loses a message sent while its peer still says HELLO,
+//     or whose NACK went missing for good);
+//   - a HELLO is taken whatever its number only as first contact, or when
+//     the peer had stopped saying HELLO: if it is numbered before what we
+//     took (a restart with lower numbers, or a straggler of the handshake
+//     reordered), it counts as a restart after Config.MaxReorder of
+//     silence or at the fourth in a row, and the dropped ones are NACKed;
+//     a single straggler is dropped, so it cannot bring back an old state;
+//   - HELLO_BACK answers a HELLO only once the message is taken, so a
+//     restarted peer goes on saying HELLO until it is.
+//
 // PeerRestarted reports first contact and restarts, ResyncRequested a
-// RESYNC; both leave the answer (queue every object) to the caller.
+// RESYNC; both leave the answer (queue every object, and on a restart ask
+// for the peer's table with RequestResync and a BulkWatch) to the caller.
+// TestSimLossyLink does that between two Endpoints over a link that
+// loses, duplicates and reorders, with a restart, and checks that both
+// copies end exact.
 //
 // # Authentication
 //

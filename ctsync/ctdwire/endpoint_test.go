@@ -223,12 +223,33 @@ func TestEndpointRestart(t *testing.T) {
 	if in(data(t, FlagHello, 500, 1, 1), t0.Add(2*time.Second)) != 1 || !e.PeerRestarted() {
 		t.Fatal("restart with lower numbers not taken")
 	}
+	// A restart with lower numbers without a silence: taken at the
+	// fourth late HELLO, the three before NACKed.
+	in(data(t, 0, 501, 1, 1), t0.Add(2*time.Second))
+	at := t0.Add(2*time.Second + 5*time.Millisecond)
+	for i, seq := range []uint32{100, 101, 102} {
+		if in(data(t, FlagHello, seq, 1, 1), at.Add(time.Duration(i)*time.Millisecond)) != 0 {
+			t.Fatalf("late HELLO %d taken", seq)
+		}
+	}
+	if in(data(t, FlagHello, 103, 1, 1), at.Add(3*time.Millisecond)) != 1 || !e.PeerRestarted() {
+		t.Fatal("fourth late HELLO not taken as a restart")
+	}
+	var nack []Msg
+	for _, m := range sent(t, e.Output(at.Add(4*time.Millisecond), nil)) {
+		if m.Flags&FlagNack != 0 {
+			nack = append(nack, m)
+		}
+	}
+	if len(nack) != 1 || nack[0].From != 100 || nack[0].To != 102 {
+		t.Errorf("NACKs %v, want 100..102", nack)
+	}
 	// And with higher ones: taken, no NACK of the old run's gap.
-	in(data(t, 0, 501, 1, 1), t0.Add(3*time.Second))
+	in(data(t, 0, 104, 1, 1), t0.Add(3*time.Second))
 	if in(data(t, FlagHello, 90000, 1, 1), t0.Add(4*time.Second)) != 1 || !e.PeerRestarted() {
 		t.Fatal("restart with higher numbers not taken")
 	}
-	if st := e.Stats(); st.Lost != 0 || st.NacksSent != 0 {
+	if st := e.Stats(); st.Lost != 0 || st.NacksSent != 1 {
 		t.Errorf("restarts counted as losses: %+v", st)
 	}
 }
