@@ -57,7 +57,7 @@ func (n *mpNode) halt() {
 
 // newMPNode returns node fw<id> of a multiprimary cluster, with sync
 // address 10.255.0.<id>, and its peers.
-func newMPNode(t *testing.T, id int, peers ...int) *mpNode {
+func newMPNode(t testing.TB, id int, peers ...int) *mpNode {
 	n := &mpNode{name: fmt.Sprintf("fw%d", id), addr: netip.AddrFrom4([4]byte{10, 255, 0, byte(id)}),
 		dir: t.TempDir(), table: sim.NewTable(), host: sim.NewHost("sync")}
 	for _, p := range peers {
