@@ -64,7 +64,7 @@ bench-vrrp:
 	CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results \
 	  $(GO) test -run '^$$' -bench BenchmarkVRRPTakeover -benchtime 1x -timeout 10m -v ./integration/ | grep -v '^=== '
 
-## bench-defer: what multiprimary's defer costs a new flow (20k/s, on and off) and the highest new-flow rate; writes integration/bench/results/defer-DATE.json (root)
+## bench-defer: what multiprimary's defer costs a new flow (20k/s, on and off) and the highest new-flow rate; writes integration/bench/results/defer/defer-DATE.json (root)
 bench-defer:
 	CTHA_REQUIRE_NETNS=1 CTHA_BENCH_OUT=$(CURDIR)/integration/bench/results \
 	  $(GO) test -run '^$$' -bench BenchmarkDefer -benchtime 1x -timeout 20m -v ./integration/ | grep -v '^=== '

@@ -43,7 +43,7 @@ import (
 // SYN_RECV, CLOSE and TIME_WAIT, so that the table stays under 200k
 // entries (nf_conntrack_max is the host's), and a ruleset that lets the
 // load through. Run it with `make bench-defer`; with CTHA_BENCH_OUT=DIR it
-// writes DIR/defer-DATE.json.
+// writes DIR/defer/defer-DATE.json.
 func BenchmarkDefer(b *testing.B) {
 	lab.RequireNetns(b)
 	l := lab.New(b, lab.Options{NoIPv6: true, SplitVIPs: true, Ruleset: strings.Replace(lab.DefaultRuleset,
@@ -113,8 +113,12 @@ func BenchmarkDefer(b *testing.B) {
 	b.ReportMetric(float64(res.MaxRateOn), "max_rate_on/s")
 	b.ReportMetric(float64(res.MaxRateOff), "max_rate_off/s")
 	if out := os.Getenv("CTHA_BENCH_OUT"); out != "" {
-		path := filepath.Join(out, "defer-"+time.Now().UTC().Format("20060102T150405Z")+".json")
+		// A directory of its own: results/*.json are bench.Run files.
+		path := filepath.Join(out, "defer", "defer-"+time.Now().UTC().Format("20060102T150405Z")+".json")
 		data, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			b.Fatal(err)
+		}
 		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 			b.Fatal(err)
 		}

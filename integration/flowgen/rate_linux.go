@@ -115,9 +115,13 @@ func newRateWorker(dst unix.Sockaddr, c *RateClient, timeout time.Duration, max 
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
+	// A copy of its own: connect(2) writes the raw form into it.
 	fam := unix.AF_INET
-	if _, ok := dst.(*unix.SockaddrInet6); ok {
-		fam = unix.AF_INET6
+	switch d := dst.(type) {
+	case *unix.SockaddrInet4:
+		dst = &unix.SockaddrInet4{Addr: d.Addr, Port: d.Port}
+	case *unix.SockaddrInet6:
+		fam, dst = unix.AF_INET6, &unix.SockaddrInet6{Addr: d.Addr, Port: d.Port}
 	}
 	return &rateWorker{c: c, dst: dst, family: fam, timeout: timeout, max: max, ep: ep, pending: map[int32]time.Time{}}, nil
 }
