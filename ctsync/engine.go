@@ -312,6 +312,9 @@ func (e *Engine) Run(ctx context.Context) {
 		now := time.Now()
 		nextProbe := e.tickLinks(ctx, now)
 		e.flush(now)
+		if e.merging() {
+			e.mergeStep(ctx)
+		}
 		if e.dq != nil {
 			if t := e.deferTick(now); !t.IsZero() {
 				nextProbe = earliest(nextProbe, t)
@@ -329,6 +332,9 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		if !e.resyncDue.IsZero() {
 			next = earliest(next, e.resyncDue)
+		}
+		if e.merging() {
+			next = now // the next slice at once, after what is waiting
 		}
 		var fallback <-chan time.Time // runtime timers, or the timerfd cannot be armed
 		if rtimer != nil {

@@ -495,3 +495,49 @@ func TestCopiesFromEveryLivePeer(t *testing.T) {
 		}
 	})
 }
+
+// TestDumpInSlices: a periodic dump larger than a slice of the loop
+// (mergeSlice) is applied over several turns, and whole: after 150 s
+// of dumps every 10 s, each node still holds every flow of its own
+// (none taken for gone) and the peer's short-lived ones it refreshes.
+// The flows' ports are 16 bits wide, so 5000 of them: more than a slice.
+func TestDumpInSlices(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(4)
+		var key auth.Key
+		key[0] = 11
+		a, b := newMPNode(t, 1, 2), newMPNode(t, 2, 1)
+		a.start(t, nw, key)
+		b.start(t, nw, key)
+		defer a.halt()
+		defer b.halt()
+		waitUntil(t, "both peers up", time.Minute, func() bool { return a.eng.Status().PeerUp && b.eng.Status().PeerUp })
+		var udp []ct.Key
+		for i := range 5000 {
+			a.table.Add(mpFlow(ct.ProtoTCP, uint16(1+i), 432000))
+			if i < 3000 {
+				f := mpFlow(ct.ProtoUDP, uint16(1+i), 120)
+				f.Orig.Src[15]++ // another client
+				f.Reply = f.Orig.Reverse()
+				b.table.Add(f)
+				udp = append(udp, f.Key())
+			}
+		}
+		waitUntil(t, "each node's flows in the other's kernel", time.Minute, func() bool {
+			return a.table.Len() == 8000 && b.table.Len() == 8000
+		})
+		for range 150 {
+			b.table.Forward(udp) // fw2's traffic keeps its UDP flows alive
+			time.Sleep(time.Second)
+		}
+		if n := a.table.Len(); n != 8000 {
+			t.Errorf("fw1 holds %d flows after 15 dumps, want 8000 (its 5000 and fw2's 3000 refreshed)", n)
+		}
+		if s := a.eng.Status(); s.Internal != 5000 || s.External != 3000 {
+			t.Errorf("fw1's caches: %d own, %d of the peer; want 5000 and 3000", s.Internal, s.External)
+		}
+		if n := a.eng.Stats(context.Background()).Resyncs; n < 12 {
+			t.Errorf("%d dumps in 150 s, want one every 10 s", n)
+		}
+	})
+}

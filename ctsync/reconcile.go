@@ -23,6 +23,12 @@ import (
 // loop meanwhile (a takeover, an overrun, `ctha sync resync`) makes the
 // background dump's result stale: it is dropped.
 
+// mergeSlice is how many flows of a finished background dump the loop
+// applies per turn: applying 50k flows at once held the loop for tens of
+// milliseconds, and with them the packets defer holds (its timeout is
+// 20 ms).
+const mergeSlice = 4096
+
 // bgDump is a reconciling dump under way off the loop.
 type bgDump struct {
 	at    time.Time       // when the table was read (its timeouts are as of then)
@@ -30,6 +36,10 @@ type bgDump struct {
 	flows []ct.Flow
 	err   error
 	stale bool // a resync on the loop came after it began
+	// Applying it (finishDump, mergeStep): its reconciliation and the
+	// next flow to visit.
+	r    *reconcile
+	next int
 }
 
 // startDump starts a reconciling dump off the loop; finishDump applies
@@ -69,23 +79,48 @@ func (e *Engine) startDump(ctx context.Context) {
 	})
 }
 
-// finishDump applies a dump made off the loop.
+// finishDump begins to apply a dump made off the loop: mergeStep applies
+// it a slice per turn of the loop. Meanwhile e.bg stays set: the events
+// and the peers' updates go on marking the flows they change (dirty), and
+// no other dump begins.
 func (e *Engine) finishDump(ctx context.Context, d *bgDump) {
-	e.bg = nil
 	switch {
 	case d.stale:
+		e.bg = nil
 		return
 	case d.err != nil:
+		e.bg = nil
 		e.log.Error("reconciling dump failed", "err", d.err)
 		return
 	}
-	r := e.newReconcile(d.at)
-	for i := range d.flows {
+	d.r = e.newReconcile(d.at)
+	e.mergeStep(ctx)
+}
+
+// merging reports whether a finished dump is being applied.
+func (e *Engine) merging() bool { return e.bg != nil && e.bg.r != nil }
+
+// mergeStep applies the next slice of the dump being applied, and ends it
+// after the last.
+func (e *Engine) mergeStep(ctx context.Context) {
+	d := e.bg
+	if d.stale { // a resync on the loop did it all again
+		e.bg = nil
+		return
+	}
+	end := min(d.next+mergeSlice, len(d.flows))
+	for i := d.next; i < end; i++ {
 		if !d.dirty[d.flows[i].Key()] {
-			r.visit(&d.flows[i])
+			d.r.visit(&d.flows[i])
 		}
 	}
-	r.end(d.dirty)
+	d.next = end
+	if end < len(d.flows) {
+		d.r.flush() // this slice's refresh writes
+		return
+	}
+	e.bg = nil
+	d.r.end(d.dirty)
 	if e.cfg.Expectations {
 		if err := e.resyncExpects(ctx); err != nil {
 			e.log.Error("reconciling the expectations failed", "err", err)
