@@ -28,8 +28,11 @@ import (
 const (
 	// writeQueue is how many jobs the loop may queue before it waits.
 	writeQueue = 4096
-	// writeGroup bounds the flows merged from several jobs into one write.
+	// writeGroup bounds the flows merged from several jobs into one write;
+	// ackGroup, once a job of the group carries write acks (a packet
+	// waits for them: defer): a write of 4096 flows takes tens of ms.
 	writeGroup = 4096
+	ackGroup   = 256
 	// refreshChunk is the number of flows of the periodic refresh handed
 	// to the writer at a time, when its queue is shorter than that or at
 	// the latest every refreshStep: the refresh never delays new states
@@ -221,7 +224,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 		// Write acks do not end a group: they are answered once it is
 		// written, and under load one write of many jobs keeps the
 		// writer ahead where a write per job (per datagram) fell behind.
-		for j.barrier == nil && !j.exps.any() && len(group) < writeGroup {
+		for j.barrier == nil && !j.exps.any() && len(group) < writeGroup && (len(acks) == 0 || len(group) < ackGroup) {
 			var ok bool
 			select {
 			case j, ok = <-e.wr.queue:
