@@ -4,6 +4,7 @@ package ctdwire
 // with datagrams and the time.
 
 import (
+	"slices"
 	"time"
 
 	"github.com/ctha/ctha/ctsync/ct"
@@ -311,12 +312,7 @@ func (e *Endpoint) digest(m *Msg, deliver []Msg) []Msg {
 		}
 		e.ctlSent = dropRange(e.ctlSent, m.From, m.To)
 	case m.Flags&FlagNack != 0:
-		for k, s := range e.unacked {
-			if between(s.seq, m.From, m.To) {
-				e.stats.Resent++
-				e.Queue(k)
-			}
-		}
+		e.requeue(func(s sentObj) bool { return between(s.seq, m.From, m.To) })
 		var keep []Msg
 		for _, c := range e.ctlSent {
 			if between(c.Seq, m.From, m.To) {
@@ -375,12 +371,7 @@ func (e *Endpoint) Output(now time.Time, out [][]byte) [][]byte {
 	}
 	if !now.Before(e.nextScan) {
 		e.nextScan = now.Add(e.cfg.ResendAfter / 4)
-		for k, s := range e.unacked {
-			if now.Sub(s.at) >= e.cfg.ResendAfter {
-				e.stats.Resent++
-				e.Queue(k)
-			}
-		}
+		e.requeue(func(s sentObj) bool { return now.Sub(s.at) >= e.cfg.ResendAfter })
 	}
 	if len(e.ctlPending) == 0 && len(e.pending) == 0 && (e.lastTx.IsZero() || now.Sub(e.lastTx) >= e.cfg.Alive) {
 		if e.ackFromSet && e.seqSet {
@@ -438,4 +429,22 @@ func (e *Endpoint) NextTimeout(now time.Time) time.Time {
 		t = e.nextScan
 	}
 	return t
+}
+
+// requeue queues again the unacknowledged objects whose last message
+// matches, in the order they were sent (the map's order is random, and a
+// peer applies what it receives in sequence order).
+func (e *Endpoint) requeue(match func(sentObj) bool) {
+	var ks []ct.Key
+	for k, s := range e.unacked {
+		if match(s) {
+			ks = append(ks, k)
+		}
+	}
+	// Sequence numbers wrap: compare by their difference.
+	slices.SortFunc(ks, func(a, b ct.Key) int { return int(int32(e.unacked[a].seq - e.unacked[b].seq)) })
+	for _, k := range ks {
+		e.stats.Resent++
+		e.Queue(k)
+	}
 }
