@@ -72,12 +72,12 @@ func (d *daemonState) status() control.Status {
 		st.Instances = append(st.Instances, is)
 	}
 	if s := conf.Sync; s != nil {
-		ss := &control.SyncStatus{Mode: s.Mode, Cache: s.Cache, Topology: s.Topology,
+		ss := &control.SyncStatus{Mode: s.Mode, Cache: s.Cache, Topology: s.Topology, Protocol: s.Protocol,
 			Links: []control.LinkStatus{}, Peers: []control.PeerStatus{}}
 		for _, l := range s.Links {
 			ss.Links = append(ss.Links, control.LinkStatus{Name: l.Name, Interface: l.Interface})
 		}
-		if !s.InsecureNoAuth {
+		if !s.InsecureNoAuth && s.Protocol != cfg.ProtocolConntrackd {
 			ss.KeyFingerprint = s.Key.Fingerprint()
 		}
 		if running {
