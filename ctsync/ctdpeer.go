@@ -37,7 +37,8 @@ const (
 type ctdPeer struct {
 	ep     *ctdwire.Endpoint
 	bulk   ctdwire.BulkWatch
-	bulkID uint32 // of the resync under way, for apply's bulk markers
+	bulkID uint32    // of the resync under way, for apply's bulk markers
+	asked  time.Time // when it was asked for
 	// want: ask the peer for its table once it is up (it restarted, or a
 	// resync under way was abandoned when it went silent).
 	want bool
@@ -173,23 +174,33 @@ func (e *Engine) ctdRequest(p *peer, now time.Time) proto.Delivery {
 	c.want = false
 	c.ep.RequestResync()
 	c.bulk.Start(now)
+	c.asked = now
 	c.bulkID++
 	p.bulkComplete, p.bulkAsked = false, now
 	return proto.Delivery{Kind: proto.DeliverBulkStart, BulkID: c.bulkID}
 }
 
-// ctdTick ends the peer's bulk copy once it has been quiet, abandons it
-// if the peer went silent (a quiet period of nothing would otherwise
-// count as its whole table), and asks again once it is back.
+// ctdTick ends the peer's bulk copy once it has been quiet. A quiet
+// period of a silent peer would count as its whole table and drop every
+// flow held of it: the copy is abandoned if the peer goes down, or was
+// not heard well after the request (a live conntrackd sends an ALIVE
+// every second), and asked for again once the peer is up.
 func (e *Engine) ctdTick(ctx context.Context, p *peer, now time.Time) {
 	c := p.ctd
-	switch {
-	case c.bulk.Running() && !p.up(now):
+	abandon := func() {
 		c.bulk = ctdwire.BulkWatch{Quiet: ctdBulkQuiet, Max: ctdBulkMax}
 		p.bulkSeen, p.bulkAsked = nil, time.Time{}
 		c.want = true
 		e.log.Info("conntrackd peer silent; its table is asked for again when it is back", "peer", p.name())
+	}
+	switch {
+	case c.bulk.Running() && !p.up(now):
+		abandon()
 	case c.bulk.Done(now):
+		if p.heard.Before(c.asked.Add(ctdBulkQuiet / 2)) {
+			abandon()
+			break
+		}
 		e.apply(ctx, p, []proto.Delivery{{Kind: proto.DeliverBulkEnd, BulkID: c.bulkID}})
 	case c.want && p.up(now):
 		e.apply(ctx, p, []proto.Delivery{e.ctdRequest(p, now)})

@@ -155,3 +155,43 @@ func TestConntrackdProtocolPair(t *testing.T) {
 		}
 	})
 }
+
+// TestConntrackdProtocolPeerSilent: a copy asked for while the peer is
+// cut off does not complete on silence (which would drop every flow held
+// of it): it is abandoned, and asked for again once the peer is back.
+// fw2 is the master here, fw1 the backup that mirrors its flows.
+func TestConntrackdProtocolPeerSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(1)
+		a, b := newCtdNode(t, 1, 2), newCtdNode(t, 2, 1)
+		a.start(t, nw, ctsync.RoleBackup)
+		b.start(t, nw, ctsync.RoleMaster)
+		defer a.halt()
+		defer b.halt()
+		fb := mpFlow(ct.ProtoTCP, 2001, 432000)
+		b.table.Add(fb)
+		waitUntil(t, "fw2's flow at fw1, its copy complete", time.Minute, func() bool {
+			st := a.eng.Status()
+			return st.PeerUp && st.BulkComplete && st.External == 1
+		})
+
+		nw.Isolate(b.addr, true)
+		if err := a.eng.Request(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "fw2 down at fw1", time.Minute, func() bool { return !a.eng.Status().PeerUp })
+		time.Sleep(10 * time.Second) // several quiet periods
+		if st := a.eng.Status(); st.BulkComplete || st.External != 1 {
+			t.Fatalf("peer cut off: bulk complete %v, external %d; want false, 1", st.BulkComplete, st.External)
+		}
+		if _, ok := a.table.Get(fb.Key()); !ok {
+			t.Fatal("fw2's flow dropped from fw1's kernel while fw2 was cut off")
+		}
+
+		nw.Isolate(b.addr, false)
+		waitUntil(t, "fw2's copy complete again once it is back", time.Minute, func() bool {
+			st := a.eng.Status()
+			return st.PeerUp && st.BulkComplete && st.External == 1
+		})
+	})
+}

@@ -201,6 +201,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			topology = " " + s.Topology
 		}
 		fmt.Fprintf(w, "\nsync%s %s/%s: %s\n", topology, s.Mode, s.Cache, syncSummary(s))
+		if s.Protocol == cfg.ProtocolConntrackd {
+			fmt.Fprintln(w, "  protocol conntrackd: the peer is a conntrackd 1.4, nothing is authenticated")
+		}
 		if s.SplitBrain && s.Topology != control.TopologyMultiprimary { // multiprimary: the groups say it
 			fmt.Fprintln(w, "  SPLIT BRAIN: the peer is master too (see the log)")
 		}
