@@ -36,8 +36,9 @@ conntrack_sync {
 // A flow created in fw1's table reaches conntrackd's external cache, and
 // its deletion follows; a flow created in fw2's reaches ctha's external
 // cache and fw1's kernel (direct); after conntrackd's external cache is
-// flushed, `conntrackd -n` (a RESYNC) brings ctha's table back into it;
-// and `ctha sync request` brings conntrackd's.
+// flushed, `conntrackd -n` (a RESYNC) brings ctha's table back into it,
+// and so does `ctha sync bulk`; `ctha sync request` brings conntrackd's;
+// a restarted conntrackd gets ctha's table unasked (its HELLO).
 func TestConntrackdProtocol(t *testing.T) {
 	lab.RequireNetns(t)
 	start := time.Now()
@@ -114,6 +115,29 @@ func TestConntrackdProtocol(t *testing.T) {
 	})
 	if got := syncStats(t, fw1).BulksReceived; got <= before {
 		t.Errorf("bulks received %d after ctha sync request, %d before", got, before)
+	}
+	// ctha sync bulk (conntrackd -B): ctha's table, unasked.
+	if _, err := ctd.Ctl("-f", "external"); err != nil {
+		t.Fatal(err)
+	}
+	waitExternal("conntrackd's external cache flushed again", 40001, false)
+	if out, err := fw1.ctl("sync", "bulk"); err != nil {
+		t.Fatalf("ctha sync bulk: %v\n%s", err, out)
+	}
+	waitExternal("ctha's table in conntrackd's external cache after ctha sync bulk", 40001, true)
+
+	// conntrackd restarts (empty caches): its first messages say HELLO,
+	// and ctha sends it its table unasked, and asks for its own.
+	if err := ctd.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctd = l.StartConntrackd(t, lab.RoleFW2, lab.ConntrackdConfig{})
+	waitExternal("ctha's table in the restarted conntrackd's external cache", 40001, true)
+	waitEntries(t, fw1, 8*time.Second, "the restarted conntrackd's copy complete", func(s control.SyncStatus) bool {
+		return s.PeerUp && s.BulkComplete && s.ExternalEntries == 1
+	})
+	if n := strings.Count(fw1.proc.Log(), "conntrackd peer started"); n != 2 {
+		t.Errorf("fw1 logged %d starts of conntrackd, want 2 (the first contact and the restart)", n)
 	}
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("took %v, want under 20 s", took.Round(time.Millisecond))
