@@ -149,6 +149,7 @@ conntrack_sync {
 			Name: "sync0", Interface: "sync", Port: DefaultSyncPort,
 			Local: netip.MustParseAddr("10.10.3.1"), Peer: netip.MustParseAddr("10.10.3.2"), Peers: []netip.Addr{netip.MustParseAddr("10.10.3.2")},
 		}},
+		Protocol:           DefaultSyncProtocol,
 		DeferQueue:         DefaultDeferQueue,
 		Key:                c.Sync.Key, // checked below
 		KeyFile:            "sync.key",

@@ -170,6 +170,12 @@ const (
 	CacheExternal = "external"
 )
 
+// Sync protocols.
+const (
+	ProtocolCtha       = "ctha"
+	ProtocolConntrackd = "conntrackd"
+)
+
 // Topologies.
 const (
 	// TopologyPrimaryBackup: one node forwards, the other stands by; the
@@ -185,6 +191,10 @@ type Sync struct {
 	Mode     string // ModeReliable or ModeAlarm
 	Cache    string // CacheDirect or CacheExternal
 	Topology string // TopologyPrimaryBackup or TopologyMultiprimary
+	// Protocol is what goes on the wire: ProtocolCtha, or
+	// ProtocolConntrackd to replicate with a running conntrackd 1.4
+	// (primary-backup, one unicast link, no authentication).
+	Protocol string
 	Links    []Link // 1..4, in order of preference
 	// SNATPorts is snat_port_range, the ports this node's SNAT rules
 	// translate to ([0, 0]: none).

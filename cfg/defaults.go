@@ -45,6 +45,7 @@ const (
 	DefaultSyncMode           = ModeReliable
 	DefaultCacheMode          = CacheDirect
 	DefaultTopology           = TopologyPrimaryBackup
+	DefaultSyncProtocol       = ProtocolCtha
 	DefaultSyncPort           = 3780
 	DefaultCommitTimeout      = 5 * time.Second
 	DefaultPurgeDelay         = 60 * time.Second

@@ -67,8 +67,12 @@ func checkInvariants(t *testing.T, c Config) {
 				t.Fatalf("accepted link %+v", l)
 			}
 		}
-		if !s.InsecureNoAuth && s.Key == ([32]byte{}) {
+		if !s.InsecureNoAuth && s.Protocol != ProtocolConntrackd && s.Key == ([32]byte{}) {
 			t.Fatalf("accepted sync without a key")
+		}
+		if s.Protocol == ProtocolConntrackd && (len(s.Links) != 1 || len(s.Links[0].Peers) != 1 ||
+			s.Topology != TopologyPrimaryBackup || s.Mode != ModeReliable) {
+			t.Fatalf("accepted protocol conntrackd with %+v", s)
 		}
 	}
 	conntrackGroups := 0

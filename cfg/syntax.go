@@ -98,6 +98,7 @@ type (
 		block
 		Mode, Cache        attr[string]
 		Topology           attr[string]
+		Protocol           attr[string]
 		SNATPortRange      attr[string]
 		Defer              attr[string]
 		DeferQueue         attr[int]
@@ -176,7 +177,7 @@ var (
 	}
 	notifySchema = attrsSchema("master", "backup", "fault", "stop", "notify", "timeout")
 	syncSchema   = &hcl.BodySchema{
-		Attributes: attrsSchema("mode", "cache", "topology", "snat_port_range", "defer", "defer_queue", "auth_key_file", "insecure_no_auth",
+		Attributes: attrsSchema("mode", "cache", "topology", "protocol", "snat_port_range", "defer", "defer_queue", "auth_key_file", "insecure_no_auth",
 			"tcp_window_tracking", "expectations", "commit_timeout", "purge_delay",
 			"startup_sync_timeout", "refresh_interval", "cache_timeout").Attributes,
 		Blocks: []hcl.BlockHeaderSchema{
@@ -463,6 +464,7 @@ func (d *decoder) sync(b *hcl.Block) *syncSyntax {
 	decodeAttr(d, a, "mode", &s.Mode)
 	decodeAttr(d, a, "cache", &s.Cache)
 	decodeAttr(d, a, "topology", &s.Topology)
+	decodeAttr(d, a, "protocol", &s.Protocol)
 	decodeAttr(d, a, "snat_port_range", &s.SNATPortRange)
 	decodeAttr(d, a, "defer", &s.Defer)
 	decodeAttr(d, a, "defer_queue", &s.DeferQueue)

@@ -30,6 +30,7 @@ func (v *validator) sync(s *syncSyntax) Sync {
 		Mode:               DefaultSyncMode,
 		Cache:              DefaultCacheMode,
 		Topology:           DefaultTopology,
+		Protocol:           DefaultSyncProtocol,
 		InsecureNoAuth:     boolOr(s.InsecureNoAuth, false),
 		TCPWindowTracking:  boolOr(s.TCPWindowTracking, false),
 		Expectations:       boolOr(s.Expectations, DefaultExpectations),
@@ -57,6 +58,12 @@ func (v *validator) sync(s *syncSyntax) Sync {
 			v.errorf(s.Topology.Range, "topology must be %q or %q, got %q", TopologyPrimaryBackup, TopologyMultiprimary, s.Topology.Val)
 		}
 		c.Topology = s.Topology.Val
+	}
+	if s.Protocol.ok() {
+		if !oneOf(s.Protocol.Val, ProtocolCtha, ProtocolConntrackd) {
+			v.errorf(s.Protocol.Range, "protocol must be %q or %q, got %q", ProtocolCtha, ProtocolConntrackd, s.Protocol.Val)
+		}
+		c.Protocol = s.Protocol.Val
 	}
 	if c.Topology == TopologyMultiprimary && c.Cache == CacheExternal {
 		// The default cache is direct: only an explicit one gets here.
@@ -88,8 +95,34 @@ func (v *validator) sync(s *syncSyntax) Sync {
 	}
 	c.Links = v.links(s)
 	v.peerCount(s, &c)
-	v.key(s, &c)
+	if c.Protocol == ProtocolConntrackd {
+		v.conntrackd(s, &c)
+	} else {
+		v.key(s, &c)
+	}
 	return c
+}
+
+// conntrackd checks what protocol = "conntrackd" allows: conntrackd 1.4's
+// FTFW with one peer over one unicast link, primary-backup, and no
+// authentication (conntrackd has none: auth_key_file is ignored).
+func (v *validator) conntrackd(s *syncSyntax, c *Sync) {
+	const p = ProtocolConntrackd
+	if c.Topology == TopologyMultiprimary {
+		v.errorf(s.Topology.Range, "protocol = %q is primary-backup only: conntrackd 1.4 replicates with one peer and has no multiprimary", p)
+	}
+	if c.Mode == ModeAlarm {
+		v.errorf(s.Mode.Range, "protocol = %q speaks conntrackd's FTFW, which is mode = %q; conntrackd's ALARM mode is not supported", p, ModeReliable)
+	}
+	if len(s.Links) > 1 {
+		v.errorf(s.Links[1].DefRange, "protocol = %q uses one link: conntrackd's FTFW has no link probes to choose between several; remove link %q", p, s.Links[1].Name)
+	}
+	if len(s.Links) > 0 && s.Links[0].MulticastGroup.Set {
+		v.errorf(s.Links[0].MulticastGroup.Range, "protocol = %q needs a unicast link (peer = ADDRESS): ctha speaks conntrackd's UDP unicast transport only", p)
+	}
+	if s.AuthKeyFile.Set {
+		v.warnf(s.AuthKeyFile.Range, "auth_key_file is ignored with protocol = %q: conntrackd has no authentication; run the sync on a dedicated link and filter its port to the peer's address with nftables", p)
+	}
 }
 
 // deferral checks defer and defer_queue: multiprimary only, and no longer
@@ -289,6 +322,8 @@ func (v *validator) peerCount(s *syncSyntax, c *Sync) {
 		}
 	}
 	switch {
+	case n > 1 && c.Protocol == ProtocolConntrackd:
+		v.errorf(s.Links[0].DefRange, "%d peers: protocol = %q replicates with one peer (conntrackd 1.4 has one)", n, ProtocolConntrackd)
 	case n > 1 && c.Topology != TopologyMultiprimary:
 		v.errorf(s.Links[0].DefRange, "%d peers: primary-backup has one (topology = %q has up to %d)", n, TopologyMultiprimary, MaxPeers)
 	case n > 1 && c.Mode == ModeAlarm:

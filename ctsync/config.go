@@ -15,6 +15,9 @@ type Config struct {
 	Mode     Mode
 	Cache    Cache
 	Topology Topology
+	// Protocol is what goes on the wire: ctha's own, or conntrackd 1.4's
+	// FTFW to replicate with a running conntrackd (ctdpeer.go).
+	Protocol Protocol
 	// NodeName is this node's name (node_name), which its peers show.
 	NodeName string
 	// SNATPorts is the range of ports this node's SNAT rules translate
@@ -113,6 +116,29 @@ func (t Topology) String() string {
 	return fmt.Sprintf("Topology(%d)", uint8(t))
 }
 
+// Protocol is the wire protocol of the sync.
+type Protocol uint8
+
+// Protocols.
+const (
+	// ProtocolCtha: ctha's own, authenticated (the default).
+	ProtocolCtha Protocol = iota
+	// ProtocolConntrackd: conntrackd 1.4's FTFW over UDP, to replicate
+	// with a running conntrackd: primary-backup, one unicast link, one
+	// peer, reliable mode, no authentication (package ctdwire).
+	ProtocolConntrackd
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case ProtocolCtha:
+		return "ctha"
+	case ProtocolConntrackd:
+		return "conntrackd"
+	}
+	return fmt.Sprintf("Protocol(%d)", uint8(p))
+}
+
 // PortRange is a range of ports, both ends included; the zero value is
 // no range.
 type PortRange struct{ Lo, Hi uint16 }
@@ -171,6 +197,13 @@ func (c *Config) check() error {
 	}
 	if c.Topology == Multiprimary && c.Cache != Direct {
 		return fmt.Errorf("conntrack sync: multiprimary needs the direct cache")
+	}
+	if c.Protocol > ProtocolConntrackd {
+		return fmt.Errorf("conntrack sync: unknown protocol %v", c.Protocol)
+	}
+	if c.Protocol == ProtocolConntrackd && (c.Topology != PrimaryBackup || c.Mode != Reliable || len(c.Links) != 1 ||
+		len(c.Links[0].Peers) != 1 || c.Links[0].MulticastGroup.IsValid()) {
+		return fmt.Errorf("conntrack sync: protocol conntrackd needs primary-backup, the reliable mode and one unicast link to one peer")
 	}
 	if c.Defer > 0 && (c.Topology != Multiprimary || c.Mode != Reliable) {
 		return fmt.Errorf("conntrack sync: defer needs the multiprimary topology and the reliable mode")

@@ -6,5 +6,7 @@
 // small hooks interface, and its readiness reaches the election as a tracker.
 //
 // The sub-package auth holds the shared sync key that authenticates every
-// datagram between the nodes.
+// datagram between the nodes. With Config.Protocol = ProtocolConntrackd the
+// peer is a running conntrackd 1.4 instead, spoken to with package ctdwire
+// (FTFW over UDP, no authentication: ctdpeer.go).
 package ctsync

@@ -259,6 +259,9 @@ func New(c Config, opts Options) (*Engine, error) {
 		for i := range p.views {
 			p.views[i].carrier = e.ls.views[i].carrier
 		}
+		if c.Protocol == ProtocolConntrackd {
+			e.newCtdPeer(p)
+		}
 	}
 	ok = true
 	return e, nil
@@ -325,6 +328,10 @@ func (e *Engine) Run(ctx context.Context) {
 		e.publish(time.Now())
 		next := nextProbe
 		for _, p := range e.peers {
+			if p.ctd != nil {
+				next = earliest(next, p.ctd.ep.NextTimeout(now))
+				continue
+			}
 			next = earliest(next, p.ep.NextTimeout(now))
 		}
 		if t := e.refreshTick(time.Now()); !t.IsZero() {
@@ -435,6 +442,10 @@ func (e *Engine) drainEvents() {
 // datagram, and applies what it delivers.
 func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 	p := d.peer
+	if p.ctd != nil {
+		e.onCtdDatagram(ctx, d) // ctdpeer.go
+		return
+	}
 	if err := p.guard.Check(d.h); err != nil {
 		e.stats.dropErr(err)
 		return
@@ -485,6 +496,10 @@ func (e *Engine) onDatagram(ctx context.Context, d datagram) {
 func (e *Engine) flush(now time.Time) {
 	var buf []byte
 	for _, p := range e.peers {
+		if p.ctd != nil {
+			e.ctdFlush(p, now) // ctdpeer.go
+			continue
+		}
 		if p.ep.BulkNeeded() {
 			e.startBulk(p)
 		}
@@ -503,6 +518,10 @@ func (e *Engine) flush(now time.Time) {
 // startBulk sends peer p a complete copy, unless one for its current run
 // is under way: that one covers everything (proto.Endpoint.StartBulk).
 func (e *Engine) startBulk(p *peer) {
+	if p.ctd != nil {
+		e.ctdBulk(p) // ctdpeer.go
+		return
+	}
 	id := p.ep.StartBulk(func(yield func(ct.Key) bool) {
 		for k := range e.internal.keys() {
 			if !yield(k) {
@@ -602,6 +621,10 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	// The request for a peer's copy travels once, unacknowledged: ask
 	// again while no copy has begun to arrive.
 	for _, p := range e.peers {
+		if p.ctd != nil {
+			e.ctdTick(ctx, p, now) // ctdpeer.go: its own bulk rules
+			continue
+		}
 		if p.up(now) && !p.bulkAsked.IsZero() && p.bulkSeen == nil && now.Sub(p.bulkAsked) >= bulkRetry {
 			e.log.Info("no complete copy from the peer yet; asking again", "peer", p.name(),
 				"asked", now.Sub(p.bulkAsked).Round(time.Millisecond))

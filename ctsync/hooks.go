@@ -34,7 +34,11 @@ func (e *Engine) Settle(ctx context.Context) error {
 // everything owed to it.
 func (e *Engine) drained(now time.Time) bool {
 	for _, p := range e.peers {
-		if !p.ep.Idle() && p.up(now) {
+		idle := p.ep.Idle()
+		if p.ctd != nil {
+			idle = p.ctd.ep.Unacked() == 0
+		}
+		if !idle && p.up(now) {
 			return false
 		}
 	}

@@ -114,10 +114,13 @@ func (e *Engine) receive(ctx context.Context, i int, conn PacketConn) {
 			e.stats.drop("oversize")
 			continue
 		}
-		h, payload, err := auth.Open(&e.cfg.Key, buf[:n])
-		if err != nil {
-			e.stats.dropErr(err)
-			continue
+		var h auth.Header
+		payload := buf[:n] // protocol conntrackd: plain datagrams (ctdpeer.go)
+		if p.ctd == nil {
+			if h, payload, err = auth.Open(&e.cfg.Key, buf[:n]); err != nil {
+				e.stats.dropErr(err)
+				continue
+			}
 		}
 		d := datagram{h: h, payload: append([]byte(nil), payload...), link: i, src: from.Addr().Unmap(), peer: p}
 		select {
@@ -193,7 +196,7 @@ func (e *Engine) tickLinks(ctx context.Context, now time.Time) time.Time {
 		var buf, probe []byte
 		node := appendNode(nil, e.cfg.NodeName, e.masterGroups(), e.cfg.SNATPorts)
 		for i, l := range ls.links {
-			if !ls.views[i].carrier {
+			if !ls.views[i].carrier || e.cfg.Protocol == ProtocolConntrackd { // no probes: ctdpeer.go
 				continue
 			}
 			for _, p := range e.peers {

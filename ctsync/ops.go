@@ -58,6 +58,10 @@ func (e *Engine) bulkAll() {
 func (e *Engine) Request(ctx context.Context) error {
 	return e.do(ctx, func() {
 		for _, p := range e.peers {
+			if p.ctd != nil {
+				e.apply(ctx, p, []proto.Delivery{e.ctdRequest(p, time.Now())}) // ctdpeer.go
+				continue
+			}
 			p.bulkComplete, p.bulkAsked = false, time.Now()
 			p.ep.RequestBulk()
 		}

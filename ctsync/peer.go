@@ -25,6 +25,7 @@ type peer struct {
 	// (there, where it was last heard from is addr).
 	addrs     []netip.Addr
 	ep        *proto.Endpoint
+	ctd       *ctdPeer // protocol conntrackd (ctdpeer.go): used instead of ep; nil for a ctha peer
 	guard     *auth.ReplayGuard
 	epochPath string
 	epoch     uint32 // of the last datagram accepted from it
@@ -97,11 +98,20 @@ func (p *peer) name() string {
 }
 
 // up reports whether the protocol hears the peer.
-func (p *peer) up(now time.Time) bool { return p.ep.PeerUp(now) }
+func (p *peer) up(now time.Time) bool {
+	if p.ctd != nil {
+		return p.ctd.ep.PeerUp(now)
+	}
+	return p.ep.PeerUp(now)
+}
 
 // queue queues key k's latest state for every peer.
 func (e *Engine) queue(k ct.Key) {
 	for _, p := range e.peers {
+		if p.ctd != nil {
+			p.ctd.ep.Queue(k)
+			continue
+		}
 		p.ep.Queue(k)
 	}
 }

@@ -137,6 +137,10 @@ func (e *Engine) Stats(ctx context.Context) Stats {
 	var p proto.Stats // every peer's
 	e.do(ctx, func() {
 		for _, pr := range e.peers {
+			if pr.ctd != nil {
+				p.Add(ctdStats(pr.ctd.ep.Stats())) // ctdpeer.go
+				continue
+			}
 			p.Add(pr.ep.Stats())
 		}
 	})

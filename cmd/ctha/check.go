@@ -92,6 +92,8 @@ func summary(c cfg.Config, offline bool) string {
 		key := "no authentication"
 		switch {
 		case s.InsecureNoAuth:
+		case s.Protocol == cfg.ProtocolConntrackd:
+			key = "conntrackd protocol, no authentication"
 		case offline:
 			key = "key not read"
 		default:

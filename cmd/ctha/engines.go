@@ -77,6 +77,9 @@ func syncConfig(s *cfg.Sync, node string) ctsync.Config {
 	if s.Topology == cfg.TopologyMultiprimary {
 		c.Topology = ctsync.Multiprimary
 	}
+	if s.Protocol == cfg.ProtocolConntrackd {
+		c.Protocol = ctsync.ProtocolConntrackd
+	}
 	c.SNATPorts = ctsync.PortRange{Lo: s.SNATPorts[0], Hi: s.SNATPorts[1]}
 	c.Defer, c.DeferQueue = s.Defer, s.DeferQueue
 	for _, l := range s.Links {

@@ -86,6 +86,7 @@ func TestEngineConfigs(t *testing.T) {
 		c.Instances[i].Family = cfg.IPv6
 	}
 	c.Sync.Mode, c.Sync.Cache, c.Sync.Topology = cfg.ModeAlarm, cfg.CacheExternal, cfg.TopologyMultiprimary
+	c.Sync.Protocol = cfg.ProtocolConntrackd
 
 	v := vrrpConfig(&c)
 	if len(v.Instances) != 2 || len(v.TrackScripts) != 2 || len(v.SyncGroups) != 2 {
@@ -128,6 +129,12 @@ func TestEngineConfigs(t *testing.T) {
 	}
 	if s.NodeName != c.NodeName {
 		t.Errorf("ctsync.Config.NodeName: translated as %q, from node_name %q", s.NodeName, c.NodeName)
+	}
+	for _, p := range []string{cfg.ProtocolCtha, cfg.ProtocolConntrackd} {
+		c.Sync.Protocol = p
+		if got := syncConfig(c.Sync, c.NodeName).Protocol.String(); got != p {
+			t.Errorf("protocol %q translated as %q", p, got)
+		}
 	}
 	for _, topo := range []string{cfg.TopologyPrimaryBackup, cfg.TopologyMultiprimary} {
 		c.Sync.Topology = topo

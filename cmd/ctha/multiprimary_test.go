@@ -59,7 +59,7 @@ func TestStatusTopologies(t *testing.T) {
 	// What primary-backup had before topologies, unchanged, and what is new.
 	before := []string{"mode", "cache", "running", "peer_up", "peer_role", "bulk_complete", "bulk_received",
 		"internal_entries", "external_entries", "links", "last_commit", "split_brain", "key_fingerprint"}
-	added := []string{"topology", "peers", "snat_port_range", "snat_overlap", "defer"}
+	added := []string{"topology", "protocol", "peers", "snat_port_range", "snat_overlap", "defer"}
 	var keys []string
 	for k := range pb {
 		keys = append(keys, k)

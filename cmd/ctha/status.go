@@ -72,12 +72,12 @@ func (d *daemonState) status() control.Status {
 		st.Instances = append(st.Instances, is)
 	}
 	if s := conf.Sync; s != nil {
-		ss := &control.SyncStatus{Mode: s.Mode, Cache: s.Cache, Topology: s.Topology,
+		ss := &control.SyncStatus{Mode: s.Mode, Cache: s.Cache, Topology: s.Topology, Protocol: s.Protocol,
 			Links: []control.LinkStatus{}, Peers: []control.PeerStatus{}}
 		for _, l := range s.Links {
 			ss.Links = append(ss.Links, control.LinkStatus{Name: l.Name, Interface: l.Interface})
 		}
-		if !s.InsecureNoAuth {
+		if !s.InsecureNoAuth && s.Protocol != cfg.ProtocolConntrackd {
 			ss.KeyFingerprint = s.Key.Fingerprint()
 		}
 		if running {
@@ -201,6 +201,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			topology = " " + s.Topology
 		}
 		fmt.Fprintf(w, "\nsync%s %s/%s: %s\n", topology, s.Mode, s.Cache, syncSummary(s))
+		if s.Protocol == cfg.ProtocolConntrackd {
+			fmt.Fprintln(w, "  protocol conntrackd: the peer is a conntrackd 1.4, nothing is authenticated")
+		}
 		if s.SplitBrain && s.Topology != control.TopologyMultiprimary { // multiprimary: the groups say it
 			fmt.Fprintln(w, "  SPLIT BRAIN: the peer is master too (see the log)")
 		}

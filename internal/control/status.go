@@ -78,6 +78,9 @@ type SyncStatus struct {
 	Mode     string `json:"mode"`
 	Cache    string `json:"cache"`
 	Topology string `json:"topology"` // TopologyPrimaryBackup or TopologyMultiprimary
+	// Protocol is what the sync speaks: "ctha", or "conntrackd" with a
+	// conntrackd 1.4 peer ("" from a daemon older than protocols).
+	Protocol string `json:"protocol"`
 	Running  bool   `json:"running"`
 	// PeerUp: every peer is up.
 	PeerUp bool `json:"peer_up"`

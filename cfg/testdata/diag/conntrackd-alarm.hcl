@@ -1,0 +1,9 @@
+conntrack_sync {
+  protocol = "conntrackd"
+  mode     = "alarm"
+  link "sync0" {
+    interface = "sync"
+    local     = "10.10.3.1"
+    peer      = "10.10.3.2"
+  }
+}
