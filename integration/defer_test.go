@@ -119,7 +119,10 @@ func TestDeferAsymmetric(t *testing.T) {
 		}
 	})
 
-	run("with defer", "20ms", func(a asymRun) {
+	// The timeout is a safety net here, generous for a loaded machine: a
+	// packet released by it could meet an INVALID drop, which the test
+	// would count against defer. What a hold costs, bench-defer measures.
+	run("with defer", "100ms", func(a asymRun) {
 		if a.rep.Survived != 200 || a.rep.SlowConnects != 0 || a.invalid[lab.RoleFW1] != 0 || a.invalid[lab.RoleFW2] != 0 {
 			t.Errorf("with defer: %v; want 200 survived, no slow handshake, no INVALID drop", a)
 		}
@@ -131,7 +134,7 @@ func TestDeferAsymmetric(t *testing.T) {
 			t.Logf("%s: sync.defer %+v", role, *d)
 			// fw1 held the SYNs, fw2 the SYN-ACKs: 200 each at least.
 			if d.Held < 200 || d.ReleasedAcked+d.ReleasedTimeout != d.Held || d.ReleasedTimeout != 0 || d.Pending != 0 ||
-				d.Queue != 3170 || d.TimeoutMS != 20 || d.P99US <= 0 || d.P99US >= 20000 {
+				d.Queue != 3170 || d.TimeoutMS != 100 || d.P99US <= 0 || d.P99US >= 100000 {
 				t.Errorf("%s: sync.defer %+v: want 200 held or more, all released by the peer's answer", role, *d)
 			}
 		}
