@@ -75,6 +75,13 @@ type Options struct {
 	// Host is what the engine watches of the links' interfaces (rtnetlink
 	// by default).
 	Host linkwatch.Host
+	// Role and MasterOf are the node's role (SetRole) and, in
+	// multiprimary, the sync groups it is master of (SetGroupRole) when
+	// the engine starts: a reload's new engine takes over the running
+	// one's (Handle.Replace). Zero: no role yet.
+	Role     Role
+	MasterOf []string
+
 	// RuntimeTimers: the loop waits with the Go runtime's timers rather
 	// than a timerfd (up to a millisecond later; a fake clock, such as
 	// testing/synctest's, needs them).
@@ -222,11 +229,18 @@ func New(c Config, opts Options) (*Engine, error) {
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
 	// No role yet: not master. A multiprimary node forwards at all times:
 	// its events are never paused.
-	e.wr.mayPause.Store(c.Topology != Multiprimary)
+	e.wr.mayPause.Store(c.Topology != Multiprimary && opts.Role != RoleMaster)
+	e.role = opts.Role.protoRole()
+	if c.Topology == Multiprimary {
+		for _, g := range opts.MasterOf {
+			e.masterOf[g] = true
+		}
+	}
 	for _, p := range e.peers {
 		p.guard.SetSelf(e.sender)
 		p.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
 			Unreliable: c.Mode == Alarm}, recordSource{e})
+		p.ep.SetRole(e.role)
 		for i := range p.views {
 			p.views[i].carrier = e.ls.views[i].carrier
 		}

@@ -1,0 +1,178 @@
+package ctsync_test
+
+// A primary-backup pair of Handles in one process, over package sim's
+// tables and network, on testing/synctest's fake clock: what a reload of
+// conntrack_sync (Handle.Replace) does to the replication.
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ctha/ctha/ctsync"
+	"github.com/ctha/ctha/ctsync/auth"
+	"github.com/ctha/ctha/ctsync/ct"
+	"github.com/ctha/ctha/ctsync/kernel"
+	"github.com/ctha/ctha/internal/sim"
+)
+
+// deleteCounter is a sim table that counts the flows deleted through it.
+type deleteCounter struct {
+	*sim.Table
+	deletes *atomic.Int64
+}
+
+func (k deleteCounter) Dial() (ctsync.KernelConn, error) {
+	c, err := k.Table.Dial()
+	return countingConn{c, k.deletes}, err
+}
+
+type countingConn struct {
+	ctsync.KernelConn
+	deletes *atomic.Int64
+}
+
+func (c countingConn) Write(ctx context.Context, op kernel.Op, flows []ct.Flow, o kernel.WriteOptions) (kernel.WriteResult, error) {
+	if op == kernel.Delete {
+		c.deletes.Add(int64(len(flows)))
+	}
+	return c.KernelConn.Write(ctx, op, flows, o)
+}
+
+type pbNode struct {
+	name    string
+	addr    netip.Addr
+	peer    netip.Addr
+	table   *sim.Table
+	deletes atomic.Int64
+	h       *ctsync.Handle
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func (n *pbNode) config(key auth.Key) ctsync.Config {
+	return ctsync.Config{NodeName: n.name, Key: key, StartupSyncTimeout: 30 * time.Second,
+		Links: []ctsync.Link{{Name: "sync0", Interface: "sync", Local: n.addr, Peers: []netip.Addr{n.peer}, Port: 3780}}}
+}
+
+func startPB(t *testing.T, nw *sim.Net, id, peer int, key auth.Key) *pbNode {
+	t.Helper()
+	n := &pbNode{name: "fw" + string(rune('0'+id)), addr: netip.AddrFrom4([4]byte{10, 255, 0, byte(id)}),
+		peer: netip.AddrFrom4([4]byte{10, 255, 0, byte(peer)}), table: sim.NewTable()}
+	host := sim.NewHost("sync")
+	h, err := ctsync.NewHandle(n.config(key), ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: t.TempDir(),
+		Kernel: deleteCounter{n.table, &n.deletes}, Listen: nw.Listener(host), Host: host, RuntimeTimers: true})
+	if err != nil {
+		t.Fatalf("%s: %v", n.name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.h, n.stop = h, cancel
+	n.wg.Go(func() { h.Run(ctx) })
+	return n
+}
+
+func (n *pbNode) halt() {
+	n.stop()
+	n.wg.Wait()
+}
+
+// TestHandleReplace: a key rotated on the backup, then on the master,
+// each applied by replacing the engine: while the keys differ the
+// datagrams are refused and counted; once they match, the backup gets a
+// new complete copy, keeps every state of the master in its kernel
+// throughout (nothing deleted), and a flow the master makes afterwards
+// reaches it; the master's new engine goes on as master. A replacement
+// that cannot open its link leaves the running engine as it was; an
+// unchanged configuration changes nothing.
+func TestHandleReplace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(3)
+		var k1, k2 auth.Key
+		k1[0], k2[0] = 1, 2
+		m, b := startPB(t, nw, 1, 2, k1), startPB(t, nw, 2, 1, k1)
+		defer m.halt()
+		defer b.halt()
+		ctx := context.Background()
+		if err := m.h.SetRole(ctx, ctsync.RoleMaster); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.h.SetRole(ctx, ctsync.RoleBackup); err != nil {
+			t.Fatal(err)
+		}
+		var flows []ct.Flow
+		for i := range 100 {
+			f := mpFlow(ct.ProtoTCP, uint16(1000+i), 432000)
+			flows = append(flows, f)
+			m.table.Add(f)
+		}
+		holds := func(n *pbNode, fs ...ct.Flow) bool {
+			for _, f := range fs {
+				if _, ok := n.table.Get(f.Key()); !ok {
+					return false
+				}
+			}
+			return true
+		}
+		waitUntil(t, "the master's flows in the backup's kernel", time.Minute, func() bool {
+			return holds(b, flows...) && b.h.Status().BulkComplete
+		})
+		bulks := b.h.Stats(ctx).BulksReceived
+
+		if ok, err := b.h.Replace(b.config(k1), nil); ok || err != nil {
+			t.Fatalf("unchanged configuration: replaced %v, err %v", ok, err)
+		}
+		bad := b.config(k2)
+		bad.Links[0].Interface = "nosuch"
+		bad.Links[0].Port = 3781
+		if ok, err := b.h.Replace(bad, nil); ok || err == nil || !strings.Contains(err.Error(), "sync link sync0") {
+			t.Fatalf("a link that cannot open: replaced %v, err %v", ok, err)
+		}
+		late := mpFlow(ct.ProtoTCP, 2000, 432000)
+		m.table.Add(late)
+		waitUntil(t, "a flow through the engine that was kept", time.Minute, func() bool { return holds(b, late) })
+
+		// The backup first: the keys differ until the master's reload.
+		if ok, err := b.h.Replace(b.config(k2), nil); !ok || err != nil {
+			t.Fatalf("backup's new key: replaced %v, err %v", ok, err)
+		}
+		if !b.h.Status().PeerUp {
+			t.Error("right after the replacement the peer is reported down: the choreography would demote the node")
+		}
+		waitUntil(t, "the master's old key refused and counted on the backup", time.Minute, func() bool {
+			return b.h.Stats(ctx).Drops["auth"] > 0 && m.h.Stats(ctx).Drops["auth"] > 0
+		})
+		if !holds(b, flows...) {
+			t.Fatal("the backup's kernel lost the master's states while the keys differed")
+		}
+		if ok, err := m.h.Replace(m.config(k2), nil); !ok || err != nil {
+			t.Fatalf("master's new key: replaced %v, err %v", ok, err)
+		}
+		waitUntil(t, "a new complete copy on the backup", time.Minute, func() bool {
+			return b.h.Stats(ctx).BulksReceived > bulks && b.h.Status().BulkComplete && b.h.Status().PeerUp
+		})
+		if got := b.h.Status().PeerRole; got != ctsync.RoleMaster {
+			t.Errorf("the backup sees its peer as %v after the master's reload, want MASTER", got)
+		}
+		after := mpFlow(ct.ProtoTCP, 3000, 432000)
+		m.table.Add(after)
+		waitUntil(t, "a flow of the master's new engine in the backup's kernel", time.Minute, func() bool { return holds(b, after) })
+		if !holds(b, append(flows, late)...) {
+			t.Error("a flow of the master is missing from the backup's kernel after the reloads")
+		}
+		if n := b.deletes.Load(); n != 0 {
+			t.Errorf("the backup deleted %d states from its kernel", n)
+		}
+		if n := m.deletes.Load(); n != 0 {
+			t.Errorf("the master deleted %d states from its kernel", n)
+		}
+		if st := m.h.Status(); st.Internal < len(flows)+2 {
+			t.Errorf("the master's new engine holds %d flows of its own, want %d", st.Internal, len(flows)+2)
+		}
+	})
+}
