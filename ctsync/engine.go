@@ -110,9 +110,14 @@ type Engine struct {
 	external extCache
 	exp      expectations // expect.go
 
-	role                   proto.Role
-	started                time.Time
-	dumped                 bool // the first dump of the kernel table is done
+	role    proto.Role
+	started time.Time
+	dumped  bool // the first dump of the kernel table is done
+	// holdBulk: this engine replaced a master's (Options.Role): it dumps
+	// the kernel table at once, and its copies wait for that dump, so that
+	// the peer is never sent an empty copy, whose end would delete the
+	// master's states from the peer's kernel.
+	holdBulk               bool
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
 	alarm                  alarmState // mode = "alarm" (alarm.go)
@@ -231,6 +236,7 @@ func New(c Config, opts Options) (*Engine, error) {
 	// its events are never paused.
 	e.wr.mayPause.Store(c.Topology != Multiprimary && opts.Role != RoleMaster)
 	e.role = opts.Role.protoRole()
+	e.holdBulk = opts.Role == RoleMaster && c.Topology == PrimaryBackup
 	if c.Topology == Multiprimary {
 		for _, g := range opts.MasterOf {
 			e.masterOf[g] = true
@@ -429,6 +435,10 @@ func (e *Engine) flush(now time.Time) {
 	var buf []byte
 	for _, p := range e.peers {
 		if p.ep.BulkNeeded() {
+			p.bulkOwed = true
+		}
+		if p.bulkOwed && !e.holdBulk {
+			p.bulkOwed = false
 			e.startBulk(p)
 		}
 		for _, b := range p.ep.Output(now, nil) {
@@ -527,7 +537,12 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	// keep-alives and ACKs, for seconds. It comes once the writer has
 	// caught up; the loop wakes at least every keep-alive interval.
 	writing := e.wr.backlog.Load() > 0
-	if !e.dumped {
+	if !e.dumped && e.holdBulk {
+		// A master's table is its own: no copy of the peer's to wait for.
+		// Off the loop, as the keep-alives must go on.
+		e.refreshOwn()
+		e.startDump(ctx)
+	} else if !e.dumped {
 		since := now.Sub(e.started)
 		if !writing && (e.copiesComplete(now) || e.upMask(now) == 0 && since >= firstDumpAlone || since >= e.startupTimeout()) {
 			if err := e.resync(ctx); err != nil {

@@ -165,6 +165,22 @@ func TestHandleReplace(t *testing.T) {
 		if !holds(b, append(flows, late)...) {
 			t.Error("a flow of the master is missing from the backup's kernel after the reloads")
 		}
+
+		// The master alone: the backup's engine goes on, and the master's
+		// new one must not send it a copy before it knows its own flows
+		// (an empty copy's end deletes the states the backup holds).
+		bulks = b.h.Stats(ctx).BulksReceived
+		mc := m.config(k2)
+		mc.StartupSyncTimeout = 20 * time.Second
+		if ok, err := m.h.Replace(mc, nil); !ok || err != nil {
+			t.Fatalf("master's new startup_sync_timeout: replaced %v, err %v", ok, err)
+		}
+		waitUntil(t, "a new complete copy on the backup after the master's reload alone", time.Minute, func() bool {
+			return b.h.Stats(ctx).BulksReceived > bulks && b.h.Status().BulkComplete
+		})
+		if st := b.h.Status(); st.External < len(flows)+2 {
+			t.Errorf("the backup holds %d of the master's flows after its new copy, want %d", st.External, len(flows)+2)
+		}
 		if n := b.deletes.Load(); n != 0 {
 			t.Errorf("the backup deleted %d states from its kernel", n)
 		}

@@ -77,8 +77,10 @@ func (e *Engine) finishDump(ctx context.Context, d *bgDump) {
 		return
 	case d.err != nil:
 		e.log.Error("reconciling dump failed", "err", d.err)
+		e.holdBulk = false // the copies go, as complete as the events made them
 		return
 	}
+	defer func() { e.holdBulk = false }()
 	r := e.newReconcile(d.at)
 	for i := range d.flows {
 		if !d.dirty[d.flows[i].Key()] {
@@ -99,6 +101,7 @@ func (e *Engine) resync(ctx context.Context) error {
 	if e.bg != nil {
 		e.bg.stale = true
 	}
+	defer func() { e.holdBulk = false }()
 	e.beginResync()
 	if err := e.settleWrites(ctx); err != nil {
 		return err
