@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,6 +82,9 @@ type Options struct {
 	// one's (Handle.Replace). Zero: no role yet.
 	Role     Role
 	MasterOf []string
+	// inherit is the stopped engine this one replaces (Handle.Replace):
+	// its caches carry over (inheritFrom).
+	inherit *Engine
 
 	// RuntimeTimers: the loop waits with the Go runtime's timers rather
 	// than a timerfd (up to a millisecond later; a fake clock, such as
@@ -231,12 +235,15 @@ func New(c Config, opts Options) (*Engine, error) {
 		}
 	}
 	e.exp.init()
+	if o := opts.inherit; o != nil {
+		e.inheritFrom(o)
+	}
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
 	// No role yet: not master. A multiprimary node forwards at all times:
 	// its events are never paused.
 	e.wr.mayPause.Store(c.Topology != Multiprimary && opts.Role != RoleMaster)
 	e.role = opts.Role.protoRole()
-	e.holdBulk = opts.Role == RoleMaster && c.Topology == PrimaryBackup
+	e.holdBulk = opts.Role == RoleMaster && c.Topology == PrimaryBackup && !e.dumped
 	if c.Topology == Multiprimary {
 		for _, g := range opts.MasterOf {
 			e.masterOf[g] = true
@@ -253,6 +260,36 @@ func New(c Config, opts Options) (*Engine, error) {
 	}
 	ok = true
 	return e, nil
+}
+
+// inheritFrom takes over the caches of old, the stopped engine this one
+// replaces, when both have the same topology and cache: this node's flows
+// as old knew them, so that its first copy to a peer is complete at once
+// (an empty copy's end would delete the states that peer mirrors), and,
+// with the same peers, theirs (a backup's external cache), which their
+// new copies then refresh. A dump comes at once all the same: it finds
+// what changed while no engine ran, and what a new filter leaves out.
+func (e *Engine) inheritFrom(old *Engine) {
+	if old.cfg.Topology != e.cfg.Topology || old.cfg.Cache != e.cfg.Cache {
+		return
+	}
+	e.internal, e.exp.internal = old.internal, old.exp.internal
+	old.internal, old.exp.internal = cache{}, nil
+	if samePeers(old.cfg.Links, e.cfg.Links) {
+		e.external, e.exp.external = old.external, old.exp.external
+		old.external, old.exp.external = extCache{}, nil
+	}
+	e.exp.init()
+	if e.dumped = old.dumped; e.dumped {
+		e.resyncDue = time.Now()
+	}
+}
+
+// samePeers reports whether links a and b list the same peers in the same
+// order (a multicast link: the one peer).
+func samePeers(a, b []Link) bool {
+	return len(a) > 0 && len(b) > 0 && slices.Equal(a[0].Peers, b[0].Peers) &&
+		a[0].MulticastGroup.IsValid() == b[0].MulticastGroup.IsValid()
 }
 
 // Run replicates until ctx is done, then closes the engine's sockets.

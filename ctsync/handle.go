@@ -208,7 +208,7 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 	h.base.add(st)
 
 	opts := h.opts
-	opts.VIPs = vips
+	opts.VIPs, opts.inherit = vips, old
 	h.mu.Lock()
 	opts.Role = h.role
 	for g := range h.masterOf {
@@ -228,11 +228,13 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 			h.startLocked()
 			return false, errors.Join(err, fmt.Errorf("and the previous configuration could not run again: %w", err2))
 		}
+		h.opts.inherit = nil
 		h.eng = e2
 		h.cur.Store(e2)
 		h.startLocked()
 		return false, fmt.Errorf("%w; the previous configuration runs again (a new engine)", err)
 	}
+	opts.inherit = nil
 	h.opts, h.eng, h.cfg = opts, e, c
 	h.cur.Store(e)
 	h.startLocked()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,7 @@ func (c countingConn) Write(ctx context.Context, op kernel.Op, flows []ct.Flow, 
 }
 
 type pbNode struct {
+	mp      bool // multiprimary
 	name    string
 	addr    netip.Addr
 	peer    netip.Addr
@@ -57,13 +59,21 @@ type pbNode struct {
 }
 
 func (n *pbNode) config(key auth.Key) ctsync.Config {
-	return ctsync.Config{NodeName: n.name, Key: key, StartupSyncTimeout: 30 * time.Second,
+	c := ctsync.Config{NodeName: n.name, Key: key, StartupSyncTimeout: 30 * time.Second,
 		Links: []ctsync.Link{{Name: "sync0", Interface: "sync", Local: n.addr, Peers: []netip.Addr{n.peer}, Port: 3780}}}
+	if n.mp {
+		c.Topology = ctsync.Multiprimary
+	}
+	return c
 }
 
 func startPB(t *testing.T, nw *sim.Net, id, peer int, key auth.Key) *pbNode {
+	return startNode(t, nw, id, peer, key, false)
+}
+
+func startNode(t *testing.T, nw *sim.Net, id, peer int, key auth.Key, mp bool) *pbNode {
 	t.Helper()
-	n := &pbNode{name: "fw" + string(rune('0'+id)), addr: netip.AddrFrom4([4]byte{10, 255, 0, byte(id)}),
+	n := &pbNode{mp: mp, name: "fw" + string(rune('0'+id)), addr: netip.AddrFrom4([4]byte{10, 255, 0, byte(id)}),
 		peer: netip.AddrFrom4([4]byte{10, 255, 0, byte(peer)}), table: sim.NewTable()}
 	host := sim.NewHost("sync")
 	h, err := ctsync.NewHandle(n.config(key), ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: t.TempDir(),
@@ -190,5 +200,70 @@ func TestHandleReplace(t *testing.T) {
 		if st := m.h.Status(); st.Internal < len(flows)+2 {
 			t.Errorf("the master's new engine holds %d flows of its own, want %d", st.Internal, len(flows)+2)
 		}
+	})
+}
+
+// TestHandleReplaceMultiprimary: a multiprimary node's engine replaced
+// (its key, on both nodes, one after the other): each node keeps the
+// other's flows in its kernel throughout (nothing deleted), gets a new
+// complete copy, and the flows made afterwards on either side reach the
+// other.
+func TestHandleReplaceMultiprimary(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(5)
+		var k1, k2 auth.Key
+		k1[0], k2[0] = 1, 2
+		a, b := startNode(t, nw, 1, 2, k1, true), startNode(t, nw, 2, 1, k1, true)
+		defer a.halt()
+		defer b.halt()
+		ctx := context.Background()
+		var fa, fb []ct.Flow
+		for i := range 50 {
+			fa = append(fa, mpFlow(ct.ProtoTCP, uint16(1000+i), 432000))
+			fb = append(fb, mpFlow(ct.ProtoTCP, uint16(2000+i), 432000))
+			a.table.Add(fa[i])
+			b.table.Add(fb[i])
+		}
+		holds := func(n *pbNode, fs ...ct.Flow) bool {
+			for _, f := range fs {
+				if _, ok := n.table.Get(f.Key()); !ok {
+					return false
+				}
+			}
+			return true
+		}
+		waitUntil(t, "each node's flows in the other's kernel", time.Minute, func() bool {
+			return holds(a, fb...) && holds(b, fa...) && a.h.Status().BulkComplete && b.h.Status().BulkComplete
+		})
+		copies := b.h.Stats(ctx).BulksReceived
+		if err := a.h.SetGroupRole(ctx, "fw", ctsync.RoleMaster); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []*pbNode{a, b} {
+			if ok, err := n.h.Replace(n.config(k2), nil); !ok || err != nil {
+				t.Fatalf("%s: replaced %v, err %v", n.name, ok, err)
+			}
+		}
+		waitUntil(t, "new complete copies", time.Minute, func() bool {
+			return b.h.Stats(ctx).BulksReceived > copies && a.h.Status().BulkComplete && b.h.Status().BulkComplete
+		})
+		na, nb := mpFlow(ct.ProtoUDP, 3000, 120), mpFlow(ct.ProtoUDP, 4000, 120)
+		a.table.Add(na)
+		b.table.Add(nb)
+		waitUntil(t, "the flows made after the reload on the other side", time.Minute, func() bool {
+			return holds(a, nb) && holds(b, na)
+		})
+		if !holds(a, fb...) || !holds(b, fa...) {
+			t.Error("a node lost the other's flows")
+		}
+		for _, n := range []*pbNode{a, b} {
+			if d := n.deletes.Load(); d != 0 {
+				t.Errorf("%s deleted %d flows from its kernel", n.name, d)
+			}
+		}
+		waitUntil(t, "fw2 sees fw1's new engine as master of fw (SetGroupRole carried over)", time.Minute, func() bool {
+			st := b.h.Status()
+			return len(st.Peers) == 1 && slices.Equal(st.Peers[0].MasterOf, []string{"fw"})
+		})
 	})
 }

@@ -83,10 +83,11 @@ func TestSyncReload(t *testing.T) {
 	waitLog(fw1, "sync engine replaced")
 	err := lab.WaitFor(5*time.Second, 50*time.Millisecond, func() (bool, error) {
 		s, err := syncStatus(fw2)
-		return err == nil && s.PeerUp && s.BulkComplete && syncStats(t, fw2).BulksReceived > bulks, err
+		return err == nil && s.PeerUp && s.BulkComplete && s.BulkReceived >= rigFlows && syncStats(t, fw2).BulksReceived > bulks, err
 	})
 	if err != nil {
-		t.Fatalf("fw2 got no new complete copy after the master's reload: %v\n%s", err, fw2.proc.Tail(20))
+		s, _ := syncStatus(fw2)
+		t.Fatalf("fw2 got no new complete copy of the %d flows after the master's reload: %v (sync %+v)\n%s", rigFlows, err, s, fw2.proc.Tail(20))
 	}
 	t.Logf("new complete copy on fw2 %v after the first reload", time.Since(event).Round(time.Millisecond))
 
