@@ -40,6 +40,7 @@ type Handle struct {
 	opts    Options
 	changed chan struct{}
 	cur     atomic.Pointer[Engine] // for Status, which never waits
+	prev    atomic.Pointer[Engine] // the engine cur replaced: Status until cur's first
 
 	// life serialises Run's start and end and Replace; it guards running,
 	// stop and done.
@@ -230,22 +231,30 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 		}
 		h.opts.inherit = nil
 		h.eng = e2
+		h.prev.Store(old)
 		h.cur.Store(e2)
 		h.startLocked()
 		return false, fmt.Errorf("%w; the previous configuration runs again (a new engine)", err)
 	}
 	opts.inherit = nil
 	h.opts, h.eng, h.cfg = opts, e, c
+	h.prev.Store(old)
 	h.cur.Store(e)
 	h.startLocked()
 	return true, nil
 }
 
 // Status is the running engine's (Engine.Status); it never waits for a
-// replacement. Shortly after one, the peer the old engine heard is still
-// reported up (replaceCarry).
+// replacement. Until a new engine has published its own, it is the
+// replaced one's last; shortly after, the peer the old engine heard is
+// still reported up (replaceCarry).
 func (h *Handle) Status() Status {
 	st := h.cur.Load().Status()
+	if st.Peers == nil { // not published yet: a new engine
+		if p := h.prev.Load(); p != nil {
+			st = p.Status()
+		}
+	}
 	if !st.PeerUp {
 		h.mu.Lock()
 		carry := time.Now().Before(h.carryUntil)

@@ -48,6 +48,7 @@ func (c countingConn) Write(ctx context.Context, op kernel.Op, flows []ct.Flow, 
 
 type pbNode struct {
 	mp      bool // multiprimary
+	ext     bool // the external cache
 	name    string
 	addr    netip.Addr
 	peer    netip.Addr
@@ -64,6 +65,9 @@ func (n *pbNode) config(key auth.Key) ctsync.Config {
 	if n.mp {
 		c.Topology = ctsync.Multiprimary
 	}
+	if n.ext {
+		c.Cache = ctsync.External
+	}
 	return c
 }
 
@@ -72,8 +76,12 @@ func startPB(t *testing.T, nw *sim.Net, id, peer int, key auth.Key) *pbNode {
 }
 
 func startNode(t *testing.T, nw *sim.Net, id, peer int, key auth.Key, mp bool) *pbNode {
+	return startNodeCache(t, nw, id, peer, key, mp, false)
+}
+
+func startNodeCache(t *testing.T, nw *sim.Net, id, peer int, key auth.Key, mp, ext bool) *pbNode {
 	t.Helper()
-	n := &pbNode{mp: mp, name: "fw" + string(rune('0'+id)), addr: netip.AddrFrom4([4]byte{10, 255, 0, byte(id)}),
+	n := &pbNode{mp: mp, ext: ext, name: "fw" + string(rune('0'+id)), addr: netip.AddrFrom4([4]byte{10, 255, 0, byte(id)}),
 		peer: netip.AddrFrom4([4]byte{10, 255, 0, byte(peer)}), table: sim.NewTable()}
 	host := sim.NewHost("sync")
 	h, err := ctsync.NewHandle(n.config(key), ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: t.TempDir(),
@@ -265,5 +273,54 @@ func TestHandleReplaceMultiprimary(t *testing.T) {
 			st := b.h.Status()
 			return len(st.Peers) == 1 && slices.Equal(st.Peers[0].MasterOf, []string{"fw"})
 		})
+	})
+}
+
+// TestHandleReplaceExternal: with the external cache, a backup whose
+// engine is replaced keeps the master's states in its cache (what a
+// takeover commits) without a gap, and gets a new complete copy; its
+// kernel is never written.
+func TestHandleReplaceExternal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(6)
+		var key auth.Key
+		key[0] = 4
+		m, b := startNodeCache(t, nw, 1, 2, key, false, true), startNodeCache(t, nw, 2, 1, key, false, true)
+		defer m.halt()
+		defer b.halt()
+		ctx := context.Background()
+		if err := m.h.SetRole(ctx, ctsync.RoleMaster); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.h.SetRole(ctx, ctsync.RoleBackup); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 60 {
+			m.table.Add(mpFlow(ct.ProtoTCP, uint16(1000+i), 432000))
+		}
+		waitUntil(t, "the master's flows in the backup's cache", time.Minute, func() bool {
+			st := b.h.Status()
+			return st.External == 60 && st.BulkComplete
+		})
+		copies := b.h.Stats(ctx).BulksReceived
+		for _, n := range []*pbNode{b, m} {
+			c := n.config(key)
+			c.Filter.Protocols = []string{"tcp", "udp"}
+			if ok, err := n.h.Replace(c, nil); !ok || err != nil {
+				t.Fatalf("%s: replaced %v, err %v", n.name, ok, err)
+			}
+			if got := b.h.Status().External; got != 60 {
+				t.Fatalf("right after %s's replacement the backup's cache holds %d flows, want 60", n.name, got)
+			}
+		}
+		waitUntil(t, "a new complete copy", time.Minute, func() bool {
+			return b.h.Stats(ctx).BulksReceived > copies && b.h.Status().BulkComplete
+		})
+		if got := b.h.Status().External; got != 60 {
+			t.Errorf("after the new copy the backup's cache holds %d flows, want 60", got)
+		}
+		if n := b.table.Len(); n != 0 {
+			t.Errorf("the backup's kernel holds %d flows: the external cache writes none before a commit", n)
+		}
 	})
 }
