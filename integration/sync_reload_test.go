@@ -12,6 +12,7 @@ import (
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/ctha/ctha/ctsync/kernel"
 	"github.com/ctha/ctha/integration/lab"
+	"github.com/ctha/ctha/internal/control"
 	"github.com/ctha/ctha/internal/events"
 )
 
@@ -89,7 +90,7 @@ func TestSyncReload(t *testing.T) {
 		s, _ := syncStatus(fw2)
 		t.Fatalf("fw2 got no new complete copy of the %d flows after the master's reload: %v (sync %+v)\n%s", rigFlows, err, s, fw2.proc.Tail(20))
 	}
-	t.Logf("new complete copy on fw2 %v after the first reload", time.Since(event).Round(time.Millisecond))
+	t.Logf("new complete copy on fw2 %v after the first SIGHUP", time.Since(event).Round(time.Millisecond))
 
 	// A flow the master's new engine finds reaches the backup's kernel.
 	o := ct.NewTuple(ct.ProtoTCP, netip.MustParseAddr("10.10.1.77"), netip.MustParseAddr("10.10.2.200"), 40000, 80)
@@ -104,6 +105,12 @@ func TestSyncReload(t *testing.T) {
 		t.Errorf("a flow made on the master after the reload is not in the backup's kernel: %v", err)
 	}
 
+	// The peer's role comes with its first keep-alive to the new engine.
+	if err := r.waitStatus(2*time.Second, func(_ string, st control.Status) bool {
+		return st.Sync != nil && st.Sync.PeerRole != "UNKNOWN"
+	}); err != nil {
+		t.Error(err)
+	}
 	r.checkStatus(lab.RoleFW1, "MASTER", "BACKUP")
 	r.checkStatus(lab.RoleFW2, "BACKUP", "MASTER")
 	r.expectTransitions(before, "the sync reloads")
