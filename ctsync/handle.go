@@ -29,13 +29,14 @@ const replaceCarry = time.Second
 // Replace checks the new configuration and opens its new links once
 // (CanReplace) while the running engine goes on; only then does it wait
 // for the calls in flight, stop the running engine and start the new one
-// in the node's role (the last SetRole and SetGroupRole). The new engine
-// has a new epoch, so the peer sees it as restarted: each sends the other
-// a complete copy, as after a restart of the daemon. The kernel's table
-// is not touched: a master's new engine finds its flows in its first dump
-// and sends them, a backup's keeps the master's states where they are
-// (direct cache) and is sent them again. The counters go on from the
-// replaced engines' (Stats).
+// in the node's role (the last SetRole and SetGroupRole), with the old
+// one's caches (Engine.inheritFrom). The new engine has a new epoch, so
+// the peer sees it as restarted: each sends the other a complete copy, as
+// after a restart of the daemon. The kernel's table is not touched: a
+// master's new engine knows its flows at once and sends them all, a
+// backup's keeps the master's states where they are (direct cache) and is
+// sent them again; a dump soon after finds what changed during the swap.
+// The counters go on from the replaced engines' (Stats).
 type Handle struct {
 	opts    Options
 	changed chan struct{}
@@ -211,7 +212,7 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 	opts := h.opts
 	opts.VIPs, opts.inherit = vips, old
 	h.mu.Lock()
-	opts.Role = h.role
+	opts.Role, opts.MasterOf = h.role, nil
 	for g := range h.masterOf {
 		opts.MasterOf = append(opts.MasterOf, g)
 	}
@@ -225,8 +226,7 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 		e2, err2 := New(oldCfg, opts)
 		if err2 != nil {
 			// Nothing runs: the calls get ErrStopped from the old
-			// engine, stopped.
-			h.startLocked()
+			// engine, stopped (an engine runs once).
 			return false, errors.Join(err, fmt.Errorf("and the previous configuration could not run again: %w", err2))
 		}
 		h.opts.inherit = nil

@@ -6,6 +6,7 @@ package ctsync_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -321,6 +322,74 @@ func TestHandleReplaceExternal(t *testing.T) {
 		}
 		if n := b.table.Len(); n != 0 {
 			t.Errorf("the backup's kernel holds %d flows: the external cache writes none before a commit", n)
+		}
+	})
+}
+
+// dialFailer is a sim table whose next Dials fail.
+type dialFailer struct {
+	*sim.Table
+	fail *atomic.Int32 // how many Dials fail from now
+}
+
+func (k dialFailer) Dial() (ctsync.KernelConn, error) {
+	if k.fail.Add(-1) >= 0 {
+		return nil, errors.New("dial refused (test)")
+	}
+	k.fail.Store(0)
+	return k.Table.Dial()
+}
+
+// TestHandleReplaceFails: a new engine that fails to open after the
+// check (here, its kernel socket) gives way to one of the previous
+// configuration, which replicates as before; if that fails too, nothing
+// runs, the calls say so, and the handle still stops cleanly.
+func TestHandleReplaceFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(7)
+		var k1, k2 auth.Key
+		k1[0], k2[0] = 1, 2
+		var fail atomic.Int32
+		host := sim.NewHost("sync")
+		table := sim.NewTable()
+		n := &pbNode{name: "fw1", addr: netip.MustParseAddr("10.255.0.1"), peer: netip.MustParseAddr("10.255.0.2")}
+		h, err := ctsync.NewHandle(n.config(k1), ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: t.TempDir(),
+			Kernel: dialFailer{table, &fail}, Listen: nw.Listener(host), Host: host, RuntimeTimers: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := startPB(t, nw, 2, 1, k1)
+		defer peer.halt()
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { h.Run(ctx) })
+		defer wg.Wait()
+		defer cancel()
+		if err := h.SetRole(context.Background(), ctsync.RoleMaster); err != nil {
+			t.Fatal(err)
+		}
+		table.Add(mpFlow(ct.ProtoTCP, 1, 432000))
+		waitUntil(t, "the flow at the peer", time.Minute, func() bool { return peer.table.Len() == 1 })
+
+		fail.Store(1)
+		ok, err := h.Replace(n.config(k2), nil)
+		if ok || err == nil || !strings.Contains(err.Error(), "the previous configuration runs again") {
+			t.Fatalf("replaced %v, err %v", ok, err)
+		}
+		if got := h.Config().Key; got != k1 {
+			t.Errorf("the handle runs key %x..., want the previous one", got[0])
+		}
+		table.Add(mpFlow(ct.ProtoTCP, 2, 432000))
+		waitUntil(t, "a flow through the previous configuration's new engine", time.Minute, func() bool {
+			return peer.table.Len() == 2
+		})
+
+		fail.Store(2)
+		if ok, err := h.Replace(n.config(k2), nil); ok || err == nil || !strings.Contains(err.Error(), "could not run again") {
+			t.Fatalf("both failing: replaced %v, err %v", ok, err)
+		}
+		if err := h.Request(context.Background()); !errors.Is(err, ctsync.ErrStopped) {
+			t.Errorf("a call with nothing running: %v, want ErrStopped", err)
 		}
 	})
 }
