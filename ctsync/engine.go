@@ -117,10 +117,11 @@ type Engine struct {
 	role    proto.Role
 	started time.Time
 	dumped  bool // the first dump of the kernel table is done
-	// holdBulk: this engine replaced a master's (Options.Role): it dumps
-	// the kernel table at once, and its copies wait for that dump, so that
-	// the peer is never sent an empty copy, whose end would delete the
-	// master's states from the peer's kernel.
+	// holdBulk: this engine replaced a master's (Options.Role) that had
+	// not dumped the table yet (else it inherits what that dump found): it
+	// dumps the kernel table at once, and its copies wait for that dump,
+	// so that the peer is never sent an empty copy, whose end would delete
+	// the master's states from the peer's kernel.
 	holdBulk               bool
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
@@ -267,8 +268,9 @@ func New(c Config, opts Options) (*Engine, error) {
 // as old knew them, so that its first copy to a peer is complete at once
 // (an empty copy's end would delete the states that peer mirrors), and,
 // with the same peers, theirs (a backup's external cache), which their
-// new copies then refresh. A dump comes at once all the same: it finds
-// what changed while no engine ran, and what a new filter leaves out.
+// new copies then refresh, and the replay guards. A dump comes at once all
+// the same: it finds what changed while no engine ran, and what a new
+// filter leaves out.
 func (e *Engine) inheritFrom(old *Engine) {
 	if old.cfg.Topology != e.cfg.Topology || old.cfg.Cache != e.cfg.Cache {
 		return
@@ -278,6 +280,11 @@ func (e *Engine) inheritFrom(old *Engine) {
 	if samePeers(old.cfg.Links, e.cfg.Links) {
 		e.external, e.exp.external = old.external, old.exp.external
 		old.external, old.exp.external = extCache{}, nil
+		// The replay guards too: a fresh one would take once any
+		// datagram of the peer's current run, replayed.
+		for i, p := range e.peers {
+			p.guard = old.peers[i].guard
+		}
 	}
 	e.exp.init()
 	if e.dumped = old.dumped; e.dumped {

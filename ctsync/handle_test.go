@@ -393,3 +393,69 @@ func TestHandleReplaceFails(t *testing.T) {
 		}
 	})
 }
+
+// recordingConn keeps what a sync socket sent.
+type recordingConn struct {
+	ctsync.PacketConn
+	mu   *sync.Mutex
+	sent *[][]byte
+}
+
+func (c recordingConn) WriteToUDPAddrPort(b []byte, a netip.AddrPort) (int, error) {
+	c.mu.Lock()
+	*c.sent = append(*c.sent, append([]byte(nil), b...))
+	c.mu.Unlock()
+	return c.PacketConn.WriteToUDPAddrPort(b, a)
+}
+
+// TestHandleReplaceKeepsReplayGuard: a datagram the peer sent before a
+// replacement, played again to the new engine, is refused as a replay
+// (the new engine keeps the old one's replay guard).
+func TestHandleReplaceKeepsReplayGuard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(8)
+		var key auth.Key
+		key[0] = 5
+		m := startPB(t, nw, 1, 2, key)
+		defer m.halt()
+		var mu sync.Mutex
+		var sent [][]byte
+		var conn ctsync.PacketConn
+		host := sim.NewHost("sync")
+		listen := func(l ctsync.Link) (ctsync.PacketConn, error) {
+			c, err := nw.Listener(host)(l)
+			if err == nil {
+				conn = recordingConn{c, &mu, &sent}
+			}
+			return conn, err
+		}
+		b := &pbNode{name: "fw2", addr: netip.MustParseAddr("10.255.0.2"), peer: netip.MustParseAddr("10.255.0.1"), table: sim.NewTable()}
+		h, err := ctsync.NewHandle(b.config(key), ctsync.Options{Log: slog.New(slog.DiscardHandler), StateDir: t.TempDir(),
+			Kernel: b.table, Listen: listen, Host: host, RuntimeTimers: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		b.h, b.stop = h, cancel
+		b.wg.Go(func() { h.Run(ctx) })
+		defer b.halt()
+		waitUntil(t, "both peers up", time.Minute, func() bool { return m.h.Status().PeerUp && h.Status().PeerUp })
+		time.Sleep(time.Second)
+		mu.Lock()
+		old := sent[len(sent)-1]
+		mu.Unlock()
+
+		c := m.config(key)
+		c.StartupSyncTimeout = 10 * time.Second
+		if ok, err := m.h.Replace(c, nil); !ok || err != nil {
+			t.Fatalf("replaced %v, err %v", ok, err)
+		}
+		before := m.h.Stats(context.Background()).Drops["replay"]
+		if _, err := conn.WriteToUDPAddrPort(old, netip.AddrPortFrom(m.addr, 3780)); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "the replayed datagram refused", time.Minute, func() bool {
+			return m.h.Stats(context.Background()).Drops["replay"] > before
+		})
+	})
+}
