@@ -24,9 +24,10 @@ const rotatedKey = "# rotated\nffeeddccbbaa99887766554433221100ffeeddccbbaa99887
 // with 200 live flows (direct cache): a reload whose link address does not
 // exist is reported and changes nothing; then the sync key is rotated,
 // the backup first (meanwhile each node refuses the other's datagrams and
-// counts them), then the master. Neither node moves, every flow
-// survives, the backup gets a new complete copy, and a flow the master
-// makes after the reload reaches the backup's kernel.
+// counts them), then the master. Neither node moves (a demotion, both
+// nodes alike, would come only if the keys differed for over a second),
+// every flow survives, the backup gets a new complete copy, and a flow
+// the master makes after the reload reaches the backup's kernel.
 func TestSyncReload(t *testing.T) {
 	lab.RequireNetns(t)
 	r := newFailRig(t, "direct", true, 0)
@@ -119,8 +120,13 @@ func TestSyncReload(t *testing.T) {
 	for role, evs := range map[string][]events.Event{lab.RoleFW1: ev1.stop(t), lab.RoleFW2: ev2.stop(t)} {
 		for _, e := range evs {
 			switch e.Type {
-			case events.GroupTransition, events.InstanceTransition, events.DemotionSet, events.SplitBrainBegin:
+			case events.GroupTransition, events.InstanceTransition, events.SplitBrainBegin:
 				t.Errorf("%s: %s event across the sync reloads: %+v", role, e.Type, e)
+			case events.DemotionSet:
+				// Only if the keys differed for over the peer timeout (a
+				// loaded machine between the two SIGHUPs): both nodes are
+				// demoted alike, which moves nothing.
+				t.Logf("%s: demoted across the sync reloads: %+v", role, e)
 			}
 		}
 		applied := 0
