@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,6 +82,16 @@ type Options struct {
 	// tables, package nfqtable, by default).
 	OpenQueue  func(num uint16) (PacketQueue, error)
 	DeferRules func() (DeferRules, error)
+	// Role and MasterOf are the node's role (SetRole) and, in
+	// multiprimary, the sync groups it is master of (SetGroupRole) when
+	// the engine starts: a reload's new engine takes over the running
+	// one's (Handle.Replace). Zero: no role yet.
+	Role     Role
+	MasterOf []string
+	// inherit is the stopped engine this one replaces (Handle.Replace):
+	// its caches carry over (inheritFrom).
+	inherit *Engine
+
 	// RuntimeTimers: the loop waits with the Go runtime's timers rather
 	// than a timerfd (up to a millisecond later; a fake clock, such as
 	// testing/synctest's, needs them).
@@ -109,9 +120,15 @@ type Engine struct {
 	external extCache
 	exp      expectations // expect.go
 
-	role                   proto.Role
-	started                time.Time
-	dumped                 bool // the first dump of the kernel table is done
+	role    proto.Role
+	started time.Time
+	dumped  bool // the first dump of the kernel table is done
+	// holdBulk: this engine replaced a master's (Options.Role) that had
+	// not dumped the table yet (else it inherits what that dump found): it
+	// dumps the kernel table at once, and its copies wait for that dump,
+	// so that the peer is never sent an empty copy, whose end would delete
+	// the master's states from the peer's kernel.
+	holdBulk               bool
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
 	alarm                  alarmState // mode = "alarm" (alarm.go)
@@ -248,14 +265,25 @@ func New(c Config, opts Options) (*Engine, error) {
 		}
 	}
 	e.exp.init()
+	if o := opts.inherit; o != nil {
+		e.inheritFrom(o)
+	}
 	e.evPause.pause, e.evPause.join = e.lis.Pause, e.lis.Resume
 	// No role yet: not master. A multiprimary node forwards at all times:
 	// its events are never paused.
-	e.wr.mayPause.Store(c.Topology != Multiprimary)
+	e.wr.mayPause.Store(c.Topology != Multiprimary && opts.Role != RoleMaster)
+	e.role = opts.Role.protoRole()
+	e.holdBulk = opts.Role == RoleMaster && c.Topology == PrimaryBackup && !e.dumped
+	if c.Topology == Multiprimary {
+		for _, g := range opts.MasterOf {
+			e.masterOf[g] = true
+		}
+	}
 	for _, p := range e.peers {
 		p.guard.SetSelf(e.sender)
 		p.ep = proto.New(proto.Config{MaxPayload: maxPayload, Coalesce: coalesce, Epoch: e.epoch,
 			Unreliable: c.Mode == Alarm}, recordSource{e})
+		p.ep.SetRole(e.role)
 		for i := range p.views {
 			p.views[i].carrier = e.ls.views[i].carrier
 		}
@@ -265,6 +293,42 @@ func New(c Config, opts Options) (*Engine, error) {
 	}
 	ok = true
 	return e, nil
+}
+
+// inheritFrom takes over the caches of old, the stopped engine this one
+// replaces, when both have the same topology and cache: this node's flows
+// as old knew them, so that its first copy to a peer is complete at once
+// (an empty copy's end would delete the states that peer mirrors), and,
+// with the same peers, theirs (a backup's external cache), which their
+// new copies then refresh, and the replay guards. A dump comes at once all
+// the same: it finds what changed while no engine ran, and what a new
+// filter leaves out.
+func (e *Engine) inheritFrom(old *Engine) {
+	if old.cfg.Topology != e.cfg.Topology || old.cfg.Cache != e.cfg.Cache {
+		return
+	}
+	e.internal, e.exp.internal = old.internal, old.exp.internal
+	old.internal, old.exp.internal = cache{}, nil
+	if samePeers(old.cfg.Links, e.cfg.Links) {
+		e.external, e.exp.external = old.external, old.exp.external
+		old.external, old.exp.external = extCache{}, nil
+		// The replay guards too: a fresh one would take once any
+		// datagram of the peer's current run, replayed.
+		for i, p := range e.peers {
+			p.guard = old.peers[i].guard
+		}
+	}
+	e.exp.init()
+	if e.dumped = old.dumped; e.dumped {
+		e.resyncDue = time.Now()
+	}
+}
+
+// samePeers reports whether links a and b list the same peers in the same
+// order (a multicast link: the one peer).
+func samePeers(a, b []Link) bool {
+	return len(a) > 0 && len(b) > 0 && slices.Equal(a[0].Peers, b[0].Peers) &&
+		a[0].MulticastGroup.IsValid() == b[0].MulticastGroup.IsValid()
 }
 
 // Run replicates until ctx is done, then closes the engine's sockets.
@@ -501,6 +565,10 @@ func (e *Engine) flush(now time.Time) {
 			continue
 		}
 		if p.ep.BulkNeeded() {
+			p.bulkOwed = true
+		}
+		if p.bulkOwed && !e.holdBulk {
+			p.bulkOwed = false
 			e.startBulk(p)
 		}
 		for _, b := range p.ep.Output(now, nil) {
@@ -605,7 +673,12 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 	// keep-alives and ACKs, for seconds. It comes once the writer has
 	// caught up; the loop wakes at least every keep-alive interval.
 	writing := e.wr.backlog.Load() > 0
-	if !e.dumped {
+	if !e.dumped && e.holdBulk {
+		// A master's table is its own: no copy of the peer's to wait for.
+		// Off the loop, as the keep-alives must go on.
+		e.refreshOwn()
+		e.startDump(ctx)
+	} else if !e.dumped {
 		since := now.Sub(e.started)
 		if !writing && (e.copiesComplete(now) || e.upMask(now) == 0 && since >= firstDumpAlone || since >= e.startupTimeout()) {
 			if err := e.resync(ctx); err != nil {

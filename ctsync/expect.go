@@ -26,7 +26,10 @@ type expectations struct {
 
 func (x *expectations) init() {
 	if x.internal == nil {
-		x.internal, x.external = map[ct.Key]ct.Expect{}, map[ct.Key]ct.Expect{}
+		x.internal = map[ct.Key]ct.Expect{}
+	}
+	if x.external == nil {
+		x.external = map[ct.Key]ct.Expect{}
 	}
 }
 

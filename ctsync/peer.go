@@ -44,6 +44,7 @@ type peer struct {
 	copies          int       // complete copies received from the peer
 	bulkAsked       time.Time // when its copy was last asked for; zero: not awaited
 	bulkSent        uint32    // the id of this node's last copy to it
+	bulkOwed        bool      // it asked for a copy that waits for the first dump (Engine.holdBulk)
 	bulkExpected    int       // entries its last copy announced; 0: unknown
 	bulkReceived    int       // entries of its last complete copy
 	uncheckedLogged bool      // its copies carry no epoch echo: said once

@@ -91,6 +91,7 @@ func (e *Engine) finishDump(ctx context.Context, d *bgDump) {
 	case d.err != nil:
 		e.bg = nil
 		e.log.Error("reconciling dump failed", "err", d.err)
+		e.holdBulk = false // the copies go, as complete as the events made them
 		return
 	}
 	d.r = e.newReconcile(d.at)
@@ -120,6 +121,7 @@ func (e *Engine) mergeStep(ctx context.Context) {
 		return
 	}
 	e.bg = nil
+	defer func() { e.holdBulk = false }()
 	d.r.end(d.dirty)
 	if e.cfg.Expectations {
 		if err := e.resyncExpects(ctx); err != nil {
@@ -134,6 +136,7 @@ func (e *Engine) resync(ctx context.Context) error {
 	if e.bg != nil {
 		e.bg.stale = true
 	}
+	defer func() { e.holdBulk = false }()
 	e.beginResync()
 	if err := e.settleWrites(ctx); err != nil {
 		return err

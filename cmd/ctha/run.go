@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -81,7 +80,7 @@ type daemonState struct {
 	started      time.Time
 	conf         atomic.Pointer[cfg.Config]
 	vrrp         *vrrp.Runner               // nil without VRRP instances
-	sync         *ctsync.Engine             // nil without conntrack_sync
+	sync         *ctsync.Handle             // nil without conntrack_sync
 	groups       map[string]*failover.Group // the sync groups' choreography
 	lone         map[string]*failover.Group // the notify commands of the instances in no sync group
 	fanout       *failover.Fanout           // multiprimary: the engine shared by the groups
@@ -325,12 +324,10 @@ func (d *daemonState) reload() {
 			lg.SetNotify(failover.Notify{}, map[string]failover.Notify{in.Name: notifyConfig(in.Notify)})
 		}
 	}
-	// Any change of conntrack_sync (its topology too: the groups'
-	// policies follow it) waits for a restart.
-	if !reflect.DeepEqual(conf.Sync, old.Sync) {
-		d.log.Warn("conntrack_sync changed; it takes effect at the next restart")
-		restart = append(restart, "conntrack_sync changed; it takes effect at the next restart")
-		conf.Sync = old.Sync
+	synced, syncRestart, syncErr := d.reloadSync(&conf, old)
+	changes, restart = append(changes, synced...), append(restart, syncRestart...)
+	if syncErr != nil {
+		restart = append(restart, syncErr.Error())
 	}
 	conf.Control.Socket = d.socket
 	d.conf.Store(&conf)

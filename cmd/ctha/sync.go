@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/ctha/ctha/cfg"
@@ -13,19 +15,25 @@ import (
 	"github.com/ctha/ctha/internal/control"
 )
 
-// newSync opens the conntrack sync engine of conf.
-func (d *daemonState) newSync(conf *cfg.Config) (*ctsync.Engine, error) {
+// newSync opens the conntrack sync engine of conf, in a handle that
+// replaces it on a reload (reloadSync).
+func (d *daemonState) newSync(conf *cfg.Config) (*ctsync.Handle, error) {
 	if err := os.MkdirAll(conf.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	return ctsync.NewHandle(syncConfig(conf.Sync, conf.NodeName), ctsync.Options{Log: d.log, StateDir: conf.StateDir,
+		VIPs: vipAddrs(conf), OnStatus: d.syncChanged})
+}
+
+// vipAddrs are the addresses of conf's virtual IPs.
+func vipAddrs(conf *cfg.Config) []netip.Addr {
 	var vips []netip.Addr
 	for _, in := range conf.Instances {
 		for _, p := range in.VIPs {
 			vips = append(vips, p.Addr())
 		}
 	}
-	return ctsync.New(syncConfig(conf.Sync, conf.NodeName), ctsync.Options{Log: d.log, StateDir: conf.StateDir, VIPs: vips,
-		OnStatus: d.syncChanged})
+	return vips
 }
 
 // engineStatus is the sync engine's status; false without an engine.
@@ -150,4 +158,77 @@ func (c *cli) syncCmd(args []string) int {
 		fmt.Fprintf(c.stdout, "sync %s: done\n", op)
 	}
 	return exitOK
+}
+
+// reloadSync applies conf's conntrack_sync, which a reload found valid,
+// in place of old's: the engine is replaced (ctsync.Handle.Replace) with
+// no VRRP transition, and the conntrack group's commit_timeout and
+// purge_delay are set. It returns what changed, what waits for a restart
+// (conntrack_sync added or removed, its topology or cache changed: the
+// sync groups' policies follow them), and why the change could not be
+// applied. Whatever is not applied, conf keeps old's (conf.Sync), as
+// status and the next reload must see what runs; the key is read from
+// the file at every reload (cfg.Load), so a rotated key counts as a
+// change even under the same path.
+func (d *daemonState) reloadSync(conf, old *cfg.Config) (changes, restart []string, err error) {
+	switch {
+	case conf.Sync == nil && old.Sync == nil:
+		return nil, nil, nil
+	case conf.Sync == nil || old.Sync == nil || d.sync == nil:
+		conf.Sync = old.Sync
+		msg := "conntrack_sync added or removed; it takes effect at the next restart"
+		d.log.Warn(msg)
+		return nil, []string{msg}, nil
+	case conf.Sync.Topology != old.Sync.Topology || conf.Sync.Cache != old.Sync.Cache:
+		conf.Sync = old.Sync
+		msg := "conntrack_sync topology or cache changed; it takes effect at the next restart (nothing of conntrack_sync applied)"
+		d.log.Warn(msg)
+		return nil, []string{msg}, nil
+	}
+	what := syncChanges(conf.Sync, old.Sync, conf.NodeName != old.NodeName)
+	if len(what) == 0 {
+		return nil, nil, nil
+	}
+	start := time.Now()
+	replaced, err := d.sync.Replace(syncConfig(conf.Sync, conf.NodeName), vipAddrs(conf))
+	if err != nil {
+		conf.Sync = old.Sync
+		d.log.Error("conntrack_sync change not applied; the running sync engine goes on", "err", err)
+		return nil, nil, fmt.Errorf("conntrack_sync change not applied (%s): %w", strings.Join(what, ", "), err)
+	}
+	if g := d.conntrackGroup(); g != nil {
+		g.SetTimers(conf.Sync.CommitTimeout, conf.Sync.PurgeDelay)
+	}
+	msg := "conntrack_sync: " + strings.Join(what, ", ")
+	if replaced {
+		msg += "; sync engine replaced, copies exchanged again"
+	}
+	d.log.Info("reload applied", "change", msg, "took", time.Since(start))
+	return []string{msg}, nil, nil
+}
+
+// syncChanges names what differs between conntrack_sync blocks a and b,
+// of the same topology and cache; node: node_name changed (the peers
+// show it).
+func syncChanges(a, b *cfg.Sync, node bool) []string {
+	var out []string
+	add := func(changed bool, what string) {
+		if changed {
+			out = append(out, what)
+		}
+	}
+	add(!reflect.DeepEqual(a.Links, b.Links), "links")
+	add(a.Key != b.Key || a.InsecureNoAuth != b.InsecureNoAuth, "key")
+	add(!reflect.DeepEqual(a.Filter, b.Filter), "filter")
+	add(a.Mode != b.Mode, "mode")
+	add(a.SNATPorts != b.SNATPorts, "snat_port_range")
+	add(a.TCPWindowTracking != b.TCPWindowTracking, "tcp_window_tracking")
+	add(a.Expectations != b.Expectations, "expectations")
+	add(a.CommitTimeout != b.CommitTimeout || a.PurgeDelay != b.PurgeDelay || a.StartupSyncTimeout != b.StartupSyncTimeout ||
+		a.RefreshInterval != b.RefreshInterval || a.CacheTimeout != b.CacheTimeout, "timers")
+	add(node, "node_name")
+	if len(out) == 0 && !reflect.DeepEqual(a, b) {
+		out = append(out, "settings")
+	}
+	return out
 }

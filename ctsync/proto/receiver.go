@@ -53,6 +53,9 @@ func (e *Endpoint) Input(epoch uint32, payload []byte, now time.Time, out []Deli
 		}
 		e.dropOwed()
 		e.bulkNeeded = true
+		// A keep-alive at once: the new run learns this side's role (and
+		// sequence) without waiting an interval.
+		e.lastKeep = time.Time{}
 	}
 	e.lastHeard = now
 	err := parsePayload(payload, func(m msg) error {

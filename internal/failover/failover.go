@@ -188,6 +188,14 @@ func (g *Group) Name() string { return g.cfg.Group }
 // ones.
 func (g *Group) SetNotify(n Notify, instances map[string]Notify) { g.notes.setCommands(n, instances) }
 
+// SetTimers replaces the group's commit_timeout and purge_delay (a
+// reload): the next takeover and the next purge scheduled use them.
+func (g *Group) SetTimers(commitTimeout, purgeDelay time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cfg.CommitTimeout, g.cfg.PurgeDelay = commitTimeout, purgeDelay
+}
+
 // NotifyStop runs the stop commands, the instances' then the group's,
 // each bounded by its timeout. Call it once Run has returned: the
 // election is over and the virtual IPs are gone.
@@ -259,6 +267,7 @@ func (g *Group) BeforeMaster(ctx context.Context, _ string) error {
 	done := make(chan struct{})
 	g.mu.Lock()
 	g.commit = done
+	commitTimeout := g.cfg.CommitTimeout
 	g.mu.Unlock()
 	g.work.Add(1)
 	go func() {
@@ -269,7 +278,7 @@ func (g *Group) BeforeMaster(ctx context.Context, _ string) error {
 		res, err := g.tables.Commit(context.Background())
 		g.log.Info("external cache committed", "entries", res.Entries, "failed", res.Failed, "took", res.Took, "err", err)
 	}()
-	timeout := time.NewTimer(g.cfg.CommitTimeout)
+	timeout := time.NewTimer(commitTimeout)
 	defer timeout.Stop()
 	select {
 	case <-done:

@@ -96,7 +96,7 @@ type simNode struct {
 	opts     simOptions
 
 	// While running:
-	eng    *ctsync.Engine
+	eng    *ctsync.Handle // as cmd/ctha holds it: replaced on a reload
 	runner *vrrp.Runner
 	group  *Group
 	stop   context.CancelFunc // stops the election and the choreography
@@ -216,7 +216,7 @@ func (n *simNode) start() {
 	t := n.p.t
 	t.Helper()
 	log := n.p.log.With("node", n.name)
-	eng, err := ctsync.New(n.syncConfig(), ctsync.Options{Log: log, StateDir: n.stateDir,
+	eng, err := ctsync.NewHandle(n.syncConfig(), ctsync.Options{Log: log, StateDir: n.stateDir,
 		VIPs: []netip.Addr{simVIP.Addr()}, Kernel: n.table, Listen: n.p.net.Listener(n.host), Host: n.host,
 		RuntimeTimers: true})
 	if err != nil {

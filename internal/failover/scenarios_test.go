@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -406,4 +407,60 @@ func TestPairSyncInterfaceRecreated(t *testing.T) {
 		p.checkOneHolder("fw2")
 		p.checkTakeovers("fw1", "fw2")
 	})
+}
+
+// TestPairSyncReload: conntrack_sync reloaded on both nodes with live
+// traffic (a rotated key, the backup first; cmd/ctha's reload replaces
+// each engine), at once or with the keys apart for 3 s (both nodes then
+// see the peer unreachable and are demoted alike): no transition, the
+// master the only holder throughout, and the backup, whose engine was
+// replaced, takes over with every flow when the master then dies, those
+// started after the reloads included. Both cache modes.
+func TestPairSyncReload(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		external bool
+		apart    time.Duration
+	}{{"direct", false, 0}, {"external", true, 0}, {"direct/keys-apart", false, 3 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := startPair(t, simOptions{external: tc.external}, 300)
+				defer p.stopAll()
+				fw1, fw2 := p.nodes[0], p.nodes[1]
+				p.key[0] ^= 0xff
+				for _, n := range []*simNode{fw2, fw1} {
+					if ok, err := n.eng.Replace(n.syncConfig(), []netip.Addr{simVIP.Addr()}); !ok || err != nil {
+						t.Fatalf("%s: replaced %v, err %v", n.name, ok, err)
+					}
+					for end := time.Now().Add(tc.apart); time.Now().Before(end); {
+						p.forward()
+						p.checkOneHolder("fw1")
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+				p.traffic(fw1, 100)
+				for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+					p.forward()
+					p.checkOneHolder("fw1")
+					time.Sleep(10 * time.Millisecond)
+				}
+				p.waitFor("fw2 complete again", 10*time.Second, func() bool {
+					st := fw2.eng.Status()
+					return st.PeerUp && st.BulkComplete && st.External == 400
+				})
+				p.checkRoles()
+				if fw1.state() != vrrp.Master || fw2.state() != vrrp.Backup {
+					t.Fatalf("after the reloads fw1 %v, fw2 %v", fw1.state(), fw2.state())
+				}
+				if d := fw2.groupStatus().Demoted; d != "" {
+					t.Errorf("fw2 still demoted (%s) after the keys match", d)
+				}
+				fw1.crash()
+				p.waitFor("fw2 master", 5*time.Second, func() bool { return fw2.state() == vrrp.Master })
+				p.settle(simSettle)
+				p.checkOneHolder("fw2")
+				p.checkTakeovers("fw1", "fw2")
+			})
+		})
+	}
 }
