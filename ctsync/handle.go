@@ -417,3 +417,14 @@ func addCounts(a, b map[string]uint64) map[string]uint64 {
 	}
 	return a
 }
+
+// SetVIPs is Engine.SetVIPs; an engine that replaces this one starts with
+// vips.
+func (h *Handle) SetVIPs(ctx context.Context, vips []netip.Addr) error {
+	h.life.Lock()
+	defer h.life.Unlock()
+	h.opts.VIPs = vips
+	e, done := h.engine()
+	defer done()
+	return e.SetVIPs(ctx, vips)
+}

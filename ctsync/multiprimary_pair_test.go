@@ -541,3 +541,37 @@ func TestDumpInSlices(t *testing.T) {
 		}
 	})
 }
+
+// TestSetVIPs: a flow to an address of this node is its own and not
+// replicated, until a reload makes that address a VIP (Engine.SetVIPs):
+// then flows to it are the pair's, and the peer gets them.
+func TestSetVIPs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(5)
+		var key auth.Key
+		key[0] = 12
+		vip := netip.MustParseAddr("203.0.113.10") // mpFlow's server
+		a, b := newMPNode(t, 1, 2), newMPNode(t, 2, 1)
+		a.host.Addresses = []netip.Addr{vip}
+		a.start(t, nw, key)
+		b.start(t, nw, key)
+		defer a.halt()
+		defer b.halt()
+		waitUntil(t, "both peers up", time.Minute, func() bool { return a.eng.Status().PeerUp && b.eng.Status().PeerUp })
+		before := mpFlow(ct.ProtoTCP, 1, 432000)
+		a.table.Add(before)
+		time.Sleep(5 * time.Second)
+		if _, ok := b.table.Get(before.Key()); ok {
+			t.Fatal("a flow to fw1's own address was replicated")
+		}
+		if err := a.eng.SetVIPs(context.Background(), []netip.Addr{vip}); err != nil {
+			t.Fatal(err)
+		}
+		after := mpFlow(ct.ProtoTCP, 2, 432000)
+		a.table.Add(after)
+		waitUntil(t, "the flow to the new VIP in fw2's kernel", time.Minute, func() bool {
+			_, ok := b.table.Get(after.Key())
+			return ok
+		})
+	})
+}

@@ -3,6 +3,8 @@ package ctsync
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/ctha/ctha/ctsync/ct"
@@ -173,4 +175,17 @@ func (e *Engine) yieldToPeer() {
 		e.log.Info("the peer's states replace this node's own", "flows", len(yield))
 	}
 	e.queueWrite(writeJob{flows: ops})
+}
+
+// SetVIPs replaces the addresses on this node that are not its own
+// (Options.VIPs: flows to them are replicated), as a reload that changes
+// the VIPs does.
+func (e *Engine) SetVIPs(ctx context.Context, vips []netip.Addr) error {
+	vips = slices.Clone(vips)
+	return e.do(ctx, func() {
+		e.opts.VIPs = vips
+		if err := e.refreshOwn(); err != nil {
+			e.log.Warn("cannot list this node's addresses", "err", err)
+		}
+	})
 }

@@ -46,6 +46,9 @@ func TestReloadSync(t *testing.T) {
 			c.Sync.Filter.Protocols = []string{"tcp"}
 			c.Sync.Links[0].Port = 3790
 		}, replaced: true, changes: "conntrack_sync: links, filter; sync engine replaced"},
+		{name: "VIPs only", change: func(c *cfg.Config) {
+			c.Instances = []cfg.Instance{{Name: "lan", VIPs: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/24")}}}
+		}, changes: "conntrack_sync: the VIPs"},
 		{name: "commit_timeout only", change: func(c *cfg.Config) { c.Sync.CommitTimeout = time.Second },
 			changes: "conntrack_sync: timers"},
 		{name: "cache", change: func(c *cfg.Config) { c.Sync.Cache = cfg.CacheExternal },

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ func vipAddrs(conf *cfg.Config) []netip.Addr {
 	for _, in := range conf.Instances {
 		for _, p := range in.VIPs {
 			vips = append(vips, p.Addr())
+		}
+		for _, x := range in.ExtraVIPs { // on other interfaces, excluded ones too
+			vips = append(vips, x.Prefix.Addr())
 		}
 	}
 	return vips
@@ -187,6 +191,13 @@ func (d *daemonState) reloadSync(conf, old *cfg.Config) (changes, restart []stri
 	}
 	what := syncChanges(conf.Sync, old.Sync, conf.NodeName != old.NodeName)
 	if len(what) == 0 {
+		if vips := vipAddrs(conf); !slices.Equal(vips, vipAddrs(old)) {
+			// Flows to a new VIP are the pair's, not this node's own.
+			if err := d.sync.SetVIPs(context.Background(), vips); err != nil {
+				return nil, nil, fmt.Errorf("conntrack_sync: the VIPs not given to the sync engine: %w", err)
+			}
+			return []string{"conntrack_sync: the VIPs"}, nil, nil
+		}
 		return nil, nil, nil
 	}
 	start := time.Now()
