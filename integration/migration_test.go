@@ -1,0 +1,485 @@
+package integration
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ctha/ctha/integration/flowgen"
+	"github.com/ctha/ctha/integration/lab"
+	"github.com/ctha/ctha/internal/control"
+)
+
+// migPassword is the pair's VRRPv2 auth_pass, keepalived's and then
+// ctha's (imported).
+const migPassword = "secret1"
+
+// migNode is one firewall of the migration: keepalived and conntrackd
+// (the baseline: external cache, primary-backup.sh), then ctha.
+type migNode struct {
+	role string
+	ka   *lab.Proc
+	ctd  *lab.Conntrackd
+	ctha *node
+}
+
+// startMigBaseline starts conntrackd and keepalived in role as the
+// benchmarks' documented baseline (startHA), but VRRPv2 with auth_type
+// PASS and 1 s adverts.
+func startMigBaseline(t *testing.T, l *lab.Lab, role string, prio int) *migNode {
+	t.Helper()
+	m := &migNode{role: role}
+	dir := t.TempDir()
+	m.ctd = l.StartConntrackd(t, role, lab.ConntrackdConfig{})
+	script := filepath.Join(dir, "primary-backup.sh")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(notifyScript, m.ctd.ConfigPath, dir)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var ins []lab.KeepalivedInstance
+	for i, in := range []struct {
+		name string
+		vip  netip.Prefix
+	}{{"lan", lab.LANVIP}, {"wan", lab.WANVIP}} {
+		ins = append(ins, lab.KeepalivedInstance{Name: in.name, Interface: in.name, VRID: 51 + i, Priority: prio,
+			Version: 2, AdvertInterval: time.Second, VIPs: []netip.Prefix{in.vip}, AuthType: "PASS", AuthPass: migPassword})
+	}
+	m.ka = l.StartKeepalived(t, role, lab.KeepalivedConfig{Instances: ins, SyncGroup: "fw",
+		NotifyMaster: script + " primary", NotifyBackup: script + " backup", NotifyFault: script + " fault"})
+	return m
+}
+
+// importConfig runs the runbook's `ctha import` on the files the
+// baseline's daemons run with, and its one edit: protocol = "conntrackd"
+// in conntrack_sync (import leaves the protocol out: ctha's own is the
+// default). The test adds a state_dir of its own (both nodes share the
+// host's filesystem) and checks the file as the runbook does.
+func (m *migNode) importConfig(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "ctha.hcl")
+	ka := filepath.Join(m.ka.Dir, "keepalived.conf")
+	if res, err := l.Exec(m.role, cthaBin, "import", "--keepalived", ka, "--conntrackd", m.ctd.ConfigPath, "-o", out); err != nil {
+		t.Fatalf("%s: ctha import: %v\n%s", m.role, err, res)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	if regexp.MustCompile(`(?m)^\s*protocol\s*=`).MatchString(conf) {
+		t.Fatalf("%s: ctha import wrote a protocol; the runbook adds it:\n%s", m.role, conf)
+	}
+	for _, want := range []string{`type     = "pass"`, `version         = 2`, `advert_interval = "1s"`, `conntrack = true`, `cache = "external"`, `auth_key_file = "sync.key"`} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("%s: the imported configuration lacks %s:\n%s", m.role, want, conf)
+		}
+	}
+	conf = strings.Replace(conf, "conntrack_sync {\n", "conntrack_sync {\n  protocol = \"conntrackd\"\n", 1)
+	conf = fmt.Sprintf("state_dir = %q\n", filepath.Join(filepath.Dir(out), "state")) + conf
+	if err := os.WriteFile(out, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := l.Exec(m.role, cthaBin, "check", "-c", out); err != nil {
+		t.Fatalf("%s: ctha check of the imported configuration: %v\n%s\n%s", m.role, err, res, conf)
+	}
+	return out
+}
+
+// startCtha runs `ctha run -c conf` in the node's namespace, its socket
+// beside the file, and waits until it answers.
+func (m *migNode) startCtha(t *testing.T, l *lab.Lab, conf string) *node {
+	t.Helper()
+	n := &node{lab: l, role: m.role, dir: filepath.Dir(conf), config: conf}
+	n.socket = filepath.Join(n.dir, "ctha.sock")
+	n.proc = l.Start(t, m.role, "ctha-"+m.role, cthaBin, "run", "-c", conf, "-s", n.socket)
+	if err := lab.WaitFor(10*time.Second, 20*time.Millisecond, func() (bool, error) {
+		if n.proc.Exited() {
+			return false, fmt.Errorf("ctha exited: %v\n%s", n.proc.Wait(), n.proc.Log())
+		}
+		_, err := n.status()
+		return err == nil, err
+	}); err != nil {
+		t.Fatalf("ctha in %s does not answer: %v", m.role, err)
+	}
+	m.ctha = n
+	return n
+}
+
+// stopBaseline stops the node's keepalived, then its conntrackd, by pid
+// (SIGTERM: keepalived resigns with a priority-0 advert and removes its
+// VIPs).
+func (m *migNode) stopBaseline(t *testing.T) {
+	t.Helper()
+	if err := m.ka.Stop(5 * time.Second); err != nil {
+		t.Fatalf("%s: stop keepalived: %v\n%s", m.role, err, m.ka.Tail(20))
+	}
+	if err := m.ctd.Stop(5 * time.Second); err != nil {
+		t.Fatalf("%s: stop conntrackd: %v\n%s", m.role, err, m.ctd.Tail(20))
+	}
+}
+
+// migStep is one step of the runbook and what it did to the flows.
+type migStep struct {
+	name       string
+	at, end    time.Time
+	invalidAt  uint64  // INVALID drops of both nodes when it began
+	invalid    uint64  // during it
+	longest    float64 // ms, the longest gap that began in it
+	gapLimit   time.Duration
+	survived   int
+	dualHolder time.Duration // how long a VIP was on both nodes
+}
+
+// vipHolders replays the address events of both firewalls from the
+// holders at since and returns, per step, how long any VIP was held by
+// both at once.
+func vipHolders(steps []*migStep, since time.Time, initial map[netip.Addr]map[string]bool, events map[string][]lab.AddrEvent) {
+	type ev struct {
+		lab.AddrEvent
+		role string
+	}
+	var all []ev
+	for role, es := range events {
+		for _, e := range es {
+			if _, vip := initial[e.Addr]; vip && !e.At.Before(since) {
+				all = append(all, ev{e, role})
+			}
+		}
+	}
+	slices.SortStableFunc(all, func(a, b ev) int { return a.At.Compare(b.At) })
+	holders := initial
+	var dualSince time.Time
+	stepAt := func(at time.Time) *migStep {
+		for i := len(steps) - 1; i >= 0; i-- {
+			if !at.Before(steps[i].at) {
+				return steps[i]
+			}
+		}
+		return steps[0]
+	}
+	dual := func() bool {
+		for _, h := range holders {
+			if len(h) > 1 {
+				return true
+			}
+		}
+		return false
+	}
+	for _, e := range all {
+		if e.Added {
+			holders[e.Addr][e.role] = true
+		} else {
+			delete(holders[e.Addr], e.role)
+		}
+		switch d := dual(); {
+		case d && dualSince.IsZero():
+			dualSince = e.At
+		case !d && !dualSince.IsZero():
+			s := stepAt(dualSince)
+			s.dualHolder += max(e.At.Sub(dualSince), time.Microsecond)
+			dualSince = time.Time{}
+		}
+	}
+	if !dualSince.IsZero() {
+		s := stepAt(dualSince)
+		s.dualHolder += time.Since(dualSince)
+	}
+}
+
+// TestMigrationRunbook (issue 20) follows README's "Migrating a running
+// pair" on the lab, with 200 live TCP flows through the VIPs and the
+// strict ruleset: fw1 (priority 150) and fw2 (100), both preempting,
+// VRRPv2 with auth_type PASS.
+//
+//  1. Baseline: keepalived + conntrackd (external cache, primary-backup.sh)
+//     on both, fw1 master.
+//  2. fw2 (backup): keepalived and conntrackd stopped, ctha started from
+//     `ctha import` of their files plus protocol = "conntrackd".
+//  3. fw1's keepalived and conntrackd stopped: fw2 takes over.
+//  4. ctha on fw1 from its imported file: it waits for fw2's copy, then
+//     preempts back.
+//  5. `ctha keygen` on fw2, the key copied to fw1; protocol = "conntrackd"
+//     removed on both, SIGHUP, fw2 (backup) first.
+//  6. `ctha failover` on fw1 and `ctha failover --cancel`: fw2 takes over
+//     and fw1 preempts back, on ctha's protocol.
+//
+// Every flow survives every step, neither node drops a packet of them as
+// INVALID, and no VIP is ever on both nodes (netlink address events of
+// both, replayed).
+func TestMigrationRunbook(t *testing.T) {
+	lab.RequireNetns(t)
+	lab.RequireCommands(t, "keepalived", "conntrackd")
+	began := time.Now()
+	r := newRigLab(t, "external")
+	l := r.l
+	for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
+		if err := l.Nft(role, invalidTally); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw1 := startMigBaseline(t, l, lab.RoleFW1, 150)
+	fw2 := startMigBaseline(t, l, lab.RoleFW2, 100)
+	vips := []netip.Addr{lab.LANVIP.Addr(), lab.WANVIP.Addr()}
+	if _, err := waitVIPs(l, lab.RoleFW1, time.Now(), 10*time.Second); err != nil {
+		t.Fatalf("baseline: fw1 not master: %v\n%s", err, fw1.ka.Tail(20))
+	}
+	watch := map[string]*addrWatch{lab.RoleFW1: watchAddrs(t, l, lab.RoleFW1), lab.RoleFW2: watchAddrs(t, l, lab.RoleFW2)}
+	watchFrom := time.Now()
+	initial := map[netip.Addr]map[string]bool{}
+	for i, v := range vips {
+		initial[v] = map[string]bool{}
+		for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
+			if has, err := l.HasAddr(role, []string{"lan", "wan"}[i], v); err != nil {
+				t.Fatal(err)
+			} else if has {
+				initial[v][role] = true
+			}
+		}
+	}
+	if len(initial[vips[0]]) != 1 || !initial[vips[0]][lab.RoleFW1] || len(initial[vips[1]]) != 1 || !initial[vips[1]][lab.RoleFW1] {
+		t.Fatalf("baseline: VIP holders %v, want fw1 alone", initial)
+	}
+
+	l.Start(t, lab.RoleServer, "flowgen-server", flowgenBin, "server", "-listen", lab.ServerAddr.Addr().String()+":5001")
+	time.Sleep(100 * time.Millisecond)
+	flows := startBatch(t, r, "a", rigFlows)
+	ctdExternal := func(m *migNode) int {
+		out, err := m.ctd.Ctl("-s")
+		if err != nil {
+			return -1
+		}
+		_, ex, err := conntrackdCacheSizes(out)
+		if err != nil {
+			return -1
+		}
+		return ex
+	}
+	if err := lab.WaitFor(10*time.Second, 50*time.Millisecond, func() (bool, error) { return ctdExternal(fw2) >= rigFlows, nil }); err != nil {
+		t.Fatalf("baseline: fw2's conntrackd holds %d of fw1's flows, want %d: %v", ctdExternal(fw2), rigFlows, err)
+	}
+	t.Logf("baseline up %v after the start: fw1 master, fw2's conntrackd holds fw1's %d flows", time.Since(began).Round(time.Millisecond), rigFlows)
+
+	invalidNow := func() uint64 {
+		var n uint64
+		for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
+			c, err := l.InvalidDrops(role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += c
+		}
+		return n
+	}
+	var steps []*migStep
+	var cur *migStep
+	// settle lets the flows run through the new state of a step (a
+	// packet every 50 ms on each), then closes it.
+	endStep := func(settle time.Duration) {
+		time.Sleep(settle)
+		cur.end = time.Now()
+		cur.invalid = invalidNow() - cur.invalidAt
+	}
+	step := func(name string, gapLimit time.Duration) {
+		cur = &migStep{name: name, at: time.Now(), invalidAt: invalidNow(), gapLimit: gapLimit}
+		steps = append(steps, cur)
+	}
+	// Gap limits: a step that moves no VIP, 500 ms; one that does, the
+	// VIPs' time plus the TCP retransmission step the flows are on.
+	const quiet, moved = 500 * time.Millisecond, 2500 * time.Millisecond
+	// dualLimit: a preemption is VRRP's, the new master's advert makes
+	// the old one let go of the VIPs (about 1 ms in the logs); the
+	// address events of two namespaces, read by two goroutines, add
+	// their delivery latency to that. A 20 ms poll would see nothing.
+	const dualLimit = 20 * time.Millisecond
+
+	// 2. fw2, the backup, to ctha speaking conntrackd's protocol.
+	step("2 fw2 backup: keepalived+conntrackd -> ctha (protocol conntrackd)", quiet)
+	conf2 := fw2.importConfig(t, l)
+	fw2.stopBaseline(t)
+	n2 := fw2.startCtha(t, l, conf2)
+	waitGroupState(t, n2, "BACKUP", 5*time.Second)
+	waitEntries(t, n2, 15*time.Second, "fw2 holds fw1's conntrackd copy", func(s control.SyncStatus) bool {
+		return s.Protocol == "conntrackd" && s.PeerUp && s.BulkComplete && s.ExternalEntries >= rigFlows
+	})
+	endStep(300 * time.Millisecond)
+
+	// 3. fw1's keepalived and conntrackd stopped: fw2 takes over.
+	step("3 fw1: keepalived+conntrackd stopped, fw2 takes over", moved)
+	conf1 := fw1.importConfig(t, l)
+	fw1.stopBaseline(t)
+	if _, err := waitVIPs(l, lab.RoleFW2, cur.at, 6*time.Second); err != nil {
+		t.Fatalf("%s: %v\n%s", cur.name, err, n2.proc.Tail(30))
+	}
+	waitGroupState(t, n2, "MASTER", 3*time.Second)
+	endStep(time.Second)
+
+	// 4. ctha on fw1: it waits for fw2's copy, then preempts.
+	step("4 fw1: ctha (protocol conntrackd) waits for fw2's copy, preempts", moved)
+	n1 := fw1.startCtha(t, l, conf1)
+	waitRejoin(t, &relNode{node: n1, bin: cthaBin, release: "new"}, rigFlows, cur.name)
+	if _, err := waitVIPs(l, lab.RoleFW1, cur.at, 5*time.Second); err != nil {
+		t.Fatalf("%s: %v\n%s", cur.name, err, n1.proc.Tail(30))
+	}
+	waitGroupState(t, n2, "BACKUP", 3*time.Second)
+	waitEntries(t, n2, 10*time.Second, "fw2 holds fw1's copy", func(s control.SyncStatus) bool {
+		return s.PeerUp && s.BulkComplete && s.ExternalEntries >= rigFlows
+	})
+	endStep(time.Second)
+
+	// 5. ctha's protocol with a key: keygen on fw2, copied to fw1, the
+	// protocol line removed, SIGHUP, fw2 (backup) first.
+	step("5 keygen, protocol conntrackd -> ctha, SIGHUP fw2 then fw1", quiet)
+	key2 := filepath.Join(n2.dir, "sync.key")
+	if out, err := l.Exec(lab.RoleFW2, cthaBin, "keygen", key2); err != nil {
+		t.Fatalf("ctha keygen: %v\n%s", err, out)
+	}
+	key, err := os.ReadFile(key2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n1.dir, "sync.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*node{n2, n1} {
+		b, err := os.ReadFile(n.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := strings.Replace(string(b), "  protocol = \"conntrackd\"\n", "", 1)
+		if conf == string(b) {
+			t.Fatalf("%s: no protocol line to remove", n.role)
+		}
+		if err := os.WriteFile(n.config, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := l.Exec(n.role, cthaBin, "check", "-c", n.config); err != nil {
+			t.Fatalf("%s: ctha check: %v\n%s", n.role, err, out)
+		}
+	}
+	for _, n := range []*node{n2, n1} {
+		if err := n.proc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitEntries(t, n, 3*time.Second, "reloaded to ctha's protocol", func(s control.SyncStatus) bool {
+			return s.Protocol == "ctha" && s.KeyFingerprint != ""
+		})
+	}
+	waitEntries(t, n2, 10*time.Second, "fw2 holds fw1's copy on ctha's protocol", func(s control.SyncStatus) bool {
+		return s.PeerUp && s.BulkComplete && s.ExternalEntries >= rigFlows && s.PeerRole == "MASTER"
+	})
+	waitEntries(t, n1, 10*time.Second, "fw1 hears fw2 on ctha's protocol", func(s control.SyncStatus) bool {
+		return s.PeerUp && s.PeerRole == "BACKUP"
+	})
+	if s1, s2 := mustSyncStatus(t, n1), mustSyncStatus(t, n2); s1.KeyFingerprint != s2.KeyFingerprint {
+		t.Errorf("key fingerprints differ: fw1 %s, fw2 %s", s1.KeyFingerprint, s2.KeyFingerprint)
+	}
+	holdGroups := func(what string) {
+		t.Helper()
+		if g1, g2 := n1.states()["group:fw"], n2.states()["group:fw"]; g1 != "MASTER" || g2 != "BACKUP" {
+			t.Fatalf("%s: fw1 %s, fw2 %s; want fw1 MASTER, fw2 BACKUP", what, g1, g2)
+		}
+	}
+	holdGroups(cur.name)
+	endStep(300 * time.Millisecond)
+	holdGroups(cur.name)
+
+	// 6. A planned failover and back, on ctha's protocol.
+	step("6a ctha failover on fw1: fw2 takes over", moved)
+	if out, err := n1.ctl("failover"); err != nil {
+		t.Fatalf("ctha failover: %v\n%s", err, out)
+	}
+	if _, err := waitVIPs(l, lab.RoleFW2, cur.at, 5*time.Second); err != nil {
+		t.Fatalf("%s: %v\n%s", cur.name, err, n2.proc.Tail(30))
+	}
+	waitGroupState(t, n1, "BACKUP", 3*time.Second)
+	waitEntries(t, n1, 5*time.Second, "fw1 holds fw2's copy", func(s control.SyncStatus) bool {
+		return s.PeerUp && s.ExternalEntries >= rigFlows
+	})
+	endStep(time.Second)
+
+	step("6b ctha failover --cancel on fw1: fw1 preempts back", moved)
+	if out, err := n1.ctl("failover", "--cancel"); err != nil {
+		t.Fatalf("ctha failover --cancel: %v\n%s", err, out)
+	}
+	if _, err := waitVIPs(l, lab.RoleFW1, cur.at, 5*time.Second); err != nil {
+		t.Fatalf("%s: %v\n%s", cur.name, err, n1.proc.Tail(30))
+	}
+	waitGroupState(t, n2, "BACKUP", 3*time.Second)
+	endStep(time.Second)
+
+	// The flows' report, the VIP holders, the table.
+	time.Sleep(200 * time.Millisecond) // an echo after the last step's end
+	rep := flows.end(t)
+	evs := map[string][]lab.AddrEvent{}
+	for role, w := range watch {
+		w.close()
+		e, err := w.snapshot()
+		if err != nil {
+			t.Errorf("address events of %s: %v", role, err)
+		}
+		evs[role] = e
+	}
+	vipHolders(steps, watchFrom, initial, evs)
+	migGaps(steps, rep)
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "%-68s %9s %8s %12s %11s\n", "step", "survived", "INVALID", "longest gap", "VIP on both")
+	for _, s := range steps {
+		fmt.Fprintf(&tbl, "%-68s %5d/%-3d %8d %9.0f ms %11v\n", s.name, s.survived, rep.Flows, s.invalid, s.longest, s.dualHolder)
+	}
+	t.Logf("figure: migration runbook, %d flows (gaps over %.0f ms counted), test %v:\n%s",
+		rep.Flows, rep.GapThresholdMs, time.Since(began).Round(100*time.Millisecond), tbl.String())
+	for _, s := range steps {
+		if s.survived != rigFlows {
+			t.Errorf("%s: %d of %d flows survived", s.name, s.survived, rigFlows)
+		}
+		if s.invalid != 0 {
+			tally := map[string]string{}
+			for _, role := range []string{lab.RoleFW1, lab.RoleFW2} {
+				tally[role], _ = l.Exec(role, "nft", "list", "table", "inet", "tally")
+			}
+			t.Errorf("%s: %d packets dropped as INVALID, want none; tally fw1:\n%s\nfw2:\n%s", s.name, s.invalid, tally[lab.RoleFW1], tally[lab.RoleFW2])
+		}
+		if s.dualHolder > dualLimit {
+			t.Errorf("%s: a VIP was on both nodes for %v, over %v", s.name, s.dualHolder, dualLimit)
+			for role, es := range evs {
+				for _, e := range es {
+					t.Logf("%s: %s %v added %v", role, e.At.Format("15:04:05.000000"), e.Addr, e.Added)
+				}
+			}
+		}
+		if lim := s.gapLimit; time.Duration(s.longest*float64(time.Millisecond)) > lim {
+			t.Errorf("%s: longest gap %.0f ms, over %v", s.name, s.longest, lim)
+		}
+	}
+	if rep.Flows != rigFlows || !rep.AllSurvived() {
+		t.Errorf("%d of %d flows survived the whole migration (%d errored)", rep.Survived, rep.Flows, rep.Errored)
+	}
+}
+
+// migGaps fills each step's survivors (flows without an error by the
+// step's end and with an echo after it) and longest gap (of those that
+// began from 200 ms before the step to the next).
+func migGaps(steps []*migStep, rep flowgen.Report) {
+	for i, s := range steps {
+		next := time.Now()
+		if i+1 < len(steps) {
+			next = steps[i+1].at
+		}
+		for _, f := range rep.PerFlow {
+			if (f.ErrorAt.IsZero() || f.ErrorAt.After(s.end)) && f.LastEcho.After(s.end) {
+				s.survived++
+			}
+			for _, g := range f.Gaps {
+				if !g.Start.Before(s.at.Add(-200*time.Millisecond)) && g.Start.Before(next.Add(-200*time.Millisecond)) {
+					s.longest = max(s.longest, g.Ms)
+				}
+			}
+		}
+	}
+}
