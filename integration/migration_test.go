@@ -385,6 +385,13 @@ func TestMigrationRunbook(t *testing.T) {
 			t.Fatalf("%s: fw1 %s, fw2 %s; want fw1 MASTER, fw2 BACKUP", what, g1, g2)
 		}
 	}
+	for _, n := range []*node{n2, n1} {
+		for line := range strings.Lines(n.proc.Log()) {
+			if strings.Contains(line, "reload") {
+				t.Logf("%s: %s", n.role, strings.TrimSpace(line))
+			}
+		}
+	}
 	holdGroups(cur.name)
 	endStep(300 * time.Millisecond)
 	holdGroups(cur.name)
