@@ -322,6 +322,8 @@ func TestMigrationRunbook(t *testing.T) {
 	waitEntries(t, n2, 15*time.Second, "fw2 holds fw1's conntrackd copy", func(s control.SyncStatus) bool {
 		return s.Protocol == "conntrackd" && s.PeerUp && s.BulkComplete && s.ExternalEntries >= rigFlows
 	})
+	// keepalived's PASS adverts accepted.
+	checkAuthDrops(t, n2)
 	// The external cache: fw1's states are in fw2's ctha, not its kernel,
 	// so the flows survive step 3 only through the commit.
 	if n := liveStates(r, lab.RoleFW2); n != 0 {
