@@ -125,6 +125,14 @@ func TestSyncChanges(t *testing.T) {
 	if got, want := syncChanges(&c, a, false), []string{"settings"}; !slices.Equal(got, want) {
 		t.Errorf("a new key path with the same key: %q, want %q", got, want)
 	}
+	// The migration runbook's reload: conntrackd's protocol (no key) to
+	// ctha's with a key.
+	d, e := *a, *a
+	d.Protocol = cfg.ProtocolConntrackd
+	e.Protocol, e.KeyFile, e.Key[0] = cfg.ProtocolCtha, "sync.key", 1
+	if got, want := syncChanges(&e, &d, false), []string{"protocol", "key"}; !slices.Equal(got, want) {
+		t.Errorf("conntrackd's protocol to ctha's: %q, want %q", got, want)
+	}
 	if got := syncChanges(a, a, false); len(got) != 0 {
 		t.Errorf("unchanged: %q", got)
 	}

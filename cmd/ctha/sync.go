@@ -228,6 +228,7 @@ func syncChanges(a, b *cfg.Sync, node bool) []string {
 			out = append(out, what)
 		}
 	}
+	add(a.Protocol != b.Protocol, "protocol")
 	add(!reflect.DeepEqual(a.Links, b.Links), "links")
 	add(a.Key != b.Key || a.InsecureNoAuth != b.InsecureNoAuth, "key")
 	add(!reflect.DeepEqual(a.Filter, b.Filter), "filter")
