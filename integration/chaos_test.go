@@ -33,7 +33,7 @@ import (
 //
 // `make chaos` runs it for 10 minutes per seed at two random seeds
 // (CHAOS_SEEDS=1,2 CHAOS_DURATION=2m replay or change that); `make
-// test` runs it for 35 s at each of two fixed seeds. A failure names
+// test` runs it for 25 s at each of two fixed seeds. A failure names
 // the seed and the command that replays it.
 
 const (
@@ -188,7 +188,7 @@ type chaosRun struct {
 // TestChaos: see the package's chaos run above.
 func TestChaos(t *testing.T) {
 	lab.RequireNetns(t)
-	seeds, per := []uint64{1, 2}, 35*time.Second
+	seeds, per := []uint64{1, 2}, 25*time.Second
 	if s := os.Getenv("CTHA_CHAOS_SEEDS"); s != "" {
 		seeds = nil
 		for _, f := range strings.Split(s, ",") {
