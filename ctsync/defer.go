@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,12 @@ type deferral struct {
 
 	held, acked, timedOut, notDeferred, reinstalls, verdictErrors atomic.Uint64
 
+	// keepRules runs under its own context: the rules are removed only
+	// once it has stopped (stopRules), or it could put them back.
+	rulesCancel context.CancelFunc
+	rulesDone   sync.WaitGroup
+	closed      bool // the queue failed or the engine stops: no more verdicts
+
 	mu      sync.Mutex // guards samples
 	samples []uint32   // held times in µs, a ring of deferSamples
 	sampleN int        // samples taken
@@ -204,11 +211,29 @@ func openDeferral(c *Config, opts Options) (*deferral, error) {
 		wait: c.Defer, num: c.DeferQueue, q: q, rules: rules, glue: q.Glue(),
 		holds: map[uint32]*hold{}, byKey: map[ct.Key]uint32{}, echo: map[ct.Key]sent{},
 		samples: make([]uint32, deferSamples),
+		// Tokens start anywhere: a late answer to the engine this one
+		// replaced (a reload) must not release a hold of this one.
+		next: rand.Uint32(),
 	}, nil
 }
 
-// close removes the rules, then lets every held packet pass.
+// startRules starts keepRules, owned by the deferral (stopRules).
+func (d *deferral) startRules(ctx context.Context, log *slog.Logger) {
+	ctx, d.rulesCancel = context.WithCancel(ctx)
+	d.rulesDone.Go(func() { d.keepRules(ctx, log) })
+}
+
+// close stops keepRules, removes the rules, then lets every held packet
+// pass; once only.
 func (d *deferral) close(log *slog.Logger) {
+	if d.closed {
+		return
+	}
+	d.closed = true
+	if d.rulesCancel != nil {
+		d.rulesCancel()
+		d.rulesDone.Wait()
+	}
 	if err := d.rules.Remove(); err != nil {
 		log.Error("defer: cannot remove ctha's nftables tables (their rules pass packets while ctha is stopped: bypass)", "err", err)
 	}
@@ -276,6 +301,9 @@ func (e *Engine) onQueued(p *nfq.Packet, now time.Time) {
 	if own, ok := e.internal.get(k); !ok || progress(&own, &f) >= 0 {
 		e.internal.put(&f)
 	}
+	if e.bg != nil {
+		e.bg.dirty[k] = true // newer than the dump under way
+	}
 	d.next++
 	t := d.next
 	d.holds[t] = &hold{key: k, ids: []uint32{p.ID}, waiting: up, since: now}
@@ -287,6 +315,17 @@ func (e *Engine) onQueued(p *nfq.Packet, now time.Time) {
 		pr.ep.Queue(k)
 		pr.ep.Urgent()
 	}
+}
+
+// pending reports whether key k is a held packet's flow the kernel has not
+// confirmed yet (its event has not come): a dump cannot list it, and must
+// not take it for gone.
+func (e *Engine) pending(k ct.Key) bool {
+	if e.dq == nil {
+		return false
+	}
+	_, ok := e.dq.echo[k]
+	return ok
 }
 
 // heldFlow returns the state cached for key k (held packets put it there).
@@ -411,7 +450,8 @@ func (e *Engine) deferTick(now time.Time) time.Time {
 // flushVerdicts accepts the packets released.
 func (e *Engine) flushVerdicts() {
 	d := e.dq
-	if len(d.release) == 0 {
+	if len(d.release) == 0 || d.closed {
+		d.release = d.release[:0] // closed: the queue accepted what it held
 		return
 	}
 	if err := d.q.Verdicts(d.release, nfq.Accept); err != nil {

@@ -295,3 +295,48 @@ func TestDeferQueueTaken(t *testing.T) {
 		t.Errorf("defer in primary-backup: %v", err)
 	}
 }
+
+// TestDeferHeldSurvivesDump: between a held packet's verdict and its
+// kernel event, the flow is in no dump (its entry is not confirmed yet); a
+// dump then must not take it for gone and have the peers delete the state
+// they just wrote.
+func TestDeferHeldSurvivesDump(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := sim.NewNet(6)
+		var key auth.Key
+		key[0] = 6
+		a, b := newMPNode(t, 1, 2), newMPNode(t, 2, 1)
+		qa, qb := newFakeQueue(), newFakeQueue()
+		a.startDefer(t, nw, key, qa, &fakeRules{})
+		b.startDefer(t, nw, key, qb, &fakeRules{})
+		defer a.halt()
+		defer b.halt()
+		waitUntil(t, "both peers up", time.Minute, func() bool { return a.eng.Status().PeerUp && b.eng.Status().PeerUp })
+		client, server := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("192.0.2.80")
+		k := ct.Key{Orig: ct.NewTuple(ct.ProtoTCP, client, server, 40000, 80)}
+		syn := qa.put(tcpPacket(client, server, 40000, 80, tcpSYN))
+		waitUntil(t, "the SYN released", time.Second, func() bool { at, _ := qa.verdict(syn); return !at.IsZero() })
+		if _, ok := b.table.Get(k); !ok {
+			t.Fatal("released before fw2 held the state")
+		}
+		// A dump now, before fw1's kernel reports the flow.
+		if err := a.eng.Resync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if _, ok := b.table.Get(k); !ok {
+			t.Fatal("fw1's dump before the flow's event had fw2 delete the state it had written")
+		}
+		own := ct.Flow{Orig: k.Orig, Reply: k.Orig.Reverse(), Status: ct.StatusConfirmed, Timeout: 120}
+		own.TCP.State = ct.TCPSynSent
+		a.table.Add(own) // the event comes
+		time.Sleep(time.Second)
+		if err := a.eng.Resync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if _, ok := b.table.Get(k); !ok {
+			t.Error("fw2 lost the flow after its event and a dump")
+		}
+	})
+}

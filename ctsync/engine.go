@@ -351,7 +351,7 @@ func (e *Engine) Run(ctx context.Context) {
 	var queued <-chan nfq.Packet
 	if e.dq != nil {
 		queued = e.dq.q.Packets()
-		e.wg.Go(func() { e.dq.keepRules(ctx, e.log) })
+		e.dq.startRules(ctx, e.log)
 	}
 	defer func() {
 		if e.dq != nil {
@@ -435,7 +435,10 @@ func (e *Engine) Run(ctx context.Context) {
 			e.onDatagram(ctx, d)
 		case p, ok := <-queued:
 			if !ok {
-				e.log.Error("defer stopped: the queue failed; packets pass without waiting", "err", e.dq.q.Err())
+				// Unbound and without rules, the packets pass; bound,
+				// they would wait unread until the queue filled.
+				e.log.Error("defer stopped: the queue failed; its rules removed, packets pass without waiting", "err", e.dq.q.Err())
+				e.dq.close(e.log)
 				queued = nil
 				break
 			}

@@ -207,7 +207,6 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 	cancel()
 	peerUp := old.Status().PeerUp
 	h.stopLocked()
-	h.base.add(st)
 
 	opts := h.opts
 	opts.VIPs, opts.inherit = vips, old
@@ -230,6 +229,7 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 			return false, errors.Join(err, fmt.Errorf("and the previous configuration could not run again: %w", err2))
 		}
 		h.opts.inherit = nil
+		h.base.add(st) // the stopped engine's counters, once another replaces it
 		h.eng = e2
 		h.prev.Store(old)
 		h.cur.Store(e2)
@@ -237,6 +237,7 @@ func (h *Handle) Replace(c Config, vips []netip.Addr) (bool, error) {
 		return false, fmt.Errorf("%w; the previous configuration runs again (a new engine)", err)
 	}
 	opts.inherit = nil
+	h.base.add(st)
 	h.opts, h.eng, h.cfg = opts, e, c
 	h.prev.Store(old)
 	h.cur.Store(e)
@@ -422,8 +423,8 @@ func addCounts(a, b map[string]uint64) map[string]uint64 {
 // vips.
 func (h *Handle) SetVIPs(ctx context.Context, vips []netip.Addr) error {
 	h.life.Lock()
-	defer h.life.Unlock()
 	h.opts.VIPs = vips
+	h.life.Unlock()
 	e, done := h.engine()
 	defer done()
 	return e.SetVIPs(ctx, vips)

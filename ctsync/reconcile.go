@@ -212,6 +212,9 @@ func (r *reconcile) visit(f *ct.Flow) {
 		return
 	}
 	r.seen[k] = true
+	if e.pending(k) {
+		return // a held packet's newer state: its event comes
+	}
 	if old, ok := e.internal.get(k); !ok || !sameButTimeout(&old, f) {
 		e.internal.put(f)
 		e.queue(k)
@@ -233,7 +236,7 @@ func (r *reconcile) end(dirty map[ct.Key]bool) {
 	r.flush()
 	e := r.e
 	for k := range e.internal.keys() {
-		if !r.seen[k] && !dirty[k] {
+		if !r.seen[k] && !dirty[k] && !e.pending(k) {
 			e.internal.del(k)
 			e.queue(k)
 		}

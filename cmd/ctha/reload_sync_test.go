@@ -49,6 +49,10 @@ func TestReloadSync(t *testing.T) {
 		{name: "VIPs only", change: func(c *cfg.Config) {
 			c.Instances = []cfg.Instance{{Name: "lan", VIPs: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/24")}}}
 		}, changes: "conntrack_sync: the VIPs"},
+		{name: "VIPs and commit_timeout", change: func(c *cfg.Config) {
+			c.Instances = []cfg.Instance{{Name: "lan", VIPs: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/24")}}}
+			c.Sync.CommitTimeout = time.Second
+		}, changes: "conntrack_sync: timers"},
 		{name: "commit_timeout only", change: func(c *cfg.Config) { c.Sync.CommitTimeout = time.Second },
 			changes: "conntrack_sync: timers"},
 		{name: "cache", change: func(c *cfg.Config) { c.Sync.Cache = cfg.CacheExternal },

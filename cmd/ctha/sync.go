@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -175,6 +176,25 @@ func (c *cli) syncCmd(args []string) int {
 // the file at every reload (cfg.Load), so a rotated key counts as a
 // change even under the same path.
 func (d *daemonState) reloadSync(conf, old *cfg.Config) (changes, restart []string, err error) {
+	// Flows to a VIP are the pair's, not this node's own: an engine that
+	// is not replaced (nothing else changed, or the change is not
+	// applied) is given the new VIPs.
+	vips, replaced := vipAddrs(conf), false
+	defer func() {
+		if d.sync == nil || replaced || slices.Equal(vips, vipAddrs(old)) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if verr := d.sync.SetVIPs(ctx, vips); verr != nil {
+			d.log.Error("the VIPs not given to the sync engine", "err", verr)
+			err = errors.Join(err, fmt.Errorf("conntrack_sync: the VIPs not given to the sync engine: %w", verr))
+			return
+		}
+		if len(changes) == 0 && len(restart) == 0 && err == nil {
+			changes = []string{"conntrack_sync: the VIPs"}
+		}
+	}()
 	switch {
 	case conf.Sync == nil && old.Sync == nil:
 		return nil, nil, nil
@@ -191,17 +211,10 @@ func (d *daemonState) reloadSync(conf, old *cfg.Config) (changes, restart []stri
 	}
 	what := syncChanges(conf.Sync, old.Sync, conf.NodeName != old.NodeName)
 	if len(what) == 0 {
-		if vips := vipAddrs(conf); !slices.Equal(vips, vipAddrs(old)) {
-			// Flows to a new VIP are the pair's, not this node's own.
-			if err := d.sync.SetVIPs(context.Background(), vips); err != nil {
-				return nil, nil, fmt.Errorf("conntrack_sync: the VIPs not given to the sync engine: %w", err)
-			}
-			return []string{"conntrack_sync: the VIPs"}, nil, nil
-		}
 		return nil, nil, nil
 	}
 	start := time.Now()
-	replaced, err := d.sync.Replace(syncConfig(conf.Sync, conf.NodeName), vipAddrs(conf))
+	replaced, err = d.sync.Replace(syncConfig(conf.Sync, conf.NodeName), vips)
 	if err != nil {
 		conf.Sync = old.Sync
 		d.log.Error("conntrack_sync change not applied; the running sync engine goes on", "err", err)
