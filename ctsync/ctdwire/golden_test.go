@@ -2,36 +2,17 @@ package ctdwire
 
 import (
 	"bytes"
-	"encoding/hex"
+	"github.com/ctha/ctha/internal/hexfile"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/ctha/ctha/ctsync/ct"
 	"github.com/google/go-cmp/cmp"
 )
 
-// readHex reads a golden file: hexadecimal digits, with blanks and '#'
-// comments to the end of the line.
-func readHex(t testing.TB, path string) []byte {
-	t.Helper()
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var digits strings.Builder
-	for line := range strings.Lines(string(text)) {
-		line, _, _ = strings.Cut(line, "#")
-		digits.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	b, err := hex.DecodeString(digits.String())
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return b
-}
+// readHex reads a golden file (package hexfile).
+func readHex(t testing.TB, path string) []byte { return hexfile.Read(t, path) }
 
 var (
 	cl4, srv4, vip4 = netip.MustParseAddr("10.10.1.100"), netip.MustParseAddr("10.10.2.100"), netip.MustParseAddr("10.10.2.1")
