@@ -39,6 +39,9 @@ const (
 	// by more than one chunk.
 	refreshChunk = 256
 	refreshStep  = 20 * time.Millisecond
+	// inlineMax: a job with write acks and at most this many flows is
+	// written on the loop when the writer is idle (writeInline).
+	inlineMax = 64
 	// pauseAbove: on a node that is not master, a write of a bulk copy
 	// (as at a rejoin) of at least this many flows is made with the flow
 	// events paused (pauseEvents): the kernel writes two to four times
@@ -75,6 +78,7 @@ type writeJob struct {
 type writer struct {
 	queue   chan writeJob
 	backlog atomic.Int64 // flows queued and not yet written
+	jobs    atomic.Int64 // jobs queued and not yet done: 0, the writer is idle
 	stop    <-chan struct{}
 	kern    kernelWriter // the engine's kernel.Conn
 	// mayPause is set while the node is not master (SetRole): large
@@ -160,10 +164,28 @@ func (e *Engine) queueWrite(j writeJob) {
 		return
 	}
 	e.wr.backlog.Add(int64(len(j.flows)))
+	e.wr.jobs.Add(1)
 	select {
 	case e.wr.queue <- j:
 	case <-e.wr.stop:
 	}
+}
+
+// writeInline writes job j on the loop, and answers its write acks at
+// once, when it is small, has write acks (a packet waits for it: defer)
+// and the writer is idle: nothing queued before it, so order holds. The
+// writer's round trip (the job handed over, the answer handed back) cost
+// two goroutine wake-ups per held packet. It reports whether it did.
+func (e *Engine) writeInline(ctx context.Context, j writeJob) bool {
+	if len(j.acks) == 0 || len(j.flows) > inlineMax || j.exps.any() || j.barrier != nil || j.bulk || e.wr.jobs.Load() != 0 {
+		return false
+	}
+	// The writer is idle and only the loop queues: it stays idle until
+	// this returns, and its last write happened before jobs went to 0.
+	e.writeFlows(ctx, j.flows, false)
+	e.noteWritten([]written{{j.ackPeer, j.acks}})
+	e.sendWritten()
+	return true
 }
 
 // settleWrites waits until the writer has written everything queued
@@ -221,6 +243,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 		group = append(group[:0], j.flows...)
 		acks = appendAcks(acks[:0], j)
 		bulk := j.bulk
+		jobs := int64(1)
 		// Write acks do not end a group: they are answered once it is
 		// written, and under load one write of many jobs keeps the
 		// writer ahead where a write per job (per datagram) fell behind.
@@ -237,6 +260,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 			group = append(group, j.flows...)
 			acks = appendAcks(acks, j)
 			bulk = bulk || j.bulk
+			jobs++
 		}
 		// Only a bulk copy (a rejoin, which the node waits for) is
 		// written with the events paused, and over two sockets, which
@@ -263,6 +287,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 		if len(acks) > 0 {
 			e.noteWritten(acks)
 		}
+		e.wr.jobs.Add(-jobs)
 		if cap(group) > 4*writeGroup {
 			group = nil // let a bulk's array go
 		}

@@ -206,3 +206,66 @@ func TestWriterParallelBulk(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteInline: a small job with write acks is written on the loop,
+// before writeInline returns, only while the writer is idle; behind a
+// job the writer has not finished it is queued, and written after it.
+func TestWriteInline(t *testing.T) {
+	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler), writtenWake: make(chan struct{}, 1),
+		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k}}
+	done := make(chan struct{})
+	go func() { defer close(done); e.runWriter(ctx) }()
+	defer func() { cancel(); <-done }()
+	c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
+	acked := func(ops ...flowOp) writeJob { return writeJob{flows: ops, acks: []uint32{7}, ackPeer: &peer{}} }
+	release := sync.OnceFunc(func() { close(k.release) })
+	defer release() // first: a failed test leaves no write waiting
+
+	// Busy: the writer is in its write of job 1.
+	e.queueWrite(writeJob{flows: []flowOp{c(1)}})
+	<-k.started
+	inline := make(chan bool, 1)
+	go func() { inline <- e.writeInline(ctx, acked(c(2))) }()
+	select {
+	case ok := <-inline:
+		if ok {
+			t.Fatal("written on the loop while the writer was writing: ahead of what was queued before it")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("writeInline waits for the kernel while the writer is writing: it writes ahead of what was queued before it")
+	}
+	e.queueWrite(acked(c(2)))
+	release()
+	if err := e.settleWrites(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Idle: written at once.
+	big := acked()
+	for p := range uint16(inlineMax + 1) {
+		big.flows = append(big.flows, c(100+p))
+	}
+	for _, tc := range []struct {
+		name string
+		j    writeJob
+		want bool
+	}{
+		{"no write ack", writeJob{flows: []flowOp{c(3)}}, false},
+		{"too large", big, false},
+		{"with expectations", writeJob{flows: []flowOp{c(3)}, acks: []uint32{1}, ackPeer: &peer{}, exps: expectBatch{creates: []ct.Expect{{Master: testFlow(3).Orig}}}}, false},
+		{"small, acked, writer idle", acked(c(3), c(4)), true},
+	} {
+		if got := e.writeInline(ctx, tc.j); got != tc.want {
+			t.Errorf("%s: written inline %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if diff := cmp.Diff([]string{"create 1", "create 2", "create 3 4"}, k.calls); diff != "" {
+		t.Errorf("kernel writes (-want +got):\n%s", diff)
+	}
+	if n := e.wr.jobs.Load(); n != 0 {
+		t.Errorf("%d jobs outstanding after the barrier, want 0", n)
+	}
+}
