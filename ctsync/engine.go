@@ -680,7 +680,7 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 		// A master's table is its own: no copy of the peer's to wait for.
 		// Off the loop, as the keep-alives must go on.
 		e.refreshOwn()
-		e.startDump(ctx, false)
+		e.startDump(ctx)
 	} else if !e.dumped {
 		since := now.Sub(e.started)
 		if !writing && (e.copiesComplete(now) || e.upMask(now) == 0 && since >= firstDumpAlone || since >= e.startupTimeout()) {
@@ -688,12 +688,11 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 				e.log.Error("first dump of the conntrack table failed", "err", err)
 			}
 		}
-	} else if owed := !e.resyncDue.IsZero() && !now.Before(e.resyncDue); e.bg == nil && (owed || now.Sub(e.lastRecon) >= e.reconcileEvery()) {
+	} else if e.bg == nil && (now.Sub(e.lastRecon) >= e.reconcileEvery() || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
 		// Off the loop (reconcile.go): the writer's backlog and the
-		// dump itself never hold up the keep-alives. Only the periodic
-		// one is paced: a resync owed makes good lost events.
+		// dump itself never hold up the keep-alives.
 		e.refreshOwn()
-		e.startDump(ctx, !owed)
+		e.startDump(ctx)
 	}
 	// The request for a peer's copy travels once, unacknowledged: ask
 	// again while no copy has begun to arrive.

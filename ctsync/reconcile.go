@@ -26,43 +26,8 @@ import (
 // mergeSlice is how many flows of a finished background dump the loop
 // applies per turn: applying 50k flows at once held the loop for tens of
 // milliseconds, and with them the packets defer holds (its timeout is
-// 20 ms).
+// 20 ms); slices of 4096 still took 4-5 ms each on the loaded lab.
 const mergeSlice = 1024
-
-// A periodic dump is paced (pacer): after each dumpPaceEvery flows
-// read it rests as long as it has just worked, up to dumpPaceMax, so it
-// takes at most about half a CPU. Unpaced, a multiprimary node's dump of
-// 40k entries every 10 s took a CPU for 150 ms (600 ms on the loaded
-// 2-CPU lab), and the loop, short of CPU meanwhile, let packets held by
-// defer wait out their timeout. The kernel keeps the dump's place
-// between reads.
-const (
-	dumpPaceEvery = 512
-	dumpPaceMax   = 10 * time.Millisecond
-)
-
-// pacer rests a background task as long as it has worked since its last
-// rest, up to max.
-type pacer struct {
-	max   time.Duration
-	now   func() time.Time
-	sleep func(time.Duration)
-	since time.Time // the end of the last rest
-}
-
-func newPacer(max time.Duration) *pacer {
-	return &pacer{max: max, now: time.Now, sleep: time.Sleep}
-}
-
-// rest ends a stretch of work.
-func (p *pacer) rest() {
-	now := p.now()
-	if !p.since.IsZero() {
-		p.sleep(min(now.Sub(p.since), p.max))
-		now = p.now()
-	}
-	p.since = now
-}
 
 // bgDump is a reconciling dump under way off the loop.
 type bgDump struct {
@@ -77,10 +42,9 @@ type bgDump struct {
 	next int
 }
 
-// startDump starts a reconciling dump off the loop, paced (pacer) if
-// paced; finishDump applies it. Without a second socket it is made on the
-// loop.
-func (e *Engine) startDump(ctx context.Context, paced bool) {
+// startDump starts a reconciling dump off the loop; finishDump applies
+// it. Without a second socket it is made on the loop.
+func (e *Engine) startDump(ctx context.Context) {
 	if e.dumpConn == nil {
 		c, err := e.opts.Kernel.Dial()
 		if err != nil {
@@ -103,12 +67,8 @@ func (e *Engine) startDump(ctx context.Context, paced bool) {
 		d.err = e.awaitWrites(ctx, barrier)
 		d.at = time.Now()
 		if d.err == nil {
-			pace := newPacer(dumpPaceMax)
-			pace.rest()
 			d.err = conn.Dump(ctx, func(f ct.Flow) bool {
-				if d.flows = append(d.flows, f); paced && len(d.flows)%dumpPaceEvery == 0 {
-					pace.rest()
-				}
+				d.flows = append(d.flows, f)
 				return true
 			})
 		}
@@ -266,7 +226,7 @@ func (r *reconcile) visit(f *ct.Flow) {
 // flush queues the refresh writes.
 func (r *reconcile) flush() {
 	r.e.stats.refreshed.Add(uint64(len(r.refresh)))
-	r.e.queueWrite(writeJob{flows: r.refresh})
+	r.e.queueWrite(writeJob{flows: r.refresh, refresh: true})
 	r.refresh = nil
 }
 

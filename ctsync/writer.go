@@ -39,6 +39,12 @@ const (
 	// by more than one chunk.
 	refreshChunk = 256
 	refreshStep  = 20 * time.Millisecond
+	// refreshSlice: the refresh writes waiting (refreshLane) are written
+	// this many at a time, and only while no other job waits: a job with
+	// write acks waits for one slice at most. Written in the stream's
+	// order, a multiprimary dump's refresh of 1000 mirrors (one job per
+	// slice of the dump) held a write ack for 25 ms, past defer's timeout.
+	refreshSlice = 64
 	// inlineMax: a job with write acks and at most this many flows is
 	// written on the loop when the writer is idle (writeInline).
 	inlineMax = 64
@@ -71,6 +77,68 @@ type writeJob struct {
 	// bulk: the flows belong to the peer's bulk copy (a rejoin): with the
 	// events paused they may be written over two sockets.
 	bulk bool
+	// refresh: the flows are mirrors written again (Update) only to keep
+	// them alive: they wait in the refreshLane.
+	refresh bool
+}
+
+// refreshLane holds the refresh writes taken from the queue and not yet
+// written. They go after any job queued later (it waits for no refresh:
+// that is their point), which is safe because a refresh only keeps a
+// mirror alive: one whose flow a later job writes anyway is dropped
+// (supersede), so it can never put back an older state over a newer one.
+type refreshLane struct {
+	ops  []flowOp
+	head int            // ops[:head] are written
+	at   map[ct.Key]int // the index in ops of each key's refresh
+	jobs int64          // the refresh jobs taken in (writer.jobs)
+}
+
+func (l *refreshLane) len() int { return len(l.ops) - l.head }
+
+// add takes in refresh job j's flows.
+func (l *refreshLane) add(j writeJob) {
+	if l.at == nil {
+		l.at = map[ct.Key]int{}
+	}
+	for _, op := range j.flows {
+		k := op.flow.Key()
+		if i, ok := l.at[k]; ok {
+			l.ops[i].op = 0 // an older refresh of the same mirror
+		}
+		l.at[k] = len(l.ops)
+		l.ops = append(l.ops, op)
+	}
+	l.jobs++
+}
+
+// supersede drops the refreshes of the flows ops write.
+func (l *refreshLane) supersede(ops []flowOp) {
+	if len(l.at) == 0 {
+		return
+	}
+	for _, op := range ops {
+		k := op.flow.Key()
+		if i, ok := l.at[k]; ok {
+			l.ops[i].op = 0
+			delete(l.at, k)
+		}
+	}
+}
+
+// next returns up to n refreshes to write, and the count taken from the
+// lane (dropped ones included).
+func (l *refreshLane) next(n int) (ops []flowOp, taken int) {
+	end := min(l.head+n, len(l.ops))
+	for _, op := range l.ops[l.head:end] {
+		if op.op != 0 {
+			ops = append(ops, op)
+			delete(l.at, op.flow.Key())
+		}
+	}
+	taken = end - l.head
+	l.head = end
+	return ops, taken
 }
 
 // writer is the writer goroutine's state; the loop only touches queue
@@ -230,12 +298,28 @@ func (e *Engine) runWriter(ctx context.Context) {
 	}()
 	var group []flowOp
 	var acks []written // the write acks of the group's jobs
+	var lane refreshLane
 	for {
 		var j writeJob
-		select {
-		case j = <-e.wr.queue:
-		case <-ctx.Done():
-			return
+		if lane.len() > 0 {
+			select {
+			case j = <-e.wr.queue:
+			case <-ctx.Done():
+				return
+			default:
+				e.writeRefresh(ctx, &lane, refreshSlice) // nothing else waits
+				continue
+			}
+		} else {
+			select {
+			case j = <-e.wr.queue:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if j.refresh {
+			lane.add(j)
+			continue
 		}
 		// Take what else is queued, up to writeGroup flows: one large
 		// write costs less than many small ones. A job with expectations
@@ -257,6 +341,11 @@ func (e *Engine) runWriter(ctx context.Context) {
 				j = writeJob{}
 				break
 			}
+			if j.refresh {
+				lane.add(j)
+				j = writeJob{}
+				continue
+			}
 			group = append(group, j.flows...)
 			acks = appendAcks(acks, j)
 			bulk = bulk || j.bulk
@@ -269,6 +358,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 		// steady churn (5k creates and 5k deletes a second, make soak)
 		// then dumped its 100k entries every second, which held its
 		// loop long enough for both nodes to think the other gone.
+		lane.supersede(group) // the backlog counts them until the lane passes them
 		paused := bulk && len(group) >= pauseAbove && e.wr.mayPause.Load()
 		if paused {
 			e.pauseEvents()
@@ -282,6 +372,8 @@ func (e *Engine) runWriter(ctx context.Context) {
 			e.writeExpects(ctx, j.exps)
 		}
 		if j.barrier != nil {
+			// Everything queued before it, refreshes too.
+			e.writeRefresh(ctx, &lane, lane.len())
 			close(j.barrier)
 		}
 		if len(acks) > 0 {
@@ -292,6 +384,33 @@ func (e *Engine) runWriter(ctx context.Context) {
 			group = nil // let a bulk's array go
 		}
 	}
+}
+
+// writeRefresh writes up to n refreshes of the lane (each an Update),
+// and settles the lane's jobs once it is empty.
+func (e *Engine) writeRefresh(ctx context.Context, l *refreshLane, n int) {
+	ops, taken := l.next(n)
+	e.write(ctx, e.wr.kern, kernel.Update, flowsOf(ops, &e.wr.flows))
+	e.wr.backlog.Add(-int64(taken))
+	if l.len() == 0 {
+		e.wr.jobs.Add(-l.jobs)
+		ops := l.ops[:0]
+		if cap(ops) > 4*writeGroup {
+			ops = nil // let a large refresh's array go
+		}
+		*l = refreshLane{ops: ops, at: l.at}
+		clear(l.at)
+	}
+}
+
+// flowsOf returns ops' flows in buf's array.
+func flowsOf(ops []flowOp, buf *[]ct.Flow) []ct.Flow {
+	fs := (*buf)[:0]
+	for _, op := range ops {
+		fs = append(fs, op.flow)
+	}
+	*buf = fs[:0]
+	return fs
 }
 
 // writeFlows writes ops in order, each run of the same operation in one
@@ -469,7 +588,7 @@ func (e *Engine) refreshTick(now time.Time) time.Time {
 	if len(r.keys) == 0 {
 		r.keys = nil
 	}
-	e.queueWrite(writeJob{flows: ops})
+	e.queueWrite(writeJob{flows: ops, refresh: true})
 	if len(r.keys) == 0 {
 		return time.Time{}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -267,5 +268,48 @@ func TestWriteInline(t *testing.T) {
 	}
 	if n := e.wr.jobs.Load(); n != 0 {
 		t.Errorf("%d jobs outstanding after the barrier, want 0", n)
+	}
+}
+
+// TestWriterRefreshLane: refresh writes wait while other jobs are queued
+// (a write ack behind them waits for no refresh), a refresh of a flow a
+// later job writes is dropped (never an older state over a newer one),
+// and a barrier waits for the refreshes queued before it.
+func TestWriterRefreshLane(t *testing.T) {
+	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler), writtenWake: make(chan struct{}, 1),
+		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k}}
+	done := make(chan struct{})
+	go func() { defer close(done); e.runWriter(ctx) }()
+	defer func() { cancel(); <-done }()
+	release := sync.OnceFunc(func() { close(k.release) })
+	defer release()
+	c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
+	u := func(p uint16) flowOp { return flowOp{kernel.Update, testFlow(p)} }
+
+	e.queueWrite(writeJob{flows: []flowOp{c(1)}})
+	<-k.started // the writer is busy: the rest queues up
+	e.queueWrite(writeJob{flows: []flowOp{u(10), u(11), u(12)}, refresh: true})
+	e.queueWrite(writeJob{flows: []flowOp{c(11)}, acks: []uint32{1}, ackPeer: &peer{}})
+	e.queueWrite(writeJob{flows: []flowOp{u(13)}, refresh: true})
+	e.queueWrite(writeJob{flows: []flowOp{u(12)}, refresh: true}) // a newer refresh of 12
+	e.queueWrite(writeJob{flows: []flowOp{c(2)}})
+	release()
+	if err := e.settleWrites(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k.mu.Lock()
+	calls := slices.Clone(k.calls)
+	k.mu.Unlock()
+	want := []string{"create 1", "create 11 2", "update 10 13 12"}
+	if diff := cmp.Diff(want, calls); diff != "" {
+		t.Errorf("kernel writes (-want +got):\n%s", diff)
+	}
+	if b, j := e.wr.backlog.Load(), e.wr.jobs.Load(); b != 0 || j != 0 {
+		t.Errorf("after the barrier: backlog %d, jobs %d; want 0, 0", b, j)
+	}
+	if !e.writeInline(ctx, writeJob{flows: []flowOp{c(3)}, acks: []uint32{2}, ackPeer: &peer{}}) {
+		t.Error("the writer is not idle once its refreshes are written")
 	}
 }
