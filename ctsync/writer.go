@@ -240,12 +240,15 @@ func (e *Engine) queueWrite(j writeJob) {
 }
 
 // writeInline writes job j on the loop, and answers its write acks at
-// once, when it is small, has write acks (a packet waits for it: defer)
-// and the writer is idle: nothing queued before it, so order holds. The
-// writer's round trip (the job handed over, the answer handed back) cost
-// two goroutine wake-ups per held packet. It reports whether it did.
+// once, when it is small, has write acks (a packet waits for it: defer),
+// the writer is idle (nothing queued before it, so order holds) and no
+// other datagram waits for the loop (under load the writer merges the
+// jobs of many datagrams into one write, and the loop goes on reading).
+// The writer's round trip (the job handed over, the answer handed back)
+// cost two goroutine wake-ups per held packet. It reports whether it did.
 func (e *Engine) writeInline(ctx context.Context, j writeJob) bool {
-	if len(j.acks) == 0 || len(j.flows) > inlineMax || j.exps.any() || j.barrier != nil || j.bulk || e.wr.jobs.Load() != 0 {
+	if len(j.acks) == 0 || len(j.flows) > inlineMax || j.exps.any() || j.barrier != nil || j.bulk ||
+		e.wr.jobs.Load() != 0 || len(e.inbox) > 0 {
 		return false
 	}
 	// The writer is idle and only the loop queues: it stays idle until

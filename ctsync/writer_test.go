@@ -256,7 +256,12 @@ func TestWriteInline(t *testing.T) {
 		{"too large", big, false},
 		{"with expectations", writeJob{flows: []flowOp{c(3)}, acks: []uint32{1}, ackPeer: &peer{}, exps: expectBatch{creates: []ct.Expect{{Master: testFlow(3).Orig}}}}, false},
 		{"small, acked, writer idle", acked(c(3), c(4)), true},
+		{"a datagram waits for the loop", acked(c(5)), false},
 	} {
+		if strings.HasPrefix(tc.name, "a datagram waits") {
+			e.inbox = make(chan datagram, 1)
+			e.inbox <- datagram{}
+		}
 		if got := e.writeInline(ctx, tc.j); got != tc.want {
 			t.Errorf("%s: written inline %v, want %v", tc.name, got, tc.want)
 		}
