@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/ctha/ctha/internal/linkwatch"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -131,12 +132,13 @@ type Engine struct {
 	holdBulk               bool
 	lastCommit             *CommitResult
 	lastRefresh, lastRecon time.Time
-	alarm                  alarmState // mode = "alarm" (alarm.go)
-	refresh                refresh    // direct mode (writer.go)
-	resyncDue              time.Time  // a resync owed after the events were paused; zero: none
-	evPause                eventPause // writer.go
-	wr                     writer     // the peer's states to the kernel (writer.go)
-	timer                  *fineTimer // the loop's wake-up (finetimer.go)
+	reconAfter             time.Duration // the next dump's interval (reconcileEvery, jittered)
+	alarm                  alarmState    // mode = "alarm" (alarm.go)
+	refresh                refresh       // direct mode (writer.go)
+	resyncDue              time.Time     // a resync owed after the events were paused; zero: none
+	evPause                eventPause    // writer.go
+	wr                     writer        // the peer's states to the kernel (writer.go)
+	timer                  *fineTimer    // the loop's wake-up (finetimer.go)
 	// The reconciling dump under way off the loop (reconcile.go), the
 	// socket it reads, and where it reports.
 	bg       *bgDump
@@ -210,7 +212,7 @@ func New(c Config, opts Options) (*Engine, error) {
 		events: make(chan eventBatch, 64), inbox: make(chan datagram, 1024),
 		ctl: make(chan func()), done: make(chan struct{}), changed: make(chan struct{}, 1),
 		dumpDone: make(chan *bgDump, 1), writtenWake: make(chan struct{}, 1),
-		wr:       writer{queue: make(chan writeJob, writeQueue)},
+		wr:       writer{queue: make(chan writeJob, writeQueue), laneWait: refreshMaxWait},
 		masterOf: map[string]bool{}, splitSince: map[string]time.Time{},
 	}
 	// The links first: they fail at once where an address does not
@@ -688,7 +690,7 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 				e.log.Error("first dump of the conntrack table failed", "err", err)
 			}
 		}
-	} else if e.bg == nil && (now.Sub(e.lastRecon) >= e.reconcileEvery() || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
+	} else if e.bg == nil && (now.Sub(e.lastRecon) >= e.reconAfter || !e.resyncDue.IsZero() && !now.Before(e.resyncDue)) {
 		// Off the loop (reconcile.go): the writer's backlog and the
 		// dump itself never hold up the keep-alives.
 		e.refreshOwn()
@@ -719,6 +721,19 @@ func (e *Engine) reconcileEvery() time.Duration {
 		return mpReconcileEvery
 	}
 	return reconcileEvery
+}
+
+// reconJitter: each interval between dumps is reconcileEvery, give or
+// take this fraction, drawn at random. Nodes started together (a power
+// cut, a lab) otherwise dump in step for ever, and a pair sharing CPUs
+// (virtual machines on one host, the lab) loses both at once: in the
+// lab, the held packets that waited out defer's timeout came in those
+// windows.
+const reconJitter = 0.2
+
+// jittered returns d, give or take reconJitter of it.
+func jittered(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*2-1)*reconJitter*float64(d))
 }
 
 func (e *Engine) startupTimeout() time.Duration {

@@ -268,3 +268,19 @@ func TestPortRange(t *testing.T) {
 		t.Errorf("%v: contains or string wrong", a)
 	}
 }
+
+// TestJittered: the intervals between dumps spread over reconcileEvery
+// ± 20 %, so that nodes started together drift out of step.
+func TestJittered(t *testing.T) {
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for range 1000 {
+		d := jittered(10 * time.Second)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo < 8*time.Second || hi > 12*time.Second {
+		t.Errorf("intervals from %v to %v, want within 8-12 s", lo, hi)
+	}
+	if lo > 8500*time.Millisecond || hi < 11500*time.Millisecond {
+		t.Errorf("intervals from %v to %v: not spread over 8-12 s", lo, hi)
+	}
+}

@@ -163,6 +163,7 @@ func (e *Engine) beginResync() {
 	e.resyncDue = time.Time{}
 	e.evPause.owed.Store(false)
 	e.lastRecon, e.dumped = time.Now(), true
+	e.reconAfter = jittered(e.reconcileEvery())
 	e.stats.resyncs.Add(1)
 }
 

@@ -45,6 +45,13 @@ const (
 	// order, a multiprimary dump's refresh of 1000 mirrors (one job per
 	// slice of the dump) held a write ack for 25 ms, past defer's timeout.
 	refreshSlice = 64
+	// refreshMaxWait: once the oldest refresh has waited this long, a
+	// slice of refreshChunk is written after each group even while jobs
+	// are queued, until the lane is empty: under sustained load the lane would otherwise never
+	// drain, mirrors would expire, and a refresh written seconds after
+	// its dump would look, at the next dump, like this node's traffic
+	// (adoptSlack).
+	refreshMaxWait = 100 * time.Millisecond
 	// inlineMax: a job with write acks and at most this many flows is
 	// written on the loop when the writer is idle (writeInline).
 	inlineMax = 64
@@ -88,10 +95,11 @@ type writeJob struct {
 // mirror alive: one whose flow a later job writes anyway is dropped
 // (supersede), so it can never put back an older state over a newer one.
 type refreshLane struct {
-	ops  []flowOp
-	head int            // ops[:head] are written
-	at   map[ct.Key]int // the index in ops of each key's refresh
-	jobs int64          // the refresh jobs taken in (writer.jobs)
+	ops   []flowOp
+	head  int            // ops[:head] are written
+	at    map[ct.Key]int // the index in ops of each key's refresh
+	jobs  int64          // the refresh jobs taken in (writer.jobs)
+	since time.Time      // when the first job came since the lane was empty
 }
 
 func (l *refreshLane) len() int { return len(l.ops) - l.head }
@@ -100,6 +108,9 @@ func (l *refreshLane) len() int { return len(l.ops) - l.head }
 func (l *refreshLane) add(j writeJob) {
 	if l.at == nil {
 		l.at = map[ct.Key]int{}
+	}
+	if l.len() == 0 {
+		l.since = time.Now()
 	}
 	for _, op := range j.flows {
 		k := op.flow.Key()
@@ -149,6 +160,8 @@ type writer struct {
 	jobs    atomic.Int64 // jobs queued and not yet done: 0, the writer is idle
 	stop    <-chan struct{}
 	kern    kernelWriter // the engine's kernel.Conn
+	// laneWait is refreshMaxWait (tests shorten it).
+	laneWait time.Duration
 	// mayPause is set while the node is not master (SetRole): large
 	// writes may pause the events.
 	mayPause atomic.Bool
@@ -374,10 +387,15 @@ func (e *Engine) runWriter(ctx context.Context) {
 		if j.exps.any() {
 			e.writeExpects(ctx, j.exps)
 		}
-		if j.barrier != nil {
+		switch {
+		case j.barrier != nil:
 			// Everything queued before it, refreshes too.
-			e.writeRefresh(ctx, &lane, lane.len())
+			for lane.len() > 0 {
+				e.writeRefresh(ctx, &lane, refreshChunk)
+			}
 			close(j.barrier)
+		case lane.len() > 0 && time.Since(lane.since) >= e.wr.laneWait:
+			e.writeRefresh(ctx, &lane, refreshChunk) // waited long enough
 		}
 		if len(acks) > 0 {
 			e.noteWritten(acks)
@@ -397,16 +415,17 @@ func (e *Engine) writeRefresh(ctx context.Context, l *refreshLane, n int) {
 	e.wr.backlog.Add(-int64(taken))
 	if l.len() == 0 {
 		e.wr.jobs.Add(-l.jobs)
-		ops := l.ops[:0]
+		ops, at := l.ops[:0], l.at
 		if cap(ops) > 4*writeGroup {
-			ops = nil // let a large refresh's array go
+			ops, at = nil, nil // let a large refresh's memory go
 		}
-		*l = refreshLane{ops: ops, at: l.at}
-		clear(l.at)
+		clear(at)
+		*l = refreshLane{ops: ops, at: at}
 	}
 }
 
-// flowsOf returns ops' flows in buf's array.
+// flowsOf returns ops' flows in buf's array (ops are at most a
+// refreshChunk).
 func flowsOf(ops []flowOp, buf *[]ct.Flow) []ct.Flow {
 	fs := (*buf)[:0]
 	for _, op := range ops {

@@ -265,6 +265,12 @@ func TestWriteInline(t *testing.T) {
 		if got := e.writeInline(ctx, tc.j); got != tc.want {
 			t.Errorf("%s: written inline %v, want %v", tc.name, got, tc.want)
 		}
+		e.writtenMu.Lock()
+		n := len(e.written)
+		e.writtenMu.Unlock()
+		if tc.want && n != 0 {
+			t.Errorf("%s: %d write acks left unanswered after an inline write", tc.name, n)
+		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -278,13 +284,13 @@ func TestWriteInline(t *testing.T) {
 
 // TestWriterRefreshLane: refresh writes wait while other jobs are queued
 // (a write ack behind them waits for no refresh), a refresh of a flow a
-// later job writes is dropped (never an older state over a newer one),
-// and a barrier waits for the refreshes queued before it.
+// later job writes or deletes is dropped (never an older state over a
+// newer one), and a barrier waits for the refreshes queued before it.
 func TestWriterRefreshLane(t *testing.T) {
 	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler), writtenWake: make(chan struct{}, 1),
-		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k}}
+		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k, laneWait: time.Hour}}
 	done := make(chan struct{})
 	go func() { defer close(done); e.runWriter(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -293,21 +299,24 @@ func TestWriterRefreshLane(t *testing.T) {
 	c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
 	u := func(p uint16) flowOp { return flowOp{kernel.Update, testFlow(p)} }
 
+	d := func(p uint16) flowOp { return flowOp{kernel.Delete, testFlow(p)} }
+
 	e.queueWrite(writeJob{flows: []flowOp{c(1)}})
 	<-k.started // the writer is busy: the rest queues up
-	e.queueWrite(writeJob{flows: []flowOp{u(10), u(11), u(12)}, refresh: true})
+	e.queueWrite(writeJob{flows: []flowOp{u(10), u(11), u(12), u(14)}, refresh: true})
 	e.queueWrite(writeJob{flows: []flowOp{c(11)}, acks: []uint32{1}, ackPeer: &peer{}})
 	e.queueWrite(writeJob{flows: []flowOp{u(13)}, refresh: true})
 	e.queueWrite(writeJob{flows: []flowOp{u(12)}, refresh: true}) // a newer refresh of 12
-	e.queueWrite(writeJob{flows: []flowOp{c(2)}})
+	e.queueWrite(writeJob{flows: []flowOp{c(2), d(14)}})
+	barrier := e.writeBarrier() // queued while the writer is busy: behind every refresh
 	release()
-	if err := e.settleWrites(ctx); err != nil {
+	if err := e.awaitWrites(ctx, barrier); err != nil {
 		t.Fatal(err)
 	}
 	k.mu.Lock()
 	calls := slices.Clone(k.calls)
 	k.mu.Unlock()
-	want := []string{"create 1", "create 11 2", "update 10 13 12"}
+	want := []string{"create 1", "create 11 2", "delete 14", "update 10 13 12"}
 	if diff := cmp.Diff(want, calls); diff != "" {
 		t.Errorf("kernel writes (-want +got):\n%s", diff)
 	}
@@ -316,5 +325,49 @@ func TestWriterRefreshLane(t *testing.T) {
 	}
 	if !e.writeInline(ctx, writeJob{flows: []flowOp{c(3)}, acks: []uint32{2}, ackPeer: &peer{}}) {
 		t.Error("the writer is not idle once its refreshes are written")
+	}
+}
+
+// TestWriterRefreshOverdue: refreshes that have waited refreshMaxWait
+// are written between groups even while other jobs keep coming; before
+// that, they wait for the queue to empty.
+func TestWriterRefreshOverdue(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+		want []string
+	}{
+		{"fresh", time.Hour, []string{"create 1", "create 11", "expect create 11", "create 12", "update 10"}},
+		{"overdue", 0, []string{"create 1", "create 11", "expect create 11", "update 10", "create 12"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
+			ctx, cancel := context.WithCancel(context.Background())
+			e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler),
+				wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k, laneWait: tc.wait}}
+			done := make(chan struct{})
+			go func() { defer close(done); e.runWriter(ctx) }()
+			defer func() { cancel(); <-done }()
+			release := sync.OnceFunc(func() { close(k.release) })
+			defer release()
+			c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
+
+			e.queueWrite(writeJob{flows: []flowOp{c(1)}})
+			<-k.started
+			e.queueWrite(writeJob{flows: []flowOp{{kernel.Update, testFlow(10)}}, refresh: true})
+			// Two groups: expectations end the first.
+			e.queueWrite(writeJob{flows: []flowOp{c(11)}, exps: expectBatch{creates: []ct.Expect{{Master: testFlow(11).Orig}}}})
+			e.queueWrite(writeJob{flows: []flowOp{c(12)}})
+			barrier := e.writeBarrier()
+			release()
+			if err := e.awaitWrites(ctx, barrier); err != nil {
+				t.Fatal(err)
+			}
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if diff := cmp.Diff(tc.want, k.calls); diff != "" {
+				t.Errorf("kernel writes (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
