@@ -47,10 +47,10 @@ const (
 	refreshSlice = 64
 	// refreshMaxWait: once the oldest refresh has waited this long, a
 	// slice of refreshChunk is written after each group even while jobs
-	// are queued, until the lane is empty: under sustained load the lane would otherwise never
-	// drain, mirrors would expire, and a refresh written seconds after
-	// its dump would look, at the next dump, like this node's traffic
-	// (adoptSlack).
+	// are queued, until the lane is empty: under sustained load the lane
+	// would otherwise never drain, mirrors would expire, and a refresh
+	// written seconds after its dump would look, at the next dump, like
+	// this node's traffic (adoptSlack).
 	refreshMaxWait = 100 * time.Millisecond
 	// inlineMax: a job with write acks and at most this many flows is
 	// written on the loop when the writer is idle (writeInline).
@@ -137,19 +137,19 @@ func (l *refreshLane) supersede(ops []flowOp) {
 	}
 }
 
-// next returns up to n refreshes to write, and the count taken from the
-// lane (dropped ones included).
-func (l *refreshLane) next(n int) (ops []flowOp, taken int) {
+// next appends to flows up to n refreshes to write (each an Update),
+// and returns the count taken from the lane (dropped ones included).
+func (l *refreshLane) next(n int, flows []ct.Flow) ([]ct.Flow, int) {
 	end := min(l.head+n, len(l.ops))
 	for _, op := range l.ops[l.head:end] {
 		if op.op != 0 {
-			ops = append(ops, op)
+			flows = append(flows, op.flow)
 			delete(l.at, op.flow.Key())
 		}
 	}
-	taken = end - l.head
+	taken := end - l.head
 	l.head = end
-	return ops, taken
+	return flows, taken
 }
 
 // writer is the writer goroutine's state; the loop only touches queue
@@ -407,11 +407,12 @@ func (e *Engine) runWriter(ctx context.Context) {
 	}
 }
 
-// writeRefresh writes up to n refreshes of the lane (each an Update),
-// and settles the lane's jobs once it is empty.
+// writeRefresh writes up to n refreshes of the lane, and settles the
+// lane's jobs once it is empty.
 func (e *Engine) writeRefresh(ctx context.Context, l *refreshLane, n int) {
-	ops, taken := l.next(n)
-	e.write(ctx, e.wr.kern, kernel.Update, flowsOf(ops, &e.wr.flows))
+	flows, taken := l.next(n, e.wr.flows[:0])
+	e.write(ctx, e.wr.kern, kernel.Update, flows)
+	e.wr.flows = flows[:0] // n is at most a refreshChunk
 	e.wr.backlog.Add(-int64(taken))
 	if l.len() == 0 {
 		e.wr.jobs.Add(-l.jobs)
@@ -422,17 +423,6 @@ func (e *Engine) writeRefresh(ctx context.Context, l *refreshLane, n int) {
 		clear(at)
 		*l = refreshLane{ops: ops, at: at}
 	}
-}
-
-// flowsOf returns ops' flows in buf's array (ops are at most a
-// refreshChunk).
-func flowsOf(ops []flowOp, buf *[]ct.Flow) []ct.Flow {
-	fs := (*buf)[:0]
-	for _, op := range ops {
-		fs = append(fs, op.flow)
-	}
-	*buf = fs[:0]
-	return fs
 }
 
 // writeFlows writes ops in order, each run of the same operation in one
