@@ -60,18 +60,28 @@ func testFlow(port uint16) ct.Flow {
 	return ct.Flow{Orig: o, Reply: o.Reverse()}
 }
 
+// testWriter starts a writer over a recordingKernel whose writes wait
+// until release is called (at the latest when the test ends, before the
+// writer is stopped and waited for) and refreshes wait laneWait.
+func testWriter(t *testing.T, laneWait time.Duration) (e *Engine, k *recordingKernel, ctx context.Context, release func()) {
+	k = &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	e = &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler), writtenWake: make(chan struct{}, 1),
+		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k, laneWait: laneWait}}
+	done := make(chan struct{})
+	go func() { defer close(done); e.runWriter(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	release = sync.OnceFunc(func() { close(k.release) })
+	t.Cleanup(release) // first: a failed test leaves no write waiting
+	return e, k, ctx, release
+}
+
 // TestWriterOrder: the writer applies jobs in the order queued, merging
 // the flows of consecutive jobs into one write per run of the same
 // operation; a job's expectations follow its flows (and end the merge);
 // a barrier is released once everything before it is written.
 func TestWriterOrder(t *testing.T) {
-	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler),
-		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k}}
-	done := make(chan struct{})
-	go func() { defer close(done); e.runWriter(ctx) }()
-	defer func() { cancel(); <-done }()
+	e, k, ctx, release := testWriter(t, refreshMaxWait)
 
 	c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
 	d := func(p uint16) flowOp { return flowOp{kernel.Delete, testFlow(p)} }
@@ -88,7 +98,7 @@ func TestWriterOrder(t *testing.T) {
 	e.queueWrite(writeJob{flows: []flowOp{c(1), c(3)}, exps: expectBatch{creates: []ct.Expect{master}}})
 	e.queueWrite(writeJob{flows: []flowOp{c(4)}})
 	e.queueWrite(writeJob{flows: []flowOp{c(5)}})
-	close(k.release)
+	release()
 	settled := make(chan error, 1)
 	go func() { settled <- e.settleWrites(ctx) }()
 	select {
@@ -212,17 +222,9 @@ func TestWriterParallelBulk(t *testing.T) {
 // before writeInline returns, only while the writer is idle; behind a
 // job the writer has not finished it is queued, and written after it.
 func TestWriteInline(t *testing.T) {
-	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler), writtenWake: make(chan struct{}, 1),
-		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k}}
-	done := make(chan struct{})
-	go func() { defer close(done); e.runWriter(ctx) }()
-	defer func() { cancel(); <-done }()
+	e, k, ctx, release := testWriter(t, refreshMaxWait)
 	c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
 	acked := func(ops ...flowOp) writeJob { return writeJob{flows: ops, acks: []uint32{7}, ackPeer: &peer{}} }
-	release := sync.OnceFunc(func() { close(k.release) })
-	defer release() // first: a failed test leaves no write waiting
 
 	// Busy: the writer is in its write of job 1.
 	e.queueWrite(writeJob{flows: []flowOp{c(1)}})
@@ -287,15 +289,7 @@ func TestWriteInline(t *testing.T) {
 // later job writes or deletes is dropped (never an older state over a
 // newer one), and a barrier waits for the refreshes queued before it.
 func TestWriterRefreshLane(t *testing.T) {
-	k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler), writtenWake: make(chan struct{}, 1),
-		wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k, laneWait: time.Hour}}
-	done := make(chan struct{})
-	go func() { defer close(done); e.runWriter(ctx) }()
-	defer func() { cancel(); <-done }()
-	release := sync.OnceFunc(func() { close(k.release) })
-	defer release()
+	e, k, ctx, release := testWriter(t, time.Hour)
 	c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
 	u := func(p uint16) flowOp { return flowOp{kernel.Update, testFlow(p)} }
 
@@ -341,15 +335,7 @@ func TestWriterRefreshOverdue(t *testing.T) {
 		{"overdue", 0, []string{"create 1", "create 11", "expect create 11", "update 10", "create 12"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &recordingKernel{started: make(chan struct{}, 1), release: make(chan struct{})}
-			ctx, cancel := context.WithCancel(context.Background())
-			e := &Engine{cfg: Config{Cache: Direct}, log: slog.New(slog.DiscardHandler),
-				wr: writer{queue: make(chan writeJob, writeQueue), stop: ctx.Done(), kern: k, laneWait: tc.wait}}
-			done := make(chan struct{})
-			go func() { defer close(done); e.runWriter(ctx) }()
-			defer func() { cancel(); <-done }()
-			release := sync.OnceFunc(func() { close(k.release) })
-			defer release()
+			e, k, ctx, release := testWriter(t, tc.wait)
 			c := func(p uint16) flowOp { return flowOp{kernel.Create, testFlow(p)} }
 
 			e.queueWrite(writeJob{flows: []flowOp{c(1)}})
