@@ -393,7 +393,6 @@ func (e *Engine) runWriter(ctx context.Context) {
 			for lane.len() > 0 {
 				e.writeRefresh(ctx, &lane, refreshChunk)
 			}
-			close(j.barrier)
 		case lane.len() > 0 && time.Since(lane.since) >= e.wr.laneWait:
 			e.writeRefresh(ctx, &lane, refreshChunk) // waited long enough
 		}
@@ -401,6 +400,11 @@ func (e *Engine) runWriter(ctx context.Context) {
 			e.noteWritten(acks)
 		}
 		e.wr.jobs.Add(-jobs)
+		if j.barrier != nil {
+			// Closed last: whoever waits for it finds the writer idle
+			// (writeInline checks jobs) and the acks noted.
+			close(j.barrier)
+		}
 		if cap(group) > 4*writeGroup {
 			group = nil // let a bulk's array go
 		}
