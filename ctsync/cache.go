@@ -292,6 +292,13 @@ func (c *extCache) flows() iter.Seq2[ct.Flow, int64] {
 	}
 }
 
+// slice calls f with the flows of the cache's items from index from to
+// from+n, with their holders, and returns where the next slice begins
+// (table.slice: across changes, a flow may be missed or seen twice).
+func (c *extCache) slice(from, n int, f func(f ct.Flow, holders uint8)) (next int) {
+	return c.t.slice(from, n, func(k *ct.Key, x *extEntry) { f(c.r.unpack(k, &x.entry), x.holders) })
+}
+
 // heldBy yields every flow the peer of bit holds; the body may delete or
 // release the flow it is given (and no other).
 func (c *extCache) heldBy(bit uint8) iter.Seq[ct.Flow] {

@@ -179,5 +179,18 @@ func (t *table[V]) each(f func(k *ct.Key, v *V) bool) {
 	}
 }
 
+// slice calls f with the items from index from to from+n (at most the
+// last) and returns where the next slice begins, len() after the last.
+// A scan by slices across changes of the table may miss items or see
+// them twice (a delete moves the last item into the hole).
+func (t *table[V]) slice(from, n int, f func(k *ct.Key, v *V)) (next int) {
+	end := min(from+n, t.n)
+	for i := from; i < end; i++ {
+		it := t.at(uint32(i))
+		f(&it.k, &it.v)
+	}
+	return max(end, from)
+}
+
 // clear empties the table and lets its memory go.
 func (t *table[V]) clear() { t.slots, t.chunks, t.n = nil, nil, 0 }

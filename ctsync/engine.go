@@ -140,8 +140,10 @@ type Engine struct {
 	wr                     writer        // the peer's states to the kernel (writer.go)
 	timer                  *fineTimer    // the loop's wake-up (finetimer.go)
 	// The reconciling dump under way off the loop (reconcile.go), the
-	// socket it reads, and where it reports.
+	// mirror check (mirrorcheck.go), the socket they read, and where the
+	// dump reports.
 	bg       *bgDump
+	check    mirrorCheck
 	dumpConn KernelConn
 	dumpDone chan *bgDump
 	// Multiprimary (node.go): the groups this node is master of, and
@@ -406,7 +408,7 @@ func (e *Engine) Run(ctx context.Context) {
 		if !e.resyncDue.IsZero() {
 			next = earliest(next, e.resyncDue)
 		}
-		if e.merging() {
+		if e.merging() || e.checking() {
 			next = now // the next slice at once, after what is waiting
 		}
 		var fallback <-chan time.Time // runtime timers, or the timerfd cannot be armed
@@ -462,6 +464,8 @@ func (e *Engine) Run(ctx context.Context) {
 			f()
 		case d := <-e.dumpDone:
 			e.finishDump(ctx, d)
+		case b := <-e.checkAnswers():
+			e.applyCheck(b)
 		case <-tick:
 		case <-fallback:
 		}
@@ -695,6 +699,8 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 		// dump itself never hold up the keep-alives.
 		e.refreshOwn()
 		e.startDump(ctx)
+	} else {
+		e.checkTick(ctx, now)
 	}
 	// The request for a peer's copy travels once, unacknowledged: ask
 	// again while no copy has begun to arrive.
@@ -711,16 +717,6 @@ func (e *Engine) maintain(ctx context.Context, now time.Time) {
 			e.stats.bulkRetries.Add(1)
 		}
 	}
-}
-
-// reconcileEvery is how often the kernel table is dumped: in
-// multiprimary the dump also keeps the peer's flows alive and finds the
-// ones this node forwards (multiprimary.go).
-func (e *Engine) reconcileEvery() time.Duration {
-	if e.cfg.Topology == Multiprimary {
-		return mpReconcileEvery
-	}
-	return reconcileEvery
 }
 
 // reconJitter: each interval between dumps is reconcileEvery, give or

@@ -15,7 +15,7 @@ import (
 //
 //   - A node's own flows are those its kernel reports events for (not its
 //     own writes, which the listener ignores) or whose timeouts its
-//     traffic refreshes (the dump below): the internal cache. It
+//     traffic refreshes (the checks below): the internal cache. It
 //     replicates their changes, as in primary-backup.
 //   - A peer's update goes straight into the kernel unless this node has
 //     the flow as its own: then it is written only if it is ahead of the
@@ -35,9 +35,11 @@ import (
 //     say, would be lost on both.
 //
 // Timeouts. An established TCP flow's packets refresh its timeout without
-// an event, so events alone cannot tell who forwards a flow. Every
-// mpReconcileEvery a dump compares each mirror's timeout in the kernel
-// with what was written (the peer's timeout, less the time since):
+// an event, so events alone cannot tell who forwards a flow. The mirror
+// check (mirrorcheck.go: every mpCheckEvery, the mirrors under
+// refreshBelow and those of dead peers) and the reconciling dump (every reconcileEvery, all of
+// them) compare a mirror's timeout in the kernel with what was written
+// (the peer's timeout, less the time since):
 //   - a timeout longer by more than adoptSlack means packets crossed this
 //     node: the flow is adopted (made this node's own and sent to the
 //     peer), so that a node that takes over a dead node's traffic also
@@ -48,9 +50,6 @@ import (
 //     flows that nobody forwards expire by their own timeouts.
 
 const (
-	// mpReconcileEvery: the dump that adopts and refreshes (and
-	// reconciles, as reconcileEvery's does in primary-backup).
-	mpReconcileEvery = refreshEvery
 	// adoptSlack: how much longer than written a mirror's timeout must be
 	// to count as refreshed by this node's traffic (kernel timeouts are
 	// whole seconds; a write is queued a moment before it is made).

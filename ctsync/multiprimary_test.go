@@ -1,6 +1,7 @@
 package ctsync
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -282,5 +283,54 @@ func TestJittered(t *testing.T) {
 	}
 	if lo > 8500*time.Millisecond || hi < 11500*time.Millisecond {
 		t.Errorf("intervals from %v to %v: not spread over 8-12 s", lo, hi)
+	}
+}
+
+// TestApplyCheck: a mirror check's answer is applied to the mirrors as a
+// dump's would be (one refreshed by this node's traffic is adopted), but
+// not to a mirror the peer changed after the check began, nor to a flow
+// that became this node's own meanwhile; a check made stale by a dump applies
+// nothing, and its last answer ends it.
+func TestApplyCheck(t *testing.T) {
+	e := &Engine{cfg: Config{Cache: Direct, Topology: Multiprimary}, log: slog.New(slog.DiscardHandler), flt: newFilter(Filter{})}
+	start := time.Unix(1_000_000, 0)
+	lookup := start.Add(10 * time.Second)
+	mirror := func(port uint16, timeout uint32, written time.Time) ct.Flow {
+		f := udpFlow(port, ct.StatusSeenReply|ct.StatusAssured, timeout)
+		e.external.put(&f, written.UnixNano(), 1)
+		f.Timeout = 120 // in the kernel at the lookup: refreshed by this node's traffic
+		return f
+	}
+	idle, own := mirror(1, 120, start), mirror(3, 120, start)
+	// The peer's newer state, written after the check began, has a
+	// shorter timeout (say, a TCP flow that closed): the lookup's looks
+	// refreshed.
+	changed := mirror(2, 30, lookup.Add(-time.Second))
+	ownNow := own
+	ownNow.Mark = 7 // this node's own since the lookup, and changed
+	e.internal.put(&ownNow)
+	apply := func(stale bool, flows ...ct.Flow) {
+		e.check.run = &checkRun{began: lookup.Add(-2 * time.Second), stale: stale}
+		e.applyCheck(checkBatch{at: lookup, flows: flows, done: true})
+		if e.check.run != nil {
+			t.Error("the check's last answer did not end it")
+		}
+	}
+	apply(true, idle)
+	if e.internal.has(idle.Key()) {
+		t.Error("a stale check's answer was applied")
+	}
+	apply(false, idle, changed, own)
+	if !e.internal.has(idle.Key()) {
+		t.Error("a mirror refreshed by this node's traffic was not adopted")
+	}
+	if e.internal.has(changed.Key()) {
+		t.Error("a mirror the peer changed after the check began was adopted from the lookup's older state")
+	}
+	if f, _ := e.internal.get(own.Key()); f.Mark != 7 {
+		t.Errorf("a flow of this node's own since the lookup was taken from the lookup (mark %d, want 7)", f.Mark)
+	}
+	if n := e.stats.adopted.Load(); n != 1 {
+		t.Errorf("%d adopted, want 1", n)
 	}
 }

@@ -45,16 +45,13 @@ type bgDump struct {
 // startDump starts a reconciling dump off the loop; finishDump applies
 // it. Without a second socket it is made on the loop.
 func (e *Engine) startDump(ctx context.Context) {
-	if e.dumpConn == nil {
-		c, err := e.opts.Kernel.Dial()
-		if err != nil {
-			e.log.Warn("cannot open a socket for dumps off the loop; dumping on it", "err", err)
-			if err := e.resync(ctx); err != nil {
-				e.log.Error("reconciling dump failed", "err", err)
-			}
-			return
+	conn, err := e.dumpSocket()
+	if err != nil {
+		e.log.Warn("cannot open a socket for dumps off the loop; dumping on it", "err", err)
+		if err := e.resync(ctx); err != nil {
+			e.log.Error("reconciling dump failed", "err", err)
 		}
-		e.dumpConn = c
+		return
 	}
 	e.beginResync()
 	d := &bgDump{dirty: map[ct.Key]bool{}}
@@ -62,7 +59,6 @@ func (e *Engine) startDump(ctx context.Context) {
 	// The dump must see the peer's states queued for the kernel: after a
 	// takeover they are this node's.
 	barrier := e.writeBarrier()
-	conn := e.dumpConn
 	e.wg.Go(func() {
 		d.err = e.awaitWrites(ctx, barrier)
 		d.at = time.Now()
@@ -163,7 +159,10 @@ func (e *Engine) beginResync() {
 	e.resyncDue = time.Time{}
 	e.evPause.owed.Store(false)
 	e.lastRecon, e.dumped = time.Now(), true
-	e.reconAfter = jittered(e.reconcileEvery())
+	e.reconAfter = jittered(reconcileEvery)
+	// A dump does what a mirror check does (mirrorcheck.go).
+	e.check.last, e.check.after = e.lastRecon, jittered(mpCheckEvery)
+	e.staleCheck()
 	e.stats.resyncs.Add(1)
 }
 

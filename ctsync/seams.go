@@ -30,6 +30,9 @@ type Kernel interface {
 // KernelConn dumps and writes the table (a *kernel.Conn).
 type KernelConn interface {
 	Dump(ctx context.Context, fn func(ct.Flow) bool) error
+	// Get calls fn with the entry of each key the table holds, and
+	// returns how many it lacks.
+	Get(ctx context.Context, keys []ct.Key, fn func(ct.Flow)) (missing int, err error)
 	DumpExpect(ctx context.Context) ([]ct.Expect, error)
 	Write(ctx context.Context, op kernel.Op, flows []ct.Flow, opts kernel.WriteOptions) (kernel.WriteResult, error)
 	WriteExpect(ctx context.Context, op kernel.Op, exps []ct.Expect) ([]error, error)

@@ -568,7 +568,7 @@ type refresh struct {
 // its next chunk when due; it returns when it must run again (zero: not
 // before something else happens).
 func (e *Engine) refreshTick(now time.Time) time.Time {
-	if e.cfg.Cache != Direct || e.cfg.Topology == Multiprimary { // there the dump refreshes
+	if e.cfg.Cache != Direct || e.cfg.Topology == Multiprimary { // there the mirror check refreshes
 		return time.Time{}
 	}
 	r := &e.refresh

@@ -31,9 +31,10 @@ const (
 	MaxBatchSize = 2048
 )
 
-// Conn is a ctnetlink connection for dumps and writes (not events). It
-// holds two sockets: writes and dumps each have their own, so that a dump
-// can run during a write.
+// Conn is a ctnetlink connection for dumps, lookups and writes (not
+// events). It holds three sockets: writes, dumps and lookups each have
+// their own, so that a dump can run during a write and no answer goes to
+// the wrong reader.
 type Conn struct {
 	wmu sync.Mutex // serialises writes; guards seq, wb and spans
 	w   *netlink.Conn
@@ -44,6 +45,8 @@ type Conn struct {
 
 	dmu sync.Mutex // serialises dumps
 	d   *netlink.Conn
+
+	g getter // Get's
 }
 
 func dialNetfilter() (*netlink.Conn, error) {
@@ -74,7 +77,13 @@ func Dial() (*Conn, error) {
 		w.Close()
 		return nil, fmt.Errorf("dial ctnetlink: %w", err)
 	}
-	return &Conn{w: w, wrc: wrc, d: d}, nil
+	c := &Conn{w: w, wrc: wrc, d: d}
+	if err := c.g.dial(); err != nil {
+		w.Close()
+		d.Close()
+		return nil, fmt.Errorf("dial ctnetlink: %w", err)
+	}
+	return c, nil
 }
 
 // setReadBuffer sets a socket's receive buffer to n bytes: with
@@ -97,9 +106,9 @@ func setReadBuffer(c *netlink.Conn, n int) error {
 	return nil
 }
 
-// Close closes both sockets.
+// Close closes the sockets.
 func (c *Conn) Close() error {
-	return errors.Join(c.w.Close(), c.d.Close())
+	return errors.Join(c.w.Close(), c.d.Close(), c.g.c.Close())
 }
 
 // PortID is the netlink port id of the write socket. The kernel sends the
@@ -384,9 +393,12 @@ func (c *Conn) exchange(w *nlBuf) ([]error, error) {
 
 // send writes b, requests built in an nlBuf, to the kernel in one
 // sendmsg.
-func (c *Conn) send(b []byte) error {
+func (c *Conn) send(b []byte) error { return sendRaw(c.wrc, b) }
+
+// sendRaw writes b to the netlink socket rc in one sendmsg.
+func sendRaw(rc syscall.RawConn, b []byte) error {
 	var serr error
-	err := c.wrc.Write(func(fd uintptr) bool {
+	err := rc.Write(func(fd uintptr) bool {
 		for {
 			_, serr = unix.Write(int(fd), b)
 			if serr != unix.EINTR {

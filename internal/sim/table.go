@@ -276,6 +276,22 @@ func (c *tableConn) Dump(ctx context.Context, fn func(ct.Flow) bool) error {
 	return nil
 }
 
+func (c *tableConn) Get(ctx context.Context, keys []ct.Key, fn func(ct.Flow)) (int, error) {
+	missing := 0
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return missing, err
+		}
+		e, ok := c.t.Get(k)
+		if !ok {
+			missing++
+			continue
+		}
+		fn(e.Flow)
+	}
+	return missing, nil
+}
+
 func (c *tableConn) DumpExpect(context.Context) ([]ct.Expect, error) { return nil, nil }
 
 func (c *tableConn) WriteExpect(_ context.Context, _ kernel.Op, exps []ct.Expect) ([]error, error) {
