@@ -60,7 +60,7 @@ type mirrorCheck struct {
 
 // checkRun is one check's lookups, batch by batch.
 type checkRun struct {
-	began   time.Time // when the check began: a mirror written since is left alone
+	began   time.Time // when the lookups were queued behind the writer: a mirror written since is left alone
 	answers chan checkBatch
 	cancel  context.CancelFunc
 	stale   bool // a dump began since: its answers are dropped
@@ -193,7 +193,7 @@ func (e *Engine) applyCheck(b checkBatch) {
 			continue // this node's own since: its events tell
 		}
 		if _, written, ok := e.external.getAt(k); !ok || written > began {
-			continue // gone, or changed since the check began: newer than the lookup
+			continue // gone, or changed since: newer than the lookup
 		}
 		rc.visit(f)
 	}
