@@ -3,7 +3,6 @@ package ctdwire
 // Expectation messages (EXP_NEW, EXP_UPD, EXP_DEL).
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 
@@ -127,13 +126,11 @@ func ParseExpectState(b []byte) (ExpectState, error) {
 			if typ == ntaExpFn {
 				limit, p = expFnMaxLen, &s.Fn
 			}
-			if 4+len(v) > limit {
+			name, ok := cString(v, limit)
+			if !ok {
 				return s, fmt.Errorf("%w: expectation string %d of %d bytes", ErrAttr, typ, len(v))
 			}
-			if i := bytes.IndexByte(v, 0); i >= 0 {
-				v = v[:i]
-			}
-			*p = string(v)
+			*p = name
 		default: // 12, 13, 14, 18: u32
 			if !a.fixed(typ, v, 4) {
 				return s, a.err

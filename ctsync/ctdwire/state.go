@@ -370,16 +370,16 @@ func (s *State) parse(a *attrs, typ uint16, v []byte) bool {
 	case ntaWScaleRepl:
 		return u8(&s.WScaleRepl)
 	case ntaHelper:
-		// conntrackd takes the bytes up to the first NUL; a name without
-		// one would read past it: we take what there is.
-		if 4+len(v) > helperMaxLen {
+		// conntrackd takes the bytes up to the first NUL, and a name
+		// without one within the attribute would read past it: refused,
+		// as one that leaves no room for its NUL (it could not be sent
+		// back).
+		name, ok := cString(v, helperMaxLen)
+		if !ok {
 			a.err = fmt.Errorf("%w: helper name of %d bytes", ErrAttr, len(v))
 			return false
 		}
-		if i := bytes.IndexByte(v, 0); i >= 0 {
-			v = v[:i]
-		}
-		s.Helper = string(v)
+		s.Helper = name
 		return true
 	case ntaLabels:
 		if 4+len(v) > labelsMaxLen {
@@ -394,4 +394,15 @@ func (s *State) parse(a *attrs, typ uint16, v []byte) bool {
 		return u16(&s.Zone)
 	}
 	return true
+}
+
+// cString is the NUL-terminated string of an attribute's value v, whose
+// attribute (4 bytes of header, the string and its NUL) must fit in
+// limit bytes; ok is false when it does not, or v holds no NUL.
+func cString(v []byte, limit int) (string, bool) {
+	i := bytes.IndexByte(v, 0)
+	if i < 0 || 4+i+1 > limit {
+		return "", false
+	}
+	return string(v[:i]), true
 }
