@@ -26,9 +26,11 @@ var ErrIncomplete = errors.New("the peer's complete copy is not held yet: nothin
 // ErrMaster is returned by Purge on a master.
 var ErrMaster = errors.New("this node is master: its table is the reference, nothing to purge")
 
-// do runs f on the engine's goroutine and waits for it.
+// do runs f on the engine's goroutine and waits for it; the status is
+// published again before it returns, so that a status read after an
+// operation (`ctha sync request`, then `ctha status`) shows it.
 func (e *Engine) do(ctx context.Context, f func()) error {
-	if err := owner.Do(ctx, e.ctl, e.done, f); err != owner.ErrStopped {
+	if err := owner.Do(ctx, e.ctl, e.done, func() { f(); e.publish(time.Now()) }); err != owner.ErrStopped {
 		return err
 	}
 	return ErrStopped
